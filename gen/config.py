@@ -1,0 +1,221 @@
+"""Configuration: one frozen dataclass per block, TOML loading and validation.
+
+A configuration is a TOML document with one table per block (``[gemm]``, ...). A block that has no table is
+not emitted. Every key is checked: unknown keys, wrong types and values out of range raise
+:class:`ConfigError`, whose message is one line naming the field, the value and what is allowed.
+
+Example::
+
+    [gemm]
+    rows = 8
+    cols = 8
+    modes = ["int8", "int4", "w4a8"]
+    max_k = 256
+"""
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+
+from .lib.formats import MODES
+
+__all__ = [
+    "ConfigError", "GemmConfig", "AccelConfig", "SECTIONS",
+    "load_config", "parse_config", "default_config", "config_hash", "gemm_acc_width_needed",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration value is not allowed.
+
+    Parameters
+    ----------
+    field : str
+        Dotted name of the field (``gemm.rows``).
+    value : object
+        The offending value as given.
+    allowed : str
+        What is allowed instead.
+    """
+
+    def __init__(self, field, value, allowed):
+        self.field = field
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"{field} = {_show(value)}: {allowed}")
+
+
+def _show(value):
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _int_field(default, lo, hi, doc):
+    return field(default=default, metadata={"kind": "int", "lo": lo, "hi": hi, "doc": doc})
+
+
+def _str_field(default, doc, choices=None):
+    return field(default=default, metadata={"kind": "str", "choices": choices, "doc": doc})
+
+
+def _strs_field(default, doc, choices):
+    return field(default=default, metadata={"kind": "strs", "choices": choices, "doc": doc})
+
+
+def _check_field(section, f, value):
+    name = f"{section}.{f.name}"
+    meta = f.metadata
+    kind = meta["kind"]
+    if kind == "int":
+        lo, hi = meta["lo"], meta["hi"]
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(name, value, f"must be an integer from {lo} to {hi}")
+        if not lo <= value <= hi:
+            raise ConfigError(name, value, f"must be an integer from {lo} to {hi}")
+        return value
+    if kind == "str":
+        choices = meta["choices"]
+        if not isinstance(value, str) or (choices is not None and value not in choices):
+            if choices is None:
+                raise ConfigError(name, value, "must be a string")
+            raise ConfigError(name, value, "must be one of " + ", ".join(choices))
+        if choices is None and not _is_identifier(value):
+            raise ConfigError(name, value,
+                              "must be a Verilog identifier: a letter or _, then letters, digits or _")
+        return value
+    if kind == "strs":
+        choices = meta["choices"]
+        allowed = "must be a non-empty list of distinct names from: " + ", ".join(choices)
+        if (not isinstance(value, (list, tuple)) or not value
+                or any(not isinstance(v, str) or v not in choices for v in value)
+                or len(set(value)) != len(value)):
+            raise ConfigError(name, value, allowed)
+        return tuple(value)
+    raise AssertionError(kind)
+
+
+def _is_identifier(text):
+    return (bool(text) and (text[0].isalpha() or text[0] == "_") and text.isascii()
+            and all(c.isalnum() or c == "_" for c in text))
+
+
+def gemm_acc_width_needed(max_k):
+    """Accumulator width that cannot overflow for any GEMM with ``K <= max_k``.
+
+    The largest product magnitude of every integer mode is INT8's (-128) * (-128) = 2**14; a sum of
+    ``max_k`` of them needs ``(max_k * 2**14).bit_length()`` magnitude bits plus a sign bit. INT4 (2 x 64
+    per PE per cycle, but over K elements: at most ``max_k * 64``) and W4A8 (``max_k * 1024``) need less.
+    """
+    return (max_k * 2**14).bit_length() + 1
+
+
+@dataclass(frozen=True)
+class GemmConfig:
+    """The mixed-precision GEMM engine (:class:`gen.gemm.GemmEngine`)."""
+
+    top: str = _str_field("accelgen_gemm", "name of the emitted Verilog module")
+    rows: int = _int_field(8, 1, 64, "PE rows R: reduction elements per beat (INT8)")
+    cols: int = _int_field(8, 1, 64, "PE columns C: output channels computed at once")
+    modes: tuple = _strs_field(tuple(m.name for m in MODES), "run-time modes built into the PEs",
+                               tuple(m.name for m in MODES))
+    acc_width: int = _int_field(32, 8, 64, "accumulator width in bits (two's complement)")
+    max_m: int = _int_field(256, 1, 65536, "largest M (rows of A) a command may ask for")
+    max_n: int = _int_field(256, 1, 65536, "largest N (columns of W) a command may ask for")
+    max_k: int = _int_field(256, 1, 65536, "largest K (reduction length) a command may ask for")
+    out_fifo_depth: int = _int_field(32, 2, 4096, "result rows buffered before backpressure stalls")
+
+    def _validate(self):
+        need = gemm_acc_width_needed(self.max_k)
+        if self.acc_width < need:
+            raise ConfigError("gemm.acc_width", self.acc_width,
+                              f"must be at least {need} so that gemm.max_k = {self.max_k} "
+                              f"INT8 products cannot overflow")
+        words = self.max_m * -(-self.max_k // self.rows)
+        if words > 1 << 20:
+            raise ConfigError("gemm.max_m", self.max_m,
+                              f"max_m * ceil(max_k / rows) must be at most {1 << 20} activation-buffer "
+                              f"words; it is {words}")
+
+
+SECTIONS = {"gemm": GemmConfig}
+
+
+@dataclass(frozen=True)
+class AccelConfig:
+    """A whole configuration: one optional section per block."""
+
+    gemm: GemmConfig | None = None
+
+    def to_dict(self):
+        out = {}
+        for name in SECTIONS:
+            section = getattr(self, name)
+            if section is not None:
+                out[name] = {k: (list(v) if isinstance(v, tuple) else v)
+                             for k, v in dataclasses.asdict(section).items()}
+        return out
+
+    @property
+    def blocks(self):
+        return {name: getattr(self, name) for name in SECTIONS if getattr(self, name) is not None}
+
+
+def _parse_section(name, cls, data):
+    if not isinstance(data, dict):
+        raise ConfigError(name, data, "must be a table")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            raise ConfigError(f"{name}.{key}", data[key],
+                              "unknown key; allowed keys are " + ", ".join(fields))
+    values = {key: _check_field(name, fields[key], value) for key, value in data.items()}
+    section = cls(**values)
+    section._validate()
+    return section
+
+
+def parse_config(data):
+    """Validate a configuration given as a dict (as read from TOML) and return an :class:`AccelConfig`."""
+    if not isinstance(data, dict):
+        raise ConfigError("config", data, "must be a table of block sections")
+    for key in data:
+        if key not in SECTIONS:
+            raise ConfigError(key, data[key],
+                              "unknown section; allowed sections are " + ", ".join(SECTIONS))
+    if not data:
+        raise ConfigError("config", "{}", "must have at least one section of: " + ", ".join(SECTIONS))
+    return AccelConfig(**{name: _parse_section(name, SECTIONS[name], data[name]) for name in data})
+
+
+def load_config(path=None):
+    """Load and validate a TOML configuration; ``None`` gives the embedded default."""
+    if path is None:
+        text = resources.files("gen").joinpath("default.toml").read_text(encoding="utf-8")
+        source = "default.toml"
+    else:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        source = str(path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("config", source, f"is not valid TOML ({exc})") from None
+    return parse_config(data)
+
+
+def default_config():
+    return load_config(None)
+
+
+def config_hash(config):
+    """SHA-256 of the canonical JSON of the whole configuration (defaults filled in)."""
+    text = json.dumps(config.to_dict(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -1,0 +1,203 @@
+"""Configuration -> Verilog, JSON manifest and filelist, one set per emitted top.
+
+Emission is deterministic: the same configuration gives byte-identical files on any machine (Amaranth is
+asked for no source locations, the builtin Yosys is pinned, and nothing records paths or dates). Files are
+written to a temporary folder beside the destination and moved into place whole, so a failure leaves the
+destination as it was.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from amaranth.hdl import Shape
+from amaranth.lib import data, stream, wiring
+
+from . import __version__
+from .config import AccelConfig, config_hash
+
+__all__ = ["Top", "elaborate_tops", "emit", "manifest_of", "payload_fields", "TOPS"]
+
+
+@dataclass
+class Top:
+    """One emitted top: its module name, the component, and what the manifest says of it."""
+
+    block: str
+    name: str
+    component: wiring.Component
+    formats: dict = field(default_factory=dict)
+    parameters: dict = field(default_factory=dict)
+    performance: dict = field(default_factory=dict)
+
+
+def _gemm_top(cfg):
+    from .gemm import GemmEngine
+    from .lib.formats import mode_by_name
+
+    engine = GemmEngine(rows=cfg.rows, cols=cfg.cols, modes=cfg.modes, acc_width=cfg.acc_width,
+                        max_m=cfg.max_m, max_n=cfg.max_n, max_k=cfg.max_k,
+                        out_fifo_depth=cfg.out_fifo_depth)
+    codes = ", ".join(f"{name}={mode_by_name(name).code}" for name in cfg.modes)
+    return Top(
+        block="gemm", name=cfg.top, component=engine,
+        formats={
+            "cmd.m": "uint: rows of A (1 to max_m)",
+            "cmd.n": "uint: columns of W (1 to max_n)",
+            "cmd.k": "uint: reduction length (1 to max_k)",
+            "cmd.mode": f"uint: mode code ({codes})",
+            "a.data": "int8 (int8, w4a8) or int4 pair (int4): element k in bits 3:0, k+1 in 7:4",
+            "w.data": "int8 (int8) or int4 pair along K (int4, w4a8)",
+            "o.data": f"int{cfg.acc_width}: two's complement accumulator",
+            "o.last": "flag: final beat of a command",
+        },
+        parameters={
+            "rows": cfg.rows, "cols": cfg.cols, "modes": list(cfg.modes),
+            "acc_width": cfg.acc_width, "psum_width": engine._array.psum_width,
+            "act_buffer_words": engine.act_buffer_depth,
+            "mode_codes": {name: mode_by_name(name).code for name in cfg.modes},
+            "tile_k": {name: cfg.rows * mode_by_name(name).k_per_row for name in cfg.modes},
+        },
+        performance={
+            "pipeline_depth": engine.pipeline_depth,
+            "modes": {name: {"macs_per_cycle": engine.macs_per_cycle(name),
+                             "latency": engine.pipeline_depth}
+                      for name in cfg.modes},
+        },
+    )
+
+
+TOPS = {"gemm": _gemm_top}
+
+
+def elaborate_tops(config: AccelConfig):
+    """The :class:`Top` of every block the configuration has, in a fixed order."""
+    return [TOPS[block](section) for block, section in config.blocks.items()]
+
+
+def _shape_format(shape):
+    return ("sint" if shape.signed else "uint") + str(shape.width)
+
+
+def payload_fields(layout, prefix="", offset=0):
+    """Flatten a payload layout into ``(name, offset, width, shape format)`` leaves; arrays as ``x.0``."""
+    if isinstance(layout, data.StructLayout):
+        out = []
+        for name, member in layout:
+            out += payload_fields(member.shape, f"{prefix}{name}.", offset + member.offset)
+        return out
+    if isinstance(layout, data.ArrayLayout):
+        out = []
+        step = layout.size // layout.length
+        for i in range(layout.length):
+            out += payload_fields(layout.elem_shape, f"{prefix}{i}.", offset + i * step)
+        return out
+    shape = Shape.cast(layout)
+    return [(prefix.rstrip("."), offset, shape.width, _shape_format(shape))]
+
+
+def _format_of(formats, stream_name, field_name):
+    parts = field_name.split(".")
+    for i in range(len(parts), 0, -1):
+        key = stream_name + "." + ".".join(p for p in parts[:i] if not p.isdigit())
+        if key in formats:
+            return formats[key]
+    return None
+
+
+def manifest_of(top: Top, config: AccelConfig):
+    """The JSON-ready manifest of ``top`` (DESIGN.md, interfaces)."""
+    ports = [
+        {"name": "clk", "direction": "in", "width": 1, "role": "clock"},
+        {"name": "rst", "direction": "in", "width": 1, "role": "reset (synchronous, active high)"},
+    ]
+    streams = {}
+    for name, member in top.component.signature.members.items():
+        if member.is_signature and isinstance(member.signature, stream.Signature):
+            inward = member.flow == wiring.In
+            direction = "in" if inward else "out"
+            layout = member.signature.members["payload"].shape
+            width = Shape.cast(layout).width
+            ports += [
+                {"name": f"{name}__valid", "direction": direction, "width": 1,
+                 "role": f"stream {name}: valid"},
+                {"name": f"{name}__ready", "direction": "out" if inward else "in", "width": 1,
+                 "role": f"stream {name}: ready"},
+                {"name": f"{name}__payload", "direction": direction, "width": width,
+                 "role": f"stream {name}: payload"},
+            ]
+            fields = []
+            for fname, off, fwidth, fmt in payload_fields(layout):
+                meaning = _format_of(top.formats, name, fname)
+                fields.append({"name": fname, "offset": off, "width": fwidth,
+                               "format": fmt + (f" ({meaning})" if meaning else "")})
+            streams[name] = {"direction": direction, "width": width, "fields": fields}
+        else:
+            shape = Shape.cast(member.shape)
+            ports.append({"name": name, "direction": "in" if member.flow == wiring.In else "out",
+                          "width": shape.width, "role": "status"})
+    section = config.to_dict()[top.block]
+    return {
+        "generator": {"name": "accelgen", "version": __version__},
+        "top": top.name,
+        "block": top.block,
+        "config": {top.block: section},
+        "config_hash": config_hash(config),
+        "ports": ports,
+        "streams": streams,
+        "parameters": top.parameters,
+        "performance": top.performance,
+    }
+
+
+def to_verilog(top: Top):
+    """Verilog text of ``top``: Amaranth's builtin Yosys, no source locations."""
+    os.environ["AMARANTH_USE_YOSYS"] = "builtin"
+    from amaranth.back import verilog
+    text = verilog.convert(top.component, name=top.name, emit_src=False)
+    header = (f"// {top.name}: generated by accelgen {__version__} (block {top.block}).\n"
+              f"// Do not edit; regenerate with `accelgen emit`. The manifest {top.name}.json "
+              f"describes the ports.\n")
+    return header + text
+
+
+def render(config: AccelConfig):
+    """All emitted files, as a dict of file name -> text."""
+    files = {}
+    for top in elaborate_tops(config):
+        files[f"{top.name}.v"] = to_verilog(top)
+        manifest = manifest_of(top, config)
+        files[f"{top.name}.json"] = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+        files[f"{top.name}.f"] = f"{top.name}.v\n"
+    return files
+
+
+def write_atomically(files, out_dir):
+    """Write ``files`` into ``out_dir``, replacing it whole, via a temporary folder beside it."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    tmp.chmod(0o755)
+    try:
+        for name, text in sorted(files.items()):
+            (tmp / name).write_text(text, encoding="utf-8")
+        old = None
+        if out_dir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
+            old.rmdir()
+            out_dir.rename(old)
+        tmp.rename(out_dir)
+        if old is not None:
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def emit(config: AccelConfig, out_dir):
+    """Render every top of ``config`` and write them into ``out_dir`` (replaced whole)."""
+    return write_atomically(render(config), out_dir)

@@ -1,0 +1,392 @@
+"""The mixed-precision GEMM engine: a weight-stationary systolic array behind streams."""
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .lib.formats import MODE_CODE_WIDTH, mode_by_name
+from .pe import mode_index_width
+from .systolic import SystolicArray
+
+__all__ = ["GemmEngine", "cmd_layout", "act_layout", "wgt_layout", "out_layout"]
+
+
+def cmd_layout(*, max_m, max_n, max_k):
+    """A GEMM command: the sizes M, N, K (1 to the configured maxima) and the mode code."""
+    return data.StructLayout({
+        "m": unsigned(max_m.bit_length()),
+        "n": unsigned(max_n.bit_length()),
+        "k": unsigned(max_k.bit_length()),
+        "mode": unsigned(MODE_CODE_WIDTH),
+    })
+
+
+def act_layout(rows):
+    """One activation beat: R bytes, one per PE row."""
+    return data.StructLayout({"data": data.ArrayLayout(unsigned(8), rows)})
+
+
+def wgt_layout(cols):
+    """One weight beat: C bytes, one per PE column."""
+    return data.StructLayout({"data": data.ArrayLayout(unsigned(8), cols)})
+
+
+def out_layout(cols, acc_width):
+    """One result beat: C accumulators of one row of the result, and ``last`` on a command's final beat."""
+    return data.StructLayout({
+        "data": data.ArrayLayout(signed(acc_width), cols),
+        "last": unsigned(1),
+    })
+
+
+class GemmEngine(wiring.Component):
+    """Computes ``Y = A x W`` for integer matrices in a run-time mode, on an R x C systolic array.
+
+    A command on ``cmd`` names M, N, K and the mode. The engine walks the output in tiles of C columns
+    (``n0 = 0, C, 2C, ...``) and, for each, the reduction in tiles of ``R * k_per_row`` elements (R in INT8
+    and W4A8, 2R in INT4). Every (n, k) tile loads its weights into the PEs' idle weight bank while the
+    previous tile computes (double buffering), then streams all M activation rows through the array; the
+    column sums are added into an accumulator memory of M rows, and after the last k tile each row leaves
+    on ``o``. Commands follow each other without draining the array.
+
+    Streams, in the order the engine consumes them (lanes past K or N are don't-care and ignored):
+
+    - ``cmd``: one beat per GEMM. A command with a size of 0 or above its maximum, or a mode that was not
+      built, is dropped and counted in ``errors``; its data must not be sent.
+    - ``w``: for each n tile, for each k tile, the weight beats of the tile. INT8: R beats, beat r holds
+      ``W[k0 + r, n0 + c]`` in byte c. INT4: R beats, byte c of beat r is the INT4 pair
+      ``W[k0 + 2r, n0 + c]`` (bits 3:0) and ``W[k0 + 2r + 1, n0 + c]`` (bits 7:4). W4A8: ceil(R / 2)
+      beats packed like INT4, so weights load with half the bandwidth.
+    - ``a``: for each k tile, for each row m, one beat: byte r holds ``A[m, k0 + r]`` (INT8, W4A8) or the
+      INT4 pair ``A[m, k0 + 2r]``, ``A[m, k0 + 2r + 1]`` (INT4). A is sent once per command; the engine
+      keeps it in an activation buffer and replays it for the other n tiles.
+    - ``o``: for each n tile, for each row m, one beat with ``Y[m, n0 + c]`` in lane c (lanes past N read
+      0); ``last`` marks the command's final beat.
+
+    Accumulators are ``acc_width``-bit two's complement. The configuration is rejected unless
+    ``acc_width`` holds ``max_k`` products of -128 x -128, so no command can overflow; were one to, the
+    sum would wrap modulo ``2**acc_width``.
+
+    Parameters
+    ----------
+    rows, cols : int
+        R and C of the PE array.
+    modes : tuple of str
+        Modes built in (``int8``, ``int4``, ``w4a8``).
+    acc_width : int
+        Accumulator width.
+    max_m, max_n, max_k : int
+        Largest sizes a command may ask for; they size the activation and accumulator memories.
+    out_fifo_depth : int
+        Result rows buffered at the output. At least :attr:`pipeline_depth` keeps full throughput when
+        ``o`` is never stalled.
+
+    Members
+    -------
+    cmd : In(stream.Signature(cmd_layout(...)))
+    a : In(stream.Signature(act_layout(rows)))
+    w : In(stream.Signature(wgt_layout(cols)))
+    o : Out(stream.Signature(out_layout(cols, acc_width)))
+    errors : Out(16)
+        Commands dropped as invalid, saturating.
+    busy : Out(1)
+        A command is in progress or results are waiting.
+    """
+
+    def __init__(self, *, rows, cols, modes, acc_width, max_m, max_n, max_k, out_fifo_depth):
+        self._rows = rows
+        self._cols = cols
+        self._modes = tuple(modes)
+        self._acc_width = acc_width
+        self._max_m = max_m
+        self._max_n = max_n
+        self._max_k = max_k
+        self._out_fifo_depth = out_fifo_depth
+        self._array = SystolicArray(rows=rows, cols=cols, modes=self._modes)
+        super().__init__({
+            "cmd": In(stream.Signature(cmd_layout(max_m=max_m, max_n=max_n, max_k=max_k))),
+            "a": In(stream.Signature(act_layout(rows))),
+            "w": In(stream.Signature(wgt_layout(cols))),
+            "o": Out(stream.Signature(out_layout(cols, acc_width))),
+            "errors": Out(16),
+            "busy": Out(1),
+        })
+
+    @property
+    def rows(self):
+        return self._rows
+
+    @property
+    def cols(self):
+        return self._cols
+
+    @property
+    def modes(self):
+        return self._modes
+
+    @property
+    def act_buffer_depth(self):
+        """Words of the activation buffer: ``max_m * ceil(max_k / rows)``."""
+        return self._max_m * -(-self._max_k // self._rows)
+
+    @property
+    def pipeline_depth(self):
+        """Cycles from taking the activation beat of row m in the last k tile to result row m on ``o``:
+        1 (issue) + R + C - 1 (array) + 2 (accumulate) + 1 (output FIFO)."""
+        return 1 + self._array.latency + 2 + 1
+
+    latency = pipeline_depth
+
+    def macs_per_cycle(self, mode):
+        return self._rows * self._cols * mode_by_name(mode).macs_per_pe
+
+    def elaborate(self, platform):
+        m = Module()
+        R, C = self._rows, self._cols
+        m.submodules.array = array = self._array
+        depth_words = self.act_buffer_depth
+        mw = mode_index_width(self._modes)
+        modes = [mode_by_name(name) for name in self._modes]
+        drain_init = array.latency + 1
+
+        # Per-mode constants selected by a mode index.
+        def per_mode(idx, values, shape):
+            out = Signal(shape)
+            with m.Switch(idx):
+                for i, value in enumerate(values):
+                    with m.Case(i):
+                        m.d.comb += out.eq(value)
+            return out
+
+        k_width = self._max_k.bit_length() + 2
+        n_width = self._max_n.bit_length() + 1
+
+        # Weight banks: `full` is set by the loader when a bank holds a tile, cleared by the feeder when
+        # the tile's last wavefront has entered the array; the bank is free again `drain_init` cycles later,
+        # when that wavefront has passed every PE.
+        full = Signal(2)
+        drain = [Signal(range(drain_init + 1), name=f"drain_{b}") for b in range(2)]
+        for b in range(2):
+            with m.If(drain[b] != 0):
+                m.d.sync += drain[b].eq(drain[b] - 1)
+        full_set = Signal(2)
+        full_clr = Signal(2)
+        m.d.sync += full.eq((full | full_set) & ~full_clr)
+
+        # Commands pass from the loader, which accepts them, to the feeder.
+        desc = data.StructLayout({
+            "m": unsigned(self._max_m.bit_length()),
+            "n": unsigned(self._max_n.bit_length()),
+            "k": unsigned(self._max_k.bit_length()),
+            "mode": unsigned(mw),
+        })
+        m.submodules.desc_fifo = desc_fifo = fifo.SyncFIFOBuffered(width=desc.size, depth=2)
+
+        # ---- command intake and weight loader ------------------------------------------------------
+        cmd = self.cmd.payload
+        cmd_mode_ok = Signal()
+        cmd_mode_idx = Signal(mw)
+        with m.Switch(cmd.mode):
+            for i, mode in enumerate(modes):
+                with m.Case(mode.code):
+                    m.d.comb += [cmd_mode_ok.eq(1), cmd_mode_idx.eq(i)]
+        cmd_ok = Signal()
+        m.d.comb += cmd_ok.eq(cmd_mode_ok
+                              & (cmd.m != 0) & (cmd.m <= self._max_m)
+                              & (cmd.n != 0) & (cmd.n <= self._max_n)
+                              & (cmd.k != 0) & (cmd.k <= self._max_k))
+        cmd_desc = Signal(desc)
+        m.d.comb += [cmd_desc.m.eq(cmd.m), cmd_desc.n.eq(cmd.n), cmd_desc.k.eq(cmd.k),
+                     cmd_desc.mode.eq(cmd_mode_idx), desc_fifo.w_data.eq(cmd_desc)]
+
+        ld_n = Signal(self._max_n.bit_length())
+        ld_k = Signal(self._max_k.bit_length())
+        ld_mode = Signal(mw)
+        ld_n0 = Signal(n_width)
+        ld_k0 = Signal(k_width)
+        ld_row = Signal(range(max(R, 2)))
+        ld_krow = Signal(k_width)     # reduction index of the row's (low) element
+        ld_bank = Signal()
+        ld_kdepth = per_mode(ld_mode, [R * md.k_per_row for md in modes], k_width)
+        ld_kstep = per_mode(ld_mode, [md.k_per_row for md in modes], 2)
+        ld_is_w4a8 = per_mode(ld_mode, [int(md.name == "w4a8") for md in modes], 1)
+        ld_is_int4 = per_mode(ld_mode, [int(md.name == "int4") for md in modes], 1)
+        errors = Signal(16)
+        m.d.comb += self.errors.eq(errors)
+
+        bank_free = Signal()
+        m.d.comb += bank_free.eq(~full.bit_select(ld_bank, 1)
+                                 & (Mux(ld_bank, drain[1], drain[0]) == 0))
+        # In W4A8 a beat fills two rows, low nibbles first; it is taken with the second (or the last row).
+        take_beat = Signal()
+        m.d.comb += take_beat.eq(~ld_is_w4a8 | ld_row[0] | (ld_row == R - 1))
+        lo_ok = Signal()
+        hi_ok = Signal()
+        m.d.comb += [lo_ok.eq(ld_krow < ld_k), hi_ok.eq(ld_krow + 1 < ld_k)]
+        for c in range(C):
+            byte = self.w.payload.data[c]
+            col_ok = Signal(name=f"ld_col_ok_{c}")
+            m.d.comb += col_ok.eq(ld_n0 + c < ld_n)
+            lo = Mux(ld_is_w4a8 & ld_row[0], byte[4:8], byte[0:4])
+            hi = Mux(ld_is_int4, byte[4:8], Mux(ld_is_w4a8, 0, byte[4:8]))
+            lo_keep = col_ok & lo_ok
+            hi_keep = col_ok & Mux(ld_is_int4, hi_ok, lo_ok)
+            m.d.comb += array.w_data[c].eq(Cat(Mux(lo_keep, lo, 0), Mux(hi_keep, hi, 0)))
+        m.d.comb += array.w_bank.eq(ld_bank)
+
+        with m.FSM(name="loader") as loader_fsm:
+            with m.State("IDLE"):
+                m.d.comb += self.cmd.ready.eq(desc_fifo.w_rdy)
+                with m.If(self.cmd.valid & desc_fifo.w_rdy):
+                    with m.If(cmd_ok):
+                        m.d.comb += desc_fifo.w_en.eq(1)
+                        m.d.sync += [ld_n.eq(cmd.n), ld_k.eq(cmd.k), ld_mode.eq(cmd_mode_idx),
+                                     ld_n0.eq(0), ld_k0.eq(0), ld_row.eq(0), ld_krow.eq(0)]
+                        m.next = "LOAD"
+                    with m.Elif(errors != 0xFFFF):
+                        m.d.sync += errors.eq(errors + 1)
+            with m.State("LOAD"):
+                with m.If(bank_free & self.w.valid):
+                    m.d.comb += [self.w.ready.eq(take_beat), array.w_row_we.eq(1 << ld_row)]
+                    m.d.sync += [ld_row.eq(ld_row + 1), ld_krow.eq(ld_krow + ld_kstep)]
+                    with m.If(ld_row == R - 1):
+                        m.d.comb += full_set.eq(Mux(ld_bank, 0b10, 0b01))
+                        m.d.sync += [ld_bank.eq(~ld_bank), ld_row.eq(0)]
+                        with m.If(ld_k0 + ld_kdepth >= ld_k):
+                            m.d.sync += [ld_k0.eq(0), ld_krow.eq(0), ld_n0.eq(ld_n0 + C)]
+                            with m.If(ld_n0 + C >= ld_n):
+                                m.next = "IDLE"
+                        with m.Else():
+                            m.d.sync += [ld_k0.eq(ld_k0 + ld_kdepth), ld_krow.eq(ld_k0 + ld_kdepth)]
+
+        # ---- feeder: activation rows into the array --------------------------------------------------
+        act_mem = Memory(shape=unsigned(8 * R), depth=depth_words, init=[])
+        m.submodules.act_mem = act_mem
+        act_wr = act_mem.write_port()
+        act_rd = act_mem.read_port(domain="sync")
+
+        fd = Signal(desc)
+        fd_m = Signal(range(self._max_m + 1))
+        fd_k0 = Signal(k_width)
+        fd_n0 = Signal(n_width)
+        fd_addr = Signal(range(depth_words + 1))
+        fd_first_pass = Signal()
+        fd_bank = Signal()
+        fd_kdepth = per_mode(fd.mode, [R * md.k_per_row for md in modes], k_width)
+        outstanding = Signal(range(self._out_fifo_depth + 1))
+
+        last_k = Signal()
+        last_n = Signal()
+        last_m = Signal()
+        m.d.comb += [last_k.eq(fd_k0 + fd_kdepth >= fd.k), last_n.eq(fd_n0 + C >= fd.n),
+                     last_m.eq(fd_m + 1 == fd.m)]
+        credit_ok = Signal()
+        m.d.comb += credit_ok.eq(~last_k | (outstanding < self._out_fifo_depth))
+        issue = Signal()
+
+        # Stage 1: the wavefront entering the array, and its control word.
+        ctrl = data.StructLayout({
+            "valid": 1, "first_k": 1, "last_k": 1, "last": 1,
+            "m": unsigned(max(1, (self._max_m - 1).bit_length())),
+        })
+        s1 = Signal(ctrl)
+        s1_from_stream = Signal()
+        s1_data = Signal(8 * R)
+        s1_bank = Signal()
+        s1_mode = Signal(mw)
+
+        m.d.comb += [act_wr.addr.eq(fd_addr), act_wr.data.eq(self.a.payload.data.as_value()),
+                     act_rd.addr.eq(fd_addr)]
+        m.d.sync += s1.valid.eq(issue)
+        with m.FSM(name="feeder") as feeder_fsm:
+            with m.State("IDLE"):
+                m.d.comb += desc_fifo.r_en.eq(1)
+                with m.If(desc_fifo.r_rdy):
+                    m.d.sync += [fd.eq(desc_fifo.r_data), fd_m.eq(0), fd_k0.eq(0), fd_n0.eq(0),
+                                 fd_addr.eq(0), fd_first_pass.eq(1)]
+                    m.next = "RUN"
+            with m.State("RUN"):
+                ready = Signal()
+                m.d.comb += ready.eq(full.bit_select(fd_bank, 1) & credit_ok)
+                m.d.comb += [
+                    self.a.ready.eq(ready & fd_first_pass),
+                    issue.eq(ready & (self.a.valid | ~fd_first_pass)),
+                    act_wr.en.eq(issue & fd_first_pass),
+                ]
+                with m.If(issue):
+                    m.d.sync += [
+                        s1.first_k.eq(fd_k0 == 0), s1.last_k.eq(last_k),
+                        s1.last.eq(last_k & last_n & last_m), s1.m.eq(fd_m),
+                        s1_from_stream.eq(fd_first_pass), s1_data.eq(self.a.payload.data.as_value()),
+                        s1_bank.eq(fd_bank), s1_mode.eq(fd.mode),
+                        fd_addr.eq(fd_addr + 1), fd_m.eq(fd_m + 1),
+                    ]
+                    with m.If(last_m):
+                        m.d.comb += full_clr.eq(Mux(fd_bank, 0b10, 0b01))
+                        for b in range(2):
+                            with m.If(fd_bank == b):
+                                m.d.sync += drain[b].eq(drain_init)
+                        m.d.sync += [fd_m.eq(0), fd_bank.eq(~fd_bank), fd_k0.eq(fd_k0 + fd_kdepth)]
+                        with m.If(last_k):
+                            m.d.sync += [fd_k0.eq(0), fd_n0.eq(fd_n0 + C), fd_addr.eq(0),
+                                         fd_first_pass.eq(0)]
+                            with m.If(last_n):
+                                m.next = "IDLE"
+
+        for r in range(R):
+            m.d.comb += array.a[r].eq(Mux(s1_from_stream, s1_data[8 * r:8 * r + 8],
+                                          act_rd.data[8 * r:8 * r + 8]))
+        m.d.comb += [array.bank.eq(s1_bank), array.mode.eq(s1_mode)]
+
+        # Control words travel beside the array.
+        ctl = s1
+        for i in range(array.latency):
+            nxt = Signal(ctrl, name=f"ctl_{i}")
+            m.d.sync += nxt.eq(ctl)
+            ctl = nxt
+
+        # ---- accumulation: stage A reads acc[m], stage B adds and writes or emits -------------------
+        aw = self._acc_width
+        acc_mem = Memory(shape=unsigned(aw * C), depth=self._max_m, init=[])
+        m.submodules.acc_mem = acc_mem
+        acc_wr = acc_mem.write_port()
+        acc_rd = acc_mem.read_port(domain="sync", transparent_for=(acc_wr,))
+        m.d.comb += acc_rd.addr.eq(ctl.m)
+        sb = Signal(ctrl)
+        sb_ps = [Signal(signed(array.psum_width), name=f"sb_ps_{c}") for c in range(C)]
+        m.d.sync += sb.eq(ctl)
+        m.d.sync += [sb_ps[c].eq(array.ps[c]) for c in range(C)]
+
+        sums = []
+        for c in range(C):
+            prev = acc_rd.data[aw * c:aw * (c + 1)].as_signed()
+            total = Signal(signed(aw), name=f"sum_{c}")
+            m.d.comb += total.eq(Mux(sb.first_k, 0, prev) + sb_ps[c])
+            sums.append(total)
+        m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(width=aw * C + 1,
+                                                                 depth=self._out_fifo_depth)
+        m.d.comb += [
+            acc_wr.addr.eq(sb.m), acc_wr.data.eq(Cat(*sums)),
+            acc_wr.en.eq(sb.valid & ~sb.last_k),
+            out_fifo.w_data.eq(Cat(*sums, sb.last)),
+            out_fifo.w_en.eq(sb.valid & sb.last_k),
+        ]
+        m.d.comb += [
+            self.o.payload.eq(out_fifo.r_data),
+            self.o.valid.eq(out_fifo.r_rdy),
+            out_fifo.r_en.eq(self.o.ready),
+        ]
+
+        taken = Signal()
+        m.d.comb += taken.eq(self.o.valid & self.o.ready)
+        booked = Signal()
+        m.d.comb += booked.eq(issue & last_k)
+        with m.If(booked & ~taken):
+            m.d.sync += outstanding.eq(outstanding + 1)
+        with m.Elif(taken & ~booked):
+            m.d.sync += outstanding.eq(outstanding - 1)
+
+        m.d.comb += self.busy.eq(~loader_fsm.ongoing("IDLE") | ~feeder_fsm.ongoing("IDLE")
+                                 | desc_fifo.r_rdy | (outstanding != 0))
+        return m

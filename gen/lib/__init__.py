@@ -1,0 +1,1 @@
+"""What several blocks share: number-format helpers and stream payload layouts."""

