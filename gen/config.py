@@ -53,6 +53,8 @@ def _show(value):
         return json.dumps(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_show(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_show(v)}" for k, v in value.items()) + "}"
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
@@ -130,7 +132,7 @@ class GemmConfig:
     max_m: int = _int_field(256, 1, 65536, "largest M (rows of A) a command may ask for")
     max_n: int = _int_field(256, 1, 65536, "largest N (columns of W) a command may ask for")
     max_k: int = _int_field(256, 1, 65536, "largest K (reduction length) a command may ask for")
-    out_fifo_depth: int = _int_field(32, 2, 4096, "result rows buffered before backpressure stalls")
+    out_fifo_depth: int = _int_field(32, 4, 4096, "result rows buffered before backpressure stalls")
 
     def _validate(self):
         need = gemm_acc_width_needed(self.max_k)
@@ -191,7 +193,7 @@ def parse_config(data):
             raise ConfigError(key, data[key],
                               "unknown section; allowed sections are " + ", ".join(SECTIONS))
     if not data:
-        raise ConfigError("config", "{}", "must have at least one section of: " + ", ".join(SECTIONS))
+        raise ConfigError("config", {}, "must have at least one section of: " + ", ".join(SECTIONS))
     return AccelConfig(**{name: _parse_section(name, SECTIONS[name], data[name]) for name in data})
 
 

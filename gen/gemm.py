@@ -1,6 +1,6 @@
 """The mixed-precision GEMM engine: a weight-stationary systolic array behind streams."""
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -151,12 +151,14 @@ class GemmEngine(wiring.Component):
         drain_init = array.latency + 1
 
         # Per-mode constants selected by a mode index.
-        def per_mode(idx, values, shape):
-            out = Signal(shape)
-            with m.Switch(idx):
-                for i, value in enumerate(values):
-                    with m.Case(i):
-                        m.d.comb += out.eq(value)
+        def per_mode(idx, values, shape, name):
+            # A chain of multiplexers, not a `Switch`: it becomes continuous assignments, which Icarus
+            # evaluates at time 0 even when the index never changes (an `always @*` it would not).
+            out = Signal(shape, name=name)
+            value = Const(values[0], shape)
+            for i, v in enumerate(values[1:], start=1):
+                value = Mux(idx == i, v, value)
+            m.d.comb += out.eq(value)
             return out
 
         k_width = self._max_k.bit_length() + 2
@@ -181,7 +183,7 @@ class GemmEngine(wiring.Component):
             "k": unsigned(self._max_k.bit_length()),
             "mode": unsigned(mw),
         })
-        m.submodules.desc_fifo = desc_fifo = fifo.SyncFIFOBuffered(width=desc.size, depth=2)
+        m.submodules.desc_fifo = desc_fifo = fifo.SyncFIFO(width=desc.size, depth=2)
 
         # ---- command intake and weight loader ------------------------------------------------------
         cmd = self.cmd.payload
@@ -208,10 +210,10 @@ class GemmEngine(wiring.Component):
         ld_row = Signal(range(max(R, 2)))
         ld_krow = Signal(k_width)     # reduction index of the row's (low) element
         ld_bank = Signal()
-        ld_kdepth = per_mode(ld_mode, [R * md.k_per_row for md in modes], k_width)
-        ld_kstep = per_mode(ld_mode, [md.k_per_row for md in modes], 2)
-        ld_is_w4a8 = per_mode(ld_mode, [int(md.name == "w4a8") for md in modes], 1)
-        ld_is_int4 = per_mode(ld_mode, [int(md.name == "int4") for md in modes], 1)
+        ld_kdepth = per_mode(ld_mode, [R * md.k_per_row for md in modes], k_width, "ld_kdepth")
+        ld_kstep = per_mode(ld_mode, [md.k_per_row for md in modes], 2, "ld_kstep")
+        ld_is_w4a8 = per_mode(ld_mode, [int(md.name == "w4a8") for md in modes], 1, "ld_is_w4a8")
+        ld_is_int4 = per_mode(ld_mode, [int(md.name == "int4") for md in modes], 1, "ld_is_int4")
         errors = Signal(16)
         m.d.comb += self.errors.eq(errors)
 
@@ -273,7 +275,7 @@ class GemmEngine(wiring.Component):
         fd_addr = Signal(range(depth_words + 1))
         fd_first_pass = Signal()
         fd_bank = Signal()
-        fd_kdepth = per_mode(fd.mode, [R * md.k_per_row for md in modes], k_width)
+        fd_kdepth = per_mode(fd.mode, [R * md.k_per_row for md in modes], k_width, "fd_kdepth")
         outstanding = Signal(range(self._out_fifo_depth + 1))
 
         last_k = Signal()

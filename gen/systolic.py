@@ -97,8 +97,8 @@ class SystolicArray(wiring.Component):
                     pe.w_data.eq(self.w_data[c]),
                     pe.w_we.eq(self.w_row_we[r].replicate(2) & Cat(~self.w_bank, self.w_bank)),
                 ]
-                if r > 0:
-                    m.d.comb += pe.ps_i.eq(pes[r - 1][c].ps_o)
+                # Row 0 starts every column sum from zero.
+                m.d.comb += pe.ps_i.eq(pes[r - 1][c].ps_o if r > 0 else 0)
 
         for c in range(cols):
             ps = pes[rows - 1][c].ps_o

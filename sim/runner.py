@@ -135,10 +135,18 @@ def build(verilog_dir, top, *, sim=None, waves=None, extra_sources=()):
     waves = waves_requested() if waves is None else waves
     verilog_dir = Path(verilog_dir)
     sources = [verilog_dir / f"{top}.v", *map(Path, extra_sources)]
+    if sim == "verilator":
+        build_args = ["-Wno-fatal", *VERILATOR_WAIVERS]
+        if waves:
+            build_args += ["--trace-fst", "--trace-structs"]
+    else:
+        # Verilog-2005 semantics: a declaration's initial value is an event at time 0, which Yosys's
+        # output relies on to run every `always @*` once (under -g2012 it is not).
+        build_args = ["-g2005"]
     digest = hashlib.sha256()
     for src in sources:
         digest.update(src.read_bytes())
-    digest.update(json.dumps([sim, waves]).encode())
+    digest.update(json.dumps([sim, waves, build_args]).encode())
     build_dir = _build_root() / f"{sim}-{top}-{digest.hexdigest()[:16]}"
     manifest = build_dir / f"{top}.json"
     with _locked(build_dir.with_suffix(".lock")):
@@ -146,9 +154,6 @@ def build(verilog_dir, top, *, sim=None, waves=None, extra_sources=()):
         if not stamp.exists():
             build_dir.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(verilog_dir / f"{top}.json", manifest)
-            build_args = ["-Wno-fatal", *VERILATOR_WAIVERS] if sim == "verilator" else []
-            if sim == "verilator" and waves:
-                build_args += ["--trace-fst", "--trace-structs"]
             runner = get_runner(sim)
             runner.build(
                 sources=sources,

@@ -1,7 +1,11 @@
 """The GEMM engine in RTL simulation against the golden model (bench: ``sim/tb/gemm.py``)."""
 
+import shutil
+
+import numpy as np
 import pytest
 
+from gen.config import parse_config
 from sim import runner
 from tests.conftest import build_block, write_json
 
@@ -78,10 +82,22 @@ def test_other_mode_sets(tmp_path, seed, sections):
 @pytest.mark.slow
 def test_random_stream_of_gemms(tmp_path, seed):
     """Many random GEMMs of random shapes and modes, with gaps and stalls."""
-    import numpy as np
     rng = np.random.default_rng(seed)
     g = NONSQUARE["gemm"]
     cases = [{"mode": str(rng.choice(MODES)), "m": int(rng.integers(1, g["max_m"] + 1)),
               "n": int(rng.integers(1, g["max_n"] + 1)), "k": int(rng.integers(1, g["max_k"] + 1))}
              for _ in range(60)]
     run_cases(tmp_path, NONSQUARE, cases, seed, 0.2, 0.3)
+
+
+@pytest.mark.sim
+def test_icarus(tmp_path, seed):
+    """The same Verilog on Icarus Verilog, when it is installed (CI installs it)."""
+    if shutil.which("iverilog") is None:
+        pytest.skip("iverilog is not installed (Debian package iverilog); Verilator covers the rest")
+    g = W4A8_INT4["gemm"]
+    cases = shape_cases(g["modes"], g["max_m"], g["max_n"], g["max_k"], g["rows"], g["cols"])
+    sim_build = runner.emit_and_build(parse_config(W4A8_INT4), sim="icarus")["gemm"]
+    env = {"ACCELGEN_GEMM_CASES": write_json(tmp_path, "cases.json", cases),
+           "ACCELGEN_GAP": "0.2", "ACCELGEN_STALL": "0.3"}
+    runner.run(sim_build, "sim.tb.gemm", testcase="cases", extra_env=env, seed=seed)

@@ -80,7 +80,10 @@ def load_manifest(path=None):
 
 
 def _value(handle):
-    return handle.value.to_unsigned()
+    v = handle.value
+    if not v.is_resolvable:
+        raise ValueError(f"{handle._name} = {v}")
+    return v.to_unsigned()
 
 
 class StreamSource:
@@ -127,7 +130,7 @@ class StreamSource:
         while True:
             await edge
             self.cycle += 1
-            if holding and self.ready.value:
+            if holding and self.ready.value == 1:
                 holding = False
                 self.sent += 1
                 if self.first_cycle is None:
@@ -182,7 +185,7 @@ class StreamSink:
         while True:
             await edge
             self.cycle += 1
-            if self.ready.value and self.valid.value:
+            if self.ready.value == 1 and self.valid.value == 1:
                 self.received.append(_value(self.payload))
                 self.cycles.append(self.cycle)
                 if self._want is not None and len(self.received) >= self._want:
