@@ -1,0 +1,72 @@
+"""Configuration loading and validation: every message is pinned."""
+
+import pytest
+
+from gen.config import (
+    ConfigError, GemmConfig, config_hash, default_config, gemm_acc_width_needed, load_config,
+    parse_config,
+)
+
+
+def test_default_config_is_valid():
+    config = default_config()
+    assert config.gemm == GemmConfig()
+    assert config_hash(config) == config_hash(load_config(None))
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"gemm": {"rows": 0}}, "gemm.rows = 0: must be an integer from 1 to 64"),
+    ({"gemm": {"cols": -3}}, "gemm.cols = -3: must be an integer from 1 to 64"),
+    ({"gemm": {"rows": 65}}, "gemm.rows = 65: must be an integer from 1 to 64"),
+    ({"gemm": {"rows": "8"}}, 'gemm.rows = "8": must be an integer from 1 to 64'),
+    ({"gemm": {"rows": 8.0}}, "gemm.rows = 8.0: must be an integer from 1 to 64"),
+    ({"gemm": {"rows": True}}, "gemm.rows = true: must be an integer from 1 to 64"),
+    ({"gemm": {"max_k": 0}}, "gemm.max_k = 0: must be an integer from 1 to 65536"),
+    ({"gemm": {"out_fifo_depth": 3}},
+     "gemm.out_fifo_depth = 3: must be an integer from 4 to 4096"),
+    ({"gemm": {"colls": 8}},
+     "gemm.colls = 8: unknown key; allowed keys are top, rows, cols, modes, acc_width, max_m, "
+     "max_n, max_k, out_fifo_depth"),
+    ({"gemm": {"modes": ["int8", "int2"]}},
+     'gemm.modes = ["int8", "int2"]: must be a non-empty list of distinct names from: int8, int4, '
+     "w4a8"),
+    ({"gemm": {"modes": []}},
+     "gemm.modes = []: must be a non-empty list of distinct names from: int8, int4, w4a8"),
+    ({"gemm": {"modes": ["int8", "int8"]}},
+     'gemm.modes = ["int8", "int8"]: must be a non-empty list of distinct names from: int8, int4, '
+     "w4a8"),
+    ({"gemm": {"modes": "int8"}},
+     'gemm.modes = "int8": must be a non-empty list of distinct names from: int8, int4, w4a8'),
+    ({"gemm": {"top": "9lives"}},
+     'gemm.top = "9lives": must be a Verilog identifier: a letter or _, then letters, digits or _'),
+    ({"gemm": {"acc_width": 24, "max_k": 1024}},
+     "gemm.acc_width = 24: must be at least 26 so that gemm.max_k = 1024 INT8 products cannot "
+     "overflow"),
+    ({"gemm": {"max_m": 65536, "max_k": 65536, "rows": 1, "acc_width": 33}},
+     "gemm.max_m = 65536: max_m * ceil(max_k / rows) must be at most 1048576 activation-buffer "
+     "words; it is 4294967296"),
+    ({"softmax": {}}, "softmax = {}: unknown section; allowed sections are gemm"),
+    ({}, "config = {}: must have at least one section of: gemm"),
+    ({"gemm": 3}, "gemm = 3: must be a table"),
+])
+def test_bad_values_are_named(data, message):
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    assert str(info.value) == message
+
+
+def test_acc_width_rule_is_tight():
+    """The smallest width allowed holds max_k * 2**14 as a positive two's complement value, and one
+    bit less does not."""
+    for max_k in (1, 2, 3, 255, 256, 257, 4096):
+        width = gemm_acc_width_needed(max_k)
+        assert max_k * 2**14 <= 2 ** (width - 1) - 1
+        assert max_k * 2**14 > 2 ** (width - 2) - 1
+        parse_config({"gemm": {"max_k": max_k, "acc_width": width}})
+
+
+def test_bad_toml_is_reported(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[gemm\nrows = 3\n")
+    with pytest.raises(ConfigError, match=r"^config = \".*bad.toml\": is not valid TOML"):
+        load_config(path)
