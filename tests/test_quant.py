@@ -1,4 +1,4 @@
-"""The golden quantization library: granularities, two-level VS-Quant scales, calibration, messages."""
+"""The golden quantization library: granularities, two-level scales, calibration, messages."""
 
 import numpy as np
 import pytest
@@ -10,7 +10,7 @@ def _rng(seed=0):
     return np.random.default_rng(seed)
 
 
-# -- elementary operations ------------------------------------------------------------------------------
+# -- elementary operations -------------------------------------------------------------------------
 
 def test_qmax_is_symmetric_range():
     assert [Q.qmax(b) for b in (2, 3, 4, 8, 16)] == [1, 3, 7, 127, 32767]
@@ -38,7 +38,7 @@ def test_sqnr_db():
     assert Q.sqnr_db(x, x - np.array([0.3, 0.4])) == pytest.approx(20.0)
 
 
-# -- granularities against independent loop implementations ---------------------------------------------
+# -- granularities against independent loop implementations ----------------------------------------
 
 def _loop_fake(x, clip, bits):
     q = 2 ** (bits - 1) - 1
@@ -88,8 +88,8 @@ def test_per_vector_along_first_axis_is_per_vector_of_transpose():
 
 
 def test_two_level_integer_scales_round_half_even_and_clip_to_one():
-    # vector maxima 14, 1, 3, 5, 0 with N = 4 and M = 3: s_q = rint(7 * c / 14) = rint(7, 0.5, 1.5, 2.5,
-    # 0) = 7, 0, 2, 2, 0 -> clipped to at least 1: 7, 1, 2, 2, 1
+    # vector maxima 14, 1, 3, 5, 0 with N = 4 and M = 3: s_q = rint(7 * c / 14)
+    # = rint(7, 0.5, 1.5, 2.5, 0) = 7, 0, 2, 2, 0 -> clipped to at least 1: 7, 1, 2, 2, 1
     maxima = [14.0, 1.0, 3.0, 5.0, 0.0]
     x = np.zeros((1, 20))
     for i, c in enumerate(maxima):
@@ -157,7 +157,8 @@ def test_max_calibration_error_at_most_half_a_step(g, kw):
 
 def test_fake_quantize_is_idempotent_with_max_calibration():
     x = _rng(10).standard_normal((4, 64))
-    for g, kw in [("tensor", {}), ("channel", {"channel_axis": 0}), ("vector", {"vector_size": 16})]:
+    for g, kw in [("tensor", {}), ("channel", {"channel_axis": 0}),
+                  ("vector", {"vector_size": 16})]:
         y = Q.fake_quantize(x, 4, g, **kw)
         assert np.allclose(Q.fake_quantize(y, 4, g, **kw), y, rtol=0, atol=1e-12)
 
@@ -174,7 +175,7 @@ def test_integer_input_is_accepted():
     assert Q.fake_quantize(np.array([7, -14, 3]), 4).tolist() == [8.0, -14.0, 4.0]
 
 
-# -- calibration ----------------------------------------------------------------------------------------
+# -- calibration -----------------------------------------------------------------------------------
 
 def test_percentile_calibration():
     x = _rng(11).standard_normal((3, 1000))
@@ -234,7 +235,7 @@ def test_octav_improves_sqnr_for_every_granularity():
         assert oc > mx + 1.0
 
 
-# -- the SQNR figures of issue 4 -------------------------------------------------------------------------
+# -- the SQNR figures of issue 4 -------------------------------------------------------------------
 
 def test_issue_sqnr_figures():
     """Gaussian / Laplace, 64 x 4096, 4-bit, max calibration, mean of seeds 0-2, within 0.3 dB."""
@@ -254,7 +255,7 @@ def test_issue_sqnr_figures():
         assert np.mean(got[key]) == pytest.approx(value, abs=0.3), key
 
 
-# -- argument checks ------------------------------------------------------------------------------------
+# -- argument checks -------------------------------------------------------------------------------
 
 X = np.ones((4, 32))
 
@@ -269,7 +270,8 @@ X = np.ones((4, 32))
      "percentile = 0: must be a number in (0, 100]"),
     ({"iterations": 0}, "iterations = 0: must be an integer from 1 to 100"),
     ({"granularity": "channel"}, "channel_axis = None: granularity channel needs a channel axis"),
-    ({"granularity": "channel", "channel_axis": 2}, "channel_axis = 2: out of range for a 2-d tensor"),
+    ({"granularity": "channel", "channel_axis": 2},
+     "channel_axis = 2: out of range for a 2-d tensor"),
     ({"channel_axis": 0},
      "channel_axis = 0: only granularities channel and two_level use a channel axis, not tensor"),
     ({"vector_size": 16},

@@ -2,8 +2,9 @@
 
 What this module computes, for a tensor ``x`` and ``bits`` = N:
 
-* **Codes** ``q = clip(round(x / s), -qmax, qmax)`` with ``qmax = 2**(N-1) - 1`` (the symmetric, "narrow"
-  range: INT4 codes are -7..7, INT8 codes -127..127) and ``round`` = round half to even (``np.rint``).
+* **Codes** ``q = clip(round(x / s), -qmax, qmax)`` with ``qmax = 2**(N-1) - 1`` (the symmetric,
+  "narrow" range: INT4 codes are -7..7, INT8 codes -127..127) and ``round`` = round half to even
+  (``np.rint``).
   The scale ``s = clip_value / qmax``, where the clip value of each group comes from a calibration.
   A group whose scale is 0 (all its elements are 0) gets codes 0.
 * **Granularity**, i.e. which elements share one scale:
@@ -13,14 +14,14 @@ What this module computes, for a tensor ``x`` and ``bits`` = N:
   ``channel``
       one scale per index along ``channel_axis``;
   ``vector``
-      one real-valued scale per V consecutive elements along ``vector_axis`` (the reduction dimension
-      K of a GEMM), for every index of the other axes;
+      one real-valued scale per V consecutive elements along ``vector_axis`` (the reduction
+      dimension K of a GEMM), for every index of the other axes;
   ``two_level``
       VS-Quant two-level scaling (Dai et al., "VS-Quant: Per-vector Scaled Quantization for Accurate
-      Low-Precision Neural Network Inference", MLSys 2021, section 3.2; Keller et al., VLSI 2022): the
-      per-vector scale ``s(v) = clip(v) / qmax`` is itself quantized against a second-level scale
-      ``gamma = max_v s(v) / (2**M - 1)`` (one per index of ``channel_axis``, or one for the whole
-      tensor when ``channel_axis`` is None) to an M-bit unsigned integer
+      Low-Precision Neural Network Inference", MLSys 2021, section 3.2; Keller et al., VLSI 2022):
+      the per-vector scale ``s(v) = clip(v) / qmax`` is itself quantized against a second-level
+      scale ``gamma = max_v s(v) / (2**M - 1)`` (one per index of ``channel_axis``, or one for the
+      whole tensor when ``channel_axis`` is None) to an M-bit unsigned integer
       ``s_q(v) = clip(round(s(v) / gamma), 1, 2**M - 1)`` (round half to even). Elements are then
       quantized with the effective scale ``s_q(v) * gamma``; since ``s_q(v) * gamma`` may be below
       ``s(v)``, the code clip to ``[-qmax, qmax]`` matters. ``x ~ gamma * s_q(v) * q``.
@@ -29,9 +30,9 @@ What this module computes, for a tensor ``x`` and ``bits`` = N:
   ``percentile`` (that percentile of the magnitudes, ``np.percentile`` with linear interpolation) or
   ``octav`` (:func:`octav_clip`, the MSE-optimal clip of Sakr et al., ICML 2022).
 
-:func:`fake_quantize` (quantize, then dequantize) works for every granularity and is meant for users'
-own tensors; :func:`quantize_tensor` returns the integer codes and scales the hardware consumes
-(:mod:`sim.golden.vsq`).
+:func:`fake_quantize` (quantize, then dequantize) works for every granularity and is meant for
+users' own tensors; :func:`quantize_tensor` returns the integer codes and scales the hardware
+consumes (:mod:`sim.golden.vsq`).
 """
 
 from dataclasses import dataclass
@@ -51,15 +52,20 @@ MIN_BITS, MAX_BITS = 2, 16
 MIN_SCALE_BITS, MAX_SCALE_BITS = 3, 8
 
 
-# -- argument checks: one clear line each, pinned by tests/test_quant.py --------------------------------
+# -- argument checks: one clear line each, pinned by tests/test_quant.py ---------------------------
 
 def _is_int(v):
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
+def _show(value):
+    """``value`` as a plain Python scalar for messages (``4``, not ``np.int64(4)``)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _check_int(name, value, lo, hi):
     if not _is_int(value) or not lo <= value <= hi:
-        raise ValueError(f"{name} = {value!r}: must be an integer from {lo} to {hi}")
+        raise ValueError(f"{name} = {_show(value)!r}: must be an integer from {lo} to {hi}")
     return int(value)
 
 
@@ -85,20 +91,21 @@ def _check_x(x):
 
 def _check_axis(name, axis, ndim):
     if not _is_int(axis) or not -ndim <= axis < ndim:
-        raise ValueError(f"{name} = {axis!r}: out of range for a {ndim}-d tensor")
+        raise ValueError(f"{name} = {_show(axis)!r}: out of range for a {ndim}-d tensor")
     return int(axis) % ndim
 
 
 def _check_calibration(calibration, percentile, iterations):
     if calibration not in CALIBRATIONS:
-        raise ValueError(f"calibration = {calibration!r}: must be one of " + ", ".join(CALIBRATIONS))
+        raise ValueError(f"calibration = {_show(calibration)!r}: must be one of "
+                         + ", ".join(CALIBRATIONS))
     if (isinstance(percentile, bool) or not isinstance(percentile, (int, float, np.number))
             or not 0 < percentile <= 100):
-        raise ValueError(f"percentile = {percentile!r}: must be a number in (0, 100]")
+        raise ValueError(f"percentile = {_show(percentile)!r}: must be a number in (0, 100]")
     _check_int("iterations", iterations, 1, 100)
 
 
-# -- elementary operations ------------------------------------------------------------------------------
+# -- elementary operations -------------------------------------------------------------------------
 
 def qmax(bits):
     """Largest code of the symmetric ``bits``-bit range ``[-qmax, qmax]``: ``2**(bits-1) - 1``."""
@@ -118,14 +125,15 @@ def _safe_div(x, s):
 
 
 def quantize(x, scale, bits):
-    """Integer codes (int64) ``clip(round_half_even(x / scale), -qmax, qmax)``; ``scale`` broadcasts.
+    """Integer codes (int64) ``clip(round_half_even(x / scale), -qmax, qmax)``, ``scale`` broadcast.
 
     Elements whose scale is 0 get code 0. Negative scales are refused.
     """
     q = qmax(bits)
     scale = np.asarray(scale, dtype=np.float64)
     if np.any(scale < 0) or not np.all(np.isfinite(scale)):
-        raise ValueError("scale has negative, NaN or infinite values: scales must be finite and >= 0")
+        raise ValueError("scale has negative, NaN or infinite values: scales must be finite "
+                         "and >= 0")
     return np.clip(round_half_even(_safe_div(x, scale)), -q, q).astype(np.int64)
 
 
@@ -147,14 +155,15 @@ def sqnr_db(x, x_hat):
     return float(10 * np.log10(sig / err))
 
 
-# -- calibration ----------------------------------------------------------------------------------------
+# -- calibration -----------------------------------------------------------------------------------
 
 def octav_noise_coefficient(bits):
     """Quantization-noise coefficient of the OCTAV recursion for the symmetric ``bits``-bit grid.
 
-    Sakr et al. (ICML 2022, eq. 3 and 4) write the noise of clipping at ``s`` as ``(4**-B / 3) s**2``,
-    i.e. ``Delta**2 / 12`` for a step ``Delta = 2 s / 2**B``. The grid used here has step
-    ``Delta = s / qmax = 2 s / (2**B - 2)``, so the same ``Delta**2 / 12`` gives ``1 / (12 qmax**2)``.
+    Sakr et al. (ICML 2022, eq. 3 and 4) write the noise of clipping at ``s`` as
+    ``(4**-B / 3) s**2``, i.e. ``Delta**2 / 12`` for a step ``Delta = 2 s / 2**B``. The grid used
+    here has step ``Delta = s / qmax = 2 s / (2**B - 2)``, so the same ``Delta**2 / 12`` gives
+    ``1 / (12 qmax**2)``.
     With it, OCTAV's clip gives an MSE within 0.2 % of the brute-force optimum for B = 3 to 8 on
     Gaussian and Laplace data (1.4 % at B = 2; 1.2 % for uniform data at B = 3); with the paper's
     ``4**-B / 3`` the excess on our grid is 38 % at B = 2 and 0.8 % at B = 4 on Gaussian data (that
@@ -167,8 +176,8 @@ def _group_octav(a, bits, iterations):
     """OCTAV clip of each row of ``a`` (magnitudes, shape G x n); shape (G,)."""
     c = octav_noise_coefficient(bits)
     n = a.shape[1]
-    # Start from the mean magnitude: below the optimum for every B >= 2 on bell-shaped data, from where
-    # the recursion climbs monotonically (starting from the maximum converges slowly for B = 8).
+    # Start from the mean magnitude: below the optimum for every B >= 2 on bell-shaped data, from
+    # where the recursion climbs monotonically (from the maximum it converges slowly for B = 8).
     s = a.mean(axis=1)
     for _ in range(iterations):
         out = a > s[:, None]
@@ -206,9 +215,10 @@ def _group_clip(a, calibration, bits, percentile, iterations):
 
 
 def clip_values(x, bits, *, calibration="max", axis=None, percentile=99.99, iterations=10):
-    """Clip value per group of ``x``: the groups are reduced over ``axis`` (None: all), kept as size 1.
+    """Clip value per group of ``x``: reduced over ``axis`` (None: all), kept with size 1.
 
-    ``calibration`` is ``max``, ``percentile`` (of the magnitudes) or ``octav`` (:func:`octav_clip`).
+    ``calibration`` is ``max``, ``percentile`` (of the magnitudes) or ``octav``
+    (:func:`octav_clip`).
     """
     x = _check_x(x)
     bits = _check_bits(bits)
@@ -227,14 +237,14 @@ def clip_values(x, bits, *, calibration="max", axis=None, percentile=99.99, iter
 def integer_scales(s, gamma, scale_bits):
     """VS-Quant second level: ``clip(round_half_even(s / gamma), 1, 2**M - 1)`` as int64.
 
-    ``s`` are per-vector real scales, ``gamma`` (broadcasting against ``s``) the second-level scales;
-    where ``gamma`` is 0 (an all-zero channel) the integer scale is 1.
+    ``s`` are per-vector real scales, ``gamma`` (broadcasting against ``s``) the second-level
+    scales; where ``gamma`` is 0 (an all-zero channel) the integer scale is 1.
     """
     m = _check_scale_bits(scale_bits)
     return np.clip(round_half_even(_safe_div(s, gamma)), 1, 2 ** m - 1).astype(np.int64)
 
 
-# -- quantizing a tensor at a granularity ---------------------------------------------------------------
+# -- quantizing a tensor at a granularity ----------------------------------------------------------
 
 @dataclass(frozen=True)
 class QuantizedTensor:
@@ -246,8 +256,8 @@ class QuantizedTensor:
     scale : float64 array broadcasting against ``codes``: the effective scale of every element.
     bits, granularity, channel_axis, vector_axis, vector_size, scale_bits : the settings used.
     vector_scale : for ``vector`` the real per-vector scales, for ``two_level`` the integer scales
-        ``s_q`` (int64, in ``[1, 2**scale_bits - 1]``); shape of the input with ``vector_axis`` shortened
-        to ``K / vector_size``. None for ``tensor`` and ``channel``.
+        ``s_q`` (int64, in ``[1, 2**scale_bits - 1]``); shape of the input with ``vector_axis``
+        shortened to ``K / vector_size``. None for ``tensor`` and ``channel``.
     gamma : for ``two_level``, the second-level scales (float64, size 1 along every axis but
         ``channel_axis``); None otherwise.
     """
@@ -270,20 +280,21 @@ class QuantizedTensor:
 
 def _check_granularity_args(x, granularity, channel_axis, vector_axis, vector_size, scale_bits):
     if granularity not in GRANULARITIES:
-        raise ValueError(f"granularity = {granularity!r}: must be one of " + ", ".join(GRANULARITIES))
+        raise ValueError(f"granularity = {_show(granularity)!r}: must be one of "
+                         + ", ".join(GRANULARITIES))
     uses_channel = granularity in ("channel", "two_level")
     uses_vector = granularity in ("vector", "two_level")
     if channel_axis is not None and not uses_channel:
-        raise ValueError(f"channel_axis = {channel_axis!r}: only granularities channel and two_level "
-                         f"use a channel axis, not {granularity}")
+        raise ValueError(f"channel_axis = {_show(channel_axis)!r}: only granularities channel and "
+                         f"two_level use a channel axis, not {granularity}")
     if granularity == "channel" and channel_axis is None:
         raise ValueError("channel_axis = None: granularity channel needs a channel axis")
     if vector_size is not None and not uses_vector:
-        raise ValueError(f"vector_size = {vector_size!r}: only granularities vector and two_level "
-                         f"use a vector size, not {granularity}")
+        raise ValueError(f"vector_size = {_show(vector_size)!r}: only granularities vector and "
+                         f"two_level use a vector size, not {granularity}")
     if scale_bits is not None and granularity != "two_level":
-        raise ValueError(f"scale_bits = {scale_bits!r}: only granularity two_level uses integer "
-                         f"scales, not {granularity}")
+        raise ValueError(f"scale_bits = {_show(scale_bits)!r}: only granularity two_level uses "
+                         f"integer scales, not {granularity}")
     if channel_axis is not None:
         channel_axis = _check_axis("channel_axis", channel_axis, x.ndim)
     if not uses_vector:
@@ -292,7 +303,7 @@ def _check_granularity_args(x, granularity, channel_axis, vector_axis, vector_si
     if vector_size is None:
         raise ValueError(f"vector_size = None: granularity {granularity} needs a vector size")
     if not _is_int(vector_size) or vector_size < 1:
-        raise ValueError(f"vector_size = {vector_size!r}: must be a positive integer")
+        raise ValueError(f"vector_size = {_show(vector_size)!r}: must be a positive integer")
     if x.shape[vector_axis] % vector_size:
         raise ValueError(f"vector_size = {vector_size}: must divide the length "
                          f"{x.shape[vector_axis]} of vector_axis = {vector_axis}")
@@ -319,16 +330,16 @@ def _vector_clips(x, v, vector_axis, calibration, bits, percentile, iterations):
 def quantize_tensor(x, bits, granularity="tensor", *, channel_axis=None, vector_axis=-1,
                     vector_size=None, scale_bits=None, calibration="max", percentile=99.99,
                     iterations=10):
-    """Quantize ``x`` to ``bits``-bit symmetric codes at ``granularity``; a :class:`QuantizedTensor`.
+    """Quantize ``x`` to ``bits``-bit symmetric codes at ``granularity``: a QuantizedTensor.
 
     Parameters
     ----------
     x : real array of any shape (at least 1 element, finite).
     bits : int, 2 to 16: the code width N.
     granularity : ``tensor``, ``channel``, ``vector`` or ``two_level`` (see the module docstring).
-    channel_axis : int, the axis of channels (needed by ``channel``; optional for ``two_level``, where
-        None means one second-level scale for the whole tensor). For a GEMM weight W (K x N) it is 1, for
-        activations A (M x K) it is 0.
+    channel_axis : int, the axis of channels (needed by ``channel``; optional for ``two_level``,
+        where None means one second-level scale for the whole tensor). For a GEMM weight W (K x N)
+        it is 1, for activations A (M x K) it is 0.
     vector_axis : int, the axis cut into vectors (``vector``, ``two_level``); default the last.
     vector_size : int V, must divide the length of ``vector_axis``.
     scale_bits : int M, 3 to 8: bits of the integer per-vector scales of ``two_level``.
@@ -378,7 +389,7 @@ def quantize_tensor(x, bits, granularity="tensor", *, channel_axis=None, vector_
 
 
 def fake_quantize(x, bits, granularity="tensor", **kwargs):
-    """Quantize then dequantize ``x`` (float64, the shape of ``x``); arguments as :func:`quantize_tensor`.
+    """Quantize then dequantize ``x`` (float64, shape of ``x``); arguments as quantize_tensor.
 
     >>> fake_quantize([0.1, -0.5, 1.0], 4).tolist()  # scale 1/7: codes 1, -4 (3.5 to even), 7
     [0.14285714285714285, -0.5714285714285714, 1.0]

@@ -5,20 +5,20 @@ The computation follows VS-Quant (Dai et al., MLSys 2021, section 3.2 and figure
 VLSI 2022). For activation codes ``A`` (M x K), weight codes ``W`` (K x N), integer per-vector
 activation scales ``s_qa`` (M x K/V) and weight scales ``s_qw`` (K/V x N)::
 
-    p[m, v, n]  = sum over i in vector v of A[m, i] * W[i, n]         (V-element integer dot product)
-    acc[m, n]   = sum over v of p[m, v, n] * (s_qw[v, n] * s_qa[m, v])  (scaled, then accumulated)
-    y[m, n]     = gamma_w[n] * gamma_a[m] * acc[m, n]                   (after accumulation)
+    p[m, v, n] = sum over i in vector v of A[m, i] * W[i, n]        (V-element integer dot product)
+    acc[m, n]  = sum over v of p[m, v, n] * (s_qw[v, n] * s_qa[m, v]) (scaled, then accumulated)
+    y[m, n]    = gamma_w[n] * gamma_a[m] * acc[m, n]                  (after accumulation)
 
-:func:`vsq_gemm` gives ``acc`` exactly (int64). :func:`postprocess` applies the per-channel scale as a
-fixed-point multiplier ``mult * 2**-shift`` (:func:`fixed_point_multiplier`), rounding to nearest,
+:func:`vsq_gemm` gives ``acc`` exactly (int64). :func:`postprocess` applies the per-channel scale as
+a fixed-point multiplier ``mult * 2**-shift`` (:func:`fixed_point_multiplier`), rounding to nearest,
 ties to even, an optional ReLU, and either requantization to INT8 / INT4 with saturation or an FP32
-result rounded once (to nearest even) from the exact product. :func:`reference` is the float function
-all this approximates.
+result rounded once (to nearest even) from the exact product. :func:`reference` is the float
+function all this approximates.
 
 Choices, stated once:
 
-* Codes are two's complement of the mode's widths; the whole range is accepted (INT4 -8..7), although
-  :mod:`sim.golden.quant` only produces the symmetric range.
+* Codes are two's complement of the mode's widths; the whole range is accepted (INT4 -8..7),
+  although :mod:`sim.golden.quant` only produces the symmetric range.
 * Integer scales are M-bit unsigned, ``0 .. 2**M - 1`` (the quantizer gives ``1 .. 2**M - 1``).
 * K need not be a multiple of V: the last vector is shorter, exactly as if A and W were padded with
   zeros to a multiple of V. ``s_qa`` and ``s_qw`` then have ``ceil(K / V)`` vectors.
@@ -29,8 +29,8 @@ Choices, stated once:
   model stays exact. For FP32 output the exact product ``acc * mult`` is converted to binary32 with
   one round to nearest even and scaled by ``2**-shift`` (exact, since the result is always a normal
   number within the limits checked here).
-* ReLU acts on the rounded value, before saturation (the same as before rounding, since rounding keeps
-  the sign); an FP32 ReLU gives +0.0 for negative values.
+* ReLU acts on the rounded value, before saturation (the same as before rounding, since rounding
+  keeps the sign); an FP32 ReLU gives +0.0 for negative values.
 """
 
 import math
@@ -57,7 +57,8 @@ def _check_mode(mode):
 def _check_int(name, value, lo, hi):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
             or not lo <= value <= hi:
-        raise ValueError(f"{name} = {value!r}: must be an integer from {lo} to {hi}")
+        shown = value.item() if isinstance(value, np.generic) else value
+        raise ValueError(f"{name} = {shown!r}: must be an integer from {lo} to {hi}")
     return int(value)
 
 
@@ -73,8 +74,9 @@ def _clog2(n):
 def acc_width(mode, vector_size, scale_bits, max_k):
     """Accumulator bits by the rule ``Na + Nw + log2 V + 2M + log2(K / V) + 1`` (logs rounded up).
 
-    ``Na + Nw`` is ``2N`` for INT8 and INT4 and ``12`` for W4A8; the final 1 is the sign. The rule has
-    2 bits to spare: a product of codes is at most ``2**(Na+Nw-2)`` in magnitude (:func:`acc_bound`).
+    ``Na + Nw`` is ``2N`` for INT8 and INT4 and ``12`` for W4A8; the final 1 is the sign. The rule
+    has 2 bits to spare: a product of codes is at most ``2**(Na+Nw-2)`` in magnitude
+    (:func:`acc_bound`).
     """
     na, nw = _check_mode(mode)
     v = _check_int("vector_size", vector_size, 1, 1 << 16)
@@ -190,7 +192,7 @@ def fixed_point_multiplier(scale, *, mult_bits=16, max_shift=63):
             sh -= 1
             mu = int(np.rint(math.ldexp(s, sh)))
         if mu >= 1 << mb:
-            raise ValueError(f"scale = {s!r}: too large for a {mb}-bit multiplier "
+            raise ValueError(f"scale = {float(s)!r}: too large for a {mb}-bit multiplier "
                              "(at most 2**mult_bits - 1)")
         mult[idx], shift[idx] = mu, sh
     return mult, shift
@@ -201,7 +203,7 @@ def _as_python_ints(x):
 
 
 def rescale(acc, mult, shift):
-    """``round_half_even(acc * mult / 2**shift)``, exact (object array of Python ints), broadcasting."""
+    """``round_half_even(acc * mult / 2**shift)``, exact (object array of Python ints)."""
     acc, mult, shift = np.broadcast_arrays(_as_python_ints(acc), _as_python_ints(mult),
                                            _as_python_ints(shift))
     out = np.empty(acc.shape, dtype=object)
@@ -234,10 +236,10 @@ def _to_float32(p, sh):
 def postprocess(acc, mult, shift, *, relu=False, output="int8"):
     """Per-channel scaling, optional ReLU and requantization of the accumulator ``acc``.
 
-    ``mult`` and ``shift`` (from :func:`fixed_point_multiplier`) broadcast against ``acc``: per column
-    (shape N) for ``gamma_w[n]`` alone, or M x N for ``gamma_w[n] * gamma_a[m]``; they may fold in the
-    inverse of the output scale. ``output`` is ``int8`` or ``int4`` (round half to even, then
-    saturate to the two's complement range; int64 result) or ``fp32`` (float32 result).
+    ``mult`` and ``shift`` (from :func:`fixed_point_multiplier`) broadcast against ``acc``: per
+    column (shape N) for ``gamma_w[n]`` alone, or M x N for ``gamma_w[n] * gamma_a[m]``; they may
+    fold in the inverse of the output scale. ``output`` is ``int8`` or ``int4`` (round half to
+    even, then saturate to the two's complement range; int64 result) or ``fp32`` (float32 result).
     """
     if output not in OUTPUTS:
         raise ValueError(f"output = {output!r}: must be one of " + ", ".join(OUTPUTS))
