@@ -10,6 +10,8 @@ __all__ = ["main"]
 
 BENCHES = {
     "gemm": ("sim.bench.gemm", "GEMM engine: cycles, ideal cycles and utilization per mode"),
+    "vsq": ("sim.bench.vsq", "per-vector scaled quantization (VS-Quant): SQNR table and PNG, "
+                             "digits MLP accuracy, from the golden models"),
 }
 
 
