@@ -318,3 +318,34 @@ def test_negative_scale_is_refused():
     with pytest.raises(ValueError, match="^scale has negative, NaN or infinite values: scales must "
                                          "be finite and >= 0$"):
         Q.quantize([1.0], -1.0, 4)
+
+
+def test_random_shapes_and_axes_keep_the_invariants(seed):
+    """Random tensors, axes, V, N, M and calibrations: the structural promises hold."""
+    rng = np.random.default_rng(seed)
+    for _ in range(40):
+        ndim = int(rng.integers(1, 4))
+        shape = [int(rng.integers(1, 5)) for _ in range(ndim)]
+        vaxis = int(rng.integers(0, ndim))
+        v = int(rng.choice([1, 2, 4, 8]))
+        shape[vaxis] = v * int(rng.integers(1, 4))
+        x = rng.standard_normal(shape) * np.exp(rng.uniform(-5, 5))
+        bits, m = int(rng.integers(2, 9)), int(rng.integers(3, 9))
+        cal = str(rng.choice(Q.CALIBRATIONS))
+        caxis = None
+        if ndim > 1 and rng.random() < 0.7:
+            caxis = int(rng.choice([ax for ax in range(ndim) if ax != vaxis]))
+        t = Q.quantize_tensor(x, bits, "two_level", vector_axis=vaxis, channel_axis=caxis,
+                              vector_size=v, scale_bits=m, calibration=cal)
+        where = f"seed {seed}: shape {shape}, V {v}, axes {vaxis}/{caxis}, N {bits}, M {m}, {cal}"
+        assert t.codes.shape == x.shape and np.abs(t.codes).max() <= Q.qmax(bits), where
+        assert 1 <= t.vector_scale.min() and t.vector_scale.max() <= 2 ** m - 1, where
+        expanded = np.repeat(t.vector_scale, v, axis=vaxis) * t.gamma
+        assert np.array_equal(np.broadcast_to(t.scale, x.shape),
+                              np.broadcast_to(expanded, x.shape)), where
+        if cal == "max":
+            assert t.vector_scale.max() == 2 ** m - 1, where  # the largest vector of each channel
+        # dequantized values stay within half a step of x wherever x is not clipped
+        step = np.broadcast_to(t.scale, x.shape)
+        inside = np.abs(x) <= Q.qmax(bits) * step
+        assert np.all(np.abs(x - t.dequantize())[inside] <= step[inside] / 2 * (1 + 1e-9)), where
