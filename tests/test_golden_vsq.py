@@ -251,5 +251,8 @@ def test_postprocess_messages():
         S.postprocess(np.zeros(2, int), 1, 0, output="int16")
     with pytest.raises(ValueError, match=r"^shift has values outside \[0, 63\]$"):
         S.postprocess(np.zeros(2, int), 1, 64)
+    with pytest.raises(ValueError, match="^acc has dtype float64: must hold integers "
+                                         r"\(the accumulator\)$"):
+        S.postprocess(np.zeros(2), 1, 0)
     with pytest.raises(ValueError, match="^mult_bits = 40: must be an integer from 2 to 32$"):
         S.fixed_point_multiplier(1.0, mult_bits=40)

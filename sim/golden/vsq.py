@@ -243,6 +243,9 @@ def postprocess(acc, mult, shift, *, relu=False, output="int8"):
     """
     if output not in OUTPUTS:
         raise ValueError(f"output = {output!r}: must be one of " + ", ".join(OUTPUTS))
+    acc_a = np.asarray(acc)
+    if acc_a.dtype.kind not in "iuO":
+        raise ValueError(f"acc has dtype {acc_a.dtype}: must hold integers (the accumulator)")
     mult_a = np.asarray(mult)
     shift_a = np.asarray(shift)
     if mult_a.size and (mult_a.min() < 0 or mult_a.max() >= 1 << 32):
