@@ -10,6 +10,8 @@ __all__ = ["main"]
 
 BENCHES = {
     "gemm": ("sim.bench.gemm", "GEMM engine: cycles, ideal cycles and utilization per mode"),
+    "softmax": ("sim.bench.softmax", "softmax unit: error against internal widths (table, plot, "
+                "Yosys cells), latency and throughput"),
 }
 
 
