@@ -155,7 +155,7 @@ class Softmax(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         P, W, F = self._lanes, self._in_width, self._in_frac
-        S, M, O = self._sum_frac, self._recip_bits, self._out_frac
+        S, M, Of = self._sum_frac, self._recip_bits, self._out_frac
         Wd, cap, Bm = self._sum_width, self._sum_frac + 2, self._max_beats
         table = Array(Const(v, S + 1) for v in exp2_entries(F, S))
         int_shape = signed(W - F + 2)          # fl, ce and m
@@ -299,7 +299,7 @@ class Softmax(wiring.Component):
         def start_job():
             m.d.sync += [
                 dn.eq((job_d << lz)[:Wd]), rem.eq(1 << (Wd - 1)), quo.eq(0),
-                steps.eq(M + 2), dv_m.eq(job_m), dv_tm1.eq(M + k - O - 1),
+                steps.eq(M + 2), dv_m.eq(job_m), dv_tm1.eq(M + k - Of - 1),
                 dv_empty.eq(job_empty), dv_beats.eq(job_beats),
             ]
             with m.If(job_empty):
@@ -362,13 +362,13 @@ class Softmax(wiring.Component):
             _, _, n = lane_terms(rd.data.data[lane], ~rd.data.mask[lane], p_info.m)
             prod = Signal(S + M + 3, name=f"prod{lane}")
             half = Signal(S + M + 3, name=f"half{lane}")
-            y = Signal(O + 2, name=f"y{lane}")
+            y = Signal(Of + 2, name=f"y{lane}")
             m.d.comb += [
                 prod.eq(n * p_info.r),
                 half.eq(prod >> p_info.tm1),
                 y.eq((half + 1) >> 1),
             ]
-            ys.append(Mux(y > (1 << O), 1 << O, y))
+            ys.append(Mux(y > (1 << Of), 1 << Of, y))
         with m.If(p_move):
             m.d.sync += [self.o.payload.data[lane].eq(ys[lane]) for lane in range(P)]
             m.d.sync += [self.o.payload.last.eq(rd.data.last),

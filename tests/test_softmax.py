@@ -174,3 +174,41 @@ def test_manifest_reports_derived_widths_and_performance():
     assert fields["o.data.0" if "o.data.0" in fields else "data.0"]["width"] == 9
     over = parse_config({"softmax": {"sum_frac": 15, "recip_bits": 14}}).softmax
     assert over == SoftmaxConfig(sum_frac=15, recip_bits=14)
+
+
+# --- The benchmark.
+
+def test_bench_accuracy_table():
+    """The accuracy sweep of `accelgen bench softmax` on short rows: the derived widths meet the
+    0.51 LSB bound and keep every argmax, the narrowest choice does not meet it."""
+    from sim.bench.softmax import accuracy
+    acc = accuracy(64, reps=1)
+    by = {r["widths"]: r for r in acc["results"]}
+    assert by["derived"]["meets_0p51"] and by["derived"]["worst_lsb"] <= 0.51
+    assert by["derived"]["argmax_agree"] == by["derived"]["argmax_rows"] > 0
+    assert by["derived"]["row_sum_worst_over_allowance"] <= 1
+    assert not by["S10 M10"]["meets_0p51"]
+    assert by["derived"]["sum_frac"] == golden.derive_widths(8, 64)[0]
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_bench_softmax_quick(tmp_path, monkeypatch):
+    from gen import cli
+    monkeypatch.setenv("ACCELGEN_BENCH_OUT", str(tmp_path / "bench_out"))
+    out = tmp_path / "softmax.json"
+    assert cli.main(["bench", "softmax", "--quick", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    for r in result["speed"]["latency"]:
+        assert r["measured"] == r["formula"], r
+    lanes = result["accuracy"]["format"]["lanes"]
+    min_len = result["speed"]["performance"]["min_row_beats_without_bubbles"] * lanes
+    for r in result["speed"]["throughput"]:
+        if r["L"] >= min_len:
+            assert r["elements_per_cycle"] == lanes and r["input_wait_cycles"] == 0, r
+    try:
+        import matplotlib  # noqa: F401 - only whether it is importable
+    except ImportError:
+        assert "not installed" in result["plot"]
+    else:
+        assert (tmp_path / "bench_out" / "softmax_error.png").stat().st_size > 1000

@@ -181,7 +181,7 @@ def softmax_beats(xb, mb, p, table=None):
     xb = np.asarray(xb, dtype=np.int64)
     mb = np.asarray(mb, dtype=bool)
     T = table if table is not None else exp2_table(p)
-    F, S, M, O = p.in_frac, p.sum_frac, p.recip_bits, p.out_frac
+    F, M, Of = p.in_frac, p.recip_bits, p.out_frac
     Wd, cap = p.sum_width, p.shift_cap
     fl = xb >> F
     ce = -((-xb) >> F)
@@ -206,12 +206,12 @@ def softmax_beats(xb, mb, p, table=None):
     k = d.bit_length()
     dn = d << (Wd - k)
     R = (1 << (Wd + M)) // dn
-    t = M + k - O
+    t = M + k - Of
     # Pass 2: y = round(n * R / 2**t), saturated at 1.0.
     for (b, lane), live in np.ndenumerate(~mb):
         if live:
             n = T[r[b, lane]] >> min(m - int(fl[b, lane]), cap)
-            y[b, lane] = min((((n * R) >> (t - 1)) + 1) >> 1, 1 << O)
+            y[b, lane] = min((((n * R) >> (t - 1)) + 1) >> 1, 1 << Of)
     return y, False
 
 

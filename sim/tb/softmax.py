@@ -134,7 +134,8 @@ async def rows(dut):
     await tb.start()
     beats = 0
     for n, row in enumerate(_rows()):
-        beats += tb.queue(row["x"], row.get("mask"), f"row {n} ({row.get('name', 'L=%d' % len(row['x']))})")
+        name = row.get("name", f"L={len(row['x'])}")
+        beats += tb.queue(row["x"], row.get("mask"), f"row {n} ({name})")
     rows_n = len(_rows())
     budget = (beats + rows_n * (tb.p.recip_bits + 20) + 200) / max(0.05, (1 - gap) * (1 - stall))
     await tb.check(int(4 * budget))
