@@ -11,8 +11,9 @@ the issue's ``L * 0.5`` LSB allowance, and how often the argmax agrees with the 
 reference's top two differ by more than 1 LSB. A PNG plot is written to ``bench_out/softmax_error.png``
 when matplotlib is importable.
 
-Cost: Yosys generic cells (``synth -flatten``) of each width choice with L_max = 64, when ``yosys`` is
-on PATH (skipped with ``--quick``).
+Cost: Yosys generic cells (``synth -flatten``) of each width choice (the same S and M) built with
+L_max = 64, so that the row buffer, mapped to flip-flops by Yosys, stays small; only when ``yosys`` is on
+PATH, and skipped with ``--quick``.
 
 Speed: the derived configuration is built and simulated; every row is sent alone to measure its latency
 (first input handshake to first output beat) against the manifest's formula, then rows are sent back to
@@ -193,9 +194,10 @@ def run(quick=False, sim=None):
     acc = accuracy(max_len, reps=2 if quick else 6)
     acc["seconds"] = round(time.perf_counter() - t0, 1)
     plot = _plot(acc, Path(os.environ.get("ACCELGEN_BENCH_OUT", "bench_out")) / "softmax_error.png")
-    cells = None if quick else yosys_cells()
-    cost_note = ("skipped with --quick" if quick else
-                 "yosys not on PATH" if cells is None else "yosys synth -flatten, L_max 64")
+    cells = None if quick else yosys_cells(
+        [(r["widths"], r["sum_frac"], r["recip_bits"]) for r in acc["results"]])
+    cost_note = ("skipped with --quick" if quick else "yosys not on PATH" if cells is None else
+                 "yosys synth -flatten generic cells, same S and M, L_max 64 (a 40-beat buffer)")
     return {"block": "softmax", "quick": quick, "accuracy": acc, "plot": plot,
             "cells": cells, "cost_note": cost_note, "speed": speed(max_len, sim)}
 
