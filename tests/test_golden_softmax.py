@@ -23,7 +23,7 @@ def lengths(max_len):
     return list(range(1, 65)) + [1 << k for k in range(7, max_len.bit_length()) if 1 << k <= max_len]
 
 
-@pytest.mark.parametrize(("F", "S"), [(0, 10), (2, 9), (4, 28), (6, 38), (8, 20), (10, 44)])
+@pytest.mark.parametrize(("F", "S"), [(0, 10), (2, 9), (4, 28), (6, 38), (8, 20), (10, 16)])
 def test_table_two_ways(F, S):
     """The generator's table (nested integer square roots) equals the model's (float estimate refined
     by integer comparisons), and every entry is the correctly rounded 2**(r/2**F) * 2**S."""
