@@ -212,3 +212,22 @@ def test_bench_softmax_quick(tmp_path, monkeypatch):
         assert "not installed" in result["plot"]
     else:
         assert (tmp_path / "bench_out" / "softmax_error.png").stat().st_size > 1000
+
+
+# Extremes of the parameter ranges: 16 lanes with a 16-bit input (few fraction bits and a narrow
+# output keep the build within a couple of minutes), and the smallest formats (2-bit
+# input with no fraction bits, 1 output fraction bit, rows of one element).
+WIDE = {"softmax": {"top": "softmax_p16", "lanes": 16, "in_width": 16, "in_frac": 2, "out_frac": 6,
+                    "max_len": 40}}
+TINY = {"softmax": {"top": "softmax_tiny", "lanes": 1, "in_width": 2, "in_frac": 0, "out_frac": 1,
+                    "max_len": 1}}
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+@pytest.mark.parametrize("sections", [WIDE, TINY], ids=["16-lanes-int16", "tiny"])
+def test_parameter_extremes(tmp_path, seed, sections):
+    p = params(sections)
+    rng = np.random.default_rng(seed + 3)
+    rows = edge_and_every_length(p, rng) + random_rows(p, rng, 20, p.max_len + 3 * p.lanes)
+    run_rows(tmp_path, sections, rows, seed, 0.2, 0.3)
