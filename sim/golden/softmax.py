@@ -15,7 +15,8 @@ Inputs are signed ``in_width``-bit integers ``x`` with ``F = in_frac`` fraction 
 
 The arithmetic, step by step (every rounding written out)
 --------------------------------------------------------
-``fl(x) = x >> F`` (floor of the real value), ``ce(x) = -((-x) >> F)`` (its ceiling), ``r(x) = x & (2**F-1)``.
+``fl(x) = x >> F`` (floor of the real value), ``ce(x) = -((-x) >> F)`` (its ceiling),
+``r(x) = x & (2**F-1)``.
 
 Table: ``T[r] = round_half_up(2**(r / 2**F) * 2**S)`` for ``r`` in ``0 .. 2**F - 1``; ``S = sum_frac``;
 entries lie in ``[2**S, 2**(S+1))``.
@@ -35,8 +36,9 @@ is ``1 / d`` (in units of ``2**-S``) with a relative error below ``2**-M``. The 
 with a restoring divider, one quotient bit per cycle.
 
 Pass 2, from the row buffer: ``n_i = T[r(x_i)] >> min(m - fl(x_i), S + 2)`` with the row's final ``m``
-(0 for masked lanes), ``t = M + k - O``, ``y_i = min(((n_i * R) >> (t - 1)) + 1) >> 1, 2**O)``: rounded
-half up (not to even; a tie needs ``n_i * R`` to be an exact odd multiple of ``2**(t-1)``), saturated at 1.0.
+(0 for masked lanes), ``t = M + k - O``, ``y_i = min((((n_i * R) >> (t - 1)) + 1) >> 1, 2**O)``:
+rounded half up (not to even; a tie needs ``n_i * R`` to be an exact odd multiple of ``2**(t-1)``),
+saturated at 1.0.
 
 Error bound and the derived widths
 ----------------------------------
