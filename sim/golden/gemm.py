@@ -27,7 +27,7 @@ __all__ = [
     "MODES", "MODE_CODES", "RANGES", "gemm", "wrap", "acc_width_needed", "random_operands",
     "pack_int4_pairs", "unpack_int4_pairs", "weight_beats", "act_beats", "output_beats",
     "outputs_to_matrix", "tile_k", "ideal_cycles", "FP8", "FP_MODES", "fp8_decode", "fp8_value",
-    "fp8_units", "round_to_binary32", "binary32_value", "fp_acc_width", "NAN32", "FP8_KINDS",
+    "fp8_units", "round_to_binary32", "binary32_value", "fp_acc_width", "NAN32", "FP8_KINDS", "FP8_ONE", "fp8_lsb_exp",
 ]
 
 # mode -> (code on the command stream, reduction elements per PE row, weight rows per beat, MACs per PE)
@@ -53,6 +53,7 @@ RANGES = {
 FP8 = {"fp8_e4m3": (4, 3, 7, False), "fp8_e5m2": (5, 2, 15, True)}
 FP_MODES = tuple(FP8)
 NAN32 = 0x7FC00000
+FP8_ONE = {"fp8_e4m3": 0x38, "fp8_e5m2": 0x3C}
 INF32 = 0x7F800000
 # Operand kinds of random_operands for FP8 modes (besides uniform, min, max, alternating and zero).
 FP8_KINDS = ("uniform", "min", "max", "alternating", "zero", "nan", "inf", "cancel")
