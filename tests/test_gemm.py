@@ -103,10 +103,10 @@ def test_icarus(tmp_path, seed):
     runner.run(sim_build, "sim.tb.gemm", testcase="cases", extra_env=env, seed=seed)
 
 
-# FP8: a 2 x 3 array with INT8 beside both FP8 modes (so integer and FP8 tiles interleave), and an
-# E4M3-only engine (the single-format decoder, no integer multiplier).
+# FP8: a 2 x 3 array with every mode (so integer and FP8 tiles interleave), and an E4M3-only engine
+# (the single-format decoder, no integer multiplier).
 FP8_MIXED = {"gemm": {"top": "gemm_2x3_fp8", "rows": 2, "cols": 3,
-                      "modes": ["int8", "fp8_e4m3", "fp8_e5m2"], "max_m": 12, "max_n": 8,
+                      "modes": ["int8", "int4", "w4a8", "fp8_e4m3", "fp8_e5m2"], "max_m": 12, "max_n": 8,
                       "max_k": 24, "acc_width": 20, "out_fifo_depth": 4}}
 FP8_E4M3_ONLY = {"gemm": {"top": "gemm_3x2_e4m3", "rows": 3, "cols": 2, "modes": ["fp8_e4m3"],
                           "max_m": 6, "max_n": 5, "max_k": 16, "acc_width": 20,
@@ -130,10 +130,9 @@ def fp8_directed_cases(modes, m, n, k):
 @pytest.mark.parametrize("traffic", [(0.0, 0.0), (0.3, 0.4)], ids=["steady", "gaps+stalls"])
 def test_fp8_shapes_and_directed(tmp_path, seed, traffic):
     """FP8 modes in every shape class (random codes over the whole exponent range, NaN codes in the
-    padding lanes) and the directed special cases, interleaved with INT8 commands."""
+    padding lanes) and the directed special cases, in random order with the integer modes' commands."""
     g = FP8_MIXED["gemm"]
-    cases = shape_cases(FP_MODES + ("int8",), g["max_m"], g["max_n"], g["max_k"], g["rows"],
-                        g["cols"])
+    cases = shape_cases(g["modes"], g["max_m"], g["max_n"], g["max_k"], g["rows"], g["cols"])
     cases += fp8_directed_cases(FP_MODES, 3, g["cols"] + 1, g["max_k"])
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(cases))
