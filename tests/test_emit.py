@@ -82,9 +82,12 @@ def test_manifest_matches_the_verilog(default_files):
     assert all(m["latency"] == manifest["performance"]["pipeline_depth"] for m in modes.values())
 
 
-def test_verilator_lint(tmp_path):
+@pytest.mark.parametrize("modes", [None, ["int8", "int4", "w4a8", "fp8_e4m3", "fp8_e5m2"]],
+                         ids=["integer", "with-fp8"])
+def test_verilator_lint(tmp_path, modes):
     """The Verilog passes `verilator --lint-only` with the runner's waivers (each commented there)."""
-    files = render(parse_config(SMALL))
+    sections = SMALL if modes is None else {"gemm": dict(SMALL["gemm"], modes=modes)}
+    files = render(parse_config(sections))
     path = tmp_path / "gemm_small.v"
     path.write_text(files["gemm_small.v"])
     runner.verilator_env()
