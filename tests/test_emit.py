@@ -14,7 +14,8 @@ from gen.emit import render
 from sim import runner
 
 ROOT = Path(__file__).resolve().parent.parent
-SMALL = {"gemm": {"top": "gemm_small", "rows": 2, "cols": 3, "max_m": 8, "max_n": 8, "max_k": 8,
+SMALL = {"gemm": {"top": "gemm_small", "rows": 2, "cols": 3, "modes": ["int8", "int4", "w4a8"],
+                  "max_m": 8, "max_n": 8, "max_k": 8,
                   "acc_width": 20, "out_fifo_depth": 4}}
 
 

@@ -10,8 +10,9 @@ from sim import runner
 from tests.conftest import build_block, write_json
 
 # Small engines keep the builds short. NONSQUARE has R != C, neither a power of two, and tiny maxima
-# so that every shape class fits; SQUARE is a 4 x 4 array with one mode only (no fused multiplier).
-NONSQUARE = {"gemm": {"top": "gemm_3x5", "rows": 3, "cols": 5, "max_m": 20, "max_n": 24,
+# so that every shape class fits, and the integer modes only (FP8 engines are below); SQUARE is a 4 x 4 array with one mode only (no fused multiplier).
+NONSQUARE = {"gemm": {"top": "gemm_3x5", "rows": 3, "cols": 5, "modes": ["int8", "int4", "w4a8"],
+                      "max_m": 20, "max_n": 24,
                       "max_k": 40, "acc_width": 24, "out_fifo_depth": 16}}
 INT8_ONLY = {"gemm": {"top": "gemm_4x4_int8", "rows": 4, "cols": 4, "modes": ["int8"],
                       "max_m": 16, "max_n": 16, "max_k": 64, "acc_width": 22}}

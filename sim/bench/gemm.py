@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 from gen.config import parse_config
-from gen.lib.formats import MODES
 from sim import runner
 from sim.golden import gemm as golden
 
@@ -27,7 +26,6 @@ def bench_config(quick):
     rows = cols = 8 if quick else 16
     size = 64 if quick else 256
     return size, {"gemm": {"top": f"bench_gemm_{rows}x{cols}", "rows": rows, "cols": cols,
-                           "modes": [mode.name for mode in MODES],
                            "max_m": size, "max_n": size, "max_k": size, "acc_width": 32,
                            "out_fifo_depth": 64}}
 
