@@ -126,8 +126,9 @@ class GemmConfig:
     top: str = _str_field("accelgen_gemm", "name of the emitted Verilog module")
     rows: int = _int_field(8, 1, 64, "PE rows R: reduction elements per beat (INT8)")
     cols: int = _int_field(8, 1, 64, "PE columns C: output channels computed at once")
-    modes: tuple = _strs_field(tuple(m.name for m in MODES), "run-time modes built into the PEs",
-                               tuple(m.name for m in MODES))
+    modes: tuple = _strs_field(tuple(m.name for m in MODES),
+                               "run-time modes built into the PEs (FP8 modes add floating-point "
+                               "hardware and a wider accumulator)", tuple(m.name for m in MODES))
     acc_width: int = _int_field(32, 8, 64, "accumulator width in bits (two's complement)")
     max_m: int = _int_field(256, 1, 65536, "largest M (rows of A) a command may ask for")
     max_n: int = _int_field(256, 1, 65536, "largest N (columns of W) a command may ask for")

@@ -42,6 +42,9 @@ def _gemm_top(cfg):
                         max_m=cfg.max_m, max_n=cfg.max_n, max_k=cfg.max_k,
                         out_fifo_depth=cfg.out_fifo_depth)
     codes = ", ".join(f"{name}={mode_by_name(name).code}" for name in cfg.modes)
+    fp_names = [name for name in cfg.modes if mode_by_name(name).fp8]
+    fp_note = ("; " + ", ".join(f"OCP FP8 {mode_by_name(n).fp8.upper()} code ({n})" for n in fp_names)
+               if fp_names else "")
     return Top(
         block="gemm", name=cfg.top, component=engine,
         formats={
@@ -49,14 +52,18 @@ def _gemm_top(cfg):
             "cmd.n": "uint: columns of W (1 to max_n)",
             "cmd.k": "uint: reduction length (1 to max_k)",
             "cmd.mode": f"uint: mode code ({codes})",
-            "a.data": "int8 (int8, w4a8) or int4 pair (int4): element k in bits 3:0, k+1 in 7:4",
-            "w.data": "int8 (int8) or int4 pair along K (int4, w4a8)",
-            "o.data": f"int{cfg.acc_width}: two's complement accumulator",
+            "a.data": "int8 (int8, w4a8) or int4 pair (int4): element k in bits 3:0, k+1 in 7:4"
+                      + fp_note,
+            "w.data": "int8 (int8) or int4 pair along K (int4, w4a8)" + fp_note,
+            "o.data": f"int{cfg.acc_width}: two's complement accumulator" + (
+                ", sign-extended; FP8 modes: IEEE binary32 bit pattern in bits 31:0, upper bits 0"
+                if engine.fp_acc_width else ""),
             "o.last": "flag: final beat of a command",
         },
         parameters={
             "rows": cfg.rows, "cols": cfg.cols, "modes": list(cfg.modes),
-            "acc_width": cfg.acc_width, "psum_width": engine._array.psum_width,
+            "acc_width": cfg.acc_width, "psum_width": engine.psum_width,
+            "fp_acc_width": engine.fp_acc_width,
             "act_buffer_words": engine.act_buffer_depth,
             "mode_codes": {name: mode_by_name(name).code for name in cfg.modes},
             "tile_k": {name: cfg.rows * mode_by_name(name).k_per_row for name in cfg.modes},

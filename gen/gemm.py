@@ -5,8 +5,8 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .lib.formats import MODE_CODE_WIDTH, mode_by_name
-from .pe import mode_index_width
+from .lib.formats import FP8_FORMATS, MODE_CODE_WIDTH, fp_acc_width, mode_by_name
+from .pe import FLAG_WIDTH, fp_formats, mode_index_width
 from .systolic import SystolicArray
 
 __all__ = ["GemmEngine", "cmd_layout", "act_layout", "wgt_layout", "out_layout"]
@@ -32,16 +32,21 @@ def wgt_layout(cols):
     return data.StructLayout({"data": data.ArrayLayout(unsigned(8), cols)})
 
 
-def out_layout(cols, acc_width):
-    """One result beat: C accumulators of one row of the result, and ``last`` on a command's final beat."""
+def out_width(modes, acc_width):
+    """Bits of one result lane: ``acc_width``, or at least 32 when FP8 modes (binary32 results) are built."""
+    return max(acc_width, 32) if fp_formats(modes) else acc_width
+
+
+def out_layout(cols, width):
+    """One result beat: C lanes of one row of the result, and ``last`` on a command's final beat."""
     return data.StructLayout({
-        "data": data.ArrayLayout(signed(acc_width), cols),
+        "data": data.ArrayLayout(signed(width), cols),
         "last": unsigned(1),
     })
 
 
 class GemmEngine(wiring.Component):
-    """Computes ``Y = A x W`` for integer matrices in a run-time mode, on an R x C systolic array.
+    """Computes ``Y = A x W`` for integer or FP8 matrices in a run-time mode, on an R x C systolic array.
 
     A command on ``cmd`` names M, N, K and the mode. The engine walks the output in tiles of C columns
     (``n0 = 0, C, 2C, ...``) and, for each, the reduction in tiles of ``R * k_per_row`` elements (R in INT8
@@ -68,12 +73,25 @@ class GemmEngine(wiring.Component):
     ``acc_width`` holds ``max_k`` products of -128 x -128, so no command can overflow; were one to, the
     sum would wrap modulo ``2**acc_width``.
 
+    FP8 modes (``fp8_e4m3``, ``fp8_e5m2``; OCP 8-bit floating point v1.0) stream FP8 codes like INT8
+    bytes (same beats, same MACs per cycle). Each product is exact and is added, as a two's complement
+    fixed-point number in units of the square of the format's smallest subnormal (2**-18 in E4M3, 2**-32
+    in E5M2), into a Kulisch accumulator of :attr:`fp_acc_width` bits (sized by
+    :func:`gen.lib.formats.fp_acc_width` for ``max_k`` products of the largest finite magnitude: 45 bits
+    for E4M3 and 73 for E5M2 at ``max_k = 256``), so the sum is exact and independent of the order of
+    additions. Special-value flags (NaN, +inf, -inf) travel with the sums. After the last k tile the sum
+    is rounded once to IEEE binary32, to nearest, ties to even, and leaves in bits 31:0 of the lane
+    (upper bits 0; lanes are ``max(acc_width, 32)`` bits wide). An exact zero gives +0. A NaN operand or
+    0 x inf in any product gives the quiet NaN 0x7FC00000, as do infinite products of both signs (E5M2:
+    inf - inf); infinite products of one sign give that infinity. A finite sum cannot overflow binary32
+    (below 2**48 for ``max_k`` up to 2**16), and every nonzero sum is a binary32 normal number.
+
     Parameters
     ----------
     rows, cols : int
         R and C of the PE array.
     modes : tuple of str
-        Modes built in (``int8``, ``int4``, ``w4a8``).
+        Modes built in (``int8``, ``int4``, ``w4a8``, ``fp8_e4m3``, ``fp8_e5m2``).
     acc_width : int
         Accumulator width.
     max_m, max_n, max_k : int
@@ -87,7 +105,7 @@ class GemmEngine(wiring.Component):
     cmd : In(stream.Signature(cmd_layout(...)))
     a : In(stream.Signature(act_layout(rows)))
     w : In(stream.Signature(wgt_layout(cols)))
-    o : Out(stream.Signature(out_layout(cols, acc_width)))
+    o : Out(stream.Signature(out_layout(cols, out_width(modes, acc_width))))
     errors : Out(16)
         Commands dropped as invalid, saturating.
     busy : Out(1)
@@ -104,11 +122,13 @@ class GemmEngine(wiring.Component):
         self._max_k = max_k
         self._out_fifo_depth = out_fifo_depth
         self._array = SystolicArray(rows=rows, cols=cols, modes=self._modes)
+        self._fp = fp_formats(self._modes)
+        self._out_width = out_width(self._modes, acc_width)
         super().__init__({
             "cmd": In(stream.Signature(cmd_layout(max_m=max_m, max_n=max_n, max_k=max_k))),
             "a": In(stream.Signature(act_layout(rows))),
             "w": In(stream.Signature(wgt_layout(cols))),
-            "o": Out(stream.Signature(out_layout(cols, acc_width))),
+            "o": Out(stream.Signature(out_layout(cols, self._out_width))),
             "errors": Out(16),
             "busy": Out(1),
         })
@@ -131,10 +151,20 @@ class GemmEngine(wiring.Component):
         return self._max_m * -(-self._max_k // self._rows)
 
     @property
+    def fp_acc_width(self):
+        """Bits of the FP8 Kulisch accumulator (0 without FP8 modes)."""
+        return fp_acc_width(self._fp, self._max_k) if self._fp else 0
+
+    @property
+    def psum_width(self):
+        return self._array.psum_width
+
+    @property
     def pipeline_depth(self):
         """Cycles from taking the activation beat of row m in the last k tile to result row m on ``o``:
-        1 (issue) + R + C - 1 (array) + 2 (accumulate) + 1 (output FIFO)."""
-        return 1 + self._array.latency + 2 + 1
+        1 (issue) + R + C - 1 (array) + 2 (accumulate) + 1 (output FIFO), plus 1 (conversion to binary32)
+        where FP8 modes are built."""
+        return 1 + self._array.latency + 2 + 1 + (1 if self._fp else 0)
 
     latency = pipeline_depth
 
@@ -235,6 +265,8 @@ class GemmEngine(wiring.Component):
             lo_keep = col_ok & lo_ok
             hi_keep = col_ok & Mux(ld_is_int4, hi_ok, lo_ok)
             m.d.comb += array.w_data[c].eq(Cat(Mux(lo_keep, lo, 0), Mux(hi_keep, hi, 0)))
+            if self._fp:
+                m.d.comb += array.w_ok[c].eq(lo_keep)
         m.d.comb += array.w_bank.eq(ld_bank)
 
         with m.FSM(name="loader") as loader_fsm:
@@ -288,10 +320,13 @@ class GemmEngine(wiring.Component):
         issue = Signal()
 
         # Stage 1: the wavefront entering the array, and its control word.
-        ctrl = data.StructLayout({
+        ctrl_fields = {
             "valid": 1, "first_k": 1, "last_k": 1, "last": 1,
             "m": unsigned(max(1, (self._max_m - 1).bit_length())),
-        })
+        }
+        if self._fp:
+            ctrl_fields["mode"] = unsigned(mw)   # the output conversion needs it
+        ctrl = data.StructLayout(ctrl_fields)
         s1 = Signal(ctrl)
         s1_from_stream = Signal()
         s1_data = Signal(8 * R)
@@ -322,6 +357,7 @@ class GemmEngine(wiring.Component):
                         s1.last.eq(last_k & last_n & last_m), s1.m.eq(fd_m),
                         s1_from_stream.eq(fd_first_pass), s1_data.eq(self.a.payload.data.as_value()),
                         s1_bank.eq(fd_bank), s1_mode.eq(fd.mode),
+                        *([s1.mode.eq(fd.mode)] if self._fp else []),
                         fd_addr.eq(fd_addr + 1), fd_m.eq(fd_m + 1),
                     ]
                     with m.If(last_m):
@@ -349,8 +385,12 @@ class GemmEngine(wiring.Component):
             ctl = nxt
 
         # ---- accumulation: stage A reads acc[m], stage B adds and writes or emits -------------------
-        aw = self._acc_width
-        acc_mem = Memory(shape=unsigned(aw * C), depth=self._max_m, init=[])
+        # Integer sums use the low `acc_width` bits; FP8 sums the whole Kulisch width and, beside it,
+        # the special-value flags.
+        aw = max(self._acc_width, self.fp_acc_width)
+        fw = FLAG_WIDTH if self._fp else 0
+        lane = aw + fw
+        acc_mem = Memory(shape=unsigned(lane * C), depth=self._max_m, init=[])
         m.submodules.acc_mem = acc_mem
         acc_wr = acc_mem.write_port()
         acc_rd = acc_mem.read_port(domain="sync", transparent_for=(acc_wr,))
@@ -359,21 +399,53 @@ class GemmEngine(wiring.Component):
         sb_ps = [Signal(signed(array.psum_width), name=f"sb_ps_{c}") for c in range(C)]
         m.d.sync += sb.eq(ctl)
         m.d.sync += [sb_ps[c].eq(array.ps[c]) for c in range(C)]
+        sb_fl = [Signal(fw, name=f"sb_fl_{c}") for c in range(C)] if self._fp else []
+        m.d.sync += [sb_fl[c].eq(array.fl[c]) for c in range(len(sb_fl))]
 
-        sums = []
+        sums, flags = [], []
         for c in range(C):
-            prev = acc_rd.data[aw * c:aw * (c + 1)].as_signed()
+            prev = acc_rd.data[lane * c:lane * c + aw].as_signed()
             total = Signal(signed(aw), name=f"sum_{c}")
             m.d.comb += total.eq(Mux(sb.first_k, 0, prev) + sb_ps[c])
             sums.append(total)
-        m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(width=aw * C + 1,
+            if self._fp:
+                prev_fl = acc_rd.data[lane * c + aw:lane * (c + 1)]
+                fl = Signal(fw, name=f"flags_{c}")
+                m.d.comb += fl.eq(Mux(sb.first_k, 0, prev_fl) | sb_fl[c])
+                flags.append(fl)
+        ow = self._out_width
+        m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(width=ow * C + 1,
                                                                  depth=self._out_fifo_depth)
         m.d.comb += [
-            acc_wr.addr.eq(sb.m), acc_wr.data.eq(Cat(*sums)),
+            acc_wr.addr.eq(sb.m),
+            acc_wr.data.eq(Cat(*(Cat(sums[c], *flags[c:c + 1]) for c in range(C)))),
             acc_wr.en.eq(sb.valid & ~sb.last_k),
-            out_fifo.w_data.eq(Cat(*sums, sb.last)),
-            out_fifo.w_en.eq(sb.valid & sb.last_k),
         ]
+        if not self._fp:
+            m.d.comb += [out_fifo.w_data.eq(Cat(*sums, sb.last)),
+                         out_fifo.w_en.eq(sb.valid & sb.last_k)]
+        else:
+            # Stage C: the final sums, registered, become binary32 (FP8) or the integer result.
+            sc = Signal(ctrl)
+            m.d.sync += sc.eq(sb)
+            lanes = []
+            fp_names = [n for n in self._modes if mode_by_name(n).fp8 is not None]
+            sc_fp = Signal()
+            m.d.comb += sc_fp.eq(Cat(*(sc.mode == self._modes.index(n) for n in fp_names)).any())
+            sc_e5 = Signal()
+            m.d.comb += sc_e5.eq(sc.mode == self._modes.index("fp8_e5m2")
+                                 if "fp8_e5m2" in self._modes else 0)
+            for c in range(C):
+                sc_sum = Signal(signed(aw), name=f"sc_sum_{c}")
+                sc_fl = Signal(fw, name=f"sc_fl_{c}")
+                m.d.sync += [sc_sum.eq(sums[c]), sc_fl.eq(flags[c])]
+                fp32 = self._to_binary32(m, sc_sum, sc_fl, sc_e5, c)
+                as_int = sc_sum[:self._acc_width].as_signed()
+                out = Signal(signed(ow), name=f"out_{c}")
+                m.d.comb += out.eq(Mux(sc_fp, fp32, as_int))
+                lanes.append(out)
+            m.d.comb += [out_fifo.w_data.eq(Cat(*lanes, sc.last)),
+                         out_fifo.w_en.eq(sc.valid & sc.last_k)]
         m.d.comb += [
             self.o.payload.eq(out_fifo.r_data),
             self.o.valid.eq(out_fifo.r_rdy),
@@ -392,3 +464,44 @@ class GemmEngine(wiring.Component):
         m.d.comb += self.busy.eq(~loader_fsm.ongoing("IDLE") | ~feeder_fsm.ongoing("IDLE")
                                  | desc_fifo.r_rdy | (outstanding != 0))
         return m
+
+    def _to_binary32(self, m, total, flags, e5, c):
+        """The binary32 bit pattern (32 bits, unsigned) of the Kulisch sum ``total`` of lane ``c``,
+        rounded to nearest, ties to even, with the special values of ``flags`` (NaN, +inf, -inf).
+
+        ``total`` counts units of ``2**lsb`` (lsb = -18 in E4M3, -32 in E5M2; ``e5`` selects). With the
+        magnitude's leading one at bit ``p``, the result's biased exponent is ``p + lsb + 127``, plus one
+        when rounding carries out of the 24-bit significand; the width rule keeps it within 1 to 254.
+        """
+        aw = len(total)
+        wm = aw - 1                     # |total| < 2**(aw - 1) by the width rule
+        assert wm >= 26
+        lsbs = {f: 2 * FP8_FORMATS[f].lsb_exp for f in self._fp}
+        assert min(lsbs.values()) + 127 >= 1 and wm - 1 + max(lsbs.values()) + 127 + 1 <= 254
+        neg = total[-1]
+        mag = Signal(wm, name=f"cv_mag_{c}")
+        m.d.comb += mag.eq(Mux(neg, -total, total)[:wm])
+        p = Signal(range(wm), name=f"cv_lead_{c}")
+        lz = Signal(range(wm), name=f"cv_lz_{c}")
+        for i in range(wm):             # priority encoder: the highest set bit wins
+            with m.If(mag[i]):
+                m.d.comb += [p.eq(i), lz.eq(wm - 1 - i)]
+        norm = Signal(wm, name=f"cv_norm_{c}")
+        m.d.comb += norm.eq((mag << lz)[:wm])
+        top = norm[wm - 24:wm]
+        guard = norm[wm - 25]
+        sticky = norm[:wm - 25].any()
+        sig = Signal(25, name=f"cv_sig_{c}")
+        m.d.comb += sig.eq(top + (guard & (sticky | top[0])))
+        bias = {f: lsb + 127 for f, lsb in lsbs.items()}
+        offset = (Mux(e5, bias["e5m2"], bias["e4m3"]) if len(bias) == 2
+                  else Const(next(iter(bias.values())), 8))
+        exp = Signal(8, name=f"cv_exp_{c}")
+        m.d.comb += exp.eq(p + offset + sig[24])
+        # On a carry the significand is 2**24 and its low 23 bits are 0, as the fraction must be.
+        finite = Mux(mag == 0, 0, Cat(sig[:23], exp, neg))
+        out = Signal(32, name=f"cv_fp32_{c}")
+        nan, pinf, ninf = flags[0], flags[1], flags[2]
+        m.d.comb += out.eq(Mux(nan | (pinf & ninf), 0x7FC00000,
+                               Mux(pinf, 0x7F800000, Mux(ninf, 0xFF800000, finite))))
+        return out

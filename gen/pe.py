@@ -1,18 +1,30 @@
 """A mixed-precision, weight-stationary processing element."""
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .lib.formats import MODES, mode_by_name
+from .lib.formats import FP8_FORMATS, INT_MODE_NAMES, MODES, fp_product_max, mode_by_name
 
-__all__ = ["MixedPE", "pe_max_product", "mode_index_width"]
+__all__ = ["MixedPE", "pe_max_product", "mode_index_width", "fp_formats", "FLAG_WIDTH"]
+
+# Special-value flags that travel with an FP8 partial sum: bit 0 NaN, bit 1 +inf, bit 2 -inf.
+FLAG_WIDTH = 3
+
+
+def fp_formats(modes):
+    """FP8 format names (``e4m3``, ``e5m2``) of the FP8 modes among ``modes``, in table order."""
+    names = [mode_by_name(name).fp8 for name in modes]
+    return tuple(f for f in FP8_FORMATS if f in names)
 
 
 def pe_max_product(modes):
-    """Largest magnitude one PE adds to the partial sum in one cycle, over ``modes``."""
+    """Largest magnitude one PE adds to the partial sum in one cycle, over ``modes``: integer products,
+    or FP8 products in units of the square of the format's smallest subnormal."""
     table = {"int8": 128 * 128, "int4": 2 * 8 * 8, "w4a8": 128 * 8}
-    return max(table[name] for name in modes)
+    ints = [table[name] for name in modes if name in table]
+    fmts = fp_formats(modes)
+    return max(ints + ([fp_product_max(fmts)] if fmts else []))
 
 
 def mode_index_width(modes):
@@ -42,8 +54,18 @@ class MixedPE(wiring.Component):
     5 x 5 signed multipliers of nibbles: each nibble is extended by a sign bit that is the nibble's top bit
     where the nibble is signed (high nibbles always, low nibbles in INT4, and the weight's low nibble in
     W4A8) and zero otherwise; the mode selects which nibble products are summed and how far each is
-    shifted. An FP8 mode adds its own product term here (sign, exponent sum and the 4 x 4 significand
-    product are nibble products as well) and widens ``psum_width``; nothing else in the array changes.
+    shifted.
+
+    FP8 modes (``fp8_e4m3``, ``fp8_e5m2``; OCP 8-bit floating point v1.0) read one FP8 code from each
+    byte. Each operand is split into sign, significand (``1.M`` or ``0.M`` for subnormals, 4 bits in E4M3,
+    3 in E5M2) and effective exponent ``e`` (1 for subnormals); NaN and infinity codes give a zero
+    significand and raise flags instead. The exact product is ``sig_a * sig_w`` (at most 8 bits) shifted
+    left by ``e_a + e_w - 2`` (0 to 28 in E4M3, 0 to 58 in E5M2): a two's complement fixed-point number
+    in units of the square of the smallest subnormal (2**-18 in E4M3, 2**-32 in E5M2), added exactly to
+    the partial sum like an integer product (Kulisch accumulation: no rounding, order-independent). The
+    flags NaN (a NaN operand, or 0 x inf), +inf and -inf of the product are ORed into the flags that
+    travel with the partial sum. A weight slot written as padding (``w_ok`` low: past K or N) raises
+    no flag, so don't-care activation lanes cannot turn a result into NaN.
 
     Parameters
     ----------
@@ -66,6 +88,11 @@ class MixedPE(wiring.Component):
         Weight byte to store.
     w_we : In(2)
         Write enables of weight banks 0 and 1.
+    fl_i, fl_o : In(3), Out(3)
+        FP8 modes only: special-value flags of the partial sum (NaN, +inf, -inf), from above and
+        ``fl_i | product flags``, registered.
+    w_ok : In(1)
+        FP8 modes only: the weight being written is a real element (not padding).
     """
 
     def __init__(self, *, modes, psum_width):
@@ -73,13 +100,17 @@ class MixedPE(wiring.Component):
             mode_by_name(name)
         self._modes = tuple(modes)
         self._psum_width = psum_width
+        self._fp = fp_formats(modes)
         mw = mode_index_width(modes)
-        super().__init__({
+        members = {
             "a_i": In(8), "bank_i": In(1), "mode_i": In(mw),
             "a_o": Out(8), "bank_o": Out(1), "mode_o": Out(mw),
             "ps_i": In(signed(psum_width)), "ps_o": Out(signed(psum_width)),
             "w_data": In(8), "w_we": In(2),
-        })
+        }
+        if self._fp:
+            members.update({"fl_i": In(FLAG_WIDTH), "fl_o": Out(FLAG_WIDTH), "w_ok": In(1)})
+        super().__init__(members)
 
     @property
     def modes(self):
@@ -105,22 +136,96 @@ class MixedPE(wiring.Component):
         w = Signal(8)
         m.d.comb += w.eq(Mux(self.bank_i, w1, w0))
 
+        int_modes = tuple(name for name in self._modes if name in INT_MODE_NAMES)
         product = Signal(signed(17))
-        if self._modes == ("int8",):
+        if int_modes == ("int8",):
             m.d.comb += product.eq(self.a_i.as_signed() * w.as_signed())
-        else:
+        elif int_modes:
             self._fused_product(m, self.a_i, w, product)
+
+        if self._fp:
+            ok0, ok1 = Signal(), Signal()
+            with m.If(self.w_we[0]):
+                m.d.sync += ok0.eq(self.w_ok)
+            with m.If(self.w_we[1]):
+                m.d.sync += ok1.eq(self.w_ok)
+            fp_term, flags = self._fp_product(m, self.a_i, w, Mux(self.bank_i, ok1, ok0))
+            is_fp = Signal()
+            m.d.comb += is_fp.eq(self._mode_is(m, [n for n in self._modes if n not in INT_MODE_NAMES]))
+            m.d.sync += self.fl_o.eq(self.fl_i | Mux(is_fp, flags, 0))
+            term = Mux(is_fp, fp_term, product) if int_modes else fp_term
+        else:
+            term = product
 
         m.d.sync += [
             self.a_o.eq(self.a_i),
             self.bank_o.eq(self.bank_i),
             self.mode_o.eq(self.mode_i),
-            self.ps_o.eq(self.ps_i + product),
+            self.ps_o.eq(self.ps_i + term),
         ]
         return m
 
+    def _mode_is(self, m, names):
+        """1 when ``mode_i`` is one of ``names`` (constant where that is all or none of the modes)."""
+        if not names:
+            return Const(0, 1)
+        if len(names) == len(self._modes):
+            return Const(1, 1)
+        hit = Signal(name="is_" + "_".join(names))
+        m.d.comb += hit.eq(Cat(*(self.mode_i == self._modes.index(n) for n in names)).any())
+        return hit
+
+    def _fp_decode(self, m, x, e5, prefix):
+        """Sign, 4-bit significand, 5-bit effective exponent, NaN, infinity and zero of FP8 code ``x``;
+        ``e5`` selects E5M2 over E4M3."""
+        sign = x[7]
+        sig = Signal(4, name=f"{prefix}_sig")
+        exp = Signal(5, name=f"{prefix}_exp")
+        nan = Signal(name=f"{prefix}_nan")
+        inf = Signal(name=f"{prefix}_inf")
+        cands = {}
+        if "e4m3" in self._fp:
+            e, f = x[3:7], x[0:3]
+            cands["e4m3"] = (Cat(f, e != 0), Mux(e == 0, 1, e), (e == 0xF) & (f == 0x7), Const(0, 1))
+        if "e5m2" in self._fp:
+            e, f = x[2:7], x[0:2]
+            special = e == 0x1F
+            cands["e5m2"] = (Mux(special, 0, Cat(f, e != 0)), Mux(e == 0, 1, e),
+                             special & (f != 0), special & (f == 0))
+        if len(cands) == 2:
+            pick = [Mux(e5, b, a) for a, b in zip(cands["e4m3"], cands["e5m2"], strict=True)]
+        else:
+            (pick,) = cands.values()
+        m.d.comb += [sig.eq(Mux(pick[2], 0, pick[0])), exp.eq(pick[1]), nan.eq(pick[2]),
+                     inf.eq(pick[3])]
+        zero = Signal(name=f"{prefix}_zero")
+        m.d.comb += zero.eq((sig == 0) & ~nan & ~inf)
+        return sign, sig, exp, nan, inf, zero
+
+    def _fp_product(self, m, a, w, w_ok):
+        e5 = self._mode_is(m, ["fp8_e5m2"] if "e5m2" in self._fp else [])
+        sa, siga, ea, nana, infa, zeroa = self._fp_decode(m, a, e5, "fa")
+        sw, sigw, ew, nanw, infw, zerow = self._fp_decode(m, w, e5, "fw")
+        shift_max = max(FP8_FORMATS[f].product_shift_max for f in self._fp)
+        mag_width = fp_product_max(self._fp).bit_length()
+        sig_p = Signal(8, name="fp_sig_p")
+        shift = Signal(range(shift_max + 1), name="fp_shift")
+        mag = Signal(mag_width, name="fp_mag")
+        m.d.comb += [sig_p.eq(siga * sigw), shift.eq(ea + ew - 2), mag.eq((sig_p << shift)[:mag_width])]
+        neg = Signal(name="fp_neg")
+        m.d.comb += neg.eq(sa ^ sw)
+        term = Signal(signed(mag_width + 1), name="fp_term")
+        m.d.comb += term.eq(Mux(neg, -mag, mag))
+        nan = Signal(name="fp_nan")
+        inf = Signal(name="fp_inf")
+        m.d.comb += [nan.eq(nana | nanw | (infa & zerow) | (zeroa & infw)),
+                     inf.eq((infa | infw) & ~nan)]
+        flags = Signal(FLAG_WIDTH, name="fp_flags")
+        m.d.comb += flags.eq(Mux(w_ok, Cat(nan, inf & ~neg, inf & neg), 0))
+        return term, flags
+
     def _fused_product(self, m, a, w, product):
-        is_mode = {name: Signal(name=f"is_{name}") for name in MODES_BY_NAME}
+        is_mode = {name: Signal(name=f"is_{name}") for name in INT_MODE_NAMES}
         for name, sig in is_mode.items():
             if name in self._modes:
                 m.d.comb += sig.eq(self.mode_i == self._modes.index(name))
@@ -149,5 +254,5 @@ class MixedPE(wiring.Component):
 
 MODES_BY_NAME = tuple(mode.name for mode in MODES)
 
-# The product is at most 2**14 in magnitude (INT8); 17 signed bits hold every mode's sum of terms.
-assert pe_max_product(MODES_BY_NAME) < 2**16
+# An integer product is at most 2**14 in magnitude (INT8); 17 signed bits hold every mode's sum of terms.
+assert pe_max_product(INT_MODE_NAMES) < 2**16

@@ -4,7 +4,7 @@ from amaranth.hdl import Cat, Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .pe import MixedPE, mode_index_width, pe_max_product
+from .pe import FLAG_WIDTH, MixedPE, fp_formats, mode_index_width, pe_max_product
 
 __all__ = ["SystolicArray", "psum_width"]
 
@@ -46,6 +46,10 @@ class SystolicArray(wiring.Component):
         Rows whose weight of bank ``w_bank`` take ``w_data`` at the next clock edge.
     w_bank : In(1)
         Bank written.
+    fl : Out(3).array(cols)
+        FP8 modes only: special-value flags (NaN, +inf, -inf) of the column sums at ``ps``.
+    w_ok : In(1).array(cols)
+        FP8 modes only: the weight written in column ``c`` is a real element, not padding.
     """
 
     def __init__(self, *, rows, cols, modes):
@@ -53,7 +57,10 @@ class SystolicArray(wiring.Component):
         self._cols = cols
         self._modes = tuple(modes)
         self._psum_width = psum_width(rows, modes)
+        self._fp = bool(fp_formats(modes))
+        fp_members = {"fl": Out(FLAG_WIDTH).array(cols), "w_ok": In(1).array(cols)} if self._fp else {}
         super().__init__({
+            **fp_members,
             "a": In(8).array(rows),
             "bank": In(1),
             "mode": In(mode_index_width(modes)),
@@ -99,12 +106,22 @@ class SystolicArray(wiring.Component):
                 ]
                 # Row 0 starts every column sum from zero.
                 m.d.comb += pe.ps_i.eq(pes[r - 1][c].ps_o if r > 0 else 0)
+                if self._fp:
+                    m.d.comb += [pe.fl_i.eq(pes[r - 1][c].fl_o if r > 0 else 0),
+                                 pe.w_ok.eq(self.w_ok[c])]
 
         for c in range(cols):
             ps = pes[rows - 1][c].ps_o
+            fl = pes[rows - 1][c].fl_o if self._fp else None
             for i in range(cols - 1 - c):
                 ps_d = Signal(signed(self._psum_width), name=f"deskew_{c}_{i}")
                 m.d.sync += ps_d.eq(ps)
                 ps = ps_d
+                if self._fp:
+                    fl_d = Signal(FLAG_WIDTH, name=f"deskew_fl_{c}_{i}")
+                    m.d.sync += fl_d.eq(fl)
+                    fl = fl_d
             m.d.comb += self.ps[c].eq(ps)
+            if self._fp:
+                m.d.comb += self.fl[c].eq(fl)
         return m

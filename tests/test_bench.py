@@ -13,7 +13,7 @@ def test_bench_gemm_quick(tmp_path, capsys):
     out = tmp_path / "gemm.json"
     assert cli.main(["bench", "gemm", "--quick", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert [r["mode"] for r in result["results"]] == ["int8", "int4", "w4a8"]
+    assert [r["mode"] for r in result["results"]] == ["int8", "int4", "w4a8", "fp8_e4m3", "fp8_e5m2"]
     for r in result["results"]:
         assert r["cycles"] > r["ideal_cycles"] > 0
         assert r["utilization"] == pytest.approx(r["ideal_cycles"] / r["cycles"])

@@ -39,7 +39,8 @@ def test_emit_default(tmp_path):
 @pytest.mark.parametrize("toml, message", [
     ("[gemm]\nrows = 0\n", "gemm.rows = 0: must be an integer from 1 to 64"),
     ("[gemm]\nmodes = ['int8', 'fp4']\n",
-     'gemm.modes = ["int8", "fp4"]: must be a non-empty list of distinct names from: int8, int4, w4a8'),
+     'gemm.modes = ["int8", "fp4"]: must be a non-empty list of distinct names from: int8, int4, '
+     "w4a8, fp8_e4m3, fp8_e5m2"),
     ("[gemm]\nmax_k = 100000\n", "gemm.max_k = 100000: must be an integer from 1 to 65536"),
     ("[gemm]\nacc_width = 16\n",
      "gemm.acc_width = 16: must be at least 24 so that gemm.max_k = 256 INT8 products cannot "

@@ -29,14 +29,16 @@ def test_default_config_is_valid():
      "max_n, max_k, out_fifo_depth"),
     ({"gemm": {"modes": ["int8", "int2"]}},
      'gemm.modes = ["int8", "int2"]: must be a non-empty list of distinct names from: int8, int4, '
-     "w4a8"),
+     "w4a8, fp8_e4m3, fp8_e5m2"),
     ({"gemm": {"modes": []}},
-     "gemm.modes = []: must be a non-empty list of distinct names from: int8, int4, w4a8"),
+     "gemm.modes = []: must be a non-empty list of distinct names from: int8, int4, w4a8, "
+     "fp8_e4m3, fp8_e5m2"),
     ({"gemm": {"modes": ["int8", "int8"]}},
      'gemm.modes = ["int8", "int8"]: must be a non-empty list of distinct names from: int8, int4, '
-     "w4a8"),
+     "w4a8, fp8_e4m3, fp8_e5m2"),
     ({"gemm": {"modes": "int8"}},
-     'gemm.modes = "int8": must be a non-empty list of distinct names from: int8, int4, w4a8'),
+     'gemm.modes = "int8": must be a non-empty list of distinct names from: int8, int4, w4a8, '
+     "fp8_e4m3, fp8_e5m2"),
     ({"gemm": {"top": "9lives"}},
      'gemm.top = "9lives": must be a Verilog identifier: a letter or _, then letters, digits or _'),
     ({"gemm": {"acc_width": 24, "max_k": 1024}},

@@ -14,7 +14,8 @@ from gen.emit import render
 from sim import runner
 
 ROOT = Path(__file__).resolve().parent.parent
-SMALL = {"gemm": {"top": "gemm_small", "rows": 2, "cols": 3, "max_m": 8, "max_n": 8, "max_k": 8,
+SMALL = {"gemm": {"top": "gemm_small", "rows": 2, "cols": 3, "modes": ["int8", "int4", "w4a8"],
+                  "max_m": 8, "max_n": 8, "max_k": 8,
                   "acc_width": 20, "out_fifo_depth": 4}}
 
 
@@ -75,12 +76,19 @@ def test_manifest_matches_the_verilog(default_files):
         assert ports[f"{name}__payload"][1] == stream["width"]
     modes = manifest["performance"]["modes"]
     assert modes["int8"]["macs_per_cycle"] == 64 and modes["int4"]["macs_per_cycle"] == 128
+    assert modes["fp8_e4m3"]["macs_per_cycle"] == modes["fp8_e5m2"]["macs_per_cycle"] == 64
+    assert manifest["parameters"]["fp_acc_width"] == 73   # E5M2, max_k = 256
+    lanes = [f for f in manifest["streams"]["o"]["fields"] if f["name"].startswith("data.")]
+    assert all(f["width"] == 32 for f in lanes)
     assert all(m["latency"] == manifest["performance"]["pipeline_depth"] for m in modes.values())
 
 
-def test_verilator_lint(tmp_path):
+@pytest.mark.parametrize("modes", [None, ["int8", "int4", "w4a8", "fp8_e4m3", "fp8_e5m2"]],
+                         ids=["integer", "with-fp8"])
+def test_verilator_lint(tmp_path, modes):
     """The Verilog passes `verilator --lint-only` with the runner's waivers (each commented there)."""
-    files = render(parse_config(SMALL))
+    sections = SMALL if modes is None else {"gemm": dict(SMALL["gemm"], modes=modes)}
+    files = render(parse_config(sections))
     path = tmp_path / "gemm_small.v"
     path.write_text(files["gemm_small.v"])
     runner.verilator_env()
@@ -88,3 +96,17 @@ def test_verilator_lint(tmp_path):
                              "--top-module", "gemm_small", str(path)],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[:3000]
+
+
+FP_SIGNALS = ("fa_sig", "fw_exp", "fp_mag", "fp_flags", "cv_norm", "flags_0")
+
+
+@pytest.mark.parametrize("modes, fp", [(["int8", "int4", "w4a8"], False), (["int8"], False),
+                                       (["int4", "fp8_e5m2"], True), (["fp8_e4m3"], True)])
+def test_integer_only_builds_carry_no_fp_hardware(modes, fp):
+    """FP8 decoders, shifters, flags and the binary32 converter appear only where FP8 modes are built;
+    the integer-only Verilog has none of their signals."""
+    sections = {"gemm": dict(SMALL["gemm"], modes=modes)}
+    text = render(parse_config(sections))["gemm_small.v"]
+    present = [name for name in FP_SIGNALS if name in text]
+    assert present == (list(FP_SIGNALS) if fp else []), present

@@ -10,8 +10,9 @@ from sim import runner
 from tests.conftest import build_block, write_json
 
 # Small engines keep the builds short. NONSQUARE has R != C, neither a power of two, and tiny maxima
-# so that every shape class fits; SQUARE is a 4 x 4 array with one mode only (no fused multiplier).
-NONSQUARE = {"gemm": {"top": "gemm_3x5", "rows": 3, "cols": 5, "max_m": 20, "max_n": 24,
+# so that every shape class fits, and the integer modes only (FP8 engines are below); SQUARE is a 4 x 4 array with one mode only (no fused multiplier).
+NONSQUARE = {"gemm": {"top": "gemm_3x5", "rows": 3, "cols": 5, "modes": ["int8", "int4", "w4a8"],
+                      "max_m": 20, "max_n": 24,
                       "max_k": 40, "acc_width": 24, "out_fifo_depth": 16}}
 INT8_ONLY = {"gemm": {"top": "gemm_4x4_int8", "rows": 4, "cols": 4, "modes": ["int8"],
                       "max_m": 16, "max_n": 16, "max_k": 64, "acc_width": 22}}
@@ -101,3 +102,71 @@ def test_icarus(tmp_path, seed):
     env = {"ACCELGEN_GEMM_CASES": write_json(tmp_path, "cases.json", cases),
            "ACCELGEN_GAP": "0.2", "ACCELGEN_STALL": "0.3"}
     runner.run(sim_build, "sim.tb.gemm", testcase="cases", extra_env=env, seed=seed)
+
+
+# FP8: a 2 x 3 array with every mode (so integer and FP8 tiles interleave), and an E4M3-only engine
+# (the single-format decoder, no integer multiplier).
+FP8_MIXED = {"gemm": {"top": "gemm_2x3_fp8", "rows": 2, "cols": 3,
+                      "modes": ["int8", "int4", "w4a8", "fp8_e4m3", "fp8_e5m2"], "max_m": 12, "max_n": 8,
+                      "max_k": 24, "acc_width": 20, "out_fifo_depth": 4}}
+FP8_E4M3_ONLY = {"gemm": {"top": "gemm_3x2_e4m3", "rows": 3, "cols": 2, "modes": ["fp8_e4m3"],
+                          "max_m": 6, "max_n": 5, "max_k": 16, "acc_width": 20,
+                          "out_fifo_depth": 8}}
+FP_MODES = ("fp8_e4m3", "fp8_e5m2")
+
+
+def fp8_directed_cases(modes, m, n, k):
+    """Largest values, smallest subnormals, signed zeros, NaNs, infinities (E5M2), x + (-x) + tiny."""
+    cases = []
+    for mode in modes:
+        kinds = ["max", "alternating", "min", "zero", "nan", "cancel"]
+        if mode == "fp8_e5m2":
+            kinds.append("inf")
+        cases += [{"mode": mode, "m": m, "n": n, "k": k, "kind": kind} for kind in kinds]
+        cases.append({"mode": mode, "m": m, "n": n, "k": k - 1, "kind": "cancel"})
+    return cases
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("traffic", [(0.0, 0.0), (0.3, 0.4)], ids=["steady", "gaps+stalls"])
+def test_fp8_shapes_and_directed(tmp_path, seed, traffic):
+    """FP8 modes in every shape class (random codes over the whole exponent range, NaN codes in the
+    padding lanes) and the directed special cases, in random order with the integer modes' commands."""
+    g = FP8_MIXED["gemm"]
+    cases = shape_cases(g["modes"], g["max_m"], g["max_n"], g["max_k"], g["rows"], g["cols"])
+    cases += fp8_directed_cases(FP_MODES, 3, g["cols"] + 1, g["max_k"])
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(cases))
+    run_cases(tmp_path, FP8_MIXED, [cases[i] for i in order], seed, *traffic)
+
+
+@pytest.mark.sim
+def test_fp8_e4m3_only_engine(tmp_path, seed):
+    g = FP8_E4M3_ONLY["gemm"]
+    cases = shape_cases(["fp8_e4m3"], g["max_m"], g["max_n"], g["max_k"], g["rows"], g["cols"])
+    cases += fp8_directed_cases(["fp8_e4m3"], 2, g["cols"] + 1, g["max_k"])
+    run_cases(tmp_path, FP8_E4M3_ONLY, cases, seed, 0.25, 0.5)
+
+
+@pytest.mark.sim
+def test_fp8_bad_commands_are_dropped(tmp_path, seed):
+    run_cases(tmp_path, FP8_MIXED, [], seed, testcase="bad_commands")
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", FP_MODES)
+def test_fp8_many_products(tmp_path, seed, mode):
+    """At least 10**5 FP8 products of random codes (and some of every directed kind), with gaps and
+    stalls: 0 mismatches."""
+    rng = np.random.default_rng(seed)
+    g = FP8_MIXED["gemm"]
+    kinds = ["uniform"] * 6 + ["nan", "cancel", "min", "max"] + (["inf"] if mode == "fp8_e5m2" else [])
+    cases, products = [], 0
+    while products < 100_000:
+        case = {"mode": mode, "m": int(rng.integers(1, g["max_m"] + 1)),
+                "n": int(rng.integers(1, g["max_n"] + 1)), "k": int(rng.integers(1, g["max_k"] + 1)),
+                "kind": str(rng.choice(kinds))}
+        cases.append(case)
+        products += case["m"] * case["n"] * case["k"]
+    run_cases(tmp_path, FP8_MIXED, cases, seed, 0.2, 0.3)

@@ -3,8 +3,11 @@
 import numpy as np
 import pytest
 
+from gen.lib.formats import FP8_FORMATS, fp_acc_width
 from gen.lib.formats import MODES as HW_MODES
 from sim.golden import gemm as golden
+
+INT_MODES = [m for m in golden.MODES if m not in golden.FP8]
 
 
 def test_mode_table_matches_the_hardware():
@@ -14,7 +17,7 @@ def test_mode_table_matches_the_hardware():
             mode.code, mode.k_per_row, mode.weight_k_per_beat, mode.macs_per_pe)
 
 
-@pytest.mark.parametrize("mode", list(golden.MODES))
+@pytest.mark.parametrize("mode", INT_MODES)
 def test_gemm_is_matmul(mode, seed):
     rng = np.random.default_rng(seed)
     for m, n, k in [(1, 1, 1), (3, 5, 7), (17, 4, 33)]:
@@ -33,7 +36,8 @@ def test_operands_out_of_range_are_refused(mode):
 
 
 def test_unknown_mode_and_bad_shapes():
-    with pytest.raises(ValueError, match="mode = 'int2': must be one of int8, int4, w4a8"):
+    with pytest.raises(ValueError,
+                       match="mode = 'int2': must be one of int8, int4, w4a8, fp8_e4m3, fp8_e5m2"):
         golden.gemm(np.zeros((1, 1)), np.zeros((1, 1)), "int2")
     with pytest.raises(ValueError, match=r"shapes \(2, 3\) and \(2, 3\)"):
         golden.gemm(np.zeros((2, 3)), np.zeros((2, 3)))
@@ -60,7 +64,7 @@ def _dot_from_beats(a_beats, w_beats, mode, rows, cols, m, n, k):
             wb = w_beats[(t * k_tiles + kt) * per_tile:(t * k_tiles + kt + 1) * per_tile]
             ab = a_beats[kt * m:(kt + 1) * m]
             # Unpack the weight tile to (tk x cols) values.
-            if mode == "int8":
+            if mode != "int4" and mode != "w4a8":
                 wt = np.array(wb, dtype=np.int64)
                 wt = np.where(wt >= 128, wt - 256, wt)
             else:
@@ -80,7 +84,7 @@ def _dot_from_beats(a_beats, w_beats, mode, rows, cols, m, n, k):
     return y
 
 
-@pytest.mark.parametrize("mode", list(golden.MODES))
+@pytest.mark.parametrize("mode", INT_MODES)
 @pytest.mark.parametrize("rows, cols", [(3, 5), (4, 4), (1, 2)])
 def test_stream_packing_reproduces_the_product(mode, rows, cols, seed):
     rng = np.random.default_rng(seed)
@@ -104,3 +108,153 @@ def test_wrap_and_width_rule():
         extreme = golden.gemm(np.full((1, max_k), -128), np.full((max_k, 1), -128))
         assert golden.wrap(extreme, width)[0, 0] == extreme[0, 0]
         assert golden.wrap(extreme, width - 1)[0, 0] != extreme[0, 0]
+
+
+# ---- FP8 -------------------------------------------------------------------------------------------
+
+ML_DTYPES = {"fp8_e4m3": "float8_e4m3fn", "fp8_e5m2": "float8_e5m2"}
+
+
+def _fp8_float(codes, mode):
+    """Decode FP8 codes with ml_dtypes, the independent reference (DESIGN.md)."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    return np.asarray(codes, dtype=np.uint8).view(getattr(ml_dtypes, ML_DTYPES[mode])).astype(
+        np.float64)
+
+
+def _f32(bits):
+    return np.asarray(bits, dtype=np.int64).astype(np.uint32).view(np.float32).astype(np.float64)
+
+
+@pytest.mark.parametrize("mode", golden.FP_MODES)
+def test_fp8_decoding_matches_ml_dtypes(mode):
+    codes = np.arange(256)
+    ours = np.array([golden.fp8_value(c, mode) for c in codes])
+    assert np.array_equal(ours, _fp8_float(codes, mode), equal_nan=True)
+    finite = ~np.isnan(ours) & ~np.isinf(ours)
+    units = [golden.fp8_units(c, mode) for c in codes[finite]]
+    assert np.array_equal(np.array(units) * 2.0 ** golden.fp8_lsb_exp(mode), ours[finite])
+
+
+def test_fp8_format_table_matches_the_hardware():
+    for mode, fmt in (("fp8_e4m3", "e4m3"), ("fp8_e5m2", "e5m2")):
+        f = FP8_FORMATS[fmt]
+        assert golden.FP8[mode] == (f.exp_bits, f.man_bits, f.bias, f.ieee_specials)
+        assert golden.fp8_lsb_exp(mode) == f.lsb_exp
+        largest = max(golden.fp8_value(c, mode) for c in range(128)
+                      if not np.isnan(golden.fp8_value(c, mode)))
+        finite_max = 448.0 if fmt == "e4m3" else float("inf")
+        assert largest == finite_max
+        assert f.max_units * 2.0 ** f.lsb_exp == (448.0 if fmt == "e4m3" else 57344.0)
+        for max_k in (1, 7, 256, 65536):
+            assert golden.fp_acc_width(mode, max_k) == fp_acc_width([fmt], max_k)
+    assert golden.fp_acc_width("fp8_e4m3", 256) == 45
+    assert golden.fp_acc_width("fp8_e5m2", 256) == 73
+
+
+def test_round_to_binary32_against_numpy(seed):
+    """Integers times powers of two that float64 holds exactly, rounded by numpy (RNE) to float32;
+    including ties, subnormals, overflow."""
+    rng = np.random.default_rng(seed)
+    cases = [(1, 0), (3, -150), (1, -149), (1, -150), (3, -151), (2**24 + 1, 0), (2**24 + 3, 0),
+             (2**25 + 2, 0), (-(2**24 + 1), 0), ((2**24 - 1) * 2, 103), (2**24 - 1, 104), (1, 128)]
+    for _ in range(20000):
+        n = int(rng.integers(-(2**52), 2**52)) >> int(rng.integers(0, 52))
+        cases.append((n, int(rng.integers(-190, 120))))
+    for n, e in cases:
+        exact = np.ldexp(np.float64(n), e)      # exact: |n| < 2**53 and far from double's limits
+        with np.errstate(over="ignore"):
+            bits = int(np.array([exact], dtype=np.float32).view(np.uint32)[0])
+        assert golden.round_to_binary32(n, e) == bits, (n, e)
+
+
+@pytest.mark.parametrize("mode", golden.FP_MODES)
+def test_fp8_gemm_against_float64(mode, seed):
+    """Random codes over every exponent: within half a binary32 ulp plus float64's own summation error
+    of the float64 matmul of the ml_dtypes-decoded operands."""
+    rng = np.random.default_rng(seed)
+    for m, n, k in [(1, 1, 1), (3, 5, 7), (6, 4, 64), (2, 3, 300)]:
+        a, w = golden.random_operands(rng, m, n, k, mode)
+        af, wf = _fp8_float(a, mode), _fp8_float(w, mode)
+        ref = af @ wf
+        bound64 = k * 2.0**-52 * (np.abs(af) @ np.abs(wf))
+        got = _f32(golden.gemm(a, w, mode))
+        assert np.all(np.abs(got - ref) <= 2.0**-24 * np.abs(ref) + bound64 + 1e-300)
+
+
+@pytest.mark.parametrize("mode", golden.FP_MODES)
+def test_fp8_gemm_is_exact_before_one_rounding(mode, seed):
+    """Against a Fraction sum of the ml_dtypes values, rounded once by the integer rounding, and the
+    order of the products does not matter."""
+    from fractions import Fraction
+    rng = np.random.default_rng(seed)
+    a, w = golden.random_operands(rng, 4, 3, 40, mode)
+    af, wf = _fp8_float(a, mode), _fp8_float(w, mode)
+    lsb = 2 * golden.fp8_lsb_exp(mode)
+    y = golden.gemm(a, w, mode)
+    for i in range(4):
+        for j in range(3):
+            exact = sum(Fraction(x) * Fraction(v) for x, v in zip(af[i], wf[:, j], strict=True))
+            units = exact / Fraction(2) ** lsb
+            assert units.denominator == 1
+            assert y[i, j] == golden.round_to_binary32(int(units), lsb)
+    perm = rng.permutation(40)
+    assert np.array_equal(golden.gemm(a[:, perm], w[perm], mode), y)
+
+
+@pytest.mark.parametrize("mode", golden.FP_MODES)
+def test_fp8_special_values(mode):
+    nan, one, zero, negzero = 0x7F, golden.FP8_ONE[mode], 0x00, 0x80
+    g = golden.gemm
+    assert g([[nan, one]], [[one], [one]], mode)[0, 0] == golden.NAN32
+    assert g([[one, one]], [[one], [0xFF]], mode)[0, 0] == golden.NAN32      # negative NaN code
+    assert g([[zero, negzero]], [[one], [one]], mode)[0, 0] == 0           # exact zero is +0
+    assert g([[negzero]], [[one]], mode)[0, 0] == 0
+    assert g([[one]], [[one]], mode)[0, 0] == 0x3F800000
+    tiny = golden.round_to_binary32(1, 2 * golden.fp8_lsb_exp(mode))
+    assert g([[0x01]], [[0x01]], mode)[0, 0] == tiny
+    assert g([[0x81]], [[0x01]], mode)[0, 0] == tiny | 0x80000000
+    if mode == "fp8_e5m2":
+        inf, ninf = 0x7C, 0xFC
+        assert g([[inf, one]], [[one], [one]], mode)[0, 0] == 0x7F800000
+        assert g([[inf]], [[0x80 | one]], mode)[0, 0] == 0xFF800000
+        assert g([[inf, inf]], [[one], [0x80 | one]], mode)[0, 0] == golden.NAN32  # inf - inf
+        assert g([[inf, ninf]], [[one], [one]], mode)[0, 0] == golden.NAN32
+        assert g([[inf]], [[zero]], mode)[0, 0] == golden.NAN32                 # 0 x inf
+        assert g([[ninf]], [[ninf]], mode)[0, 0] == 0x7F800000
+    else:
+        assert g([[0x7E]], [[0x7E]], mode)[0, 0] == 0x48440000                  # 448 * 448
+    with pytest.raises(ValueError, match=r"A has values outside \[0, 255\]"):
+        g([[256]], [[0]], mode)
+
+
+@pytest.mark.parametrize("mode", golden.FP_MODES)
+def test_fp8_cancellation_keeps_the_tiny_product(mode, seed):
+    """x + (-x) + tiny: an exact accumulator returns the tiny product; float32 summation in order
+    would not (the check shows the case is a real test)."""
+    rng = np.random.default_rng(seed)
+    a, w = golden.random_operands(rng, 3, 4, 33, mode, "cancel")
+    tiny = golden.round_to_binary32(1, 2 * golden.fp8_lsb_exp(mode))
+    assert np.all(golden.gemm(a, w, mode) == tiny)
+    big = golden.gemm(np.array([[0x7B, 0x7B, 0x01]]), np.array([[0x7B], [0xFB], [0x01]]), mode)
+    assert big[0, 0] == tiny
+
+
+@pytest.mark.parametrize("mode", golden.FP_MODES)
+def test_fp8_kinds_and_packing(mode, seed):
+    rng = np.random.default_rng(seed)
+    for kind in golden.FP8_KINDS:
+        if kind == "inf" and mode == "fp8_e4m3":
+            with pytest.raises(ValueError, match="has no infinities"):
+                golden.random_operands(rng, 2, 2, 2, mode, kind)
+            continue
+        a, w = golden.random_operands(rng, 5, 7, 11, mode, kind)
+        assert a.shape == (5, 11) and w.shape == (11, 7)
+        y = golden.gemm(a, w, mode)
+        assert y.min() >= 0 and y.max() < 2**32
+    a, w = golden.random_operands(rng, 5, 7, 11, mode)
+    a_beats = golden.act_beats(a, mode, 3)
+    w_beats = golden.weight_beats(w, mode, 3, 5)
+    y = _dot_from_beats(a_beats, w_beats, "int8", 3, 5, 5, 7, 11)  # bytes travel as in INT8
+    assert np.array_equal(y, golden.gemm(np.where(a >= 128, a - 256, a),
+                                         np.where(w >= 128, w - 256, w), "int8"))

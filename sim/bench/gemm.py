@@ -1,6 +1,6 @@
 """``accelgen bench gemm``: cycles and utilization of the GEMM engine in RTL simulation.
 
-For every mode of the benchmark configuration, one GEMM of size M = N = K runs alone (no idle cycles on
+For every mode (the integer and the FP8 modes, all built into one engine), one GEMM of size M = N = K runs alone (no idle cycles on
 the inputs, no backpressure) and the bench counts the cycles from the first accepted input (the command's
 handshake) to the last result beat. The ideal is ``M * N * K / (R * C * MACs per PE per cycle)``; what is
 left over is the fixed cost of starting and ending: loading the first weight tile (R cycles), the pipeline
@@ -71,9 +71,9 @@ def format_table(result):
         f"GEMM engine {result['array']} on {result['simulator']} "
         f"(pipeline depth {result['pipeline_depth']} cycles, first weight tile "
         f"{result['first_weight_tile_cycles']} cycles; build {result['build_s']} s)",
-        f"{'mode':6} {'M=N=K':>6} {'cycles':>9} {'ideal':>9} {'util':>8} {'overhead':>9} {'wall s':>7}",
+        f"{'mode':8} {'M=N=K':>6} {'cycles':>9} {'ideal':>9} {'util':>8} {'overhead':>9} {'wall s':>7}",
     ]
     for r in result["results"]:
-        lines.append(f"{r['mode']:6} {r['m']:>6} {r['cycles']:>9} {r['ideal_cycles']:>9.0f} "
+        lines.append(f"{r['mode']:8} {r['m']:>6} {r['cycles']:>9} {r['ideal_cycles']:>9.0f} "
                      f"{100 * r['utilization']:>7.2f}% {r['overhead_cycles']:>9.0f} {r['wall_s']:>7}")
     return "\n".join(lines)

@@ -5,7 +5,8 @@ The pytest side (``tests/test_gemm.py``, ``sim/bench/gemm.py``) builds the engin
 
 ACCELGEN_MANIFEST : the top's manifest (ports, payload fields, parameters).
 ACCELGEN_GEMM_CASES : a JSON file with a list of GEMMs: ``{"mode", "m", "n", "k", "kind"}``, where
-    ``kind`` is a :func:`sim.golden.gemm.random_operands` kind.
+    ``kind`` is a :func:`sim.golden.gemm.random_operands` kind (FP8 modes have more kinds: NaNs,
+    infinities, cancellation; :data:`sim.golden.gemm.FP8_KINDS`).
 ACCELGEN_GAP, ACCELGEN_STALL : probabilities of an idle cycle on every input stream and of a stalled
     cycle on the output (0 by default).
 ACCELGEN_RESULTS : where ``measure`` writes its cycle counts (JSON).
@@ -57,10 +58,17 @@ class GemmTB:
         pay = self.man.payloads
         code = self.codes[mode] if code is None else code
         self.cmd.send([pay["cmd"].pack(m=m, n=n, k=k, mode=code)])
-        self.w.send(pay["w"].pack(data=beat) for beat in golden.weight_beats(w, mode, self.rows,
-                                                                              self.cols))
-        self.a.send(pay["a"].pack(data=beat) for beat in golden.act_beats(a, mode, self.rows))
-        return golden.output_beats(golden.gemm(a, w, mode), self.cols)
+        # FP8 padding lanes (past K or N) carry NaN codes: the engine must ignore them.
+        pad = 0x7F if mode in golden.FP_MODES else 0
+        self.w.send(pay["w"].pack(data=beat)
+                    for beat in golden.weight_beats(w, mode, self.rows, self.cols, pad=pad))
+        self.a.send(pay["a"].pack(data=beat) for beat in golden.act_beats(a, mode, self.rows, pad=pad))
+        y = golden.gemm(a, w, mode)
+        if mode in golden.FP_MODES:
+            # binary32 patterns sit in the low 32 bits of a signed lane: as the sink reads it.
+            width = pay["o"].fields["data.0"][1]
+            y = np.where(y >> (width - 1) != 0, y - (1 << width), y)
+        return golden.output_beats(y, self.cols)
 
     async def collect(self, expected, labels, timeout_cycles):
         await with_timeout(self.o.wait_for(len(expected)), timeout_cycles * PERIOD_NS, "ns")
