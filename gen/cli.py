@@ -10,6 +10,7 @@ __all__ = ["main"]
 
 BENCHES = {
     "gemm": ("sim.bench.gemm", "GEMM engine: cycles, ideal cycles and utilization per mode"),
+    "noc": ("sim.bench.noc", "mesh NoC: latency against offered load and accepted throughput"),
 }
 
 
