@@ -1,6 +1,6 @@
 """The 5-port mesh router: dimension-order routing, virtual channels, credits, multicast replication."""
 
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -180,7 +180,7 @@ class Router(wiring.Component):
             for k, i in enumerate(here):
                 m.d.comb += [
                     routed_now[i, c].eq(routed[i, c] | grant[k]),
-                    route_now[i, c].eq(route[i, c]),
+                    route_now[i, c].eq(Mux(routed[i, c], route[i, c], 0)),
                 ]
                 with m.If(grant[k]):
                     m.d.comb += route_now[i, c].eq(want[i, c])

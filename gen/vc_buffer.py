@@ -14,7 +14,7 @@ class VcBuffer(wiring.Component):
 
     The front flit of each VC is offered on ``valid``/``flit``; the router (or interface) takes it by
     raising ``pop`` for that VC in the same cycle, which returns a credit on the link at once
-    (combinational). When a VC's FIFO is empty, a flit arriving on it is offered in the cycle it arrives
+    (combinational; ``pop`` without ``valid`` does nothing). When a VC's FIFO is empty, a flit arriving on it is offered in the cycle it arrives
     (bypass) and is only written if it is not taken: this is what makes a hop cost one cycle (the link
     register of the upstream router) at zero load.
 
@@ -49,7 +49,7 @@ class VcBuffer(wiring.Component):
         m = Module()
         p = self._p
         depth = p.vc_depth
-        m.d.comb += self.i.credit.eq(self.pop)
+        m.d.comb += self.i.credit.eq(self.pop & self.valid)
         for c in range(p.vcs):
             slots = Array(Signal(flit_layout(p), name=f"vc{c}_slot{k}") for k in range(depth))
             rd = Signal(range(depth), name=f"vc{c}_rd")

@@ -1,11 +1,19 @@
-"""The mesh network-on-chip in RTL simulation against the golden model (bench: ``sim/tb/noc.py``)."""
+"""The mesh network-on-chip in RTL simulation against the golden model (bench: ``sim/tb/noc.py``).
+
+These benches run few cycles on designs of tens of thousands of Verilog lines, so a Verilator build (C++
+compilation, minutes on a busy 2-core machine) costs far more than the simulation: they use Icarus
+Verilog when it is installed (build under a few seconds) and ``SIM`` is not set, else Verilator.
+"""
+
+import json
+import os
+import shutil
 
 import pytest
 
 from gen.config import ConfigError, parse_config
 from sim import runner
 from sim.golden import noc as golden
-from tests.conftest import build_block
 
 # Small meshes keep the builds short: narrow flits, shallow buffers.
 MESH_2X2 = {"noc": {"top": "noc_2x2", "kx": 2, "ky": 2, "flit_width": 8, "vcs": 2, "vc_depth": 4,
@@ -21,8 +29,24 @@ MESHES = [MESH_2X2, MESH_3X3, MESH_3X2_YX]
 IDS = ["2x2-2vc", "3x3-1vc", "3x2-yx-4vc"]
 
 
+_BUILDS = {}
+
+
+def noc_simulator():
+    if os.environ.get("SIM"):
+        return os.environ["SIM"]
+    return "icarus" if shutil.which("iverilog") else "verilator"
+
+
+def build_noc(sections):
+    key = (json.dumps(sections, sort_keys=True), noc_simulator())
+    if key not in _BUILDS:
+        _BUILDS[key] = runner.emit_and_build(parse_config(sections), sim=key[1])["noc"]
+    return _BUILDS[key]
+
+
 def run_noc(sections, testcase, seed, **env):
-    sim_build = build_block(sections, "noc")
+    sim_build = build_noc(sections)
     runner.run(sim_build, "sim.tb.noc", testcase=testcase, seed=seed,
                extra_env={k: str(v) for k, v in env.items()})
 

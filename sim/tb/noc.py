@@ -126,14 +126,23 @@ class NocTB:
                 if stall:
                     self.o_ready[k].value = 0 if rng.random() < stall else 1
 
-    async def wait_delivered(self, flits, timeout_cycles, what):
-        """Wait until ``flits`` flits in all have been taken on the ejection streams."""
+    async def wait_delivered(self, flits, timeout_cycles, what, expected=None):
+        """Wait until ``flits`` flits in all have been taken on the ejection streams; on a timeout,
+        say what is missing (compared with ``expected`` deliveries, when given)."""
         start = self.cycle
         edge = RisingEdge(self.dut.clk)
         while self.moved < flits:
             if self.cycle - start > timeout_cycles:
-                raise AssertionError(f"{what}: {self.moved} of {flits} flits delivered after "
-                                     f"{timeout_cycles} cycles")
+                message = (f"{what}: {self.moved} of {flits} flits delivered after "
+                           f"{timeout_cycles} cycles; {sum(map(len, self.queues))} beats not "
+                           f"injected; partial packets at nodes "
+                           f"{[k for k in range(self.nodes) if self.partial[k]]}")
+                if expected is not None:
+                    try:
+                        self.check(expected)
+                    except AssertionError as exc:
+                        message += "\n" + str(exc)
+                raise AssertionError(message)
             await edge
 
     async def settle(self, cycles=20):
@@ -200,7 +209,7 @@ async def traffic(dut):
     expected, drops = golden.deliveries(tb.kx, tb.ky, [packets[i] for i in order], tb.lmax)
     flits = tb.expected_flits(expected)
     budget = int(50 * (flits + 100) / max(0.05, (1 - gap) * (1 - stall)))
-    await tb.wait_delivered(flits, budget, "traffic")
+    await tb.wait_delivered(flits, budget, "traffic", expected)
     await tb.settle(50)
     packets_ok = tb.check(expected, drops)
     assert tb.idle(), "injection queues did not drain"
