@@ -4,7 +4,17 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .lib.noc import EAST, LOCAL, NORTH, PORTS, SOUTH, WEST, flit_layout, link_signature, region_mask
+from .lib.noc import (
+    EAST,
+    LOCAL,
+    NORTH,
+    PORTS,
+    SOUTH,
+    WEST,
+    flit_layout,
+    link_signature,
+    region_mask,
+)
 from .vc_buffer import VcBuffer
 
 __all__ = ["Router", "round_robin", "present_ports", "can_turn"]

@@ -118,3 +118,28 @@ def test_manifest_states_the_latency_formula():
     assert {"i0__valid", "i1__payload", "o1__ready", "drops0", "drops1", "bad"} <= names
     fields = {f["name"] for f in manifest["streams"]["i1"]["fields"]}
     assert fields == {"data", "last", "mcast", "mask", "dest_x", "dest_y"}
+
+
+def test_verilator_lint_and_ports(tmp_path):
+    """A small mesh's Verilog passes `verilator --lint-only` with the runner's waivers, and its ports
+    are the manifest's."""
+    import re
+    import subprocess
+
+    from gen.emit import render
+    files = render(parse_config(MESH_3X2_YX))
+    top = MESH_3X2_YX["noc"]["top"]
+    path = tmp_path / f"{top}.v"
+    path.write_text(files[f"{top}.v"])
+    runner.verilator_env()
+    result = subprocess.run(["verilator", "--lint-only", *runner.VERILATOR_WAIVERS,
+                             "--top-module", top, str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[:3000]
+    text = files[f"{top}.v"]
+    module = text[text.index(f"module {top}("):]
+    module = module[:module.index("endmodule")]
+    ports = {name: ("in" if d == "input" else "out", int(w) + 1 if w else 1)
+             for d, w, name in re.findall(r"^\s*(input|output)\s+(?:\[(\d+):0\]\s+)?(\S+);",
+                                          module, re.M)}
+    manifest = json.loads(files[f"{top}.json"])
+    assert {p["name"]: (p["direction"], p["width"]) for p in manifest["ports"]} == ports
