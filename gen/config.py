@@ -159,6 +159,7 @@ class NocConfig:
     vc_depth: int = _int_field(4, 1, 64, "flits buffered per virtual channel at every input")
     max_packet_flits: int = _int_field(4, 1, 64, "longest packet in flits (longer ones are cut)")
     routing: str = _str_field("xy", "dimension order: x then y, or y then x", ("xy", "yx"))
+    router_cycles: int = _int_field(1, 1, 2, "zero-load cycles per hop: 1, or 2 (registered inputs)")
 
     def _validate(self):
         if self.vcs not in (1, 2, 4):

@@ -73,10 +73,10 @@ def _gemm_top(cfg):
 def _noc_top(cfg):
     from .mesh import Mesh
     from .noc_ni import NetworkInterface
-    from .router import Router
 
     mesh = Mesh(kx=cfg.kx, ky=cfg.ky, flit_width=cfg.flit_width, vcs=cfg.vcs, vc_depth=cfg.vc_depth,
-                max_packet_flits=cfg.max_packet_flits, routing=cfg.routing)
+                max_packet_flits=cfg.max_packet_flits, routing=cfg.routing,
+                router_cycles=cfg.router_cycles)
     p = mesh.params
     formats = {}
     for n in range(p.nodes):
@@ -96,15 +96,17 @@ def _noc_top(cfg):
         parameters={
             "kx": cfg.kx, "ky": cfg.ky, "nodes": p.nodes, "flit_width": cfg.flit_width,
             "vcs": cfg.vcs, "vc_depth": cfg.vc_depth, "max_packet_flits": cfg.max_packet_flits,
-            "routing": cfg.routing, "node_index": "y * kx + x",
+            "routing": cfg.routing, "router_cycles": cfg.router_cycles, "node_index": "y * kx + x",
             "vc_of_source": "src mod vcs",
         },
         performance={
             "zero_load_latency": {
-                "formula": "inject + (hops + 1) * router + (length - 1) = hops + length + 1 cycles, "
-                           "from the first beat taken on i<src> to the last beat taken on o<dst>; "
-                           "hops = |dx| + |dy|",
-                "inject": NetworkInterface.inject_latency, "router": Router.latency,
+                "formula": "inject + (hops + 1) * router + (length - 1) + eject = "
+                           + ("hops + length + 1" if cfg.router_cycles == 1
+                              else "2 * hops + length + 2")
+                           + " cycles, from the first beat taken on i<src> to the last beat taken "
+                             "on o<dst>; hops = |dx| + |dy|",
+                "inject": NetworkInterface.inject_latency, "router": cfg.router_cycles,
                 "eject": NetworkInterface.eject_latency,
             },
             "flits_per_cycle_per_link": 1,

@@ -19,11 +19,13 @@ class Mesh(wiring.Component):
     Zero-load latency from the first beat's handshake on ``i<s>`` to the last beat's handshake on
     ``o<d>``, for a packet of ``L`` flits crossing ``H`` links between routers (``H`` = Manhattan distance)::
 
-        latency = 1 (injection) + (H + 1) (routers, 1 cycle each) + (L - 1) = H + L + 1
+        latency = 1 (injection) + (H + 1) * R (routers) + (L - 1) = H + L + 1    (R = 1)
+
+    where ``R = router_cycles`` (1, or 2 in the registered mode: ``2 H + L + 2``).
 
     Parameters
     ----------
-    kx, ky, flit_width, vcs, vc_depth, max_packet_flits, routing
+    kx, ky, flit_width, vcs, vc_depth, max_packet_flits, routing, router_cycles
         See :class:`gen.lib.noc.NocParams`.
 
     Members
@@ -36,9 +38,11 @@ class Mesh(wiring.Component):
         Bit n: node n's interface has dropped a bad packet since reset.
     """
 
-    def __init__(self, *, kx, ky, flit_width, vcs, vc_depth, max_packet_flits, routing):
+    def __init__(self, *, kx, ky, flit_width, vcs, vc_depth, max_packet_flits, routing,
+                 router_cycles=1):
         self._p = NocParams(kx=kx, ky=ky, flit_width=flit_width, vcs=vcs, vc_depth=vc_depth,
-                            max_packet_flits=max_packet_flits, routing=routing)
+                            max_packet_flits=max_packet_flits, routing=routing,
+                            router_cycles=router_cycles)
         members = {}
         for n in range(self._p.nodes):
             members[f"i{n}"] = In(stream.Signature(inject_layout(self._p)))
@@ -53,11 +57,10 @@ class Mesh(wiring.Component):
     def params(self):
         return self._p
 
-    @staticmethod
-    def zero_load_latency(hops, length):
+    def zero_load_latency(self, hops, length):
         """Cycles from the first beat taken on ``i<s>`` to the last beat taken on ``o<d>``."""
-        return NetworkInterface.inject_latency + (hops + 1) * Router.latency + (length - 1) \
-            + NetworkInterface.eject_latency
+        return NetworkInterface.inject_latency + (hops + 1) * self._p.router_cycles \
+            + (length - 1) + NetworkInterface.eject_latency
 
     def elaborate(self, platform):
         m = Module()

@@ -84,7 +84,9 @@ class Router(wiring.Component):
     Timing. The router has no pipeline register besides its output link registers: a flit at the front
     of an input buffer (or arriving on an empty one, through the bypass) is routed, allocated and switched
     in the cycle it is there, and is on the next link in the next cycle. Zero-load head latency is 1 cycle
-    per hop (router plus link), straight or turning.
+    per hop (router plus link), straight or turning. With ``router_cycles = 2`` (registered mode) the
+    input buffers have no bypass and return credits from a register: 2 cycles per hop, and every path
+    between two routers starts and ends at a register.
 
     Allocation. Per class, one head flit per cycle is given its outputs (round robin over the inputs).
     Per output port, one flit per cycle is switched (round robin over every input VC): the crossbar has one
@@ -105,8 +107,6 @@ class Router(wiring.Component):
         Output links, registered.
     """
 
-    latency = 1
-
     def __init__(self, params, *, x, y):
         if not (0 <= x < params.kx and 0 <= y < params.ky):
             raise ValueError(f"router ({x}, {y}) is outside the {params.kx} x {params.ky} mesh")
@@ -123,6 +123,11 @@ class Router(wiring.Component):
     @property
     def position(self):
         return self._x, self._y
+
+    @property
+    def latency(self):
+        """Zero-load cycles of a head flit through this router and its output link."""
+        return self._p.router_cycles
 
     @property
     def ports(self):
@@ -144,7 +149,7 @@ class Router(wiring.Component):
 
         bufs = {}
         for i in here:
-            buf = VcBuffer(p)
+            buf = VcBuffer(p, bypass=p.router_cycles == 1)
             m.submodules[f"buf_{name[i]}"] = buf
             wiring.connect(m, wiring.flipped(ins[i]), buf.i)
             bufs[i] = buf

@@ -21,9 +21,15 @@ class VcBuffer(wiring.Component):
     The sender never sends without a credit, so the FIFO cannot overflow; a flit on a full FIFO would be
     lost, and never arrives under the credit protocol.
 
+    With ``bypass=False`` (the registered mode) an arriving flit is always written first and offered
+    from the next cycle, and the credit leaves one cycle after the pop, from a register: no
+    combinational path then crosses the link in either direction.
+
     Parameters
     ----------
     params : :class:`gen.lib.noc.NocParams`
+    bypass : bool
+        Offer an arriving flit in its arrival cycle when the FIFO is empty.
 
     Members
     -------
@@ -36,8 +42,9 @@ class VcBuffer(wiring.Component):
         Take the front flit of VC c.
     """
 
-    def __init__(self, params):
+    def __init__(self, params, *, bypass=True):
         self._p = params
+        self._bypass = bypass
         super().__init__({
             "i": In(link_signature(params)),
             "valid": Out(params.vcs),
@@ -49,7 +56,11 @@ class VcBuffer(wiring.Component):
         m = Module()
         p = self._p
         depth = p.vc_depth
-        m.d.comb += self.i.credit.eq(self.pop & self.valid)
+        taken = self.pop & self.valid
+        if self._bypass:
+            m.d.comb += self.i.credit.eq(taken)
+        else:
+            m.d.sync += self.i.credit.eq(taken)
         for c in range(p.vcs):
             slots = Array(Signal(flit_layout(p), name=f"vc{c}_slot{k}") for k in range(depth))
             rd = Signal(range(depth), name=f"vc{c}_rd")
@@ -59,11 +70,12 @@ class VcBuffer(wiring.Component):
             m.d.comb += arrive.eq(self.i.valid & (self.i.vc == c))
             empty = count == 0
             m.d.comb += [
-                self.valid[c].eq(~empty | arrive),
+                self.valid[c].eq(~empty | (arrive if self._bypass else 0)),
                 self.flit[c].eq(slots[rd]),
             ]
-            with m.If(empty):
-                m.d.comb += self.flit[c].eq(self.i.flit)
+            if self._bypass:
+                with m.If(empty):
+                    m.d.comb += self.flit[c].eq(self.i.flit)
             pop = self.pop[c] & self.valid[c]
             write = arrive & ~(empty & pop)
             read = pop & ~empty

@@ -20,13 +20,13 @@ MESH_2X2 = {"noc": {"top": "noc_2x2", "kx": 2, "ky": 2, "flit_width": 8, "vcs": 
                     "max_packet_flits": 4}}
 MESH_3X3 = {"noc": {"top": "noc_3x3_1vc", "kx": 3, "ky": 3, "flit_width": 8, "vcs": 1,
                     "vc_depth": 3, "max_packet_flits": 3}}
-MESH_3X2_YX = {"noc": {"top": "noc_3x2_yx_4vc", "kx": 3, "ky": 2, "flit_width": 12, "vcs": 4,
-                       "vc_depth": 3, "max_packet_flits": 2, "routing": "yx"}}
+MESH_3X2_YX = {"noc": {"top": "noc_3x2_yx_4vc_reg", "kx": 3, "ky": 2, "flit_width": 12, "vcs": 4,
+                       "vc_depth": 3, "max_packet_flits": 2, "routing": "yx", "router_cycles": 2}}
 MESH_4X4 = {"noc": {"top": "noc_4x4", "kx": 4, "ky": 4, "flit_width": 8, "vcs": 2, "vc_depth": 4,
                     "max_packet_flits": 4}}
 
 MESHES = [MESH_2X2, MESH_3X3, MESH_3X2_YX]
-IDS = ["2x2-2vc", "3x3-1vc", "3x2-yx-4vc"]
+IDS = ["2x2-2vc", "3x3-1vc", "3x2-yx-4vc-registered"]
 
 
 _BUILDS = {}
@@ -95,6 +95,7 @@ def test_4x4_traffic_and_zero_load(seed):
      "noc.vc_depth = 3: must be at least noc.max_packet_flits = 4 (every buffer holds a whole "
      "packet; see gen/router.py)"),
     ({"max_packet_flits": 65}, "noc.max_packet_flits = 65: must be an integer from 1 to 64"),
+    ({"router_cycles": 3}, "noc.router_cycles = 3: must be an integer from 1 to 2"),
 ])
 def test_config_messages(data, message):
     with pytest.raises(ConfigError) as info:

@@ -34,9 +34,15 @@ class NocParams:
         Longest packet.
     routing : str
         ``"xy"`` or ``"yx"``.
+    router_cycles : int
+        Zero-load cycles per hop: 1 (input buffers bypassed when empty) or 2 (registered input
+        buffers and credits: no combinational path between routers).
     """
 
-    def __init__(self, *, kx, ky, flit_width, vcs, vc_depth, max_packet_flits, routing):
+    def __init__(self, *, kx, ky, flit_width, vcs, vc_depth, max_packet_flits, routing,
+                 router_cycles=1):
+        if router_cycles not in (1, 2):
+            raise ValueError(f"router_cycles = {router_cycles}: must be 1 or 2")
         if vcs not in (1, 2, 4):
             raise ValueError(f"vcs = {vcs}: must be 1, 2 or 4")
         if vc_depth < max_packet_flits:
@@ -50,6 +56,7 @@ class NocParams:
         self.vc_depth = vc_depth
         self.max_packet_flits = max_packet_flits
         self.routing = routing
+        self.router_cycles = router_cycles
 
     @property
     def nodes(self):

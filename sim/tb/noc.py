@@ -243,7 +243,7 @@ async def zero_load(dut):
         for src, dst, got, _, t_last in tb.received[before:]:
             hop_count = golden.hops(tb.kx, src, dst)
             want = zl["inject"] + (hop_count + 1) * zl["router"] + (len(payload) - 1) + zl["eject"]
-            assert want == golden.zero_load_latency(hop_count, len(payload))
+            assert want == golden.zero_load_latency(hop_count, len(payload), zl["router"])
             measured = t_last - t_in
             results.append({"src": src, "dst": dst, "length": len(payload), "hops": hop_count,
                             "latency": measured, "formula": want})
