@@ -76,6 +76,20 @@ def test_bad_packets_dropped_counted_flagged(sections, seed):
 
 
 @pytest.mark.sim
+@pytest.mark.parametrize("sections", [MESH_2X2, MESH_3X2_YX], ids=["2x2", "3x2-yx-registered"])
+def test_saturation_stress_drains(sections, seed):
+    """Saturation with uniform, transpose, hotspot and 20% multicast traffic under backpressure: the
+    watchdog never fires, the network drains, every delivery is right."""
+    run_noc(sections, "stress", seed, ACCELGEN_NOC_CYCLES=1500, ACCELGEN_STALL=0.3)
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_4x4_stress(seed):
+    run_noc(MESH_4X4, "stress", seed, ACCELGEN_NOC_CYCLES=5000, ACCELGEN_STALL=0.3)
+
+
+@pytest.mark.sim
 @pytest.mark.slow
 def test_4x4_traffic_and_zero_load(seed):
     """The 4 x 4 mesh: random traffic under gaps and backpressure, and every pair's latency."""
