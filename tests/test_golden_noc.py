@@ -81,6 +81,9 @@ def test_router_regions_and_turns_follow_the_golden_routes(kx, ky, routing):
     """The generator's per-router constants (output regions, allowed turns, present ports) send every
     packet along the golden model's route."""
     p = NocParams(kx=kx, ky=ky, flit_width=8, vcs=1, vc_depth=1, max_packet_flits=1, routing=routing)
+    regions = {(x, y, port): region_mask(p, x, y, port)
+               for x in range(kx) for y in range(ky) for port in range(5)}
+    ports = {(x, y): present_ports(p, x, y) for x in range(kx) for y in range(ky)}
     for s in range(p.nodes):
         for d in range(p.nodes):
             path = golden.route(kx, ky, s, d, routing)
@@ -88,13 +91,13 @@ def test_router_regions_and_turns_follow_the_golden_routes(kx, ky, routing):
             for k, here in enumerate(path):
                 x, y = golden.coords(kx, here)
                 out = LOCAL if k == len(path) - 1 else _step(kx, here, path[k + 1])
-                assert region_mask(p, x, y, out) >> d & 1
-                assert out in present_ports(p, x, y)
+                assert regions[x, y, out] >> d & 1
+                assert out in ports[x, y]
                 assert can_turn(routing, came_in, out)
                 came_in = {EAST: WEST, WEST: EAST, NORTH: SOUTH, SOUTH: NORTH, LOCAL: LOCAL}[out]
     for y in range(ky):
         for x in range(kx):  # the regions of one router split the mesh
-            masks = [region_mask(p, x, y, port) for port in range(5)]
+            masks = [regions[x, y, port] for port in range(5)]
             assert sum(masks) == (1 << p.nodes) - 1
             assert all(a & b == 0 for i, a in enumerate(masks) for b in masks[i + 1:])
 

@@ -22,6 +22,8 @@ MESH_3X3 = {"noc": {"top": "noc_3x3_1vc", "kx": 3, "ky": 3, "flit_width": 8, "vc
                     "vc_depth": 3, "max_packet_flits": 3}}
 MESH_3X2_YX = {"noc": {"top": "noc_3x2_yx_4vc_reg", "kx": 3, "ky": 2, "flit_width": 12, "vcs": 4,
                        "vc_depth": 3, "max_packet_flits": 2, "routing": "yx", "router_cycles": 2}}
+MESH_1X1 = {"noc": {"top": "noc_1x1", "kx": 1, "ky": 1, "flit_width": 5, "vcs": 1, "vc_depth": 2,
+                    "max_packet_flits": 2}}
 MESH_4X4 = {"noc": {"top": "noc_4x4", "kx": 4, "ky": 4, "flit_width": 8, "vcs": 2, "vc_depth": 4,
                     "max_packet_flits": 4}}
 
@@ -63,14 +65,14 @@ def test_random_traffic(sections, traffic, seed):
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("sections", MESHES, ids=IDS)
+@pytest.mark.parametrize("sections", MESHES + [MESH_1X1], ids=IDS + ["1x1"])
 def test_zero_load_latency_every_pair(sections, seed):
     """Every source/destination pair meets the manifest's zero-load latency formula."""
     run_noc(sections, "zero_load", seed)
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("sections", [MESH_2X2, MESH_3X2_YX], ids=["2x2", "3x2-yx"])
+@pytest.mark.parametrize("sections", [MESH_2X2, MESH_3X2_YX, MESH_1X1], ids=["2x2", "3x2-yx", "1x1"])
 def test_bad_packets_dropped_counted_flagged(sections, seed):
     run_noc(sections, "bad_packets", seed)
 
