@@ -160,3 +160,19 @@ def test_verilator_lint_and_ports(tmp_path):
                                           module, re.M)}
     manifest = json.loads(files[f"{top}.json"])
     assert {p["name"]: (p["direction"], p["width"]) for p in manifest["ports"]} == ports
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_bench_noc_quick(tmp_path, capsys):
+    """`accelgen bench noc --quick` runs end to end: below saturation the network accepts what is
+    offered, and latency grows with load."""
+    from gen import cli
+    out = tmp_path / "noc.json"
+    assert cli.main(["bench", "noc", "--quick", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    (curve,) = result["curves"]
+    points = curve["points"]
+    assert abs(points[0]["accepted"] - points[0]["offered"]) < 0.2 * points[0]["offered"]
+    assert points[-1]["latency"] > points[0]["latency"]
+    assert "peak accepted" in capsys.readouterr().out

@@ -45,8 +45,8 @@ def bench_configs(quick):
 def run(quick=False, sim=None):
     if sim is None and not os.environ.get("SIM") and shutil.which("iverilog"):
         sim = "icarus"  # builds in seconds; a 4 x 4 mesh takes minutes of C++ for Verilator
-    loads = [0.1, 0.2, 0.3, 0.4, 0.5, 0.7] if quick else [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
-    window = "200,600" if quick else "500,2000"
+    loads = [0.1, 0.2, 0.3, 0.4, 0.5, 0.7] if quick else [0.1, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9]
+    window = "200,600" if quick else "300,1000"
     curves = []
     with tempfile.TemporaryDirectory() as tmp:
         for sections in bench_configs(quick):
