@@ -120,11 +120,10 @@ def test_config_messages(data, message):
 
 
 def test_manifest_states_the_latency_formula():
-    from gen.emit import elaborate_tops, manifest_of
-    config = parse_config({"noc": {"kx": 1, "ky": 2, "flit_width": 4, "vcs": 1, "vc_depth": 1,
-                                   "max_packet_flits": 1}})
-    (top,) = elaborate_tops(config)
-    manifest = manifest_of(top, config)
+    from gen.emit import render
+    config = parse_config({"noc": {"top": "noc_1x2", "kx": 1, "ky": 2, "flit_width": 4, "vcs": 1,
+                                   "vc_depth": 1, "max_packet_flits": 1}})
+    manifest = json.loads(render(config)["noc_1x2.json"])
     zl = manifest["performance"]["zero_load_latency"]
     assert "hops + length + 1" in zl["formula"]
     for hop_count in range(4):
