@@ -9,6 +9,8 @@ ACCELGEN_NOC_MCAST, ACCELGEN_NOC_BADS : fractions of multicast and of bad packet
 ACCELGEN_GAP, ACCELGEN_STALL : probabilities of an idle cycle before each injected beat and of a stalled
     cycle on every ejection stream (0 by default).
 ACCELGEN_NOC_LOADS : for ``load_sweep``, a JSON list of offered loads (flits per node per cycle).
+ACCELGEN_NOC_WINDOW : for ``load_sweep``, "warm-up,window" cycles per load (default "300,1000").
+ACCELGEN_NOC_CYCLES : for ``stress``, cycles of saturation before the drain (default 2000).
 ACCELGEN_RESULTS : where ``load_sweep`` and ``zero_load`` write their figures (JSON).
 SEED : the seed of the traffic, gaps and stalls.
 
