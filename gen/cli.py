@@ -14,6 +14,7 @@ BENCHES = {
                              "digits MLP accuracy, from the golden models"),
     "softmax": ("sim.bench.softmax", "softmax unit: error against internal widths (table, plot, "
                 "Yosys cells), latency and throughput"),
+    "noc": ("sim.bench.noc", "mesh NoC: latency against offered load and accepted throughput"),
 }
 
 

@@ -23,7 +23,7 @@ from importlib import resources
 from .lib.formats import MODES
 
 __all__ = [
-    "ConfigError", "GemmConfig", "SoftmaxConfig", "AccelConfig", "SECTIONS",
+    "ConfigError", "GemmConfig", "SoftmaxConfig", "NocConfig", "AccelConfig", "SECTIONS",
     "load_config", "parse_config", "default_config", "config_hash", "gemm_acc_width_needed",
 ]
 
@@ -180,7 +180,30 @@ class SoftmaxConfig:
                               "must be 0 (derived) or from 4 to 40")
 
 
-SECTIONS = {"gemm": GemmConfig, "softmax": SoftmaxConfig}
+@dataclass(frozen=True)
+class NocConfig:
+    """The mesh network-on-chip (:class:`gen.mesh.Mesh`)."""
+
+    top: str = _str_field("accelgen_noc", "name of the emitted Verilog module")
+    kx: int = _int_field(4, 1, 8, "mesh columns (x)")
+    ky: int = _int_field(4, 1, 8, "mesh rows (y)")
+    flit_width: int = _int_field(32, 1, 512, "payload bits per flit")
+    vcs: int = _int_field(2, 1, 4, "virtual channels per link: 1, 2 or 4")
+    vc_depth: int = _int_field(4, 1, 64, "flits buffered per virtual channel at every input")
+    max_packet_flits: int = _int_field(4, 1, 64, "longest packet in flits (longer ones are cut)")
+    routing: str = _str_field("xy", "dimension order: x then y, or y then x", ("xy", "yx"))
+    router_cycles: int = _int_field(1, 1, 2, "zero-load cycles per hop: 1, or 2 (registered inputs)")
+
+    def _validate(self):
+        if self.vcs not in (1, 2, 4):
+            raise ConfigError("noc.vcs", self.vcs, "must be 1, 2 or 4")
+        if self.vc_depth < self.max_packet_flits:
+            raise ConfigError("noc.vc_depth", self.vc_depth,
+                              f"must be at least noc.max_packet_flits = {self.max_packet_flits} "
+                              f"(every buffer holds a whole packet; see gen/router.py)")
+
+
+SECTIONS = {"gemm": GemmConfig, "softmax": SoftmaxConfig, "noc": NocConfig}
 
 
 @dataclass(frozen=True)
@@ -189,6 +212,7 @@ class AccelConfig:
 
     gemm: GemmConfig | None = None
     softmax: SoftmaxConfig | None = None
+    noc: NocConfig | None = None
 
     def to_dict(self):
         out = {}

@@ -116,7 +116,51 @@ def _softmax_top(cfg):
     )
 
 
-TOPS = {"gemm": _gemm_top, "softmax": _softmax_top}
+def _noc_top(cfg):
+    from .mesh import Mesh
+    from .noc_ni import NetworkInterface
+
+    mesh = Mesh(kx=cfg.kx, ky=cfg.ky, flit_width=cfg.flit_width, vcs=cfg.vcs, vc_depth=cfg.vc_depth,
+                max_packet_flits=cfg.max_packet_flits, routing=cfg.routing,
+                router_cycles=cfg.router_cycles)
+    p = mesh.params
+    formats = {}
+    for n in range(p.nodes):
+        formats.update({
+            f"i{n}.data": "uint: one flit of payload",
+            f"i{n}.last": "flag: final beat of a packet",
+            f"i{n}.mcast": "flag (first beat): multicast to mask, else unicast to (dest_x, dest_y)",
+            f"i{n}.mask": "node bitmask (first beat): bit y * kx + x",
+            f"i{n}.dest_x": "uint (first beat): unicast destination column; >= kx is dropped",
+            f"i{n}.dest_y": "uint (first beat): unicast destination row; >= ky is dropped",
+            f"o{n}.data": "uint: one flit of payload",
+            f"o{n}.last": "flag: final beat of a packet",
+            f"o{n}.src": "uint: source node y * kx + x",
+        })
+    return Top(
+        block="noc", name=cfg.top, component=mesh, formats=formats,
+        parameters={
+            "kx": cfg.kx, "ky": cfg.ky, "nodes": p.nodes, "flit_width": cfg.flit_width,
+            "vcs": cfg.vcs, "vc_depth": cfg.vc_depth, "max_packet_flits": cfg.max_packet_flits,
+            "routing": cfg.routing, "router_cycles": cfg.router_cycles, "node_index": "y * kx + x",
+            "vc_of_source": "src mod vcs",
+        },
+        performance={
+            "zero_load_latency": {
+                "formula": "inject + (hops + 1) * router + (length - 1) + eject = "
+                           + ("hops + length + 1" if cfg.router_cycles == 1
+                              else "2 * hops + length + 2")
+                           + " cycles, from the first beat taken on i<src> to the last beat taken "
+                             "on o<dst>; hops = |dx| + |dy|",
+                "inject": NetworkInterface.inject_latency, "router": cfg.router_cycles,
+                "eject": NetworkInterface.eject_latency,
+            },
+            "flits_per_cycle_per_link": 1,
+        },
+    )
+
+
+TOPS = {"gemm": _gemm_top, "softmax": _softmax_top, "noc": _noc_top}
 
 
 def elaborate_tops(config: AccelConfig):

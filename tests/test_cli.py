@@ -33,6 +33,7 @@ def test_emit_default(tmp_path):
     assert result.returncode == 0, result.stderr
     names = sorted(p.name for p in (tmp_path / "rtl").iterdir())
     assert names == ["accelgen_gemm.f", "accelgen_gemm.json", "accelgen_gemm.v",
+                     "accelgen_noc.f", "accelgen_noc.json", "accelgen_noc.v",
                      "accelgen_softmax.f", "accelgen_softmax.json", "accelgen_softmax.v"]
 
 

@@ -1,0 +1,148 @@
+"""What the mesh network-on-chip's router, network interface and mesh share: flit and link layouts,
+port names, and the dimension-order routing regions.
+
+A *link* joins an output port to the input port of the next router (or an interface to its router): a
+registered flit with its virtual channel, and, backwards, one credit line per virtual channel.
+"""
+
+from amaranth.hdl import unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["PORTS", "LOCAL", "NORTH", "EAST", "SOUTH", "WEST", "NocParams", "flit_layout",
+           "link_signature", "inject_layout", "eject_layout", "region_mask"]
+
+# Port indices of a router. North is toward y - 1, south toward y + 1, east toward x + 1.
+LOCAL, NORTH, EAST, SOUTH, WEST = range(5)
+PORTS = ("l", "n", "e", "s", "w")
+
+
+class NocParams:
+    """The parameters every NoC component shares (validated by :class:`gen.config.NocConfig`).
+
+    Parameters
+    ----------
+    kx, ky : int
+        Mesh size.
+    flit_width : int
+        Payload bits per flit.
+    vcs : int
+        Virtual channels per link (1, 2 or 4).
+    vc_depth : int
+        Flits buffered per virtual channel at every input; at least ``max_packet_flits``.
+    max_packet_flits : int
+        Longest packet.
+    routing : str
+        ``"xy"`` or ``"yx"``.
+    router_cycles : int
+        Zero-load cycles per hop: 1 (input buffers bypassed when empty) or 2 (registered input
+        buffers and credits: no combinational path between routers).
+    """
+
+    def __init__(self, *, kx, ky, flit_width, vcs, vc_depth, max_packet_flits, routing,
+                 router_cycles=1):
+        if router_cycles not in (1, 2):
+            raise ValueError(f"router_cycles = {router_cycles}: must be 1 or 2")
+        if vcs not in (1, 2, 4):
+            raise ValueError(f"vcs = {vcs}: must be 1, 2 or 4")
+        if vc_depth < max_packet_flits:
+            raise ValueError(f"vc_depth = {vc_depth}: must be at least max_packet_flits = "
+                             f"{max_packet_flits}")
+        if routing not in ("xy", "yx"):
+            raise ValueError(f"routing = {routing!r}: must be xy or yx")
+        self.kx, self.ky = kx, ky
+        self.flit_width = flit_width
+        self.vcs = vcs
+        self.vc_depth = vc_depth
+        self.max_packet_flits = max_packet_flits
+        self.routing = routing
+        self.router_cycles = router_cycles
+
+    @property
+    def nodes(self):
+        return self.kx * self.ky
+
+    @property
+    def node_bits(self):
+        return max(1, (self.nodes - 1).bit_length())
+
+    @property
+    def vc_bits(self):
+        return max(1, (self.vcs - 1).bit_length())
+
+    @property
+    def x_bits(self):
+        """Width of a unicast x coordinate: one more value than the mesh has, so that a destination
+        outside the mesh can be named (and is dropped)."""
+        return self.kx.bit_length()
+
+    @property
+    def y_bits(self):
+        return self.ky.bit_length()
+
+    def vc_of(self, src):
+        """The virtual channel (class) every packet of source ``src`` uses on every link."""
+        return src % self.vcs
+
+
+def flit_layout(p):
+    """One flit on a link. ``mask`` (destinations left in this branch) and ``src`` are meaningful in the
+    head flit; ``head`` and ``tail`` are both set in a one-flit packet."""
+    return data.StructLayout({
+        "data": unsigned(p.flit_width),
+        "head": unsigned(1),
+        "tail": unsigned(1),
+        "src": unsigned(p.node_bits),
+        "mask": unsigned(p.nodes),
+    })
+
+
+def link_signature(p):
+    """A link as its sender sees it: ``valid``, ``vc`` and ``flit`` out, ``credit`` (one bit per VC,
+    a freed buffer slot of that VC at the receiver) in."""
+    return wiring.Signature({
+        "valid": Out(1),
+        "vc": Out(p.vc_bits),
+        "flit": Out(flit_layout(p)),
+        "credit": In(p.vcs),
+    })
+
+
+def inject_layout(p):
+    """One beat of a local injection stream. The first beat of a packet names the destinations: the
+    unicast node ``(dest_x, dest_y)``, or with ``mcast`` set the set ``mask`` (bit ``y * kx + x``)."""
+    return data.StructLayout({
+        "data": unsigned(p.flit_width),
+        "last": unsigned(1),
+        "mcast": unsigned(1),
+        "mask": unsigned(p.nodes),
+        "dest_x": unsigned(p.x_bits),
+        "dest_y": unsigned(p.y_bits),
+    })
+
+
+def eject_layout(p):
+    """One beat of a local ejection stream: the flit's data, ``last`` on the packet's final beat, and the
+    source node of the packet."""
+    return data.StructLayout({
+        "data": unsigned(p.flit_width),
+        "last": unsigned(1),
+        "src": unsigned(p.node_bits),
+    })
+
+
+def region_mask(p, x, y, port):
+    """The destinations (as a node bitmask) that the router at ``(x, y)`` sends toward ``port`` under
+    dimension-order routing: an integer constant."""
+    mask = 0
+    for n in range(p.nodes):
+        dx, dy = n % p.kx, n // p.kx
+        if (dx, dy) == (x, y):
+            out = LOCAL
+        elif p.routing == "xy":
+            out = EAST if dx > x else WEST if dx < x else SOUTH if dy > y else NORTH
+        else:
+            out = SOUTH if dy > y else NORTH if dy < y else EAST if dx > x else WEST
+        if out == port:
+            mask |= 1 << n
+    return mask

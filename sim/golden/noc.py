@@ -1,0 +1,179 @@
+"""Network-level model of the mesh network-on-chip (:mod:`gen.mesh`): routes, trees, deliveries, latency.
+
+Pure Python (no Amaranth, no simulator). Nodes of a ``kx`` x ``ky`` mesh are numbered ``n = y * kx + x``;
+x grows to the east, y to the south. Dimension-order routing (Dally and Towles, *Principles and Practices
+of Interconnection Networks*, 2004, ch. 14) sends a packet first along x then along y (``xy``), or first
+along y then along x (``yx``). A multicast packet follows the union of the dimension-order paths to its
+destinations, a tree: it is replicated where the paths part, so each link carries it at most once (the
+"XY tree" of Simba-style meshes, Shao et al., MICRO 2019).
+
+What the network promises, and what :func:`deliveries` computes for a sequence of injected packets:
+
+- every packet reaches each of its destinations exactly once, with its payload intact;
+- packets from one source to one destination arrive in injection order;
+- a bad packet (unicast destination outside the mesh, empty multicast mask) is dropped at the injecting
+  interface and counted; a packet longer than ``max_packet_flits`` is cut to its first
+  ``max_packet_flits`` flits, delivered so, and counted as bad too.
+
+Zero-load latency (:func:`zero_load_latency`), in cycles from the handshake of a packet's first flit on
+the source's injection stream to the handshake of its last flit on a destination's ejection stream, when
+nothing else is in the network and the ejection stream is always ready::
+
+    latency = INJECT + (hops + 1) * ROUTER + (length - 1) = hops + length + 1
+
+with INJECT = 1 (the interface's link register), ROUTER = 1 (every router on the path, the source's and
+the destination's included, is one cycle of router plus link) and the ejection interface passing an
+arriving flit straight to its stream (0 cycles). In the registered mode every router costs 2 cycles:
+``2 * hops + length + 2``.
+"""
+
+from dataclasses import dataclass, field
+
+__all__ = ["INJECT", "ROUTER", "Packet", "node", "coords", "hops", "route", "multicast_tree",
+           "zero_load_latency", "classify", "deliveries", "dest_mask", "random_traffic"]
+
+INJECT = 1
+ROUTER = 1
+
+
+def node(kx, x, y):
+    return y * kx + x
+
+
+def coords(kx, n):
+    return n % kx, n // kx
+
+
+def hops(kx, src, dst):
+    """Links between routers on the dimension-order path (the Manhattan distance)."""
+    (sx, sy), (dx, dy) = coords(kx, src), coords(kx, dst)
+    return abs(sx - dx) + abs(sy - dy)
+
+
+def route(kx, ky, src, dst, routing="xy"):
+    """Nodes visited from ``src`` to ``dst``, both included."""
+    if routing not in ("xy", "yx"):
+        raise ValueError(f"routing = {routing!r}: must be xy or yx")
+    for n in (src, dst):
+        if not 0 <= n < kx * ky:
+            raise ValueError(f"node {n} is outside the {kx} x {ky} mesh")
+    x, y = coords(kx, src)
+    dx, dy = coords(kx, dst)
+    path = [src]
+    order = ("x", "y") if routing == "xy" else ("y", "x")
+    for dim in order:
+        if dim == "x":
+            while x != dx:
+                x += 1 if dx > x else -1
+                path.append(node(kx, x, y))
+        else:
+            while y != dy:
+                y += 1 if dy > y else -1
+                path.append(node(kx, x, y))
+    return path
+
+
+def multicast_tree(kx, ky, src, dests, routing="xy"):
+    """The links (``(a, b)`` node pairs) a packet from ``src`` to the set ``dests`` crosses: the union of
+    the dimension-order paths. Each link appears once; the packet is copied at the nodes where the set
+    has more than one outgoing link (or an outgoing link and a local delivery)."""
+    links = set()
+    for d in sorted(dests):
+        path = route(kx, ky, src, d, routing)
+        links.update(zip(path, path[1:], strict=False))
+    return links
+
+
+def zero_load_latency(hop_count, length, router_cycles=ROUTER):
+    """Cycles from the first flit's injection handshake to the last flit's ejection handshake;
+    ``router_cycles`` is 2 in the registered mode."""
+    if length < 1:
+        raise ValueError("a packet has at least one flit")
+    return INJECT + (hop_count + 1) * router_cycles + (length - 1)
+
+
+def dest_mask(kx, ky, dests):
+    mask = 0
+    for d in dests:
+        if not 0 <= d < kx * ky:
+            raise ValueError(f"node {d} is outside the {kx} x {ky} mesh")
+        mask |= 1 << d
+    return mask
+
+
+@dataclass
+class Packet:
+    """One injected packet as the local side of an interface sends it.
+
+    ``mcast`` selects the destination: the set of bit positions of ``mask`` (multicast) or the single
+    node at ``(dest_x, dest_y)`` (unicast, which may lie outside the mesh: then the packet is bad).
+    ``payload`` is the list of flit data words (one per flit).
+    """
+
+    src: int
+    payload: list
+    mcast: bool = False
+    mask: int = 0
+    dest_x: int = 0
+    dest_y: int = 0
+    tag: object = field(default=None, compare=False)
+
+
+def classify(kx, ky, packet, max_packet_flits):
+    """``(destinations, delivered payload, bad)`` of ``packet`` as the injecting interface treats it."""
+    if packet.mcast:
+        dests = [n for n in range(kx * ky) if packet.mask >> n & 1]
+        bad = not dests
+    else:
+        bad = not (0 <= packet.dest_x < kx and 0 <= packet.dest_y < ky)
+        dests = [] if bad else [node(kx, packet.dest_x, packet.dest_y)]
+    if bad:
+        return [], [], True
+    payload = list(packet.payload[:max_packet_flits])
+    return dests, payload, len(packet.payload) > max_packet_flits
+
+
+def deliveries(kx, ky, packets, max_packet_flits):
+    """What the destinations must see for ``packets`` (in injection order per source).
+
+    Returns ``(expected, drops)``: ``expected[(src, dst)]`` is the list of payloads (lists of words) that
+    ``dst`` receives from ``src``, in order; ``drops[src]`` counts the packets ``src``'s interface flags as
+    bad (dropped, or cut to ``max_packet_flits``).
+    """
+    expected = {}
+    drops = [0] * (kx * ky)
+    for p in packets:
+        dests, payload, bad = classify(kx, ky, p, max_packet_flits)
+        drops[p.src] += bad
+        for d in dests:
+            expected.setdefault((p.src, d), []).append(payload)
+    return expected, drops
+
+
+def random_traffic(rng, kx, ky, count, *, max_packet_flits, flit_width, mcast_fraction=0.2,
+                   bad_fraction=0.0):
+    """``count`` random packets per source: uniform destinations, random lengths 1 to the maximum,
+    a fraction multicast (random non-empty masks), optionally a fraction bad."""
+    n = kx * ky
+    packets = []
+    for src in range(n):
+        for _ in range(count):
+            length = int(rng.integers(1, max_packet_flits + 1))
+            payload = [int.from_bytes(rng.bytes((flit_width + 7) // 8), "little")
+                       & ((1 << flit_width) - 1) for _ in range(length)]
+            r = rng.random()
+            if r < bad_fraction:
+                if rng.random() < 0.5:
+                    packets.append(Packet(src, payload, mcast=True, mask=0))
+                else:
+                    packets.append(Packet(src, payload, dest_x=kx, dest_y=int(rng.integers(ky))))
+            elif r < bad_fraction + mcast_fraction:
+                mask = 0
+                while mask == 0:
+                    mask = int(sum(1 << i for i in range(n) if rng.random() < 0.4))
+                packets.append(Packet(src, payload, mcast=True, mask=mask))
+            else:
+                d = int(rng.integers(n))
+                x, y = coords(kx, d)
+                packets.append(Packet(src, payload, dest_x=x, dest_y=y))
+    return packets
