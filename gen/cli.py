@@ -14,12 +14,17 @@ BENCHES = {
 
 
 def _cmd_emit(args):
-    from .emit import render, write_atomically
+    from .emit import constraint_files, render, write_atomically
     config = load_config(args.config)
     files = render(config)
     out = write_atomically(files, args.out)
     for name in sorted(files):
         print(out / name)
+    if args.constraints:
+        constraints = constraint_files(files)
+        out = write_atomically(constraints, args.constraints)
+        for name in sorted(constraints):
+            print(out / name)
     return 0
 
 
@@ -45,14 +50,19 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     emit = sub.add_parser(
-        "emit", help="write Verilog, a JSON manifest and a filelist per block",
+        "emit", help="write Verilog, a JSON manifest, a filelist, constraints and a core file per block",
         description="Write <top>.v, <top>.json (manifest: ports, stream fields, latency, "
-                    "throughput) and <top>.f (filelist) for every block of the configuration. "
+                    "throughput), <top>.f (filelist), <top>.sdc and <top>.xdc (clock, I/O delays, "
+                    "reset false path from the [flow] section) and <top>.core (FuseSoC CAPI2) for "
+                    "every block of the configuration, and accelgen_lint.vlt (Verilator waivers). "
                     "The output folder is replaced whole; on an error nothing is written.")
     emit.add_argument("config", nargs="?", metavar="CONFIG.toml",
                       help="configuration file (default: the embedded default configuration)")
     emit.add_argument("--out", default="rtl_out", metavar="DIR",
                       help="output folder, replaced whole (default: rtl_out)")
+    emit.add_argument("--constraints", metavar="DIR",
+                      help="also write the SDC and XDC files into DIR, replaced whole "
+                           "(the repository keeps the default configuration's in constraints/)")
     emit.set_defaults(func=_cmd_emit)
 
     bench = sub.add_parser(
