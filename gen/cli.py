@@ -1,10 +1,12 @@
-"""The ``accelgen`` command: ``emit`` Verilog and manifests, ``bench`` the blocks in RTL simulation."""
+"""The ``accelgen`` command: ``emit`` Verilog and manifests, ``synth`` them with Yosys, ``bench`` the
+blocks in RTL simulation."""
 
 import argparse
 import sys
 
 from . import __version__
 from .config import ConfigError, load_config
+from .synth import ToolMissing
 
 __all__ = ["main"]
 
@@ -41,6 +43,19 @@ def _cmd_bench(args):
     return 0
 
 
+def _cmd_synth(args):
+    import json
+    from . import synth
+    config = load_config(args.config)
+    result = synth.run(config, args.target, fmax=not args.no_fmax, device=args.device, seed=args.seed)
+    print(synth.format_table(result))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=2, sort_keys=True)
+            f.write("\n")
+    return 0 if all(top["check_passed"] for top in result["tops"]) else 1
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="accelgen",
@@ -65,6 +80,26 @@ def build_parser():
                            "(the repository keeps the default configuration's in constraints/)")
     emit.set_defaults(func=_cmd_emit)
 
+    synth = sub.add_parser(
+        "synth", help="synthesize every block with Yosys; cells, flip-flops, LUTs and fmax",
+        description="Synthesize each emitted top with the system Yosys and report cells by type, "
+                    "flip-flops, latches, word-level multipliers and memories, and the result of "
+                    "`check -assert` (exit status 1 if it fails). With --target ice40 also LUTs, "
+                    "carries and RAM blocks, and, when nextpnr-ice40 is on PATH, the maximum clock "
+                    "frequency of the block placed and routed in an out-of-context wrapper.")
+    synth.add_argument("config", nargs="?", metavar="CONFIG.toml",
+                       help="configuration file (default: the embedded default configuration)")
+    synth.add_argument("--target", choices=["generic", "ice40"], default="generic",
+                       help="generic: Yosys's gate library; ice40: Lattice iCE40 cells "
+                            "(default: generic)")
+    synth.add_argument("--device", choices=["hx8k", "up5k", "hx1k"], default="hx8k",
+                       help="iCE40 device for place and route (default: hx8k)")
+    synth.add_argument("--no-fmax", action="store_true",
+                       help="with --target ice40: skip place and route")
+    synth.add_argument("--seed", type=int, default=1, help="nextpnr placer seed (default: 1)")
+    synth.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
+    synth.set_defaults(func=_cmd_synth)
+
     bench = sub.add_parser(
         "bench", help="measure a block in RTL simulation and print a table",
         description="Run a block's benchmark in RTL simulation: " + "; ".join(
@@ -85,6 +120,9 @@ def main(argv=None):
     try:
         return args.func(args)
     except ConfigError as exc:
+        print(f"accelgen: error: {exc}", file=sys.stderr)
+        return 2
+    except ToolMissing as exc:
         print(f"accelgen: error: {exc}", file=sys.stderr)
         return 2
     except FileNotFoundError as exc:

@@ -3,8 +3,11 @@
 Tests that need a tool not installed (Tcl, fusesoc, iverilog, yosys) are skipped, naming the tool.
 """
 
+import json
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -108,7 +111,6 @@ def _port_of(tcl_word, manifest_ports):
 def test_constraints_cover_every_port(sections, dialect):
     """Tcl reads the file; the clock has the configured period; every data input has one input delay,
     every output one output delay, of the configured fraction; rst is a false path or has a delay."""
-    import json
     config = parse_config(sections)
     files = render(config)
     top = sections["gemm"]["top"]
@@ -221,3 +223,71 @@ def test_yosys_check_after_synth_finds_no_latch_loop_or_multiple_driver(small_di
     report = synth.yosys_check(small_dir / "gemm_small.v", "gemm_small")
     assert report["latches"] == 0
     assert report["check_passed"], report["log_tail"]
+
+
+# --- accelgen synth ---------------------------------------------------------------------------------
+
+PE_1X1 = {"gemm": {"top": "gemm_1x1", "rows": 1, "cols": 1, "modes": ["int8"], "max_m": 4,
+                   "max_n": 4, "max_k": 4, "acc_width": 18, "out_fifo_depth": 4}}
+
+
+def _toml(sections):
+    return "".join(f"[{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in table.items())
+                   for name, table in sections.items())
+
+
+@needs("iverilog")
+def test_ooc_wrapper_connects_every_port(tmp_path):
+    """The wrapper compiles with the block under Icarus with every port connected, and its shift
+    registers are as wide as the block's data inputs and outputs."""
+
+    from gen.flow import io_ports
+    from gen.synth import ooc_wrapper
+    files = render(parse_config(SMALL))
+    manifest = json.loads(files["gemm_small.json"])
+    text = ooc_wrapper(manifest)
+    inputs, outputs = io_ports(manifest)
+    assert f"reg [{sum(w for _, w in inputs) - 1}:0] in_sr" in text
+    assert f"reg [{sum(w for _, w in outputs) - 1}:0] out_sr" in text
+    path = tmp_path / "ooc.v"
+    path.write_text(files["gemm_small.v"] + text)
+    result = subprocess.run(["iverilog", "-g2005", "-Wall", "-Wno-timescale", "-o",
+                             str(tmp_path / "a.out"), "-s", "gemm_small_ooc", str(path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[:3000]
+    assert "port" not in result.stderr.lower(), result.stderr[:3000]
+
+
+@needs("yosys")
+@needs("nextpnr-ice40")
+def test_synth_command_on_ice40_reports_area_and_fmax(tmp_path):
+    """`accelgen synth --target ice40 --json` on a 1x1 INT8 array: LUTs, flip-flops, one 8x8
+    multiplier, and an fmax from nextpnr; the same figures in the table and the JSON."""
+    config = tmp_path / "pe.toml"
+    config.write_text(_toml(PE_1X1))
+    result = subprocess.run([sys.executable, "-m", "gen", "synth", str(config), "--target", "ice40",
+                             "--json", str(tmp_path / "r.json")], capture_output=True, text=True,
+                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "r.json").read_text())
+    (top,) = report["tops"]
+    assert top["top"] == "gemm_1x1" and top["check_passed"] and top["latches"] == 0
+    assert top["multipliers"] == {"16-bit product": 1}
+    assert top["luts"] == top["cells_by_type"]["SB_LUT4"] > 0
+    assert top["flip_flops"] == sum(n for t, n in top["cells_by_type"].items()
+                                    if t.startswith("SB_DFF"))
+    timing = top["timing"]
+    assert timing["fits"] and 10 < timing["fmax_mhz"] < 1000
+    assert timing["flip_flops"] > top["flip_flops"]  # the wrapper's shift registers
+    row = [line for line in result.stdout.splitlines() if line.startswith("| gemm_1x1")]
+    assert row and f"| {top['luts']} |" in row[0] and f"{timing['fmax_mhz']:.1f}" in row[0]
+
+
+def test_synth_without_yosys_is_one_line_error(tmp_path):
+    config = tmp_path / "pe.toml"
+    config.write_text(_toml(PE_1X1))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PATH": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "gen", "synth", str(config)],
+                            capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert result.returncode == 2
+    assert result.stderr == "accelgen: error: yosys is not on PATH (Debian package yosys)\n"
