@@ -45,6 +45,7 @@ def _cmd_bench(args):
 
 def _cmd_synth(args):
     import json
+
     from . import synth
     config = load_config(args.config)
     result = synth.run(config, args.target, fmax=not args.no_fmax, device=args.device, seed=args.seed)
@@ -53,7 +54,21 @@ def _cmd_synth(args):
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(result, f, indent=2, sort_keys=True)
             f.write("\n")
-    return 0 if all(top["check_passed"] for top in result["tops"]) else 1
+    status = 0 if all(top["check_passed"] for top in result["tops"]) else 1
+    if args.update_baseline:
+        with open(args.update_baseline, "w", encoding="utf-8") as f:
+            json.dump(synth.baseline_of(result), f, indent=2, sort_keys=True)
+            f.write("\n")
+    if args.baseline:
+        with open(args.baseline, encoding="utf-8") as f:
+            problems = synth.compare_baseline(result, json.load(f))
+        for line in problems:
+            print(f"QoR change: {line}")
+        if problems:
+            status = 1
+        else:
+            print(f"QoR within {synth.QOR_TOLERANCE:.0%} of {args.baseline}")
+    return status
 
 
 def build_parser():
@@ -98,6 +113,11 @@ def build_parser():
                        help="with --target ice40: skip place and route")
     synth.add_argument("--seed", type=int, default=1, help="nextpnr placer seed (default: 1)")
     synth.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
+    synth.add_argument("--baseline", metavar="FILE",
+                       help="compare cells, flip-flops and LUTs with a baseline; exit status 1 on a "
+                            "change of more than 2%% (the default's is constraints/qor_baseline.json)")
+    synth.add_argument("--update-baseline", metavar="FILE",
+                       help="write the figures as a new baseline to FILE")
     synth.set_defaults(func=_cmd_synth)
 
     bench = sub.add_parser(

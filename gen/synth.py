@@ -3,9 +3,10 @@
 For each top of a configuration, one Yosys run (the system ``yosys``; Debian's 0.23 is known to work, see
 TOOLCHAIN.md) does:
 
-1. ``proc; flatten; wreduce; memory -nomap``: the word-level design, where multipliers (``$mul``) and
-   memories (``$mem_v2``) are counted before they are turned into gates;
-2. ``synth -flatten`` (target ``generic``: Yosys's internal gate library) or ``synth_ice40`` (target
+1. ``proc; flatten; wreduce``: the word-level design, where multipliers (``$mul``) and memories are
+   counted before they are turned into gates;
+2. ``synth -flatten`` without ``memory_map`` (target ``generic``: Yosys's internal gate library, with
+   memories kept whole, as SRAM macros would be, and reported in bits) or ``synth_ice40`` (target
    ``ice40``: SB_LUT4, SB_CARRY, SB_DFF*, SB_RAM40_4K), and the cell counts of the result;
 3. ``check -assert``: fails on combinational loops, multiple drivers and undriven nets.
 
@@ -25,9 +26,12 @@ import time
 from pathlib import Path
 
 __all__ = ["ToolMissing", "synthesize", "yosys_check", "ooc_wrapper", "place_and_route", "run",
-           "format_table", "TARGETS", "ICE40_DEVICES"]
+           "format_table", "manifest_from_verilog", "baseline_of", "compare_baseline", "TARGETS", "ICE40_DEVICES",
+           "QOR_TOLERANCE"]
 
 TARGETS = ("generic", "ice40")
+QOR_TOLERANCE = 0.02
+"""Relative change in cells or flip-flops that :func:`compare_baseline` flags."""
 ICE40_DEVICES = {"hx8k": ("--hx8k", "ct256"), "up5k": ("--up5k", "sg48"), "hx1k": ("--hx1k", "tq144")}
 
 
@@ -82,14 +86,21 @@ def synthesize(verilog, top, target="generic", *, netlist=None, timeout=3600):
     verilog = Path(verilog).resolve()
     with tempfile.TemporaryDirectory(prefix="accelgen-synth-") as tmp:
         tmp = Path(tmp)
-        synth_cmd = f"synth_ice40 -top {top}" if target == "ice40" else f"synth -flatten -top {top}"
+        if target == "ice40":
+            synth_cmd = f"synth_ice40 -top {top}\n"
+        else:
+            # Yosys's `synth` without its memory_map step: memories stay whole ($mem_v2 cells, as
+            # SRAM macros would in an ASIC flow) instead of becoming flip-flops and multiplexers.
+            synth_cmd = (f"synth -flatten -top {top} -run begin:fine\n"
+                         "opt -fast -full\nopt -full\ntechmap\nopt -fast\nabc -fast\nopt -fast\n")
         write = f"write_json {Path(netlist).resolve()}\n" if netlist else ""
         script = (
             f"read_verilog {verilog}\n"
             f"hierarchy -check -top {top}\n"
-            "proc\nflatten\nopt_clean\nwreduce\nopt_clean\nmemory -nomap\nopt_clean\n"
+            "proc\nflatten\nopt_clean\nwreduce\nopt_clean\n"
             f"tee -q -o {tmp / 'word.json'} stat -json -width\n"
-            f"{synth_cmd}\n"
+            "memory -nomap\nopt_clean\n"
+            f"{synth_cmd}"
             f"tee -q -o {tmp / 'gate.json'} stat -json\n"
             f"{write}"
             "check -assert\n"
@@ -115,18 +126,20 @@ def synthesize(verilog, top, target="generic", *, netlist=None, timeout=3600):
         m = re.fullmatch(r"\$mul_(\d+)", cell_type)
         if m:
             multipliers[f"{m.group(1)}-bit product"] = count
-    memories = {t: n for t, n in word_cells.items() if t.startswith("$mem")}
+    word_design = word.get("design") or next(iter(word["modules"].values()))
+    memories = {t: n for t, n in cells.items() if t.startswith("$mem")}
     report = {
         "top": top,
         "target": target,
-        "cells": sum(cells.values()),
+        "cells": sum(n for t, n in cells.items() if not t.startswith("$mem")),
         "cells_by_type": cells,
         "flip_flops": sum(n for t, n in cells.items() if _is_ff(t)),
         "latches": sum(n for t, n in cells.items() if _is_latch(t)),
         "multipliers": multipliers,
         "multiplier_count": sum(multipliers.values()),
         "memories": memories,
-        "memory_count": sum(memories.values()),
+        "memory_count": int(word_design.get("num_memories", 0)),
+        "memory_bits": int(word_design.get("num_memory_bits", 0)),
         "check_passed": check_passed,
         "seconds": round(seconds, 1),
         "log_tail": "" if check_passed else log[-2000:],
@@ -141,6 +154,24 @@ def synthesize(verilog, top, target="generic", *, netlist=None, timeout=3600):
 def yosys_check(verilog, top):
     """Generic synthesis of ``top`` with ``check -assert``: the :func:`synthesize` report."""
     return synthesize(verilog, top, "generic")
+
+
+def manifest_from_verilog(text, top, block="component"):
+    """A minimal manifest (``top``, ``block``, ``ports``) read from the port declarations of module
+    ``top`` in Verilog ``text``, for components synthesized outside ``accelgen emit`` (a PE, an array).
+    ``clk`` is the clock and ``rst`` the reset."""
+    start = re.search(rf"^module \\?{re.escape(top)}\s*\(", text, re.M)
+    if start is None:
+        raise ValueError(f"no module {top} in the Verilog")
+    body = text[start.start():]
+    body = body[:body.index("endmodule")]
+    ports = []
+    for direction, msb, name in re.findall(r"^\s*(input|output)\s+(?:\[(\d+):0\]\s+)?(\S+)\s*;",
+                                           body, re.M):
+        role = {"clk": "clock", "rst": "reset"}.get(name, "data")
+        ports.append({"name": name, "direction": "in" if direction == "input" else "out",
+                      "width": int(msb) + 1 if msb else 1, "role": role})
+    return {"top": top, "block": block, "ports": ports}
 
 
 def ooc_wrapper(manifest, name=None):
@@ -265,14 +296,14 @@ def _yosys_version():
 def format_table(result):
     """A readable table of a :func:`run` result, one row per top."""
     ice40 = result["target"] == "ice40"
-    head = ["top", "block", "cells", "flip-flops", "latches", "multipliers", "memories"]
+    head = ["top", "block", "cells", "flip-flops", "latches", "multipliers", "memories (bits)"]
     if ice40:
         head += ["LUTs", "carries", "RAM40", "fmax MHz (wrapped)"]
     head += ["check", "yosys s"]
     rows = [head, ["---"] * len(head)]
     for r in result["tops"]:
         row = [r["top"], r["block"], r["cells"], r["flip_flops"], r["latches"],
-               r["multiplier_count"], r["memory_count"]]
+               r["multiplier_count"], f"{r['memory_count']} ({r['memory_bits']})"]
         if ice40:
             timing = r.get("timing", {})
             if "fmax_mhz" in timing and timing["fmax_mhz"] is not None:
@@ -290,3 +321,38 @@ def format_table(result):
     for r in result["tops"]:
         lines.append(f"  {r['top']}: " + ", ".join(f"{t} {n}" for t, n in r["cells_by_type"].items()))
     return "\n".join(lines)
+
+
+_BASELINE_KEYS = ("cells", "flip_flops", "luts")
+
+
+def baseline_of(result):
+    """The figures of a :func:`run` result that a QoR baseline keeps: per top, cells, flip-flops (and
+    LUTs on ice40), with the Yosys version and the target."""
+    return {
+        "target": result["target"],
+        "yosys": result["yosys"],
+        "tops": {r["top"]: {k: r[k] for k in _BASELINE_KEYS if k in r} for r in result["tops"]},
+    }
+
+
+def compare_baseline(result, baseline, tolerance=QOR_TOLERANCE):
+    """Lines describing every figure of ``result`` more than ``tolerance`` (relative) away from
+    ``baseline``, and every top present in one but not the other; empty when within tolerance."""
+    problems = []
+    if result["target"] != baseline["target"]:
+        raise ValueError(f"baseline is for target {baseline['target']}, not {result['target']}")
+    now = baseline_of(result)["tops"]
+    for top in sorted(set(now) | set(baseline["tops"])):
+        if top not in now or top not in baseline["tops"]:
+            problems.append(f"{top}: in the {'baseline' if top not in now else 'result'} only")
+            continue
+        for key, old in baseline["tops"][top].items():
+            new = now[top].get(key)
+            if new is None:
+                continue
+            change = (new - old) / old if old else float(new != 0)
+            if abs(change) > tolerance:
+                problems.append(f"{top}: {key} {old} -> {new} ({change:+.1%}, more than "
+                                f"{tolerance:.0%})")
+    return problems

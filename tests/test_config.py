@@ -3,7 +3,13 @@
 import pytest
 
 from gen.config import (
-    ConfigError, FlowConfig, GemmConfig, config_hash, default_config, gemm_acc_width_needed, load_config,
+    ConfigError,
+    FlowConfig,
+    GemmConfig,
+    config_hash,
+    default_config,
+    gemm_acc_width_needed,
+    load_config,
     parse_config,
 )
 

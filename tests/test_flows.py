@@ -84,8 +84,17 @@ foreach cmd {create_clock set_input_delay set_output_delay set_false_path} {
 
 
 def _tcl_calls(text):
-    """Run constraint text in Tcl with recording stubs; the commands as lists of words."""
-    tkinter = pytest.importorskip("tkinter", reason="Tcl (Python's tkinter) is not installed")
+    """Run constraint text in Tcl with recording stubs; the commands as lists of words. Tcl is
+    Python's tkinter, else `tclsh`."""
+    try:
+        import tkinter
+    except ImportError:
+        tclsh = shutil.which("tclsh")
+        if tclsh is None:
+            pytest.skip("no Tcl interpreter: neither Python's tkinter nor tclsh is installed")
+        script = _RECORDER + text + '\nforeach c $::calls { puts [join $c "\\t"] }\n'
+        out = subprocess.run([tclsh], input=script, capture_output=True, text=True, check=True)
+        return [line.split("\t") for line in out.stdout.splitlines()]
     tcl = tkinter.Tcl()
     tcl.eval(_RECORDER)
     tcl.eval(text)
@@ -291,3 +300,52 @@ def test_synth_without_yosys_is_one_line_error(tmp_path):
                             capture_output=True, text=True, cwd=tmp_path, env=env)
     assert result.returncode == 2
     assert result.stderr == "accelgen: error: yosys is not on PATH (Debian package yosys)\n"
+
+
+# --- QoR baseline -----------------------------------------------------------------------------------
+
+BASELINE = ROOT / "qor" / "baseline_generic.json"
+
+
+def _result(cells, ffs, top="t"):
+    return {"target": "generic", "yosys": "Yosys 0.23",
+            "tops": [{"top": top, "cells": cells, "flip_flops": ffs}]}
+
+
+def test_compare_baseline_flags_changes_over_two_percent():
+    from gen.synth import baseline_of, compare_baseline
+    base = baseline_of(_result(1000, 200))
+    assert compare_baseline(_result(1020, 204), base) == []
+    assert compare_baseline(_result(980, 196), base) == []
+    assert compare_baseline(_result(1021, 200), base) == [
+        "t: cells 1000 -> 1021 (+2.1%, more than 2%)"]
+    assert compare_baseline(_result(1000, 195), base) == [
+        "t: flip_flops 200 -> 195 (-2.5%, more than 2%)"]
+    assert compare_baseline(_result(1000, 200, top="u"), base) == [
+        "t: in the baseline only", "u: in the result only"]
+
+
+def test_baseline_is_of_the_default_configuration():
+    import gen.config
+    baseline = json.loads(BASELINE.read_text())
+    assert baseline["target"] == "generic"
+    assert sorted(baseline["tops"]) == sorted(
+        s.top for s in gen.config.default_config().blocks.values())
+
+
+@pytest.mark.slow
+@needs("yosys")
+def test_default_configuration_area_matches_the_baseline():
+    """Cells and flip-flops of the default configuration within 2% of qor/baseline_generic.json. An
+    intended change updates the baseline in the same commit, saying why:
+    `accelgen synth --update-baseline qor/baseline_generic.json`."""
+    from gen import synth
+    baseline = json.loads(BASELINE.read_text())
+    version = synth._yosys_version()
+    if version != baseline["yosys"]:
+        pytest.skip(f"baseline made with {baseline['yosys']}; this is {version}, whose cell counts "
+                    "differ")
+    result = synth.run(default_config(), "generic")
+    problems = synth.compare_baseline(result, baseline)
+    assert not problems, "\n".join(problems) + "\nIf intended: accelgen synth --update-baseline " \
+                                                "qor/baseline_generic.json, and say why in the commit"
