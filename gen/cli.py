@@ -1,10 +1,12 @@
-"""The ``accelgen`` command: ``emit`` Verilog and manifests, ``bench`` the blocks in RTL simulation."""
+"""The ``accelgen`` command: ``emit`` Verilog and manifests, ``synth`` them with Yosys, ``bench`` the
+blocks in RTL simulation."""
 
 import argparse
 import sys
 
 from . import __version__
 from .config import ConfigError, load_config
+from .synth import ToolMissing
 
 __all__ = ["main"]
 
@@ -19,12 +21,17 @@ BENCHES = {
 
 
 def _cmd_emit(args):
-    from .emit import render, write_atomically
+    from .emit import constraint_files, render, write_atomically
     config = load_config(args.config)
     files = render(config)
     out = write_atomically(files, args.out)
     for name in sorted(files):
         print(out / name)
+    if args.constraints:
+        constraints = constraint_files(files)
+        out = write_atomically(constraints, args.constraints)
+        for name in sorted(constraints):
+            print(out / name)
     return 0
 
 
@@ -41,6 +48,34 @@ def _cmd_bench(args):
     return 0
 
 
+def _cmd_synth(args):
+    import json
+
+    from . import synth
+    config = load_config(args.config)
+    result = synth.run(config, args.target, fmax=not args.no_fmax, device=args.device, seed=args.seed)
+    print(synth.format_table(result))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=2, sort_keys=True)
+            f.write("\n")
+    status = 0 if all(top["check_passed"] for top in result["tops"]) else 1
+    if args.update_baseline:
+        with open(args.update_baseline, "w", encoding="utf-8") as f:
+            json.dump(synth.baseline_of(result), f, indent=2, sort_keys=True)
+            f.write("\n")
+    if args.baseline:
+        with open(args.baseline, encoding="utf-8") as f:
+            problems = synth.compare_baseline(result, json.load(f))
+        for line in problems:
+            print(f"QoR change: {line}")
+        if problems:
+            status = 1
+        else:
+            print(f"QoR within {synth.QOR_TOLERANCE:.0%} of {args.baseline}")
+    return status
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="accelgen",
@@ -50,15 +85,45 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     emit = sub.add_parser(
-        "emit", help="write Verilog, a JSON manifest and a filelist per block",
+        "emit", help="write Verilog, a JSON manifest, a filelist, constraints and a core file per block",
         description="Write <top>.v, <top>.json (manifest: ports, stream fields, latency, "
-                    "throughput) and <top>.f (filelist) for every block of the configuration. "
+                    "throughput), <top>.f (filelist), <top>.sdc and <top>.xdc (clock, I/O delays, "
+                    "reset false path from the [flow] section) and <top>.core (FuseSoC CAPI2) for "
+                    "every block of the configuration, and accelgen_lint.vlt (Verilator waivers). "
                     "The output folder is replaced whole; on an error nothing is written.")
     emit.add_argument("config", nargs="?", metavar="CONFIG.toml",
                       help="configuration file (default: the embedded default configuration)")
     emit.add_argument("--out", default="rtl_out", metavar="DIR",
                       help="output folder, replaced whole (default: rtl_out)")
+    emit.add_argument("--constraints", metavar="DIR",
+                      help="also write the SDC and XDC files into DIR, replaced whole "
+                           "(the repository keeps the default configuration's in constraints/)")
     emit.set_defaults(func=_cmd_emit)
+
+    synth = sub.add_parser(
+        "synth", help="synthesize every block with Yosys; cells, flip-flops, LUTs and fmax",
+        description="Synthesize each emitted top with the system Yosys and report cells by type, "
+                    "flip-flops, latches, word-level multipliers and memories, and the result of "
+                    "`check -assert` (exit status 1 if it fails). With --target ice40 also LUTs, "
+                    "carries and RAM blocks, and, when nextpnr-ice40 is on PATH, the maximum clock "
+                    "frequency of the block placed and routed in an out-of-context wrapper.")
+    synth.add_argument("config", nargs="?", metavar="CONFIG.toml",
+                       help="configuration file (default: the embedded default configuration)")
+    synth.add_argument("--target", choices=["generic", "ice40"], default="generic",
+                       help="generic: Yosys's gate library; ice40: Lattice iCE40 cells "
+                            "(default: generic)")
+    synth.add_argument("--device", choices=["hx8k", "up5k", "hx1k"], default="hx8k",
+                       help="iCE40 device for place and route (default: hx8k)")
+    synth.add_argument("--no-fmax", action="store_true",
+                       help="with --target ice40: skip place and route")
+    synth.add_argument("--seed", type=int, default=1, help="nextpnr placer seed (default: 1)")
+    synth.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
+    synth.add_argument("--baseline", metavar="FILE",
+                       help="compare cells, flip-flops and LUTs with a baseline; exit status 1 on a "
+                            "change of more than 2%% (the default's is constraints/qor_baseline.json)")
+    synth.add_argument("--update-baseline", metavar="FILE",
+                       help="write the figures as a new baseline to FILE")
+    synth.set_defaults(func=_cmd_synth)
 
     bench = sub.add_parser(
         "bench", help="measure a block in RTL simulation and print a table",
@@ -80,6 +145,9 @@ def main(argv=None):
     try:
         return args.func(args)
     except ConfigError as exc:
+        print(f"accelgen: error: {exc}", file=sys.stderr)
+        return 2
+    except ToolMissing as exc:
         print(f"accelgen: error: {exc}", file=sys.stderr)
         return 2
     except FileNotFoundError as exc:

@@ -11,6 +11,10 @@ Example::
     cols = 8
     modes = ["int8", "int4", "w4a8"]
     max_k = 256
+
+    [flow]                    # optional: constraints for FPGA and ASIC flows
+    clock_period_ns = 5.0
+    io_delay_fraction = 0.2
 """
 
 import dataclasses
@@ -23,7 +27,8 @@ from importlib import resources
 from .lib.formats import MODES
 
 __all__ = [
-    "ConfigError", "GemmConfig", "SoftmaxConfig", "NocConfig", "AccelConfig", "SECTIONS",
+    "ConfigError", "GemmConfig", "SoftmaxConfig", "NocConfig", "FlowConfig", "AccelConfig",
+    "SECTIONS", "SETTINGS",
     "load_config", "parse_config", "default_config", "config_hash", "gemm_acc_width_needed",
 ]
 
@@ -68,6 +73,14 @@ def _str_field(default, doc, choices=None):
     return field(default=default, metadata={"kind": "str", "choices": choices, "doc": doc})
 
 
+def _num_field(default, lo, hi, doc):
+    return field(default=default, metadata={"kind": "num", "lo": lo, "hi": hi, "doc": doc})
+
+
+def _bool_field(default, doc):
+    return field(default=default, metadata={"kind": "bool", "doc": doc})
+
+
 def _strs_field(default, doc, choices):
     return field(default=default, metadata={"kind": "strs", "choices": choices, "doc": doc})
 
@@ -82,6 +95,16 @@ def _check_field(section, f, value):
             raise ConfigError(name, value, f"must be an integer from {lo} to {hi}")
         if not lo <= value <= hi:
             raise ConfigError(name, value, f"must be an integer from {lo} to {hi}")
+        return value
+    if kind == "num":
+        lo, hi = meta["lo"], meta["hi"]
+        if (not isinstance(value, (int, float)) or isinstance(value, bool) or value != value
+                or not lo <= value <= hi):
+            raise ConfigError(name, value, f"must be a number from {lo} to {hi}")
+        return float(value)
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(name, value, "must be true or false")
         return value
     if kind == "str":
         choices = meta["choices"]
@@ -203,20 +226,42 @@ class NocConfig:
                               f"(every buffer holds a whole packet; see gen/router.py)")
 
 
+@dataclass(frozen=True)
+class FlowConfig:
+    """How the emitted blocks are constrained in FPGA and ASIC flows (:mod:`gen.flow`).
+
+    The SDC and XDC files written beside each top declare the clock ``clk`` with ``clock_period_ns``,
+    and give every input and output port (but the clock, and the reset when it is a false path) a delay
+    of ``io_delay_fraction`` of the period outside the block: inputs arrive that long after the clock
+    edge, outputs are needed that long before the next one.
+    """
+
+    clock_period_ns: float = _num_field(10.0, 0.5, 1000, "period of the clock clk in nanoseconds")
+    io_delay_fraction: float = _num_field(
+        0.2, 0, 0.45, "input and output delays outside the block, as a fraction of the period")
+    reset_false_path: bool = _bool_field(
+        True, "rst is a false path (a synchronized reset held for several cycles)")
+
+
 SECTIONS = {"gemm": GemmConfig, "softmax": SoftmaxConfig, "noc": NocConfig}
+"""Block sections: each one present is emitted as a top."""
+
+SETTINGS = {"flow": FlowConfig}
+"""Sections that are not blocks; each has a default when absent."""
 
 
 @dataclass(frozen=True)
 class AccelConfig:
-    """A whole configuration: one optional section per block."""
+    """A whole configuration: one optional section per block, and the settings sections."""
 
     gemm: GemmConfig | None = None
     softmax: SoftmaxConfig | None = None
     noc: NocConfig | None = None
+    flow: FlowConfig = FlowConfig()
 
     def to_dict(self):
         out = {}
-        for name in SECTIONS:
+        for name in [*SECTIONS, *SETTINGS]:
             section = getattr(self, name)
             if section is not None:
                 out[name] = {k: (list(v) if isinstance(v, tuple) else v)
@@ -238,7 +283,8 @@ def _parse_section(name, cls, data):
                               "unknown key; allowed keys are " + ", ".join(fields))
     values = {key: _check_field(name, fields[key], value) for key, value in data.items()}
     section = cls(**values)
-    section._validate()
+    if hasattr(section, "_validate"):  # cross-field rules, where a section has any
+        section._validate()
     return section
 
 
@@ -246,13 +292,15 @@ def parse_config(data):
     """Validate a configuration given as a dict (as read from TOML) and return an :class:`AccelConfig`."""
     if not isinstance(data, dict):
         raise ConfigError("config", data, "must be a table of block sections")
+    every = {**SECTIONS, **SETTINGS}
     for key in data:
-        if key not in SECTIONS:
+        if key not in every:
             raise ConfigError(key, data[key],
-                              "unknown section; allowed sections are " + ", ".join(SECTIONS))
-    if not data:
-        raise ConfigError("config", {}, "must have at least one section of: " + ", ".join(SECTIONS))
-    return AccelConfig(**{name: _parse_section(name, SECTIONS[name], data[name]) for name in data})
+                              "unknown section; allowed sections are " + ", ".join(every))
+    if not any(key in SECTIONS for key in data):
+        raise ConfigError("config", data,
+                          "must have at least one section of: " + ", ".join(SECTIONS))
+    return AccelConfig(**{name: _parse_section(name, every[name], data[name]) for name in data})
 
 
 def load_config(path=None):

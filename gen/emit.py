@@ -1,4 +1,7 @@
-"""Configuration -> Verilog, JSON manifest and filelist, one set per emitted top.
+"""Configuration -> Verilog, JSON manifest, filelist, SDC, XDC and FuseSoC core file, one set per emitted top.
+
+Beside the tops, ``accelgen_lint.vlt`` holds the Verilator lint waivers the core files' ``lint`` target
+uses (:mod:`gen.flow`).
 
 Emission is deterministic: the same configuration gives byte-identical files on any machine (Amaranth is
 asked for no source locations, the builtin Yosys is pinned, and nothing records paths or dates). Files are
@@ -19,7 +22,8 @@ from amaranth.lib import data, stream, wiring
 from . import __version__
 from .config import AccelConfig, config_hash
 
-__all__ = ["Top", "elaborate_tops", "emit", "manifest_of", "payload_fields", "TOPS"]
+__all__ = ["Top", "elaborate_tops", "emit", "manifest_of", "payload_fields", "constraint_files",
+           "TOPS"]
 
 
 @dataclass
@@ -256,13 +260,21 @@ def to_verilog(top: Top):
 
 def render(config: AccelConfig):
     """All emitted files, as a dict of file name -> text."""
+    from .flow import LINT_WAIVERS, flow_files, lint_waivers_text
     files = {}
     for top in elaborate_tops(config):
         files[f"{top.name}.v"] = to_verilog(top)
         manifest = manifest_of(top, config)
         files[f"{top.name}.json"] = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
         files[f"{top.name}.f"] = f"{top.name}.v\n"
+        files.update(flow_files(manifest, config.flow))
+    files[LINT_WAIVERS] = lint_waivers_text()
     return files
+
+
+def constraint_files(files):
+    """The SDC and XDC files among rendered ``files`` (what ``constraints/`` holds)."""
+    return {name: text for name, text in files.items() if name.endswith((".sdc", ".xdc"))}
 
 
 def write_atomically(files, out_dir):

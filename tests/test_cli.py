@@ -29,12 +29,16 @@ def test_help_explains_every_option(capsys):
 
 
 def test_emit_default(tmp_path):
-    result = run_cli("emit", "--out", str(tmp_path / "rtl"))
+    result = run_cli("emit", "--out", str(tmp_path / "rtl"), "--constraints", str(tmp_path / "con"))
     assert result.returncode == 0, result.stderr
     names = sorted(p.name for p in (tmp_path / "rtl").iterdir())
-    assert names == ["accelgen_gemm.f", "accelgen_gemm.json", "accelgen_gemm.v",
-                     "accelgen_noc.f", "accelgen_noc.json", "accelgen_noc.v",
-                     "accelgen_softmax.f", "accelgen_softmax.json", "accelgen_softmax.v"]
+    tops = ("accelgen_gemm", "accelgen_noc", "accelgen_softmax")
+    assert names == sorted([f"{top}.{ext}" for top in tops for ext in ("core", "f", "json", "sdc", "v", "xdc")]
+                           + ["accelgen_lint.vlt"])
+    for name in ("accelgen_gemm.sdc", "accelgen_gemm.xdc"):
+        assert (tmp_path / "con" / name).read_text() == (tmp_path / "rtl" / name).read_text()
+    assert sorted(p.name for p in (tmp_path / "con").iterdir()) == sorted(
+        f"{top}.{ext}" for top in tops for ext in ("sdc", "xdc"))
 
 
 @pytest.mark.parametrize("toml, message", [

@@ -3,7 +3,13 @@
 import pytest
 
 from gen.config import (
-    ConfigError, GemmConfig, config_hash, default_config, gemm_acc_width_needed, load_config,
+    ConfigError,
+    FlowConfig,
+    GemmConfig,
+    config_hash,
+    default_config,
+    gemm_acc_width_needed,
+    load_config,
     parse_config,
 )
 
@@ -47,14 +53,42 @@ def test_default_config_is_valid():
     ({"gemm": {"max_m": 65536, "max_k": 65536, "rows": 1, "acc_width": 33}},
      "gemm.max_m = 65536: max_m * ceil(max_k / rows) must be at most 1048576 activation-buffer "
      "words; it is 4294967296"),
-    ({"fft": {}}, "fft = {}: unknown section; allowed sections are gemm, softmax, noc"),
+    ({"fft": {}}, "fft = {}: unknown section; allowed sections are gemm, softmax, noc, flow"),
     ({}, "config = {}: must have at least one section of: gemm, softmax, noc"),
+    ({"flow": {}}, "config = {flow = {}}: must have at least one section of: gemm, softmax, noc"),
+    ({"gemm": {}, "flow": {"clock_period_ns": 0}},
+     "flow.clock_period_ns = 0: must be a number from 0.5 to 1000"),
+    ({"gemm": {}, "flow": {"clock_period_ns": "5"}},
+     'flow.clock_period_ns = "5": must be a number from 0.5 to 1000'),
+    ({"gemm": {}, "flow": {"clock_period_ns": True}},
+     "flow.clock_period_ns = true: must be a number from 0.5 to 1000"),
+    ({"gemm": {}, "flow": {"clock_period_ns": float("nan")}},
+     "flow.clock_period_ns = nan: must be a number from 0.5 to 1000"),
+    ({"gemm": {}, "flow": {"io_delay_fraction": 0.5}},
+     "flow.io_delay_fraction = 0.5: must be a number from 0 to 0.45"),
+    ({"gemm": {}, "flow": {"io_delay_fraction": -0.1}},
+     "flow.io_delay_fraction = -0.1: must be a number from 0 to 0.45"),
+    ({"gemm": {}, "flow": {"reset_false_path": 1}},
+     "flow.reset_false_path = 1: must be true or false"),
+    ({"gemm": {}, "flow": {"clock": 5}},
+     "flow.clock = 5: unknown key; allowed keys are clock_period_ns, io_delay_fraction, "
+     "reset_false_path"),
+    ({"gemm": {}, "flow": 5}, "flow = 5: must be a table"),
     ({"gemm": 3}, "gemm = 3: must be a table"),
 ])
 def test_bad_values_are_named(data, message):
     with pytest.raises(ConfigError) as info:
         parse_config(data)
     assert str(info.value) == message
+
+
+def test_flow_defaults_and_integers():
+    """[flow] is optional (defaults apply); an integer period is taken as a number of nanoseconds."""
+    assert parse_config({"gemm": {}}).flow == FlowConfig()
+    flow = parse_config({"gemm": {}, "flow": {"clock_period_ns": 4}}).flow
+    assert flow.clock_period_ns == 4.0 and isinstance(flow.clock_period_ns, float)
+    assert default_config().flow == FlowConfig(clock_period_ns=10.0, io_delay_fraction=0.2,
+                                               reset_false_path=True)
 
 
 def test_acc_width_rule_is_tight():
