@@ -120,7 +120,8 @@ def build_parser():
     synth.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
     synth.add_argument("--baseline", metavar="FILE",
                        help="compare cells, flip-flops and LUTs with a baseline; exit status 1 on a "
-                            "change of more than 2%% (the default's is constraints/qor_baseline.json)")
+                            "change of more than 2%% (the default configuration's is "
+                            "qor/baseline_generic.json)")
     synth.add_argument("--update-baseline", metavar="FILE",
                        help="write the figures as a new baseline to FILE")
     synth.set_defaults(func=_cmd_synth)
