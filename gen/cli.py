@@ -10,6 +10,10 @@ __all__ = ["main"]
 
 BENCHES = {
     "gemm": ("sim.bench.gemm", "GEMM engine: cycles, ideal cycles and utilization per mode"),
+    "vsq": ("sim.bench.vsq", "per-vector scaled quantization (VS-Quant): SQNR table and PNG, "
+                             "digits MLP accuracy, from the golden models"),
+    "softmax": ("sim.bench.softmax", "softmax unit: error against internal widths (table, plot, "
+                "Yosys cells), latency and throughput"),
 }
 
 

@@ -23,7 +23,7 @@ from importlib import resources
 from .lib.formats import MODES
 
 __all__ = [
-    "ConfigError", "GemmConfig", "AccelConfig", "SECTIONS",
+    "ConfigError", "GemmConfig", "SoftmaxConfig", "AccelConfig", "SECTIONS",
     "load_config", "parse_config", "default_config", "config_hash", "gemm_acc_width_needed",
 ]
 
@@ -148,7 +148,39 @@ class GemmConfig:
                               f"words; it is {words}")
 
 
-SECTIONS = {"gemm": GemmConfig}
+@dataclass(frozen=True)
+class SoftmaxConfig:
+    """The softmax unit (:class:`gen.softmax.Softmax`): base-2, online-normalized, fixed point.
+
+    ``sum_frac`` and ``recip_bits`` of 0 (the default) are derived from ``out_frac`` and ``max_len`` so
+    that the error stays within 0.51 output LSB (see :mod:`sim.golden.softmax`); other values override.
+    """
+
+    top: str = _str_field("accelgen_softmax", "name of the emitted Verilog module")
+    lanes: int = _int_field(4, 1, 16, "P: scores per input beat (and probabilities per output beat)")
+    in_width: int = _int_field(8, 2, 24, "input scores: signed, this many bits")
+    in_frac: int = _int_field(4, 0, 10,
+                              "fraction bits of the input (the exp2 table has 2**in_frac entries)")
+    out_frac: int = _int_field(8, 1, 16,
+                               "fraction bits of the unsigned output (out_frac + 1 bits, 1.0 included)")
+    max_len: int = _int_field(1024, 1, 16384, "longest row L_max in elements; longer rows are cut")
+    sum_frac: int = _int_field(0, 0, 48, "S: fraction bits of exp2 terms and of the sum (0 = derived)")
+    recip_bits: int = _int_field(0, 0, 40, "M: reciprocal precision in bits (0 = derived)")
+
+    def _validate(self):
+        if self.in_frac > self.in_width - 1:
+            raise ConfigError("softmax.in_frac", self.in_frac,
+                              f"must be at most softmax.in_width - 1 = {self.in_width - 1}")
+        if self.sum_frac and self.sum_frac < self.out_frac + 2:
+            raise ConfigError("softmax.sum_frac", self.sum_frac,
+                              f"must be 0 (derived) or from softmax.out_frac + 2 = {self.out_frac + 2} "
+                              f"to 48")
+        if self.recip_bits and self.recip_bits < 4:
+            raise ConfigError("softmax.recip_bits", self.recip_bits,
+                              "must be 0 (derived) or from 4 to 40")
+
+
+SECTIONS = {"gemm": GemmConfig, "softmax": SoftmaxConfig}
 
 
 @dataclass(frozen=True)
@@ -156,6 +188,7 @@ class AccelConfig:
     """A whole configuration: one optional section per block."""
 
     gemm: GemmConfig | None = None
+    softmax: SoftmaxConfig | None = None
 
     def to_dict(self):
         out = {}

@@ -77,7 +77,46 @@ def _gemm_top(cfg):
     )
 
 
-TOPS = {"gemm": _gemm_top}
+def _softmax_top(cfg):
+    from .softmax import Softmax
+
+    unit = Softmax(lanes=cfg.lanes, in_width=cfg.in_width, in_frac=cfg.in_frac,
+                   out_frac=cfg.out_frac, max_len=cfg.max_len, sum_frac=cfg.sum_frac,
+                   recip_bits=cfg.recip_bits)
+    return Top(
+        block="softmax", name=cfg.top, component=unit,
+        formats={
+            "i.data": f"sfix{cfg.in_width}.{cfg.in_frac}: score, signed, {cfg.in_frac} fraction bits",
+            "i.mask": "bits: bit k set masks lane k (probability 0; pad a short last beat with it)",
+            "i.last": "flag: final beat of a row",
+            "o.data": f"ufix{cfg.out_frac + 1}.{cfg.out_frac}: probability, 2**{cfg.out_frac} = 1.0",
+            "o.last": "flag: final beat of a row",
+            "o.all_masked": "flag: every lane of the row was masked (data all 0)",
+        },
+        parameters={
+            "lanes": cfg.lanes, "in_width": cfg.in_width, "in_frac": cfg.in_frac,
+            "out_frac": cfg.out_frac, "out_width": cfg.out_frac + 1, "max_len": cfg.max_len,
+            "max_beats": unit.max_beats,
+            "sum_frac": unit.sum_frac, "sum_width": unit.sum_width,
+            "table_entries": 1 << cfg.in_frac, "table_entry_width": unit.sum_frac + 1,
+            "recip_bits": unit.recip_bits, "reciprocal_width": unit.recip_bits + 2,
+            "derived": {"sum_frac": cfg.sum_frac == 0, "recip_bits": cfg.recip_bits == 0},
+            "buffer_beats": unit.buffer_depth,
+            "error_bound_lsb": "0.51 with derived widths",
+        },
+        performance={
+            "throughput_elements_per_cycle": cfg.lanes,
+            "min_row_beats_without_bubbles": unit.min_beats,
+            "latency_cycles": f"ceil(L / {cfg.lanes}) + {unit.latency_constant}",
+            "latency_constant": unit.latency_constant,
+            "latency_definition": "cycles from a row's first input handshake to its first output "
+                                  "beat, without stalls; the row's last output follows "
+                                  "ceil(L / P) - 1 cycles later",
+        },
+    )
+
+
+TOPS = {"gemm": _gemm_top, "softmax": _softmax_top}
 
 
 def elaborate_tops(config: AccelConfig):

@@ -32,7 +32,8 @@ def test_emit_default(tmp_path):
     result = run_cli("emit", "--out", str(tmp_path / "rtl"))
     assert result.returncode == 0, result.stderr
     names = sorted(p.name for p in (tmp_path / "rtl").iterdir())
-    assert names == ["accelgen_gemm.f", "accelgen_gemm.json", "accelgen_gemm.v"]
+    assert names == ["accelgen_gemm.f", "accelgen_gemm.json", "accelgen_gemm.v",
+                     "accelgen_softmax.f", "accelgen_softmax.json", "accelgen_softmax.v"]
 
 
 @pytest.mark.parametrize("toml, message", [

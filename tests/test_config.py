@@ -47,8 +47,8 @@ def test_default_config_is_valid():
     ({"gemm": {"max_m": 65536, "max_k": 65536, "rows": 1, "acc_width": 33}},
      "gemm.max_m = 65536: max_m * ceil(max_k / rows) must be at most 1048576 activation-buffer "
      "words; it is 4294967296"),
-    ({"softmax": {}}, "softmax = {}: unknown section; allowed sections are gemm"),
-    ({}, "config = {}: must have at least one section of: gemm"),
+    ({"fft": {}}, "fft = {}: unknown section; allowed sections are gemm, softmax"),
+    ({}, "config = {}: must have at least one section of: gemm, softmax"),
     ({"gemm": 3}, "gemm = 3: must be a table"),
 ])
 def test_bad_values_are_named(data, message):

@@ -1,0 +1,1 @@
+accelgen_softmax.v
