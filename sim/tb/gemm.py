@@ -6,7 +6,9 @@ The pytest side (``tests/test_gemm.py``, ``sim/bench/gemm.py``) builds the engin
 ACCELGEN_MANIFEST : the top's manifest (ports, payload fields, parameters).
 ACCELGEN_GEMM_CASES : a JSON file with a list of GEMMs: ``{"mode", "m", "n", "k", "kind"}``, where
     ``kind`` is a :func:`sim.golden.gemm.random_operands` kind (FP8 modes have more kinds: NaNs,
-    infinities, cancellation; :data:`sim.golden.gemm.FP8_KINDS`).
+    infinities, cancellation; :data:`sim.golden.gemm.FP8_KINDS`). A per-vector scaled (VS-Quant)
+    GEMM adds ``"vsq": V`` and ``"scales"``, a :func:`random_scales` kind; its expected result is
+    :func:`sim.golden.vsq.vsq_gemm`.
 ACCELGEN_GAP, ACCELGEN_STALL : probabilities of an idle cycle on every input stream and of a stalled
     cycle on the output (0 by default).
 ACCELGEN_RESULTS : where ``measure`` writes its cycle counts (JSON).
@@ -25,10 +27,34 @@ from cocotb.triggers import RisingEdge, with_timeout
 from cocotb.utils import get_sim_time
 
 from sim.golden import gemm as golden
+from sim.golden import vsq as golden_vsq
 from sim.runner import seed_from_env
 from sim.tb.streams import Scoreboard, StreamSink, StreamSource, load_manifest, reset, start_clock
 
 PERIOD_NS = 10
+
+SCALE_KINDS = ("uniform", "max", "zero", "one", "mixed")
+
+
+def random_scales(rng, shape, scale_bits, kind):
+    """Integer VSQ scales: ``uniform`` over ``0 .. 2**M - 1``, all ``max`` (``2**M - 1``), all
+    ``zero``, all ``one``, or ``mixed`` (each of 0, 1 and the maximum with probability 1/4, else
+    uniform)."""
+    top = (1 << scale_bits) - 1
+    if kind == "uniform":
+        return rng.integers(0, top + 1, size=shape)
+    if kind == "max":
+        return np.full(shape, top, dtype=np.int64)
+    if kind == "zero":
+        return np.zeros(shape, dtype=np.int64)
+    if kind == "one":
+        return np.ones(shape, dtype=np.int64)
+    if kind == "mixed":
+        pick = rng.integers(0, 4, size=shape)
+        choices = [np.zeros(shape, np.int64), np.ones(shape, np.int64),
+                   np.full(shape, top, np.int64), rng.integers(0, top + 1, size=shape)]
+        return np.choose(pick, choices)
+    raise ValueError(f"scales = {kind!r}: must be one of " + ", ".join(SCALE_KINDS))
 
 
 class GemmTB:
@@ -51,19 +77,33 @@ class GemmTB:
         await start_clock(self.dut, PERIOD_NS)
         await reset(self.dut)
 
-    def queue(self, mode, a, w, code=None):
-        """Queue one GEMM; returns its expected output beats."""
+    def queue(self, mode, a, w, code=None, vsq=None):
+        """Queue one GEMM; returns its expected output beats. ``vsq``: ``(V, s_qa, s_qw)`` for a
+        per-vector scaled GEMM."""
         m, k = a.shape
         n = w.shape[1]
         pay = self.man.payloads
         code = self.codes[mode] if code is None else code
-        self.cmd.send([pay["cmd"].pack(m=m, n=n, k=k, mode=code)])
         # FP8 padding lanes (past K or N) carry NaN codes: the engine must ignore them.
         pad = 0x7F if mode in golden.FP_MODES else 0
-        self.w.send(pay["w"].pack(data=beat)
-                    for beat in golden.weight_beats(w, mode, self.rows, self.cols, pad=pad))
-        self.a.send(pay["a"].pack(data=beat) for beat in golden.act_beats(a, mode, self.rows, pad=pad))
-        y = golden.gemm(a, w, mode)
+        wbeats = golden.weight_beats(w, mode, self.rows, self.cols, pad=pad)
+        abeats = golden.act_beats(a, mode, self.rows, pad=pad)
+        if vsq is None:
+            self.cmd.send([pay["cmd"].pack(m=m, n=n, k=k, mode=code)])
+            self.w.send(pay["w"].pack(data=beat) for beat in wbeats)
+            self.a.send(pay["a"].pack(data=beat) for beat in abeats)
+            y = golden.gemm(a, w, mode)
+        else:
+            v, s_qa, s_qw = vsq
+            p = self.man.parameters
+            vsel = p["vsq_vector_sizes"].index(v)
+            self.cmd.send([pay["cmd"].pack(m=m, n=n, k=k, mode=code, vsq=1, vsel=vsel)])
+            wsc = golden.weight_scale_beats(s_qw, mode, self.rows, self.cols, k, v)
+            asc = golden.act_scale_beats(s_qa, mode, self.rows, k, v)
+            self.w.send(pay["w"].pack(data=d, scale=sc) for d, sc in zip(wbeats, wsc, strict=True))
+            self.a.send(pay["a"].pack(data=d, scale=sc) for d, sc in zip(abeats, asc, strict=True))
+            y = golden_vsq.vsq_gemm(a, w, s_qa, s_qw, mode=mode, vector_size=v,
+                                    scale_bits=p["vsq_scale_bits"])
         if mode in golden.FP_MODES:
             # binary32 patterns sit in the low 32 bits of a signed lane: as the sink reads it.
             width = pay["o"].fields["data.0"][1]
@@ -108,7 +148,14 @@ def _queue_cases(tb, cases):
     for i, case in enumerate(cases):
         a, w = golden.random_operands(tb.rng, case["m"], case["n"], case["k"], case["mode"],
                                       case.get("kind", "uniform"))
-        beats = tb.queue(case["mode"], a, w)
+        vsq = None
+        if case.get("vsq"):
+            v, bits = case["vsq"], tb.man.parameters["vsq_scale_bits"]
+            nvec = -(-case["k"] // v)
+            kind = case.get("scales", "uniform")
+            vsq = (v, random_scales(tb.rng, (case["m"], nvec), bits, kind),
+                   random_scales(tb.rng, (nvec, case["n"]), bits, kind))
+        beats = tb.queue(case["mode"], a, w, vsq=vsq)
         expected += beats
         labels += [f"case {i} {case}"] * len(beats)
         macs += case["m"] * case["n"] * case["k"]
@@ -178,3 +225,36 @@ async def measure(dut):
     tb.scoreboard.check()
     with open(os.environ["ACCELGEN_RESULTS"], "w", encoding="utf-8") as f:
         json.dump(results, f)
+
+
+@cocotb.test()
+async def bad_vsq_commands(dut):
+    """VSQ engines: VSQ commands with a V select that was not built, in an FP8 mode, or in a mode
+    not built are dropped and counted; a valid VSQ command then runs correctly."""
+    tb = GemmTB(dut, seed=seed_from_env())
+    await tb.start()
+    p = tb.man.parameters
+    pay = tb.man.payloads["cmd"]
+    sizes = p["vsq_vector_sizes"]
+    int_modes = [mo for mo in p["modes"] if mo not in golden.FP_MODES]
+    mode = int_modes[0]
+    code = tb.codes[mode]
+    bad = [dict(m=1, n=1, k=1, mode=code, vsq=1, vsel=sel)
+           for sel in range(len(sizes), 1 << pay.fields["vsel"][1])]
+    bad += [dict(m=1, n=1, k=1, mode=tb.codes[mo], vsq=1, vsel=0)
+            for mo in p["modes"] if mo in golden.FP_MODES]
+    built = set(tb.codes.values())
+    bad.append(dict(m=1, n=1, k=1, mode=next(c for c in range(8) if c not in built), vsq=1, vsel=0))
+    tb.cmd.send(pay.pack(**b) for b in bad)
+    v = sizes[-1]
+    m, n, k = 3, tb.cols + 1, v + tb.rows * 2
+    k = min(k, tb.man.config["max_k"])
+    a, w = golden.random_operands(tb.rng, m, n, k, mode)
+    nvec = -(-k // v)
+    bits = p["vsq_scale_bits"]
+    vsq = (v, random_scales(tb.rng, (m, nvec), bits, "uniform"),
+           random_scales(tb.rng, (nvec, n), bits, "uniform"))
+    expected = tb.queue(mode, a, w, vsq=vsq)
+    await tb.collect(expected, ["valid VSQ command after bad ones"] * len(expected), 20000)
+    assert int(dut.errors.value) == len(bad), \
+        f"errors = {int(dut.errors.value)}, expected {len(bad)} dropped commands"
