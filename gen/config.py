@@ -151,6 +151,9 @@ class GemmConfig:
         (), "vector sizes V of per-vector scaled (VS-Quant) commands; empty builds no VSQ hardware",
         VSQ_VECTOR_SIZES)
     vsq_scale_bits: int = _int_field(4, 3, 8, "M: bits of the unsigned per-vector integer scales")
+    vsq_post_mult_bits: int = _int_field(
+        0, 0, 32, "bits of the per-column post-processing multiplier (0: no post-processing unit; "
+        "needs VSQ)")
 
     def _validate(self):
         need = gemm_acc_width_needed(self.max_k)
@@ -158,6 +161,12 @@ class GemmConfig:
             raise ConfigError("gemm.acc_width", self.acc_width,
                               f"must be at least {need} so that gemm.max_k = {self.max_k} "
                               f"INT8 products cannot overflow")
+        if self.vsq_post_mult_bits and not self.vsq_vector_sizes:
+            raise ConfigError("gemm.vsq_post_mult_bits", self.vsq_post_mult_bits,
+                              "must be 0 unless gemm.vsq_vector_sizes is set (the post-processing "
+                              "unit is part of the VSQ hardware)")
+        if self.vsq_post_mult_bits == 1:
+            raise ConfigError("gemm.vsq_post_mult_bits", 1, "must be 0 (none) or from 2 to 32")
         if self.vsq_vector_sizes:
             ints = [n for n in self.modes if n in INT_MODE_NAMES]
             if not ints:

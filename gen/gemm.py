@@ -24,7 +24,11 @@ def vsel_width(vector_sizes):
     return max(1, (len(vector_sizes) - 1).bit_length())
 
 
-def cmd_layout(*, max_m, max_n, max_k, vector_sizes=()):
+POST_OUTPUTS = ("acc", "int8", "int4")   # values 0, 1, 2 of the command's `out` field
+SHIFT_BITS = 6                            # post-processing right shift, 0 to 63
+
+
+def cmd_layout(*, max_m, max_n, max_k, vector_sizes=(), post=False):
     """A GEMM command: the sizes M, N, K (1 to the configured maxima) and the mode code; where VSQ
     is built (``vector_sizes`` not empty), ``vsq`` (1: per-vector scaled) and ``vsel`` (index of V
     in ``vector_sizes``)."""
@@ -36,6 +40,8 @@ def cmd_layout(*, max_m, max_n, max_k, vector_sizes=()):
     }
     if vector_sizes:
         fields.update({"vsq": unsigned(1), "vsel": unsigned(vsel_width(vector_sizes))})
+    if post:
+        fields.update({"out": unsigned(2), "relu": unsigned(1)})
     return data.StructLayout(fields)
 
 
@@ -48,12 +54,15 @@ def act_layout(rows, scale_bits=0):
     return data.StructLayout(fields)
 
 
-def wgt_layout(cols, scale_bits=0):
+def wgt_layout(cols, scale_bits=0, mult_bits=0):
     """One weight beat: C bytes, one per PE column; with VSQ built, an M-bit weight scale per
     column."""
     fields = {"data": data.ArrayLayout(unsigned(8), cols)}
     if scale_bits:
         fields["scale"] = data.ArrayLayout(unsigned(scale_bits), cols)
+    if mult_bits:
+        fields["mult"] = data.ArrayLayout(unsigned(mult_bits), cols)
+        fields["shift"] = data.ArrayLayout(unsigned(SHIFT_BITS), cols)
     return data.StructLayout(fields)
 
 
@@ -128,8 +137,11 @@ class GemmEngine(wiring.Component):
     them. The accumulator width must follow :func:`gen.lib.formats.vsq_acc_width` (``Na + Nw + log2 V
     + 2M + log2(max_k / V) + 1``), so no VSQ command can overflow. A VSQ command in an FP8 mode or
     with a ``vsel`` not built is dropped and counted in ``errors``. Plain commands run as without
-    VSQ. The per-channel post-processing (gamma scaling, ReLU, requantization) is not in the engine:
-    ``o`` carries the accumulator.
+    VSQ. With ``post_mult_bits`` > 0, a post-processing unit per column (stage C) turns the final
+    sum into ``round_half_even(acc * mult / 2**shift)``, optional ReLU, saturated to INT8 or INT4
+    (the command's ``out`` = 1, 2; 0 keeps the accumulator), as :func:`sim.golden.vsq.postprocess`
+    with ``mult`` and ``shift`` per column; they arrive as ``w.mult`` and ``w.shift`` lanes of every
+    weight beat of the column tile and ride beside the wavefront like the weight scales.
 
     Parameters
     ----------
@@ -148,6 +160,8 @@ class GemmEngine(wiring.Component):
         Vector sizes V (16, 32, 64) of VSQ commands; empty (the default) builds no VSQ hardware.
     vsq_scale_bits : int
         M, bits of the unsigned per-vector scales.
+    post_mult_bits : int
+        Bits of the per-column post-processing multiplier; 0 (the default) builds none.
 
     Members
     -------
@@ -162,8 +176,11 @@ class GemmEngine(wiring.Component):
     """
 
     def __init__(self, *, rows, cols, modes, acc_width, max_m, max_n, max_k, out_fifo_depth,
-                 vsq_vector_sizes=(), vsq_scale_bits=4):
+                 vsq_vector_sizes=(), vsq_scale_bits=4, post_mult_bits=0):
         self._vsizes = tuple(vsq_vector_sizes)
+        if post_mult_bits and not self._vsizes:
+            raise ValueError("post_mult_bits needs VSQ (vsq_vector_sizes)")
+        self._pmb = post_mult_bits
         self._sbits = vsq_scale_bits if self._vsizes else 0
         self._vsq_modes = tuple(n for n in modes if n in INT_MODE_NAMES) if self._vsizes else ()
         if self._vsizes and not self._vsq_modes:
@@ -185,9 +202,10 @@ class GemmEngine(wiring.Component):
         self._out_width = out_width(self._modes, acc_width)
         super().__init__({
             "cmd": In(stream.Signature(cmd_layout(max_m=max_m, max_n=max_n, max_k=max_k,
-                                                  vector_sizes=self._vsizes))),
+                                                  vector_sizes=self._vsizes,
+                                                  post=bool(self._pmb)))),
             "a": In(stream.Signature(act_layout(rows, self._sbits))),
-            "w": In(stream.Signature(wgt_layout(cols, self._sbits))),
+            "w": In(stream.Signature(wgt_layout(cols, self._sbits, self._pmb))),
             "o": Out(stream.Signature(out_layout(cols, self._out_width))),
             "errors": Out(16),
             "busy": Out(1),
@@ -242,8 +260,9 @@ class GemmEngine(wiring.Component):
     def pipeline_depth(self):
         """Cycles from taking the activation beat of row m in the last k tile to result row m on ``o``:
         1 (issue) + R + C - 1 (array) + 2 (accumulate) + 1 (output FIFO), plus 1 (conversion to binary32)
-        where FP8 modes are built and 2 (vector partial sum, scaling) where VSQ is built."""
-        return (1 + self._array.latency + 2 + 1 + (1 if self._fp else 0)
+        where FP8 modes or post-processing are built and 2 (vector partial sum, scaling) where VSQ
+        is built."""
+        return (1 + self._array.latency + 2 + 1 + (1 if self._fp or self._pmb else 0)
                 + (2 if self._vsizes else 0))
 
     latency = pipeline_depth
@@ -294,6 +313,7 @@ class GemmEngine(wiring.Component):
             "mode": unsigned(mw),
             **({"vsq": unsigned(1), "vsel": unsigned(vsel_width(self._vsizes))}
                if self._vsizes else {}),
+            **({"out": unsigned(2), "relu": unsigned(1)} if self._pmb else {}),
         })
         m.submodules.desc_fifo = desc_fifo = fifo.SyncFIFO(width=desc.size, depth=2)
 
@@ -323,6 +343,15 @@ class GemmEngine(wiring.Component):
             m.d.comb += [cmd_ok_all.eq(cmd_ok & (~cmd.vsq | vsq_ok)),
                          cmd_desc.vsq.eq(cmd.vsq), cmd_desc.vsel.eq(cmd.vsel)]
             cmd_ok = cmd_ok_all
+        if self._pmb:
+            # Post-processing needs an integer mode and a known output.
+            post_ok = Signal()
+            int_mode = Cat(*(cmd.mode == mode_by_name(n).code for n in self._vsq_modes)).any()
+            m.d.comb += post_ok.eq((cmd.out == 0) | (int_mode & (cmd.out < len(POST_OUTPUTS))))
+            cmd_ok_post = Signal()
+            m.d.comb += [cmd_ok_post.eq(cmd_ok & post_ok),
+                         cmd_desc.out.eq(cmd.out), cmd_desc.relu.eq(cmd.relu)]
+            cmd_ok = cmd_ok_post
 
         ld_n = Signal(self._max_n.bit_length())
         ld_k = Signal(self._max_k.bit_length())
@@ -363,6 +392,11 @@ class GemmEngine(wiring.Component):
         # VSQ: the weight scale of each column, per bank, written with every weight beat of a tile.
         wscale = [[Signal(self._sbits, name=f"wscale_{b}_{c}") for c in range(C)]
                   for b in range(2)] if self._vsizes else []
+        # Post-processing: the multiplier and shift of each column, per bank.
+        wmult = [[Signal(self._pmb, name=f"wmult_{b}_{c}") for c in range(C)]
+                 for b in range(2)] if self._pmb else []
+        wshift = [[Signal(SHIFT_BITS, name=f"wshift_{b}_{c}") for c in range(C)]
+                  for b in range(2)] if self._pmb else []
 
         with m.FSM(name="loader") as loader_fsm:
             with m.State("IDLE"):
@@ -382,6 +416,11 @@ class GemmEngine(wiring.Component):
                     for b in range(len(wscale)):
                         with m.If(ld_bank == b):
                             m.d.sync += [wscale[b][c].eq(self.w.payload.scale[c]) for c in range(C)]
+                    for b in range(len(wmult)):
+                        with m.If(ld_bank == b):
+                            m.d.sync += [wmult[b][c].eq(self.w.payload.mult[c]) for c in range(C)]
+                            m.d.sync += [wshift[b][c].eq(self.w.payload.shift[c])
+                                         for c in range(C)]
                     with m.If(ld_row == R - 1):
                         m.d.comb += full_set.eq(Mux(ld_bank, 0b10, 0b01))
                         m.d.sync += [ld_bank.eq(~ld_bank), ld_row.eq(0)]
@@ -430,6 +469,8 @@ class GemmEngine(wiring.Component):
             # first_kv / last_kv mark the first and last k tile of the wavefront's vector.
             ctrl_fields.update({"vsq": 1, "first_kv": 1, "last_kv": 1, "bank": 1,
                                 "sa": unsigned(sb_bits)})
+        if self._pmb:
+            ctrl_fields.update({"out": 2, "relu": 1})
         ctrl = data.StructLayout(ctrl_fields)
         s1 = Signal(ctrl)
         s1_from_stream = Signal()
@@ -472,6 +513,8 @@ class GemmEngine(wiring.Component):
                             s1.first_kv.eq(~fd.vsq | vsq_first_kv),
                             s1.last_kv.eq(~fd.vsq | vsq_last_kv),
                         ]
+                    if self._pmb:
+                        m.d.sync += [s1.out.eq(fd.out), s1.relu.eq(fd.relu)]
                     m.d.sync += [
                         s1.first_k.eq(Mux(fd.vsq, fd_k0 < fd_vsize, fd_k0 == 0) if self._vsizes
                                       else fd_k0 == 0),
@@ -523,14 +566,27 @@ class GemmEngine(wiring.Component):
         acc_rd = acc_mem.read_port(domain="sync", transparent_for=(acc_wr,))
         ps_in, ps_width = list(array.ps), array.psum_width
         if self._vsizes:
-            ctl, ps_in, ps_width = self._vsq_scaling(m, ctl, array.ps, wscale, ctrl)
+            ctl, ps_in, ps_width, post_in = self._vsq_scaling(m, ctl, array.ps, wscale, wmult,
+                                                              wshift, ctrl)
+            if self._pmb:
+                sb_post = [(Signal(self._pmb, name=f"sb_mult_{c}"),
+                            Signal(SHIFT_BITS, name=f"sb_shift_{c}")) for c in range(C)]
+                m.d.sync += [x.eq(y) for c in range(C)
+                             for x, y in zip(sb_post[c], post_in[c], strict=True)]
         m.d.comb += acc_rd.addr.eq(ctl.m)
         sb = Signal(ctrl)
         sb_ps = [Signal(signed(ps_width), name=f"sb_ps_{c}") for c in range(C)]
         m.d.sync += sb.eq(ctl)
         m.d.sync += [sb_ps[c].eq(ps_in[c]) for c in range(C)]
         sb_fl = [Signal(fw, name=f"sb_fl_{c}") for c in range(C)] if self._fp else []
-        m.d.sync += [sb_fl[c].eq(array.fl[c]) for c in range(len(sb_fl))]
+        fl_in = list(array.fl) if self._fp else []
+        if self._fp and self._vsizes:
+            # FP8 flags wait beside the VSQ scaling stages (P1, P2), which FP8 sums pass through.
+            for stage in ("p1", "p2"):
+                nxt = [Signal(fw, name=f"vsq_{stage}_fl_{c}") for c in range(C)]
+                m.d.sync += [nxt[c].eq(fl_in[c]) for c in range(C)]
+                fl_in = nxt
+        m.d.sync += [sb_fl[c].eq(fl_in[c]) for c in range(len(sb_fl))]
 
         sums, flags = [], []
         for c in range(C):
@@ -551,7 +607,19 @@ class GemmEngine(wiring.Component):
             acc_wr.data.eq(Cat(*(Cat(sums[c], *flags[c:c + 1]) for c in range(C)))),
             acc_wr.en.eq(sb.valid & ~sb.last_k),
         ]
-        if not self._fp:
+        if not self._fp and self._pmb:
+            # Stage C: the final sums, registered, are post-processed or passed on.
+            sc = Signal(ctrl)
+            m.d.sync += sc.eq(sb)
+            lanes = []
+            for c in range(C):
+                sc_sum = Signal(signed(aw), name=f"sc_sum_{c}")
+                m.d.sync += sc_sum.eq(sums[c])
+                lanes.append(self._post_lane(m, sc, sc_sum[:self._acc_width].as_signed(),
+                                             sb_post[c], c))
+            m.d.comb += [out_fifo.w_data.eq(Cat(*lanes, sc.last)),
+                         out_fifo.w_en.eq(sc.valid & sc.last_k)]
+        elif not self._fp:
             m.d.comb += [out_fifo.w_data.eq(Cat(*sums, sb.last)),
                          out_fifo.w_en.eq(sb.valid & sb.last_k)]
         else:
@@ -571,6 +639,8 @@ class GemmEngine(wiring.Component):
                 m.d.sync += [sc_sum.eq(sums[c]), sc_fl.eq(flags[c])]
                 fp32 = self._to_binary32(m, sc_sum, sc_fl, sc_e5, c)
                 as_int = sc_sum[:self._acc_width].as_signed()
+                if self._pmb:
+                    as_int = self._post_lane(m, sc, as_int, sb_post[c], c)
                 out = Signal(signed(ow), name=f"out_{c}")
                 m.d.comb += out.eq(Mux(sc_fp, fp32, as_int))
                 lanes.append(out)
@@ -595,7 +665,46 @@ class GemmEngine(wiring.Component):
                                  | desc_fifo.r_rdy | (outstanding != 0))
         return m
 
-    def _vsq_scaling(self, m, ctl, ps, wscale, ctrl):
+    def _post_lane(self, m, sc, acc, post, c):
+        """Post-processing of one lane at stage C: ``acc`` (the accumulator) times the unsigned
+        multiplier, shifted right with rounding to nearest, ties to even, optional ReLU, saturated
+        to INT8 or INT4 (``sc.out`` = 1, 2), or ``acc`` unchanged (``sc.out`` = 0); as
+        :func:`sim.golden.vsq.postprocess` with ``mult, shift`` per column. ``post`` holds the
+        multiplier and shift registered beside ``sc`` (from ``sb_post``)."""
+        mult_sb, shift_sb = post
+        mult = Signal(self._pmb, name=f"sc_mult_{c}")
+        sh = Signal(SHIFT_BITS, name=f"sc_shift_{c}")
+        m.d.sync += [mult.eq(mult_sb), sh.eq(shift_sb)]
+        width = len(acc) + self._pmb + 1
+        p = Signal(signed(width), name=f"pp_prod_{c}")
+        m.d.comb += p.eq(acc * mult)
+        q = Signal(signed(width), name=f"pp_q_{c}")
+        m.d.comb += q.eq(p >> sh)
+        shm1 = Signal(SHIFT_BITS, name=f"pp_shm1_{c}")
+        m.d.comb += shm1.eq(sh - 1)
+        pu = p.as_unsigned()
+        guard = Signal(name=f"pp_guard_{c}")
+        sticky = Signal(name=f"pp_sticky_{c}")
+        below = Signal(width, name=f"pp_below_{c}")   # bits under the guard bit
+        m.d.comb += [guard.eq((pu >> shm1)[0]),
+                     below.eq(~(Const((1 << width) - 1, width) << shm1)[:width]),
+                     sticky.eq((pu & below).any())]
+        rounded = Signal(signed(width + 1), name=f"pp_round_{c}")
+        # |p| < 2**(width - 1) <= 2**(sh - 1) for sh >= width: the exact quotient is within
+        # [-1/2, 1/2) and rounds (half to even) to 0.
+        m.d.comb += rounded.eq(Mux(sh == 0, p, Mux(sh >= width, 0,
+                                                    q + (guard & (sticky | q[0])))))
+        relu = Signal(signed(width + 1), name=f"pp_relu_{c}")
+        m.d.comb += relu.eq(Mux(sc.relu & rounded[-1], 0, rounded))
+        lo = Mux(sc.out == 2, -8, -128)
+        hi = Mux(sc.out == 2, 7, 127)
+        sat = Signal(signed(8), name=f"pp_sat_{c}")
+        m.d.comb += sat.eq(Mux(relu < lo, lo, Mux(relu > hi, hi, relu)))
+        out = Signal(signed(len(acc)), name=f"pp_out_{c}")
+        m.d.comb += out.eq(Mux(sc.out == 0, acc, sat))
+        return out
+
+    def _vsq_scaling(self, m, ctl, ps, wscale, wmult, wshift, ctrl):
         """The VSQ scaling unit between the array and the accumulator, one lane per column.
 
         Stage P0 (the array's output) reads ``vpart[m]`` and the weight scales of the wavefront's
@@ -623,6 +732,17 @@ class GemmEngine(wiring.Component):
         m.d.sync += p1.eq(ctl)
         p1_ps = [Signal(signed(len(ps[c])), name=f"vsq_p1_ps_{c}") for c in range(C)]
         p1_sw = [Signal(self._sbits, name=f"vsq_p1_sw_{c}") for c in range(C)]
+        post = []
+        for c in range(C if wmult else 0):
+            # The post-processing multiplier and shift ride beside the wavefront to stage C.
+            cur = (Mux(ctl.bank, wmult[1][c], wmult[0][c]),
+                   Mux(ctl.bank, wshift[1][c], wshift[0][c]))
+            for stage in ("p1", "p2"):
+                nxt = (Signal(self._pmb, name=f"vsq_{stage}_mult_{c}"),
+                       Signal(SHIFT_BITS, name=f"vsq_{stage}_shift_{c}"))
+                m.d.sync += [nxt[0].eq(cur[0]), nxt[1].eq(cur[1])]
+                cur = nxt
+            post.append(cur)
         m.d.sync += [p1_ps[c].eq(ps[c]) for c in range(C)]
         m.d.sync += [p1_sw[c].eq(Mux(ctl.bank, wscale[1][c], wscale[0][c])) for c in range(C)]
 
@@ -650,7 +770,7 @@ class GemmEngine(wiring.Component):
             term = Signal(signed(width), name=f"vsq_term_{c}")
             m.d.comb += term.eq(Mux(p2.vsq, p2_vsum[c] * p2_scale[c], p2_ps[c]))
             lanes.append(term)
-        return out_ctl, lanes, width
+        return out_ctl, lanes, width, post
 
     def _to_binary32(self, m, total, flags, e5, c):
         """The binary32 bit pattern (32 bits, unsigned) of the Kulisch sum ``total`` of lane ``c``,

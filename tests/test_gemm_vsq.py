@@ -18,21 +18,26 @@ from tests.conftest import build_block, write_json
 MODES = ("int8", "int4", "w4a8")
 SIZES = [16, 32, 64]
 VSQ = {"gemm": {"top": "gemm_vsq_4x3", "rows": 4, "cols": 3, "modes": list(MODES),
-                "max_m": 6, "max_n": 7, "max_k": 64, "acc_width": 31, "out_fifo_depth": 8,
-                "vsq_vector_sizes": SIZES, "vsq_scale_bits": 4}}
+                "max_m": 6, "max_n": 8, "max_k": 64, "acc_width": 31, "out_fifo_depth": 8,
+                "vsq_vector_sizes": SIZES, "vsq_scale_bits": 4, "vsq_post_mult_bits": 12}}
+# Without the post-processing unit, M = 8, a 2 x 2 array, INT4 and W4A8 only (slow: a second build).
+VSQ_PLAIN = {"gemm": {"top": "gemm_vsq_2x2", "rows": 2, "cols": 2, "modes": ["int4", "w4a8"],
+                      "max_m": 5, "max_n": 5, "max_k": 48, "acc_width": 35, "out_fifo_depth": 4,
+                      "vsq_vector_sizes": [16, 32], "vsq_scale_bits": 8}}
 
 
-def run_cases(tmp_path, cases, seed, gap=0.0, stall=0.0, testcase="cases"):
-    sim_build = build_block(VSQ, "gemm")
+def run_cases(tmp_path, cases, seed, gap=0.0, stall=0.0, testcase="cases", sections=VSQ):
+    sim_build = build_block(sections, "gemm")
     env = {"ACCELGEN_GEMM_CASES": write_json(tmp_path, "cases.json", cases),
            "ACCELGEN_GAP": str(gap), "ACCELGEN_STALL": str(stall)}
     runner.run(sim_build, "sim.tb.gemm", testcase=testcase, extra_env=env, seed=seed)
 
 
-def test_test_engine_has_the_narrowest_accumulator():
-    g = VSQ["gemm"]
+@pytest.mark.parametrize("sections", [VSQ, VSQ_PLAIN], ids=["vsq", "plain"])
+def test_test_engines_have_the_narrowest_accumulator(sections):
+    g = sections["gemm"]
     need = max(golden_vsq.acc_width(mo, v, g["vsq_scale_bits"], g["max_k"])
-               for mo in MODES for v in SIZES)
+               for mo in g["modes"] for v in g["vsq_vector_sizes"])
     assert g["acc_width"] == need
     with pytest.raises(ConfigError):
         parse_config({"gemm": dict(g, acc_width=need - 1)})
@@ -55,13 +60,12 @@ def shape_cases(rng):
     return [cases[i] for i in order]
 
 
-def extreme_cases():
+def extreme_cases(g=VSQ["gemm"]):
     """All-min, all-max and alternating codes at max_k with every scale at 2**M - 1 (the largest sums
     of either sign), and zero and one scales."""
-    g = VSQ["gemm"]
     cases = []
-    for mode in MODES:
-        for v in SIZES:
+    for mode in g["modes"]:
+        for v in g["vsq_vector_sizes"]:
             for kind in ("min", "max", "alternating"):
                 cases.append({"mode": mode, "m": 2, "n": g["cols"] + 1, "k": g["max_k"],
                               "kind": kind, "vsq": v, "scales": "max"})
@@ -69,6 +73,8 @@ def extreme_cases():
                       "scales": "zero"})
         cases.append({"mode": mode, "m": 2, "n": 2, "k": 40, "kind": "uniform", "vsq": 32,
                       "scales": "one"})
+        cases.append({"mode": mode, "m": 2, "n": 3, "k": 33, "kind": "uniform", "vsq": 16,
+                      "scales": "mixed"})
     return cases
 
 
@@ -91,6 +97,60 @@ def test_vsq_extremes_cannot_overflow(tmp_path, seed, traffic):
     run_cases(tmp_path, extreme_cases(), seed, *traffic)
 
 
+def post_cases(rng):
+    """Post-processed GEMMs (INT8 and INT4 outputs, with and without ReLU) of every mode, VSQ and
+    plain, between accumulator-output ones."""
+    g = VSQ["gemm"]
+    cases = []
+    for mode in MODES:
+        for output in ("int8", "int4"):
+            for relu in (False, True):
+                for vsq in (16, 32, None):
+                    m = int(rng.integers(1, g["max_m"] + 1))
+                    n = int(rng.integers(1, g["max_n"] + 1))
+                    k = int(rng.integers(1, g["max_k"] + 1))
+                    case = {"mode": mode, "m": m, "n": n, "k": k, "kind": "uniform",
+                            "post": output, "relu": relu}
+                    if vsq:
+                        case.update(vsq=vsq, scales="mixed")
+                    cases.append(case)
+            cases.append({"mode": mode, "m": 2, "n": 5, "k": 64, "kind": "min", "vsq": 64,
+                          "scales": "max", "post": output, "relu": False})
+        cases.append({"mode": mode, "m": 3, "n": 4, "k": 20, "kind": "uniform", "vsq": 16})
+    # INT4 products with multipliers 1 to 3 and shifts 1, 2 stay within INT8: many exact ties.
+    for relu in (False, True):
+        cases.append({"mode": "int4", "m": 6, "n": 7, "k": 1, "kind": "uniform", "vsq": 16,
+                      "scales": "one", "post": "int8", "relu": relu, "ties": True})
+    order = rng.permutation(len(cases))
+    return [cases[i] for i in order]
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("traffic", [(0.0, 0.0), (0.3, 0.4)], ids=["steady", "gaps+stalls"])
+def test_post_processing(tmp_path, seed, traffic):
+    """Per-column multiplier and shift with rounding half to even, ReLU, saturation to INT8 / INT4,
+    against sim.golden.vsq.postprocess."""
+    rng = np.random.default_rng(seed + 1)
+    run_cases(tmp_path, post_cases(rng), seed, *traffic)
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_engine_without_post_processing(tmp_path, seed):
+    """A second VSQ engine: no post-processing unit, M = 8, R = 2 (INT4 k tile 4), INT4 and W4A8;
+    random shapes and the extremes, with gaps and stalls."""
+    g = VSQ_PLAIN["gemm"]
+    rng = np.random.default_rng(seed)
+    cases = extreme_cases(g)
+    for _ in range(12):
+        mode = str(rng.choice(g["modes"]))
+        cases.append({"mode": mode, "m": int(rng.integers(1, g["max_m"] + 1)),
+                      "n": int(rng.integers(1, g["max_n"] + 1)),
+                      "k": int(rng.integers(1, g["max_k"] + 1)), "kind": "uniform",
+                      "vsq": int(rng.choice(g["vsq_vector_sizes"])), "scales": "uniform"})
+    run_cases(tmp_path, cases, seed, 0.2, 0.3, sections=VSQ_PLAIN)
+
+
 # ---- configuration rule: V, R and the mode; the accumulator width -------------------------------
 
 BASE = {"rows": 4, "cols": 3, "modes": list(MODES), "max_k": 64, "max_m": 6, "max_n": 7,
@@ -98,6 +158,13 @@ BASE = {"rows": 4, "cols": 3, "modes": list(MODES), "max_k": 64, "max_m": 6, "ma
 
 
 @pytest.mark.parametrize("data, message", [
+    ({"vsq_post_mult_bits": 16},
+     "gemm.vsq_post_mult_bits = 16: must be 0 unless gemm.vsq_vector_sizes is set (the "
+     "post-processing unit is part of the VSQ hardware)"),
+    ({"vsq_vector_sizes": [16], "vsq_post_mult_bits": 1},
+     "gemm.vsq_post_mult_bits = 1: must be 0 (none) or from 2 to 32"),
+    ({"vsq_vector_sizes": [16], "vsq_post_mult_bits": 33},
+     "gemm.vsq_post_mult_bits = 33: must be an integer from 0 to 32"),
     ({"vsq_vector_sizes": [16, 24]},
      "gemm.vsq_vector_sizes = [16, 24]: must be a list of distinct integers from: 16, 32, 64 "
      "(empty for none)"),
@@ -198,3 +265,49 @@ def test_vsq_bad_commands_are_dropped(tmp_path, seed):
     """A VSQ command with a V select that was not built is dropped and counted, like the plain
     engine's bad commands; a valid VSQ command then runs correctly."""
     run_cases(tmp_path, [], seed, testcase="bad_vsq_commands")
+
+
+# FP8 modes beside VSQ and post-processing: VSQ and post-processed commands in FP8 modes are
+# dropped, plain FP8 commands run as before (a 2 x 2 array).
+VSQ_FP8 = {"gemm": {"top": "gemm_vsq_fp8", "rows": 2, "cols": 2,
+                    "modes": ["int8", "int4", "fp8_e4m3"], "max_m": 4, "max_n": 5, "max_k": 32,
+                    "acc_width": 30, "out_fifo_depth": 4, "vsq_vector_sizes": [16],
+                    "vsq_scale_bits": 4, "vsq_post_mult_bits": 8}}
+
+
+@pytest.mark.parametrize("sections", [VSQ, VSQ_PLAIN, VSQ_FP8], ids=["vsq", "plain", "fp8"])
+def test_verilator_lint(tmp_path, sections):
+    """The VSQ builds pass `verilator --lint-only` with the runner's waivers."""
+    import subprocess
+
+    from gen.emit import render
+
+    top = sections["gemm"]["top"]
+    path = tmp_path / f"{top}.v"
+    path.write_text(render(parse_config(sections))[f"{top}.v"])
+    runner.verilator_env()
+    result = subprocess.run(["verilator", "--lint-only", *runner.VERILATOR_WAIVERS,
+                             "--top-module", top, str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[:3000]
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_fp8_beside_vsq_and_post(tmp_path, seed):
+    """Plain FP8, VSQ and post-processed integer commands interleaved; then the bad-command check
+    (VSQ or post-processed FP8 commands are dropped)."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for kind in ("uniform", "max", "nan", "cancel"):
+        cases.append({"mode": "fp8_e4m3", "m": 3, "n": 3, "k": int(rng.integers(1, 33)),
+                      "kind": kind})
+    for mode in ("int8", "int4"):
+        cases.append({"mode": mode, "m": 4, "n": 3, "k": 32, "kind": "min", "vsq": 16,
+                      "scales": "max"})
+        cases.append({"mode": mode, "m": 3, "n": 3, "k": int(rng.integers(1, 33)),
+                      "kind": "uniform", "vsq": 16, "scales": "mixed", "post": "int4",
+                      "relu": True})
+        cases.append({"mode": mode, "m": 2, "n": 2, "k": 19, "kind": "uniform", "post": "int8"})
+    cases = [cases[i] for i in rng.permutation(len(cases))]
+    run_cases(tmp_path, cases, seed, 0.2, 0.3, sections=VSQ_FP8)
+    run_cases(tmp_path, [], seed, testcase="bad_vsq_commands", sections=VSQ_FP8)

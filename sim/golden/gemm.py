@@ -26,7 +26,8 @@ import numpy as np
 __all__ = [
     "MODES", "MODE_CODES", "RANGES", "gemm", "wrap", "acc_width_needed", "random_operands",
     "pack_int4_pairs", "unpack_int4_pairs", "weight_beats", "act_beats", "output_beats",
-    "outputs_to_matrix", "tile_k", "weight_scale_beats", "act_scale_beats", "ideal_cycles", "FP8",
+    "outputs_to_matrix", "tile_k", "weight_scale_beats", "act_scale_beats",
+    "column_param_beats", "ideal_cycles", "FP8",
     "FP_MODES", "fp8_decode", "fp8_value",
     "fp8_units", "round_to_binary32", "binary32_value", "fp_acc_width", "NAN32", "FP8_KINDS", "FP8_ONE", "fp8_lsb_exp",
 ]
@@ -414,6 +415,22 @@ def weight_scale_beats(s_qw, mode, rows, cols, k, vector_size):
         for k0 in range(0, k, tk):
             lanes = _pad(s_qw[k0 // vector_size:k0 // vector_size + 1, n0:n0 + cols], 1, cols)[0]
             beats.extend([lanes.tolist()] * nbeats)
+    return beats
+
+
+def column_param_beats(values, mode, rows, cols, k):
+    """Per-column parameters (e.g. the post-processing ``mult`` and ``shift``, length N) as lanes of
+    the ``w`` beats of :func:`weight_beats`: every beat of the column tile at ``n0`` carries
+    ``values[n0 + c]`` in lane c (lanes past N hold 0)."""
+    _check_mode(mode)
+    values = np.asarray(values, dtype=np.int64)
+    tk = tile_k(mode, rows)
+    nbeats = rows if MODES[mode][2] == 1 or mode == "int4" else -(-rows // 2)
+    per_tile = nbeats * -(-k // tk)
+    beats = []
+    for n0 in range(0, len(values), cols):
+        lanes = _pad(values[None, n0:n0 + cols], 1, cols)[0].tolist()
+        beats.extend([lanes] * per_tile)
     return beats
 
 

@@ -34,6 +34,25 @@ from sim.tb.streams import Scoreboard, StreamSink, StreamSource, load_manifest, 
 PERIOD_NS = 10
 
 SCALE_KINDS = ("uniform", "max", "zero", "one", "mixed")
+POST_OUTPUTS = ("acc", "int8", "int4")   # values of the command's `out` field
+
+
+def post_params(rng, acc, output, mult_bits, ties=False):
+    """Per-column multipliers (uniform over ``mult_bits`` bits, a quarter of them 1) and shifts:
+    mostly near the shift that brings the column's largest ``|acc * mult|`` to the output's range
+    (so that rounding, ties and saturation all occur), one column in five a random shift from 0 to 63.
+    ``ties``: multipliers 1 to 3 and shifts 1 or 2, so that many products fall halfway."""
+    n = acc.shape[1]
+    if ties:
+        return rng.integers(1, 4, size=n), rng.integers(1, 3, size=n)
+    mult = rng.integers(0, 1 << mult_bits, size=n)
+    mult[rng.random(n) < 0.25] = 1
+    top = np.abs(acc).max(axis=0) * mult
+    fit = np.array([int(t).bit_length() for t in top]) - (8 if output == "int8" else 4)
+    shift = np.clip(fit + rng.integers(-2, 3, size=n), 0, 63)
+    wild = rng.random(n) < 0.2
+    shift[wild] = rng.integers(0, 64, size=int(wild.sum()))
+    return mult, shift
 
 
 def random_scales(rng, shape, scale_bits, kind):
@@ -77,9 +96,10 @@ class GemmTB:
         await start_clock(self.dut, PERIOD_NS)
         await reset(self.dut)
 
-    def queue(self, mode, a, w, code=None, vsq=None):
+    def queue(self, mode, a, w, code=None, vsq=None, post=None):
         """Queue one GEMM; returns its expected output beats. ``vsq``: ``(V, s_qa, s_qw)`` for a
-        per-vector scaled GEMM."""
+        per-vector scaled GEMM; ``post``: ``(output, relu, mult, shift)`` (per column) for a
+        post-processed one."""
         m, k = a.shape
         n = w.shape[1]
         pay = self.man.payloads
@@ -88,22 +108,34 @@ class GemmTB:
         pad = 0x7F if mode in golden.FP_MODES else 0
         wbeats = golden.weight_beats(w, mode, self.rows, self.cols, pad=pad)
         abeats = golden.act_beats(a, mode, self.rows, pad=pad)
+        cmd = dict(m=m, n=n, k=k, mode=code)
+        wfields = [dict(data=beat) for beat in wbeats]
+        afields = [dict(data=beat) for beat in abeats]
+        p = self.man.parameters
         if vsq is None:
-            self.cmd.send([pay["cmd"].pack(m=m, n=n, k=k, mode=code)])
-            self.w.send(pay["w"].pack(data=beat) for beat in wbeats)
-            self.a.send(pay["a"].pack(data=beat) for beat in abeats)
             y = golden.gemm(a, w, mode)
         else:
             v, s_qa, s_qw = vsq
-            p = self.man.parameters
-            vsel = p["vsq_vector_sizes"].index(v)
-            self.cmd.send([pay["cmd"].pack(m=m, n=n, k=k, mode=code, vsq=1, vsel=vsel)])
+            cmd.update(vsq=1, vsel=p["vsq_vector_sizes"].index(v))
             wsc = golden.weight_scale_beats(s_qw, mode, self.rows, self.cols, k, v)
             asc = golden.act_scale_beats(s_qa, mode, self.rows, k, v)
-            self.w.send(pay["w"].pack(data=d, scale=sc) for d, sc in zip(wbeats, wsc, strict=True))
-            self.a.send(pay["a"].pack(data=d, scale=sc) for d, sc in zip(abeats, asc, strict=True))
+            for f, sc in zip(wfields, wsc, strict=True):
+                f["scale"] = sc
+            for f, sc in zip(afields, asc, strict=True):
+                f["scale"] = sc
             y = golden_vsq.vsq_gemm(a, w, s_qa, s_qw, mode=mode, vector_size=v,
                                     scale_bits=p["vsq_scale_bits"])
+        if post is not None:
+            output, relu, mult, shift = post
+            cmd.update(out=POST_OUTPUTS.index(output), relu=int(relu))
+            for name, values in (("mult", mult), ("shift", shift)):
+                lanes = golden.column_param_beats(values, mode, self.rows, self.cols, k)
+                for f, lane in zip(wfields, lanes, strict=True):
+                    f[name] = lane
+            y = golden_vsq.postprocess(y, mult, shift, relu=relu, output=output)
+        self.cmd.send([pay["cmd"].pack(**cmd)])
+        self.w.send(pay["w"].pack(**f) for f in wfields)
+        self.a.send(pay["a"].pack(**f) for f in afields)
         if mode in golden.FP_MODES:
             # binary32 patterns sit in the low 32 bits of a signed lane: as the sink reads it.
             width = pay["o"].fields["data.0"][1]
@@ -155,7 +187,17 @@ def _queue_cases(tb, cases):
             kind = case.get("scales", "uniform")
             vsq = (v, random_scales(tb.rng, (case["m"], nvec), bits, kind),
                    random_scales(tb.rng, (nvec, case["n"]), bits, kind))
-        beats = tb.queue(case["mode"], a, w, vsq=vsq)
+        post = None
+        if case.get("post"):
+            exact = (golden.gemm(a, w, case["mode"]) if vsq is None else
+                     golden_vsq.vsq_gemm(a, w, vsq[1], vsq[2], mode=case["mode"],
+                                         vector_size=vsq[0],
+                                         scale_bits=tb.man.parameters["vsq_scale_bits"]))
+            mult, shift = post_params(tb.rng, exact, case["post"],
+                                      tb.man.parameters["vsq_post_mult_bits"],
+                                      ties=case.get("ties", False))
+            post = (case["post"], bool(case.get("relu", False)), mult, shift)
+        beats = tb.queue(case["mode"], a, w, vsq=vsq, post=post)
         expected += beats
         labels += [f"case {i} {case}"] * len(beats)
         macs += case["m"] * case["n"] * case["k"]
@@ -230,7 +272,8 @@ async def measure(dut):
 @cocotb.test()
 async def bad_vsq_commands(dut):
     """VSQ engines: VSQ commands with a V select that was not built, in an FP8 mode, or in a mode
-    not built are dropped and counted; a valid VSQ command then runs correctly."""
+    not built, and (post-processing built) commands with output 3 or a post-processed FP8 output
+    are dropped and counted; a valid VSQ command then runs correctly."""
     tb = GemmTB(dut, seed=seed_from_env())
     await tb.start()
     p = tb.man.parameters
@@ -245,6 +288,10 @@ async def bad_vsq_commands(dut):
             for mo in p["modes"] if mo in golden.FP_MODES]
     built = set(tb.codes.values())
     bad.append(dict(m=1, n=1, k=1, mode=next(c for c in range(8) if c not in built), vsq=1, vsel=0))
+    if "out" in pay.fields:   # post-processing built: output 3 does not exist
+        bad.append(dict(m=1, n=1, k=1, mode=code, vsq=1, vsel=0, out=3))
+        bad += [dict(m=1, n=1, k=1, mode=tb.codes[mo], out=1)
+                for mo in p["modes"] if mo in golden.FP_MODES]
     tb.cmd.send(pay.pack(**b) for b in bad)
     v = sizes[-1]
     m, n, k = 3, tb.cols + 1, v + tb.rows * 2
