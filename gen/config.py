@@ -24,7 +24,7 @@ import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 
-from .lib.formats import MODES
+from .lib.formats import INT_MODE_NAMES, MODES, VSQ_VECTOR_SIZES, mode_by_name, vsq_acc_width
 
 __all__ = [
     "ConfigError", "GemmConfig", "SoftmaxConfig", "NocConfig", "FlowConfig", "AccelConfig",
@@ -85,6 +85,10 @@ def _strs_field(default, doc, choices):
     return field(default=default, metadata={"kind": "strs", "choices": choices, "doc": doc})
 
 
+def _ints_field(default, doc, choices):
+    return field(default=default, metadata={"kind": "ints", "choices": choices, "doc": doc})
+
+
 def _check_field(section, f, value):
     name = f"{section}.{f.name}"
     meta = f.metadata
@@ -124,6 +128,15 @@ def _check_field(section, f, value):
                 or len(set(value)) != len(value)):
             raise ConfigError(name, value, allowed)
         return tuple(value)
+    if kind == "ints":
+        choices = meta["choices"]
+        allowed = ("must be a list of distinct integers from: " + ", ".join(map(str, choices))
+                   + " (empty for none)")
+        if (not isinstance(value, (list, tuple))
+                or any(isinstance(v, bool) or v not in choices for v in value)
+                or len(set(value)) != len(value)):
+            raise ConfigError(name, value, allowed)
+        return tuple(value)
     raise AssertionError(kind)
 
 
@@ -157,6 +170,13 @@ class GemmConfig:
     max_n: int = _int_field(256, 1, 65536, "largest N (columns of W) a command may ask for")
     max_k: int = _int_field(256, 1, 65536, "largest K (reduction length) a command may ask for")
     out_fifo_depth: int = _int_field(32, 4, 4096, "result rows buffered before backpressure stalls")
+    vsq_vector_sizes: tuple = _ints_field(
+        (), "vector sizes V of per-vector scaled (VS-Quant) commands; empty builds no VSQ hardware",
+        VSQ_VECTOR_SIZES)
+    vsq_scale_bits: int = _int_field(4, 3, 8, "M: bits of the unsigned per-vector integer scales")
+    vsq_post_mult_bits: int = _int_field(
+        0, 0, 32, "bits of the per-column post-processing multiplier (0: no post-processing unit; "
+        "needs VSQ)")
 
     def _validate(self):
         need = gemm_acc_width_needed(self.max_k)
@@ -164,6 +184,35 @@ class GemmConfig:
             raise ConfigError("gemm.acc_width", self.acc_width,
                               f"must be at least {need} so that gemm.max_k = {self.max_k} "
                               f"INT8 products cannot overflow")
+        if self.vsq_post_mult_bits and not self.vsq_vector_sizes:
+            raise ConfigError("gemm.vsq_post_mult_bits", self.vsq_post_mult_bits,
+                              "must be 0 unless gemm.vsq_vector_sizes is set (the post-processing "
+                              "unit is part of the VSQ hardware)")
+        if self.vsq_post_mult_bits == 1:
+            raise ConfigError("gemm.vsq_post_mult_bits", 1, "must be 0 (none) or from 2 to 32")
+        if self.vsq_vector_sizes:
+            ints = [n for n in self.modes if n in INT_MODE_NAMES]
+            if not ints:
+                raise ConfigError("gemm.vsq_vector_sizes", list(self.vsq_vector_sizes),
+                                  "must be empty when gemm.modes has no integer mode (int8, int4, "
+                                  "w4a8)")
+            for v in self.vsq_vector_sizes:
+                for name in ints:
+                    tile = self.rows * mode_by_name(name).k_per_row
+                    if v % tile:
+                        rows = "2 * rows" if mode_by_name(name).k_per_row == 2 else "rows"
+                        raise ConfigError(
+                            "gemm.vsq_vector_sizes", list(self.vsq_vector_sizes),
+                            f"each V must be a multiple of the k tile of every integer mode "
+                            f"(rows in int8 and w4a8, 2 * rows in int4); V = {v} is not a "
+                            f"multiple of {name}'s {rows} = {tile}")
+            vneed = max(vsq_acc_width(n, v, self.vsq_scale_bits, self.max_k)
+                        for n in ints for v in self.vsq_vector_sizes)
+            if self.acc_width < vneed:
+                raise ConfigError("gemm.acc_width", self.acc_width,
+                                  f"must be at least {vneed} for VSQ (Na + Nw + log2 V + 2M + "
+                                  f"log2(max_k / V) + 1 over the integer modes and "
+                                  f"gemm.vsq_vector_sizes, M = {self.vsq_scale_bits})")
         words = self.max_m * -(-self.max_k // self.rows)
         if words > 1 << 20:
             raise ConfigError("gemm.max_m", self.max_m,

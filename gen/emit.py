@@ -44,14 +44,45 @@ def _gemm_top(cfg):
 
     engine = GemmEngine(rows=cfg.rows, cols=cfg.cols, modes=cfg.modes, acc_width=cfg.acc_width,
                         max_m=cfg.max_m, max_n=cfg.max_n, max_k=cfg.max_k,
-                        out_fifo_depth=cfg.out_fifo_depth)
+                        out_fifo_depth=cfg.out_fifo_depth,
+                        vsq_vector_sizes=cfg.vsq_vector_sizes, vsq_scale_bits=cfg.vsq_scale_bits,
+                        post_mult_bits=cfg.vsq_post_mult_bits)
     codes = ", ".join(f"{name}={mode_by_name(name).code}" for name in cfg.modes)
     fp_names = [name for name in cfg.modes if mode_by_name(name).fp8]
     fp_note = ("; " + ", ".join(f"OCP FP8 {mode_by_name(n).fp8.upper()} code ({n})" for n in fp_names)
                if fp_names else "")
+    vsq_formats, vsq_parameters = {}, {}
+    if cfg.vsq_vector_sizes:
+        sizes = ", ".join(f"{i}: V = {v}" for i, v in enumerate(cfg.vsq_vector_sizes))
+        mb = cfg.vsq_scale_bits
+        vsq_formats = {
+            "cmd.vsq": "flag: 1 for a per-vector scaled (VS-Quant) GEMM; integer modes only",
+            "cmd.vsel": f"uint: vector size of a VSQ command ({sizes})",
+            "a.scale": f"uint{mb}: VSQ activation scale s_qa[m, v] of the vector v the beat's "
+                       "elements belong to (the engine reads it on the vector's last k tile)",
+            "w.scale": f"uint{mb}: VSQ weight scale s_qw[v, n0 + c] in lane c of the vector v the "
+                       "beat's k tile belongs to (the engine keeps the tile's last beat's)",
+        }
+        if cfg.vsq_post_mult_bits:
+            pb = cfg.vsq_post_mult_bits
+            vsq_formats.update({
+                "cmd.out": "uint: 0 accumulator, 1 INT8, 2 INT4 (post-processed, saturated; "
+                           "integer modes only)",
+                "cmd.relu": "flag: ReLU before saturation (post-processed outputs)",
+                "w.mult": f"uint{pb}: post-processing multiplier of column n0 + c (the "
+                          "engine keeps the last k tile's)",
+                "w.shift": "uint6: post-processing right shift of column n0 + c, rounding to "
+                           "nearest, ties to even",
+            })
+        vsq_parameters = {
+            "vsq_post_mult_bits": cfg.vsq_post_mult_bits,
+            "vsq_vector_sizes": list(cfg.vsq_vector_sizes), "vsq_scale_bits": mb,
+            "vsq_partial_width": engine.vsq_partial_width, "vsq_term_width": engine.vsq_term_width,
+        }
     return Top(
         block="gemm", name=cfg.top, component=engine,
         formats={
+            **vsq_formats,
             "cmd.m": "uint: rows of A (1 to max_m)",
             "cmd.n": "uint: columns of W (1 to max_n)",
             "cmd.k": "uint: reduction length (1 to max_k)",
@@ -71,6 +102,7 @@ def _gemm_top(cfg):
             "act_buffer_words": engine.act_buffer_depth,
             "mode_codes": {name: mode_by_name(name).code for name in cfg.modes},
             "tile_k": {name: cfg.rows * mode_by_name(name).k_per_row for name in cfg.modes},
+            **vsq_parameters,
         },
         performance={
             "pipeline_depth": engine.pipeline_depth,

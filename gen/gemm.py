@@ -5,31 +5,65 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .lib.formats import FP8_FORMATS, MODE_CODE_WIDTH, fp_acc_width, mode_by_name
+from .lib.formats import (
+    FP8_FORMATS,
+    INT_MODE_NAMES,
+    MODE_CODE_WIDTH,
+    fp_acc_width,
+    mode_by_name,
+    vsq_partial_width,
+)
 from .pe import FLAG_WIDTH, fp_formats, mode_index_width
 from .systolic import SystolicArray
 
 __all__ = ["GemmEngine", "cmd_layout", "act_layout", "wgt_layout", "out_layout"]
 
 
-def cmd_layout(*, max_m, max_n, max_k):
-    """A GEMM command: the sizes M, N, K (1 to the configured maxima) and the mode code."""
-    return data.StructLayout({
+def vsel_width(vector_sizes):
+    """Bits of the command's vector-size select (index into ``vector_sizes``)."""
+    return max(1, (len(vector_sizes) - 1).bit_length())
+
+
+POST_OUTPUTS = ("acc", "int8", "int4")   # values 0, 1, 2 of the command's `out` field
+SHIFT_BITS = 6                            # post-processing right shift, 0 to 63
+
+
+def cmd_layout(*, max_m, max_n, max_k, vector_sizes=(), post=False):
+    """A GEMM command: the sizes M, N, K (1 to the configured maxima) and the mode code; where VSQ
+    is built (``vector_sizes`` not empty), ``vsq`` (1: per-vector scaled) and ``vsel`` (index of V
+    in ``vector_sizes``)."""
+    fields = {
         "m": unsigned(max_m.bit_length()),
         "n": unsigned(max_n.bit_length()),
         "k": unsigned(max_k.bit_length()),
         "mode": unsigned(MODE_CODE_WIDTH),
-    })
+    }
+    if vector_sizes:
+        fields.update({"vsq": unsigned(1), "vsel": unsigned(vsel_width(vector_sizes))})
+    if post:
+        fields.update({"out": unsigned(2), "relu": unsigned(1)})
+    return data.StructLayout(fields)
 
 
-def act_layout(rows):
-    """One activation beat: R bytes, one per PE row."""
-    return data.StructLayout({"data": data.ArrayLayout(unsigned(8), rows)})
+def act_layout(rows, scale_bits=0):
+    """One activation beat: R bytes, one per PE row; with VSQ built (``scale_bits`` = M > 0), the
+    M-bit activation scale of the beat's vector."""
+    fields = {"data": data.ArrayLayout(unsigned(8), rows)}
+    if scale_bits:
+        fields["scale"] = unsigned(scale_bits)
+    return data.StructLayout(fields)
 
 
-def wgt_layout(cols):
-    """One weight beat: C bytes, one per PE column."""
-    return data.StructLayout({"data": data.ArrayLayout(unsigned(8), cols)})
+def wgt_layout(cols, scale_bits=0, mult_bits=0):
+    """One weight beat: C bytes, one per PE column; with VSQ built, an M-bit weight scale per
+    column."""
+    fields = {"data": data.ArrayLayout(unsigned(8), cols)}
+    if scale_bits:
+        fields["scale"] = data.ArrayLayout(unsigned(scale_bits), cols)
+    if mult_bits:
+        fields["mult"] = data.ArrayLayout(unsigned(mult_bits), cols)
+        fields["shift"] = data.ArrayLayout(unsigned(SHIFT_BITS), cols)
+    return data.StructLayout(fields)
 
 
 def out_width(modes, acc_width):
@@ -86,6 +120,29 @@ class GemmEngine(wiring.Component):
     inf - inf); infinite products of one sign give that infinity. A finite sum cannot overflow binary32
     (below 2**48 for ``max_k`` up to 2**16), and every nonzero sum is a binary32 normal number.
 
+    Per-vector scaled (VS-Quant) operation (Dai et al., MLSys 2021; Keller et al., VLSI 2022), built
+    where ``vsq_vector_sizes`` is not empty: a command with ``vsq = 1`` in an integer mode computes
+    ``acc[m, n] = sum_v s_qw[v, n] * s_qa[m, v] * sum_(i in v) A[m, i] * W[i, n]`` for vectors of V = ``vsq_vector_sizes[vsel]`` consecutive reduction elements (the last one
+    shorter when V does not divide K), bit-exact with :func:`sim.golden.vsq.vsq_gemm`. V must be a
+    multiple of every integer mode's k tile (R in INT8 and W4A8, 2R in INT4; the configuration
+    checks it), so every k tile lies inside one vector and each column sum leaving the array belongs
+    to one vector. A scaling unit per column keeps a vector partial sum per row m (a memory beside
+    the accumulator): the k tiles of a vector add into ``vpart[m]``; on the vector's last k tile the
+    completed sum is multiplied by the M-bit unsigned scales ``s_qw[v, n] * s_qa[m, v]`` and added
+    to ``acc[m]`` (2 more pipeline stages). The scales travel with the data: lane c of ``w.scale``
+    on every weight beat of a k tile holds ``s_qw[v, n0 + c]`` (the engine keeps the tile's last
+    beat's), and ``a.scale`` on the beat of row m in a k tile holds ``s_qa[m, v]`` (read on the
+    vector's last k tile, and kept in the activation buffer for the other n tiles);
+    :func:`sim.golden.gemm.weight_scale_beats` and :func:`sim.golden.gemm.act_scale_beats` pack
+    them. The accumulator width must follow :func:`gen.lib.formats.vsq_acc_width` (``Na + Nw + log2 V
+    + 2M + log2(max_k / V) + 1``), so no VSQ command can overflow. A VSQ command in an FP8 mode or
+    with a ``vsel`` not built is dropped and counted in ``errors``. Plain commands run as without
+    VSQ. With ``post_mult_bits`` > 0, a post-processing unit per column (stage C) turns the final
+    sum into ``round_half_even(acc * mult / 2**shift)``, optional ReLU, saturated to INT8 or INT4
+    (the command's ``out`` = 1, 2; 0 keeps the accumulator), as :func:`sim.golden.vsq.postprocess`
+    with ``mult`` and ``shift`` per column; they arrive as ``w.mult`` and ``w.shift`` lanes of every
+    weight beat of the column tile and ride beside the wavefront like the weight scales.
+
     Parameters
     ----------
     rows, cols : int
@@ -99,12 +156,18 @@ class GemmEngine(wiring.Component):
     out_fifo_depth : int
         Result rows buffered at the output. At least :attr:`pipeline_depth` keeps full throughput when
         ``o`` is never stalled.
+    vsq_vector_sizes : tuple of int
+        Vector sizes V (16, 32, 64) of VSQ commands; empty (the default) builds no VSQ hardware.
+    vsq_scale_bits : int
+        M, bits of the unsigned per-vector scales.
+    post_mult_bits : int
+        Bits of the per-column post-processing multiplier; 0 (the default) builds none.
 
     Members
     -------
-    cmd : In(stream.Signature(cmd_layout(...)))
-    a : In(stream.Signature(act_layout(rows)))
-    w : In(stream.Signature(wgt_layout(cols)))
+    cmd : In(stream.Signature(cmd_layout(..., vector_sizes=vsq_vector_sizes)))
+    a : In(stream.Signature(act_layout(rows, M)))
+    w : In(stream.Signature(wgt_layout(cols, M)))
     o : Out(stream.Signature(out_layout(cols, out_width(modes, acc_width))))
     errors : Out(16)
         Commands dropped as invalid, saturating.
@@ -112,7 +175,20 @@ class GemmEngine(wiring.Component):
         A command is in progress or results are waiting.
     """
 
-    def __init__(self, *, rows, cols, modes, acc_width, max_m, max_n, max_k, out_fifo_depth):
+    def __init__(self, *, rows, cols, modes, acc_width, max_m, max_n, max_k, out_fifo_depth,
+                 vsq_vector_sizes=(), vsq_scale_bits=4, post_mult_bits=0):
+        self._vsizes = tuple(vsq_vector_sizes)
+        if post_mult_bits and not self._vsizes:
+            raise ValueError("post_mult_bits needs VSQ (vsq_vector_sizes)")
+        self._pmb = post_mult_bits
+        self._sbits = vsq_scale_bits if self._vsizes else 0
+        self._vsq_modes = tuple(n for n in modes if n in INT_MODE_NAMES) if self._vsizes else ()
+        if self._vsizes and not self._vsq_modes:
+            raise ValueError("vsq_vector_sizes needs an integer mode")
+        for v in self._vsizes:
+            if v & (v - 1) or any(v % (rows * mode_by_name(n).k_per_row) for n in self._vsq_modes):
+                raise ValueError(f"V = {v}: must be a power of two and a multiple of every integer "
+                                 f"mode's k tile")
         self._rows = rows
         self._cols = cols
         self._modes = tuple(modes)
@@ -125,9 +201,11 @@ class GemmEngine(wiring.Component):
         self._fp = fp_formats(self._modes)
         self._out_width = out_width(self._modes, acc_width)
         super().__init__({
-            "cmd": In(stream.Signature(cmd_layout(max_m=max_m, max_n=max_n, max_k=max_k))),
-            "a": In(stream.Signature(act_layout(rows))),
-            "w": In(stream.Signature(wgt_layout(cols))),
+            "cmd": In(stream.Signature(cmd_layout(max_m=max_m, max_n=max_n, max_k=max_k,
+                                                  vector_sizes=self._vsizes,
+                                                  post=bool(self._pmb)))),
+            "a": In(stream.Signature(act_layout(rows, self._sbits))),
+            "w": In(stream.Signature(wgt_layout(cols, self._sbits, self._pmb))),
             "o": Out(stream.Signature(out_layout(cols, self._out_width))),
             "errors": Out(16),
             "busy": Out(1),
@@ -160,11 +238,32 @@ class GemmEngine(wiring.Component):
         return self._array.psum_width
 
     @property
+    def vsq_vector_sizes(self):
+        return self._vsizes
+
+    @property
+    def vsq_scale_bits(self):
+        """M, bits of the per-vector scales (0 without VSQ)."""
+        return self._sbits
+
+    @property
+    def vsq_partial_width(self):
+        """Bits of the per-column vector partial sums (0 without VSQ)."""
+        return vsq_partial_width(self._vsq_modes, self._vsizes) if self._vsizes else 0
+
+    @property
+    def vsq_term_width(self):
+        """Bits of a scaled vector partial sum ``vpart * s_qw * s_qa`` (0 without VSQ)."""
+        return self.vsq_partial_width + 2 * self._sbits if self._vsizes else 0
+
+    @property
     def pipeline_depth(self):
         """Cycles from taking the activation beat of row m in the last k tile to result row m on ``o``:
         1 (issue) + R + C - 1 (array) + 2 (accumulate) + 1 (output FIFO), plus 1 (conversion to binary32)
-        where FP8 modes are built."""
-        return 1 + self._array.latency + 2 + 1 + (1 if self._fp else 0)
+        where FP8 modes or post-processing are built and 2 (vector partial sum, scaling) where VSQ
+        is built."""
+        return (1 + self._array.latency + 2 + 1 + (1 if self._fp or self._pmb else 0)
+                + (2 if self._vsizes else 0))
 
     latency = pipeline_depth
 
@@ -212,6 +311,9 @@ class GemmEngine(wiring.Component):
             "n": unsigned(self._max_n.bit_length()),
             "k": unsigned(self._max_k.bit_length()),
             "mode": unsigned(mw),
+            **({"vsq": unsigned(1), "vsel": unsigned(vsel_width(self._vsizes))}
+               if self._vsizes else {}),
+            **({"out": unsigned(2), "relu": unsigned(1)} if self._pmb else {}),
         })
         m.submodules.desc_fifo = desc_fifo = fifo.SyncFIFO(width=desc.size, depth=2)
 
@@ -231,6 +333,25 @@ class GemmEngine(wiring.Component):
         cmd_desc = Signal(desc)
         m.d.comb += [cmd_desc.m.eq(cmd.m), cmd_desc.n.eq(cmd.n), cmd_desc.k.eq(cmd.k),
                      cmd_desc.mode.eq(cmd_mode_idx), desc_fifo.w_data.eq(cmd_desc)]
+        if self._vsizes:
+            # A VSQ command needs an integer mode and a built V.
+            vsq_ok = Signal()
+            m.d.comb += vsq_ok.eq(Cat(*(cmd.mode == mode_by_name(n).code
+                                        for n in self._vsq_modes)).any()
+                                  & (cmd.vsel < len(self._vsizes)))
+            cmd_ok_all = Signal()
+            m.d.comb += [cmd_ok_all.eq(cmd_ok & (~cmd.vsq | vsq_ok)),
+                         cmd_desc.vsq.eq(cmd.vsq), cmd_desc.vsel.eq(cmd.vsel)]
+            cmd_ok = cmd_ok_all
+        if self._pmb:
+            # Post-processing needs an integer mode and a known output.
+            post_ok = Signal()
+            int_mode = Cat(*(cmd.mode == mode_by_name(n).code for n in self._vsq_modes)).any()
+            m.d.comb += post_ok.eq((cmd.out == 0) | (int_mode & (cmd.out < len(POST_OUTPUTS))))
+            cmd_ok_post = Signal()
+            m.d.comb += [cmd_ok_post.eq(cmd_ok & post_ok),
+                         cmd_desc.out.eq(cmd.out), cmd_desc.relu.eq(cmd.relu)]
+            cmd_ok = cmd_ok_post
 
         ld_n = Signal(self._max_n.bit_length())
         ld_k = Signal(self._max_k.bit_length())
@@ -268,6 +389,14 @@ class GemmEngine(wiring.Component):
             if self._fp:
                 m.d.comb += array.w_ok[c].eq(lo_keep)
         m.d.comb += array.w_bank.eq(ld_bank)
+        # VSQ: the weight scale of each column, per bank, written with every weight beat of a tile.
+        wscale = [[Signal(self._sbits, name=f"wscale_{b}_{c}") for c in range(C)]
+                  for b in range(2)] if self._vsizes else []
+        # Post-processing: the multiplier and shift of each column, per bank.
+        wmult = [[Signal(self._pmb, name=f"wmult_{b}_{c}") for c in range(C)]
+                 for b in range(2)] if self._pmb else []
+        wshift = [[Signal(SHIFT_BITS, name=f"wshift_{b}_{c}") for c in range(C)]
+                  for b in range(2)] if self._pmb else []
 
         with m.FSM(name="loader") as loader_fsm:
             with m.State("IDLE"):
@@ -284,6 +413,14 @@ class GemmEngine(wiring.Component):
                 with m.If(bank_free & self.w.valid):
                     m.d.comb += [self.w.ready.eq(take_beat), array.w_row_we.eq(1 << ld_row)]
                     m.d.sync += [ld_row.eq(ld_row + 1), ld_krow.eq(ld_krow + ld_kstep)]
+                    for b in range(len(wscale)):
+                        with m.If(ld_bank == b):
+                            m.d.sync += [wscale[b][c].eq(self.w.payload.scale[c]) for c in range(C)]
+                    for b in range(len(wmult)):
+                        with m.If(ld_bank == b):
+                            m.d.sync += [wmult[b][c].eq(self.w.payload.mult[c]) for c in range(C)]
+                            m.d.sync += [wshift[b][c].eq(self.w.payload.shift[c])
+                                         for c in range(C)]
                     with m.If(ld_row == R - 1):
                         m.d.comb += full_set.eq(Mux(ld_bank, 0b10, 0b01))
                         m.d.sync += [ld_bank.eq(~ld_bank), ld_row.eq(0)]
@@ -295,7 +432,8 @@ class GemmEngine(wiring.Component):
                             m.d.sync += [ld_k0.eq(ld_k0 + ld_kdepth), ld_krow.eq(ld_k0 + ld_kdepth)]
 
         # ---- feeder: activation rows into the array --------------------------------------------------
-        act_mem = Memory(shape=unsigned(8 * R), depth=depth_words, init=[])
+        sb_bits = self._sbits
+        act_mem = Memory(shape=unsigned(8 * R + sb_bits), depth=depth_words, init=[])
         m.submodules.act_mem = act_mem
         act_wr = act_mem.write_port()
         act_rd = act_mem.read_port(domain="sync")
@@ -326,6 +464,13 @@ class GemmEngine(wiring.Component):
         }
         if self._fp:
             ctrl_fields["mode"] = unsigned(mw)   # the output conversion needs it
+        if self._vsizes:
+            # first_k / last_k of a VSQ wavefront refer to the accumulator: first_k marks vector 0;
+            # first_kv / last_kv mark the first and last k tile of the wavefront's vector.
+            ctrl_fields.update({"vsq": 1, "first_kv": 1, "last_kv": 1, "bank": 1,
+                                "sa": unsigned(sb_bits)})
+        if self._pmb:
+            ctrl_fields.update({"out": 2, "relu": 1})
         ctrl = data.StructLayout(ctrl_fields)
         s1 = Signal(ctrl)
         s1_from_stream = Signal()
@@ -333,8 +478,18 @@ class GemmEngine(wiring.Component):
         s1_bank = Signal()
         s1_mode = Signal(mw)
 
-        m.d.comb += [act_wr.addr.eq(fd_addr), act_wr.data.eq(self.a.payload.data.as_value()),
-                     act_rd.addr.eq(fd_addr)]
+        a_word = (Cat(self.a.payload.data.as_value(), self.a.payload.scale) if self._vsizes
+                  else self.a.payload.data.as_value())
+        m.d.comb += [act_wr.addr.eq(fd_addr), act_wr.data.eq(a_word), act_rd.addr.eq(fd_addr)]
+        if self._vsizes:
+            # Vector boundaries of the feeder's k tile (V is a power of two and a multiple of it).
+            fd_vmask = per_mode(fd.vsel, [v - 1 for v in self._vsizes], k_width, "fd_vmask")
+            fd_vsize = per_mode(fd.vsel, list(self._vsizes), k_width, "fd_vsize")
+            vsq_first_kv = Signal()
+            vsq_last_kv = Signal()
+            m.d.comb += [vsq_first_kv.eq((fd_k0 & fd_vmask) == 0),
+                         vsq_last_kv.eq((((fd_k0 + fd_kdepth) & fd_vmask) == 0) | last_k)]
+            s1_sa = Signal(sb_bits)
         m.d.sync += s1.valid.eq(issue)
         with m.FSM(name="feeder") as feeder_fsm:
             with m.State("IDLE"):
@@ -352,8 +507,18 @@ class GemmEngine(wiring.Component):
                     act_wr.en.eq(issue & fd_first_pass),
                 ]
                 with m.If(issue):
+                    if self._vsizes:
+                        m.d.sync += [
+                            s1.vsq.eq(fd.vsq), s1.bank.eq(fd_bank), s1_sa.eq(self.a.payload.scale),
+                            s1.first_kv.eq(~fd.vsq | vsq_first_kv),
+                            s1.last_kv.eq(~fd.vsq | vsq_last_kv),
+                        ]
+                    if self._pmb:
+                        m.d.sync += [s1.out.eq(fd.out), s1.relu.eq(fd.relu)]
                     m.d.sync += [
-                        s1.first_k.eq(fd_k0 == 0), s1.last_k.eq(last_k),
+                        s1.first_k.eq(Mux(fd.vsq, fd_k0 < fd_vsize, fd_k0 == 0) if self._vsizes
+                                      else fd_k0 == 0),
+                        s1.last_k.eq(last_k),
                         s1.last.eq(last_k & last_n & last_m), s1.m.eq(fd_m),
                         s1_from_stream.eq(fd_first_pass), s1_data.eq(self.a.payload.data.as_value()),
                         s1_bank.eq(fd_bank), s1_mode.eq(fd.mode),
@@ -379,6 +544,11 @@ class GemmEngine(wiring.Component):
 
         # Control words travel beside the array.
         ctl = s1
+        if self._vsizes:
+            # The activation scale comes from the stream or, on later n tiles, the buffer.
+            s1x = Signal(ctrl)
+            m.d.comb += [s1x.eq(s1), s1x.sa.eq(Mux(s1_from_stream, s1_sa, act_rd.data[8 * R:]))]
+            ctl = s1x
         for i in range(array.latency):
             nxt = Signal(ctrl, name=f"ctl_{i}")
             m.d.sync += nxt.eq(ctl)
@@ -394,13 +564,29 @@ class GemmEngine(wiring.Component):
         m.submodules.acc_mem = acc_mem
         acc_wr = acc_mem.write_port()
         acc_rd = acc_mem.read_port(domain="sync", transparent_for=(acc_wr,))
+        ps_in, ps_width = list(array.ps), array.psum_width
+        if self._vsizes:
+            ctl, ps_in, ps_width, post_in = self._vsq_scaling(m, ctl, array.ps, wscale, wmult,
+                                                              wshift, ctrl)
+            if self._pmb:
+                sb_post = [(Signal(self._pmb, name=f"sb_mult_{c}"),
+                            Signal(SHIFT_BITS, name=f"sb_shift_{c}")) for c in range(C)]
+                m.d.sync += [x.eq(y) for c in range(C)
+                             for x, y in zip(sb_post[c], post_in[c], strict=True)]
         m.d.comb += acc_rd.addr.eq(ctl.m)
         sb = Signal(ctrl)
-        sb_ps = [Signal(signed(array.psum_width), name=f"sb_ps_{c}") for c in range(C)]
+        sb_ps = [Signal(signed(ps_width), name=f"sb_ps_{c}") for c in range(C)]
         m.d.sync += sb.eq(ctl)
-        m.d.sync += [sb_ps[c].eq(array.ps[c]) for c in range(C)]
+        m.d.sync += [sb_ps[c].eq(ps_in[c]) for c in range(C)]
         sb_fl = [Signal(fw, name=f"sb_fl_{c}") for c in range(C)] if self._fp else []
-        m.d.sync += [sb_fl[c].eq(array.fl[c]) for c in range(len(sb_fl))]
+        fl_in = list(array.fl) if self._fp else []
+        if self._fp and self._vsizes:
+            # FP8 flags wait beside the VSQ scaling stages (P1, P2), which FP8 sums pass through.
+            for stage in ("p1", "p2"):
+                nxt = [Signal(fw, name=f"vsq_{stage}_fl_{c}") for c in range(C)]
+                m.d.sync += [nxt[c].eq(fl_in[c]) for c in range(C)]
+                fl_in = nxt
+        m.d.sync += [sb_fl[c].eq(fl_in[c]) for c in range(len(sb_fl))]
 
         sums, flags = [], []
         for c in range(C):
@@ -421,7 +607,19 @@ class GemmEngine(wiring.Component):
             acc_wr.data.eq(Cat(*(Cat(sums[c], *flags[c:c + 1]) for c in range(C)))),
             acc_wr.en.eq(sb.valid & ~sb.last_k),
         ]
-        if not self._fp:
+        if not self._fp and self._pmb:
+            # Stage C: the final sums, registered, are post-processed or passed on.
+            sc = Signal(ctrl)
+            m.d.sync += sc.eq(sb)
+            lanes = []
+            for c in range(C):
+                sc_sum = Signal(signed(aw), name=f"sc_sum_{c}")
+                m.d.sync += sc_sum.eq(sums[c])
+                lanes.append(self._post_lane(m, sc, sc_sum[:self._acc_width].as_signed(),
+                                             sb_post[c], c))
+            m.d.comb += [out_fifo.w_data.eq(Cat(*lanes, sc.last)),
+                         out_fifo.w_en.eq(sc.valid & sc.last_k)]
+        elif not self._fp:
             m.d.comb += [out_fifo.w_data.eq(Cat(*sums, sb.last)),
                          out_fifo.w_en.eq(sb.valid & sb.last_k)]
         else:
@@ -441,6 +639,8 @@ class GemmEngine(wiring.Component):
                 m.d.sync += [sc_sum.eq(sums[c]), sc_fl.eq(flags[c])]
                 fp32 = self._to_binary32(m, sc_sum, sc_fl, sc_e5, c)
                 as_int = sc_sum[:self._acc_width].as_signed()
+                if self._pmb:
+                    as_int = self._post_lane(m, sc, as_int, sb_post[c], c)
                 out = Signal(signed(ow), name=f"out_{c}")
                 m.d.comb += out.eq(Mux(sc_fp, fp32, as_int))
                 lanes.append(out)
@@ -464,6 +664,113 @@ class GemmEngine(wiring.Component):
         m.d.comb += self.busy.eq(~loader_fsm.ongoing("IDLE") | ~feeder_fsm.ongoing("IDLE")
                                  | desc_fifo.r_rdy | (outstanding != 0))
         return m
+
+    def _post_lane(self, m, sc, acc, post, c):
+        """Post-processing of one lane at stage C: ``acc`` (the accumulator) times the unsigned
+        multiplier, shifted right with rounding to nearest, ties to even, optional ReLU, saturated
+        to INT8 or INT4 (``sc.out`` = 1, 2), or ``acc`` unchanged (``sc.out`` = 0); as
+        :func:`sim.golden.vsq.postprocess` with ``mult, shift`` per column. ``post`` holds the
+        multiplier and shift registered beside ``sc`` (from ``sb_post``)."""
+        mult_sb, shift_sb = post
+        mult = Signal(self._pmb, name=f"sc_mult_{c}")
+        sh = Signal(SHIFT_BITS, name=f"sc_shift_{c}")
+        m.d.sync += [mult.eq(mult_sb), sh.eq(shift_sb)]
+        width = len(acc) + self._pmb + 1
+        p = Signal(signed(width), name=f"pp_prod_{c}")
+        m.d.comb += p.eq(acc * mult)
+        q = Signal(signed(width), name=f"pp_q_{c}")
+        m.d.comb += q.eq(p >> sh)
+        shm1 = Signal(SHIFT_BITS, name=f"pp_shm1_{c}")
+        m.d.comb += shm1.eq(sh - 1)
+        pu = p.as_unsigned()
+        guard = Signal(name=f"pp_guard_{c}")
+        sticky = Signal(name=f"pp_sticky_{c}")
+        below = Signal(width, name=f"pp_below_{c}")   # bits under the guard bit
+        m.d.comb += [guard.eq((pu >> shm1)[0]),
+                     below.eq(~(Const((1 << width) - 1, width) << shm1)[:width]),
+                     sticky.eq((pu & below).any())]
+        rounded = Signal(signed(width + 1), name=f"pp_round_{c}")
+        # |p| < 2**(width - 1) <= 2**(sh - 1) for sh >= width: the exact quotient is within
+        # [-1/2, 1/2) and rounds (half to even) to 0.
+        m.d.comb += rounded.eq(Mux(sh == 0, p, Mux(sh >= width, 0,
+                                                    q + (guard & (sticky | q[0])))))
+        relu = Signal(signed(width + 1), name=f"pp_relu_{c}")
+        m.d.comb += relu.eq(Mux(sc.relu & rounded[-1], 0, rounded))
+        lo = Mux(sc.out == 2, -8, -128)
+        hi = Mux(sc.out == 2, 7, 127)
+        sat = Signal(signed(8), name=f"pp_sat_{c}")
+        m.d.comb += sat.eq(Mux(relu < lo, lo, Mux(relu > hi, hi, relu)))
+        out = Signal(signed(len(acc)), name=f"pp_out_{c}")
+        m.d.comb += out.eq(Mux(sc.out == 0, acc, sat))
+        return out
+
+    def _vsq_scaling(self, m, ctl, ps, wscale, wmult, wshift, ctrl):
+        """The VSQ scaling unit between the array and the accumulator, one lane per column.
+
+        Stage P0 (the array's output) reads ``vpart[m]`` and the weight scales of the wavefront's
+        bank; stage P1 adds the column sum to the vector partial sum (from 0 on a vector's first k
+        tile) and writes it back unless the tile is the vector's last; stage P2 multiplies the
+        completed vector sum by ``s_qw * s_qa`` (registered in P1) and hands the product to the
+        accumulator, only on a vector's last k tile. Non-VSQ wavefronts pass their column sums
+        through unchanged. Returns the control word, the lanes and their width as the accumulator
+        sees them.
+
+        The weight scales of a bank are read at P0 before the loader can overwrite them: the last
+        wavefront of a tile, issued in cycle t, is at P0 in cycle t + R + C, while the loader writes
+        the bank (``drain``) at the earliest at the end of cycle t + R + C + 1.
+        """
+        C = self._cols
+        vpw = self.vsq_partial_width
+        tw = self.vsq_term_width + 1
+        vpart_mem = Memory(shape=unsigned(vpw * C), depth=self._max_m, init=[])
+        m.submodules.vpart_mem = vpart_mem
+        vp_wr = vpart_mem.write_port()
+        vp_rd = vpart_mem.read_port(domain="sync", transparent_for=(vp_wr,))
+        m.d.comb += vp_rd.addr.eq(ctl.m)
+
+        p1 = Signal(ctrl, name="vsq_p1")
+        m.d.sync += p1.eq(ctl)
+        p1_ps = [Signal(signed(len(ps[c])), name=f"vsq_p1_ps_{c}") for c in range(C)]
+        p1_sw = [Signal(self._sbits, name=f"vsq_p1_sw_{c}") for c in range(C)]
+        post = []
+        for c in range(C if wmult else 0):
+            # The post-processing multiplier and shift ride beside the wavefront to stage C.
+            cur = (Mux(ctl.bank, wmult[1][c], wmult[0][c]),
+                   Mux(ctl.bank, wshift[1][c], wshift[0][c]))
+            for stage in ("p1", "p2"):
+                nxt = (Signal(self._pmb, name=f"vsq_{stage}_mult_{c}"),
+                       Signal(SHIFT_BITS, name=f"vsq_{stage}_shift_{c}"))
+                m.d.sync += [nxt[0].eq(cur[0]), nxt[1].eq(cur[1])]
+                cur = nxt
+            post.append(cur)
+        m.d.sync += [p1_ps[c].eq(ps[c]) for c in range(C)]
+        m.d.sync += [p1_sw[c].eq(Mux(ctl.bank, wscale[1][c], wscale[0][c])) for c in range(C)]
+
+        p2 = Signal(ctrl, name="vsq_p2")
+        m.d.sync += p2.eq(p1)
+        vsums = []
+        p2_vsum = [Signal(signed(vpw), name=f"vsq_p2_vsum_{c}") for c in range(C)]
+        p2_ps = [Signal(signed(len(ps[c])), name=f"vsq_p2_ps_{c}") for c in range(C)]
+        p2_scale = [Signal(2 * self._sbits, name=f"vsq_p2_scale_{c}") for c in range(C)]
+        for c in range(C):
+            prev = vp_rd.data[vpw * c:vpw * (c + 1)].as_signed()
+            vsum = Signal(signed(vpw), name=f"vsq_vsum_{c}")
+            m.d.comb += vsum.eq(Mux(p1.first_kv, 0, prev) + p1_ps[c][:vpw].as_signed())
+            vsums.append(vsum)
+            m.d.sync += [p2_vsum[c].eq(vsum), p2_ps[c].eq(p1_ps[c]),
+                         p2_scale[c].eq(p1_sw[c] * p1.sa)]
+        m.d.comb += [vp_wr.addr.eq(p1.m), vp_wr.data.eq(Cat(*vsums)),
+                     vp_wr.en.eq(p1.valid & p1.vsq & ~p1.last_kv)]
+
+        out_ctl = Signal(ctrl, name="vsq_out")
+        m.d.comb += [out_ctl.eq(p2), out_ctl.valid.eq(p2.valid & p2.last_kv)]
+        width = max(tw, len(ps[0]))
+        lanes = []
+        for c in range(C):
+            term = Signal(signed(width), name=f"vsq_term_{c}")
+            m.d.comb += term.eq(Mux(p2.vsq, p2_vsum[c] * p2_scale[c], p2_ps[c]))
+            lanes.append(term)
+        return out_ctl, lanes, width, post
 
     def _to_binary32(self, m, total, flags, e5, c):
         """The binary32 bit pattern (32 bits, unsigned) of the Kulisch sum ``total`` of lane ``c``,

@@ -32,7 +32,7 @@ def test_default_config_is_valid():
      "gemm.out_fifo_depth = 3: must be an integer from 4 to 4096"),
     ({"gemm": {"colls": 8}},
      "gemm.colls = 8: unknown key; allowed keys are top, rows, cols, modes, acc_width, max_m, "
-     "max_n, max_k, out_fifo_depth"),
+     "max_n, max_k, out_fifo_depth, vsq_vector_sizes, vsq_scale_bits, vsq_post_mult_bits"),
     ({"gemm": {"modes": ["int8", "int2"]}},
      'gemm.modes = ["int8", "int2"]: must be a non-empty list of distinct names from: int8, int4, '
      "w4a8, fp8_e4m3, fp8_e5m2"),

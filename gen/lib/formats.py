@@ -7,7 +7,8 @@ table) and the manifest agree.
 
 from dataclasses import dataclass
 
-__all__ = ["Mode", "MODES", "mode_by_name", "Fp8Format", "FP8_FORMATS", "fp_acc_width"]
+__all__ = ["Mode", "MODES", "mode_by_name", "Fp8Format", "FP8_FORMATS", "fp_acc_width",
+           "VSQ_VECTOR_SIZES", "VSQ_OPERAND_BITS", "vsq_acc_width", "vsq_partial_width"]
 
 
 @dataclass(frozen=True)
@@ -132,3 +133,29 @@ def fp_acc_width(fmt_names, max_k):
     E5M2: ``(7 * 2**29)**2 = 49 * 2**58 < 2**64`` LSBs of ``2**-32``.
     """
     return (max_k * fp_product_max(fmt_names)).bit_length() + 1
+
+
+# VS-Quant (per-vector scaled) operation of the integer modes (Dai et al., MLSys 2021).
+VSQ_VECTOR_SIZES = (16, 32, 64)
+
+# mode -> (activation bits Na, weight bits Nw) of the integer modes
+VSQ_OPERAND_BITS = {"int8": (8, 8), "int4": (4, 4), "w4a8": (8, 4)}
+
+
+def _clog2(n):
+    return (n - 1).bit_length()
+
+
+def vsq_acc_width(mode, vector_size, scale_bits, max_k):
+    """Accumulator bits of VSQ commands in ``mode``: ``Na + Nw + log2 V + 2M + log2(max_k / V) + 1``
+    (logarithms rounded up; the final 1 is the sign), the rule of issue 4 and of
+    :func:`sim.golden.vsq.acc_width`, which a test holds this copy to."""
+    na, nw = VSQ_OPERAND_BITS[mode]
+    return na + nw + _clog2(vector_size) + 2 * scale_bits + _clog2(-(-max_k // vector_size)) + 1
+
+
+def vsq_partial_width(modes, vector_sizes):
+    """Signed bits of a V-element partial dot product over the integer ``modes`` and V's: the
+    largest product magnitude (``2**(Na + Nw - 2)``) times V, plus a sign bit."""
+    return max((v << (VSQ_OPERAND_BITS[n][0] + VSQ_OPERAND_BITS[n][1] - 2)).bit_length() + 1
+               for n in modes if n in VSQ_OPERAND_BITS for v in vector_sizes)

@@ -26,7 +26,9 @@ import numpy as np
 __all__ = [
     "MODES", "MODE_CODES", "RANGES", "gemm", "wrap", "acc_width_needed", "random_operands",
     "pack_int4_pairs", "unpack_int4_pairs", "weight_beats", "act_beats", "output_beats",
-    "outputs_to_matrix", "tile_k", "ideal_cycles", "FP8", "FP_MODES", "fp8_decode", "fp8_value",
+    "outputs_to_matrix", "tile_k", "weight_scale_beats", "act_scale_beats",
+    "column_param_beats", "ideal_cycles", "FP8",
+    "FP_MODES", "fp8_decode", "fp8_value",
     "fp8_units", "round_to_binary32", "binary32_value", "fp_acc_width", "NAN32", "FP8_KINDS", "FP8_ONE", "fp8_lsb_exp",
 ]
 
@@ -395,6 +397,52 @@ def act_beats(a, mode, rows, pad=0):
             tile = tile & 0xFF
         beats.extend(tile[i].tolist() for i in range(m))
     return beats
+
+
+def weight_scale_beats(s_qw, mode, rows, cols, k, vector_size):
+    """VSQ: the ``scale`` lanes of the ``w`` beats of :func:`weight_beats`, beat for beat (C values
+    each): every beat of the k tile at ``k0`` carries ``s_qw[k0 // V, n0 + c]`` in lane c (lanes
+    past N hold 0). ``s_qw`` is ceil(K / V) x N; V must be a multiple of the k tile."""
+    _check_mode(mode)
+    s_qw = np.asarray(s_qw, dtype=np.int64)
+    tk = tile_k(mode, rows)
+    if vector_size % tk:
+        raise ValueError(f"vector_size = {vector_size}: must be a multiple of the k tile {tk}")
+    n = s_qw.shape[1]
+    nbeats = rows if MODES[mode][2] == 1 or mode == "int4" else -(-rows // 2)
+    beats = []
+    for n0 in range(0, n, cols):
+        for k0 in range(0, k, tk):
+            lanes = _pad(s_qw[k0 // vector_size:k0 // vector_size + 1, n0:n0 + cols], 1, cols)[0]
+            beats.extend([lanes.tolist()] * nbeats)
+    return beats
+
+
+def column_param_beats(values, mode, rows, cols, k):
+    """Per-column parameters (e.g. the post-processing ``mult`` and ``shift``, length N) as lanes of
+    the ``w`` beats of :func:`weight_beats`: every beat of the column tile at ``n0`` carries
+    ``values[n0 + c]`` in lane c (lanes past N hold 0)."""
+    _check_mode(mode)
+    values = np.asarray(values, dtype=np.int64)
+    tk = tile_k(mode, rows)
+    nbeats = rows if MODES[mode][2] == 1 or mode == "int4" else -(-rows // 2)
+    per_tile = nbeats * -(-k // tk)
+    beats = []
+    for n0 in range(0, len(values), cols):
+        lanes = _pad(values[None, n0:n0 + cols], 1, cols)[0].tolist()
+        beats.extend([lanes] * per_tile)
+    return beats
+
+
+def act_scale_beats(s_qa, mode, rows, k, vector_size):
+    """VSQ: the ``scale`` field of the ``a`` beats of :func:`act_beats`, beat for beat: the beat of
+    row m in the k tile at ``k0`` carries ``s_qa[m, k0 // V]``."""
+    _check_mode(mode)
+    s_qa = np.asarray(s_qa, dtype=np.int64)
+    tk = tile_k(mode, rows)
+    if vector_size % tk:
+        raise ValueError(f"vector_size = {vector_size}: must be a multiple of the k tile {tk}")
+    return [int(s_qa[i, k0 // vector_size]) for k0 in range(0, k, tk) for i in range(s_qa.shape[0])]
 
 
 def output_beats(y, cols):

@@ -6,7 +6,9 @@ The pytest side (``tests/test_gemm.py``, ``sim/bench/gemm.py``) builds the engin
 ACCELGEN_MANIFEST : the top's manifest (ports, payload fields, parameters).
 ACCELGEN_GEMM_CASES : a JSON file with a list of GEMMs: ``{"mode", "m", "n", "k", "kind"}``, where
     ``kind`` is a :func:`sim.golden.gemm.random_operands` kind (FP8 modes have more kinds: NaNs,
-    infinities, cancellation; :data:`sim.golden.gemm.FP8_KINDS`).
+    infinities, cancellation; :data:`sim.golden.gemm.FP8_KINDS`). A per-vector scaled (VS-Quant)
+    GEMM adds ``"vsq": V`` and ``"scales"``, a :func:`random_scales` kind; its expected result is
+    :func:`sim.golden.vsq.vsq_gemm`.
 ACCELGEN_GAP, ACCELGEN_STALL : probabilities of an idle cycle on every input stream and of a stalled
     cycle on the output (0 by default).
 ACCELGEN_RESULTS : where ``measure`` writes its cycle counts (JSON).
@@ -25,10 +27,53 @@ from cocotb.triggers import RisingEdge, with_timeout
 from cocotb.utils import get_sim_time
 
 from sim.golden import gemm as golden
+from sim.golden import vsq as golden_vsq
 from sim.runner import seed_from_env
 from sim.tb.streams import Scoreboard, StreamSink, StreamSource, load_manifest, reset, start_clock
 
 PERIOD_NS = 10
+
+SCALE_KINDS = ("uniform", "max", "zero", "one", "mixed")
+POST_OUTPUTS = ("acc", "int8", "int4")   # values of the command's `out` field
+
+
+def post_params(rng, acc, output, mult_bits, ties=False):
+    """Per-column multipliers (uniform over ``mult_bits`` bits, a quarter of them 1) and shifts:
+    mostly near the shift that brings the column's largest ``|acc * mult|`` to the output's range
+    (so that rounding, ties and saturation all occur), one column in five a random shift from 0 to 63.
+    ``ties``: multipliers 1 to 3 and shifts 1 or 2, so that many products fall halfway."""
+    n = acc.shape[1]
+    if ties:
+        return rng.integers(1, 4, size=n), rng.integers(1, 3, size=n)
+    mult = rng.integers(0, 1 << mult_bits, size=n)
+    mult[rng.random(n) < 0.25] = 1
+    top = np.abs(acc).max(axis=0) * mult
+    fit = np.array([int(t).bit_length() for t in top]) - (8 if output == "int8" else 4)
+    shift = np.clip(fit + rng.integers(-2, 3, size=n), 0, 63)
+    wild = rng.random(n) < 0.2
+    shift[wild] = rng.integers(0, 64, size=int(wild.sum()))
+    return mult, shift
+
+
+def random_scales(rng, shape, scale_bits, kind):
+    """Integer VSQ scales: ``uniform`` over ``0 .. 2**M - 1``, all ``max`` (``2**M - 1``), all
+    ``zero``, all ``one``, or ``mixed`` (each of 0, 1 and the maximum with probability 1/4, else
+    uniform)."""
+    top = (1 << scale_bits) - 1
+    if kind == "uniform":
+        return rng.integers(0, top + 1, size=shape)
+    if kind == "max":
+        return np.full(shape, top, dtype=np.int64)
+    if kind == "zero":
+        return np.zeros(shape, dtype=np.int64)
+    if kind == "one":
+        return np.ones(shape, dtype=np.int64)
+    if kind == "mixed":
+        pick = rng.integers(0, 4, size=shape)
+        choices = [np.zeros(shape, np.int64), np.ones(shape, np.int64),
+                   np.full(shape, top, np.int64), rng.integers(0, top + 1, size=shape)]
+        return np.choose(pick, choices)
+    raise ValueError(f"scales = {kind!r}: must be one of " + ", ".join(SCALE_KINDS))
 
 
 class GemmTB:
@@ -51,19 +96,46 @@ class GemmTB:
         await start_clock(self.dut, PERIOD_NS)
         await reset(self.dut)
 
-    def queue(self, mode, a, w, code=None):
-        """Queue one GEMM; returns its expected output beats."""
+    def queue(self, mode, a, w, code=None, vsq=None, post=None):
+        """Queue one GEMM; returns its expected output beats. ``vsq``: ``(V, s_qa, s_qw)`` for a
+        per-vector scaled GEMM; ``post``: ``(output, relu, mult, shift)`` (per column) for a
+        post-processed one."""
         m, k = a.shape
         n = w.shape[1]
         pay = self.man.payloads
         code = self.codes[mode] if code is None else code
-        self.cmd.send([pay["cmd"].pack(m=m, n=n, k=k, mode=code)])
         # FP8 padding lanes (past K or N) carry NaN codes: the engine must ignore them.
         pad = 0x7F if mode in golden.FP_MODES else 0
-        self.w.send(pay["w"].pack(data=beat)
-                    for beat in golden.weight_beats(w, mode, self.rows, self.cols, pad=pad))
-        self.a.send(pay["a"].pack(data=beat) for beat in golden.act_beats(a, mode, self.rows, pad=pad))
-        y = golden.gemm(a, w, mode)
+        wbeats = golden.weight_beats(w, mode, self.rows, self.cols, pad=pad)
+        abeats = golden.act_beats(a, mode, self.rows, pad=pad)
+        cmd = dict(m=m, n=n, k=k, mode=code)
+        wfields = [dict(data=beat) for beat in wbeats]
+        afields = [dict(data=beat) for beat in abeats]
+        p = self.man.parameters
+        if vsq is None:
+            y = golden.gemm(a, w, mode)
+        else:
+            v, s_qa, s_qw = vsq
+            cmd.update(vsq=1, vsel=p["vsq_vector_sizes"].index(v))
+            wsc = golden.weight_scale_beats(s_qw, mode, self.rows, self.cols, k, v)
+            asc = golden.act_scale_beats(s_qa, mode, self.rows, k, v)
+            for f, sc in zip(wfields, wsc, strict=True):
+                f["scale"] = sc
+            for f, sc in zip(afields, asc, strict=True):
+                f["scale"] = sc
+            y = golden_vsq.vsq_gemm(a, w, s_qa, s_qw, mode=mode, vector_size=v,
+                                    scale_bits=p["vsq_scale_bits"])
+        if post is not None:
+            output, relu, mult, shift = post
+            cmd.update(out=POST_OUTPUTS.index(output), relu=int(relu))
+            for name, values in (("mult", mult), ("shift", shift)):
+                lanes = golden.column_param_beats(values, mode, self.rows, self.cols, k)
+                for f, lane in zip(wfields, lanes, strict=True):
+                    f[name] = lane
+            y = golden_vsq.postprocess(y, mult, shift, relu=relu, output=output)
+        self.cmd.send([pay["cmd"].pack(**cmd)])
+        self.w.send(pay["w"].pack(**f) for f in wfields)
+        self.a.send(pay["a"].pack(**f) for f in afields)
         if mode in golden.FP_MODES:
             # binary32 patterns sit in the low 32 bits of a signed lane: as the sink reads it.
             width = pay["o"].fields["data.0"][1]
@@ -108,7 +180,24 @@ def _queue_cases(tb, cases):
     for i, case in enumerate(cases):
         a, w = golden.random_operands(tb.rng, case["m"], case["n"], case["k"], case["mode"],
                                       case.get("kind", "uniform"))
-        beats = tb.queue(case["mode"], a, w)
+        vsq = None
+        if case.get("vsq"):
+            v, bits = case["vsq"], tb.man.parameters["vsq_scale_bits"]
+            nvec = -(-case["k"] // v)
+            kind = case.get("scales", "uniform")
+            vsq = (v, random_scales(tb.rng, (case["m"], nvec), bits, kind),
+                   random_scales(tb.rng, (nvec, case["n"]), bits, kind))
+        post = None
+        if case.get("post"):
+            exact = (golden.gemm(a, w, case["mode"]) if vsq is None else
+                     golden_vsq.vsq_gemm(a, w, vsq[1], vsq[2], mode=case["mode"],
+                                         vector_size=vsq[0],
+                                         scale_bits=tb.man.parameters["vsq_scale_bits"]))
+            mult, shift = post_params(tb.rng, exact, case["post"],
+                                      tb.man.parameters["vsq_post_mult_bits"],
+                                      ties=case.get("ties", False))
+            post = (case["post"], bool(case.get("relu", False)), mult, shift)
+        beats = tb.queue(case["mode"], a, w, vsq=vsq, post=post)
         expected += beats
         labels += [f"case {i} {case}"] * len(beats)
         macs += case["m"] * case["n"] * case["k"]
@@ -178,3 +267,41 @@ async def measure(dut):
     tb.scoreboard.check()
     with open(os.environ["ACCELGEN_RESULTS"], "w", encoding="utf-8") as f:
         json.dump(results, f)
+
+
+@cocotb.test()
+async def bad_vsq_commands(dut):
+    """VSQ engines: VSQ commands with a V select that was not built, in an FP8 mode, or in a mode
+    not built, and (post-processing built) commands with output 3 or a post-processed FP8 output
+    are dropped and counted; a valid VSQ command then runs correctly."""
+    tb = GemmTB(dut, seed=seed_from_env())
+    await tb.start()
+    p = tb.man.parameters
+    pay = tb.man.payloads["cmd"]
+    sizes = p["vsq_vector_sizes"]
+    int_modes = [mo for mo in p["modes"] if mo not in golden.FP_MODES]
+    mode = int_modes[0]
+    code = tb.codes[mode]
+    bad = [dict(m=1, n=1, k=1, mode=code, vsq=1, vsel=sel)
+           for sel in range(len(sizes), 1 << pay.fields["vsel"][1])]
+    bad += [dict(m=1, n=1, k=1, mode=tb.codes[mo], vsq=1, vsel=0)
+            for mo in p["modes"] if mo in golden.FP_MODES]
+    built = set(tb.codes.values())
+    bad.append(dict(m=1, n=1, k=1, mode=next(c for c in range(8) if c not in built), vsq=1, vsel=0))
+    if "out" in pay.fields:   # post-processing built: output 3 does not exist
+        bad.append(dict(m=1, n=1, k=1, mode=code, vsq=1, vsel=0, out=3))
+        bad += [dict(m=1, n=1, k=1, mode=tb.codes[mo], out=1)
+                for mo in p["modes"] if mo in golden.FP_MODES]
+    tb.cmd.send(pay.pack(**b) for b in bad)
+    v = sizes[-1]
+    m, n, k = 3, tb.cols + 1, v + tb.rows * 2
+    k = min(k, tb.man.config["max_k"])
+    a, w = golden.random_operands(tb.rng, m, n, k, mode)
+    nvec = -(-k // v)
+    bits = p["vsq_scale_bits"]
+    vsq = (v, random_scales(tb.rng, (m, nvec), bits, "uniform"),
+           random_scales(tb.rng, (nvec, n), bits, "uniform"))
+    expected = tb.queue(mode, a, w, vsq=vsq)
+    await tb.collect(expected, ["valid VSQ command after bad ones"] * len(expected), 20000)
+    assert int(dut.errors.value) == len(bad), \
+        f"errors = {int(dut.errors.value)}, expected {len(bad)} dropped commands"
