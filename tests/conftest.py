@@ -1,8 +1,12 @@
-"""Shared fixtures: the seed of a run, and simulator builds cached per configuration."""
+"""Shared fixtures: the seed of a run, the default emission, and simulator builds cached per
+configuration."""
 
 import json
 import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -40,3 +44,38 @@ def write_json(tmp_path, name, value):
     path = tmp_path / name
     path.write_text(json.dumps(value))
     return str(path)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def default_emission():
+    """What ``accelgen emit --out RTL --constraints CON`` writes for the default configuration.
+
+    The command runs once per generator version (a hash of ``gen/``) and test run; the xdist workers
+    share its output through a locked folder under the build root. Returns ``(rtl, con, result)``: the
+    two folders and the completed process.
+    """
+    root = runner._build_root() / "default_emission" / runner._generator_digest()[:20]
+    with runner._locked(root.with_suffix(".lock")):
+        if not (root / "done.json").exists():
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir(parents=True)
+            result = subprocess.run(
+                [sys.executable, "-m", "gen", "emit", "--out", str(root / "rtl"),
+                 "--constraints", str(root / "con")],
+                capture_output=True, text=True, cwd=root,
+                env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+            (root / "done.json").write_text(json.dumps(
+                {"returncode": result.returncode, "stdout": result.stdout, "stderr": result.stderr}))
+    done = json.loads((root / "done.json").read_text())
+    return root / "rtl", root / "con", done
+
+
+@pytest.fixture(scope="session")
+def default_files(default_emission):
+    """The default configuration's emitted files by name, as text."""
+    rtl, _, done = default_emission
+    assert done["returncode"] == 0, done["stderr"]
+    return {p.name: p.read_text(encoding="utf-8") for p in sorted(rtl.iterdir())}

@@ -28,16 +28,23 @@ def test_help_explains_every_option(capsys):
             assert word in out, (argv, word)
 
 
-def test_emit_default(tmp_path):
-    result = run_cli("emit", "--out", str(tmp_path / "rtl"), "--constraints", str(tmp_path / "con"))
-    assert result.returncode == 0, result.stderr
-    names = sorted(p.name for p in (tmp_path / "rtl").iterdir())
+def test_emit_default(default_emission):
+    """`accelgen emit` with no CONFIG writes the embedded default's files (the run is shared with the
+    freshness tests of rtl_out/ and constraints/: tests/conftest.py)."""
+    rtl, con, done = default_emission
+    assert done["returncode"] == 0, done["stderr"]
+    names = sorted(p.name for p in rtl.iterdir())
     tops = ("accelgen_gemm", "accelgen_noc", "accelgen_softmax")
-    assert names == sorted([f"{top}.{ext}" for top in tops for ext in ("core", "f", "json", "sdc", "v", "xdc")]
+    assert names == sorted([f"{top}.{ext}" for top in tops
+                            for ext in ("core", "f", "json", "sdc", "v", "xdc")]
                            + ["accelgen_lint.vlt"])
-    for name in ("accelgen_gemm.sdc", "accelgen_gemm.xdc"):
-        assert (tmp_path / "con" / name).read_text() == (tmp_path / "rtl" / name).read_text()
-    assert sorted(p.name for p in (tmp_path / "con").iterdir()) == sorted(
+    con_names = sorted(p.name for p in con.iterdir())
+    assert done["stdout"].split() == ([str(rtl / name) for name in names]
+                                      + [str(con / name) for name in con_names])
+    for top in tops:
+        for ext in ("sdc", "xdc"):
+            assert (con / f"{top}.{ext}").read_text() == (rtl / f"{top}.{ext}").read_text()
+    assert sorted(p.name for p in con.iterdir()) == sorted(
         f"{top}.{ext}" for top in tops for ext in ("sdc", "xdc"))
 
 

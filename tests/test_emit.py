@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gen.config import default_config, parse_config
+from gen.config import parse_config
 from gen.emit import render
 from sim import runner
 
@@ -17,11 +17,6 @@ ROOT = Path(__file__).resolve().parent.parent
 SMALL = {"gemm": {"top": "gemm_small", "rows": 2, "cols": 3, "modes": ["int8", "int4", "w4a8"],
                   "max_m": 8, "max_n": 8, "max_k": 8,
                   "acc_width": 20, "out_fifo_depth": 4}}
-
-
-@pytest.fixture(scope="module")
-def default_files():
-    return render(default_config())
 
 
 def test_rtl_out_is_fresh(default_files):

@@ -18,8 +18,8 @@ from gen.flow import LINT_WAIVERS
 from sim import runner
 
 ROOT = Path(__file__).resolve().parent.parent
-SMALL = {"gemm": {"top": "gemm_small", "rows": 2, "cols": 3, "max_m": 8, "max_n": 8, "max_k": 8,
-                  "acc_width": 20, "out_fifo_depth": 4}}
+SMALL = {"gemm": {"top": "gemm_small", "rows": 2, "cols": 3, "modes": ["int8", "int4", "w4a8"],
+                  "max_m": 8, "max_n": 8, "max_k": 8, "acc_width": 20, "out_fifo_depth": 4}}
 INT8_ONLY = {"gemm": {"top": "gemm_int8", "rows": 2, "cols": 2, "modes": ["int8"], "max_m": 4,
                       "max_n": 4, "max_k": 4, "acc_width": 18, "out_fifo_depth": 4},
              "flow": {"clock_period_ns": 3.5, "io_delay_fraction": 0.1, "reset_false_path": False}}
@@ -27,11 +27,6 @@ INT8_ONLY = {"gemm": {"top": "gemm_int8", "rows": 2, "cols": 2, "modes": ["int8"
 
 def needs(tool):
     return pytest.mark.skipif(shutil.which(tool) is None, reason=f"{tool} is not on PATH")
-
-
-@pytest.fixture(scope="module")
-def default_files():
-    return render(default_config())
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +42,8 @@ def test_constraints_dir_is_fresh(default_files):
     on_disk = {p.name: p.read_text(encoding="utf-8") for p in (ROOT / "constraints").iterdir()
                if p.is_file()}
     wanted = constraint_files(default_files)
-    assert sorted(wanted) == ["accelgen_gemm.sdc", "accelgen_gemm.xdc"]
+    tops = [section.top for section in default_config().blocks.values()]
+    assert sorted(wanted) == sorted(f"{top}.{ext}" for top in tops for ext in ("sdc", "xdc"))
     assert sorted(on_disk) == sorted(wanted), \
         "constraints/ has other files; run `accelgen emit --constraints constraints`"
     stale = [name for name in wanted if on_disk[name] != wanted[name]]
@@ -56,9 +52,10 @@ def test_constraints_dir_is_fresh(default_files):
 
 
 def test_emit_writes_flow_files_beside_each_top(default_files):
-    assert sorted(default_files) == [
-        "accelgen_gemm.core", "accelgen_gemm.f", "accelgen_gemm.json", "accelgen_gemm.sdc",
-        "accelgen_gemm.v", "accelgen_gemm.xdc", LINT_WAIVERS]
+    tops = [section.top for section in default_config().blocks.values()]
+    assert sorted(default_files) == sorted(
+        [f"{top}.{ext}" for top in tops for ext in ("core", "f", "json", "sdc", "v", "xdc")]
+        + [LINT_WAIVERS])
 
 
 def test_every_waiver_says_why():
@@ -267,6 +264,7 @@ def test_ooc_wrapper_connects_every_port(tmp_path):
     assert "port" not in result.stderr.lower(), result.stderr[:3000]
 
 
+@pytest.mark.slow
 @needs("yosys")
 @needs("nextpnr-ice40")
 def test_synth_command_on_ice40_reports_area_and_fmax(tmp_path):
