@@ -6,7 +6,7 @@ handshake) to the last result beat. The ideal is ``M * N * K / (R * C * MACs per
 left over is the fixed cost of starting and ending: loading the first weight tile (R cycles), the pipeline
 (``pipeline_depth`` in the manifest) and handshake cycles, reported as ``overhead``.
 
-The full size is M = N = K = 256 on a 16 x 16 array; ``--quick`` uses M = N = K = 64 on an 8 x 8 array.
+The full size is M = N = K = 256 on a 16 x 16 array; ``--quick`` uses M = N = K = 64 on a 4 x 4 array.
 Every result is also checked against the golden model.
 """
 
@@ -23,7 +23,7 @@ __all__ = ["run", "format_table", "bench_config"]
 
 
 def bench_config(quick):
-    rows = cols = 8 if quick else 16
+    rows = cols = 4 if quick else 16
     size = 64 if quick else 256
     return size, {"gemm": {"top": f"bench_gemm_{rows}x{cols}", "rows": rows, "cols": cols,
                            "max_m": size, "max_n": size, "max_k": size, "acc_width": 32,
