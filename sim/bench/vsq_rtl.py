@@ -3,14 +3,14 @@ per-vector scaling (issue 4, measurement 2, on the hardware).
 
 The model is :func:`sim.bench.vsq.train_digits_mlp` with training seed 0 (64-128-10, ReLU). The
 settings are W4A4 and W4A8 VS-Quant with V = 16, M = 4 and max calibration, exactly as
-:func:`sim.bench.vsq.mlp_forward_quantized` with scheme ``vsq``. The first N test images (100;
-``--quick``: 10) go through both layers on a 4 x 4 engine built with INT4 and W4A8, V = 16,
-M = 4, ``max_m`` 128, ``max_k`` = ``max_n`` = 128 and the narrowest accumulator the VSQ rule allows
-(``sim/tb/gemm_mlp.py``): the integer GEMMs on the engine, with accumulator output; the float steps
-between layers (fixed-point per-channel rescale to FP32, bias, ReLU, the next layer's quantization)
-in numpy, from the engine's accumulators. Reported per setting: accumulator mismatches against
-:func:`sim.golden.vsq.vsq_gemm` (must be 0), whether the RTL logits and predictions equal the golden
-model's, the accuracy of both next to the float model's on the same images, and the engine's cycles
+:func:`sim.bench.vsq.mlp_forward_quantized` with scheme ``vsq``. The first N test images (all 450,
+in batches of ``max_m`` = 128 rows; ``--quick``: 10) go through both layers on a 4 x 4 engine
+built with INT4 and W4A8, V = 16, M = 4, ``max_k`` = ``max_n`` = 128 and the narrowest
+accumulator the VSQ rule allows (``sim/tb/gemm_mlp.py``): the integer GEMMs on the engine, with
+accumulator output; the float steps between layers (fixed-point per-channel rescale to FP32, bias,
+ReLU, the next layer's quantization) in numpy, from the engine's accumulators. Reported per
+setting: accumulator mismatches against :func:`sim.golden.vsq.vsq_gemm` (must be 0), whether the
+RTL logits and predictions equal the golden model's, the accuracy of both next to the float model's on the same images, and the engine's cycles
 per layer (command handshake to last result beat, each GEMM alone) against the ideal
 ``M * N * K / (R * C * MACs per PE per cycle)``.
 
@@ -51,9 +51,10 @@ def engine_sections(rows=4, cols=4, max_m=128, max_k=128, max_n=128):
                      "vsq_vector_sizes": [B.VECTOR_SIZE], "vsq_scale_bits": SCALE_BITS}}
 
 
-def run_mlp(sim_build, model, images, settings=SETTINGS, seed=1):
+def run_mlp(sim_build, model, images, settings=SETTINGS, seed=1, gap=0.0, stall=0.0):
     """Run ``sim/tb/gemm_mlp.py`` on the first ``images`` test images; its results (a list per
-    setting: ``name``, ``logits``, ``gemms``)."""
+    setting: ``name``, ``logits``, ``gemms``). ``gap``, ``stall``: random idle input cycles and
+    output backpressure (for tests; the cycle counts are then not the engine's)."""
     x = model["x_test"][:images]
     with tempfile.TemporaryDirectory() as tmp:
         arrays = {"x": x}
@@ -67,7 +68,8 @@ def run_mlp(sim_build, model, images, settings=SETTINGS, seed=1):
         runner.run(sim_build, "sim.tb.gemm_mlp", testcase="mlp", seed=seed,
                    extra_env={"ACCELGEN_MLP_MODEL": str(model_path),
                               "ACCELGEN_MLP_SETTINGS": str(settings_path),
-                              "ACCELGEN_RESULTS": str(results_path)})
+                              "ACCELGEN_RESULTS": str(results_path),
+                              "ACCELGEN_GAP": str(gap), "ACCELGEN_STALL": str(stall)})
         return json.loads(results_path.read_text())
 
 
@@ -105,11 +107,12 @@ def compare(model, images, results, rows, cols, settings=SETTINGS):
 
 
 def run(quick=False, sim=None, images=None, rows=4, cols=4):
-    """Train the model (seed 0), build the engine, run both settings; a JSON-able dict."""
-    images = images or (10 if quick else 100)
+    """Train the model (seed 0), build the engine, run both settings on the first ``images`` test
+    images (default: all 450; ``quick``: 10); a JSON-able dict."""
     t0 = time.perf_counter()
     model = B.train_digits_mlp(seed=0)
     train_s = time.perf_counter() - t0
+    images = images or (10 if quick else len(model["y_test"]))
     sections = engine_sections(rows, cols)
     t0 = time.perf_counter()
     sim_build = runner.emit_and_build(parse_config(sections), sim=sim)["gemm"]
@@ -131,8 +134,9 @@ def run(quick=False, sim=None, images=None, rows=4, cols=4):
 def format_table(result):
     e = result["engine"]
     lines = [f"{result['model']}: first {result['images']} test images through the GEMM engine "
-             f"{e['rows']}x{e['cols']} on {result['simulator']} (V = 16, M = {e['vsq_scale_bits']}, "
-             f"acc_width {e['acc_width']}); float accuracy {result['float_accuracy']:.2f} %",
+             f"{e['rows']}x{e['cols']} on {result['simulator']} "
+             f"(V = 16, M = {e['vsq_scale_bits']}, acc_width {e['acc_width']}); "
+             f"float accuracy {result['float_accuracy']:.2f} %",
              f"train {result['train_s']} s, build {result['build_s']} s, simulation "
              f"{result['sim_s']} s",
              f"{'config':18} {'accumulators':>12} {'mismatches':>10} {'logits =':>8} "
@@ -141,9 +145,13 @@ def format_table(result):
         lines.append(f"{r['config']:18} {r['accumulators']:>12} {r['mismatches']:>10} "
                      f"{'yes' if r['logits_equal'] else 'NO':>8} {r['rtl_accuracy']:>9.2f} "
                      f"{r['golden_accuracy']:>8.2f} {r['cycles']:>8} {r['ideal_cycles']:>8.0f}")
-    lines.append("per GEMM (layer: mode M x N x K, cycles / ideal):")
+    lines.append("per layer, summed over batches of max_m images (mode N x K: cycles / ideal):")
     for r in result["results"]:
-        parts = [f"L{g['layer']} {g['mode']} {g['m']}x{g['n']}x{g['k']} "
-                 f"{g['cycles']}/{g['ideal_cycles']:.0f}" for g in r["gemms"]]
+        parts = []
+        for layer in sorted({g["layer"] for g in r["gemms"]}):
+            gs = [g for g in r["gemms"] if g["layer"] == layer]
+            ideal = sum(g["ideal_cycles"] for g in gs)
+            parts.append(f"L{layer} {gs[0]['mode']} {gs[0]['n']}x{gs[0]['k']}: "
+                         f"{sum(g['cycles'] for g in gs)} / {ideal:.0f}")
         lines.append(f"  {r['config']}: " + ", ".join(parts))
     return "\n".join(lines)

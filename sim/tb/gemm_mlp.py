@@ -1,25 +1,28 @@
-"""cocotb bench: the digits MLP's quantized GEMMs through a VSQ GEMM engine (issue 4, measurement 2).
+"""cocotb bench: the digits MLP's quantized GEMMs through a VSQ GEMM engine (issue 4,
+measurement 2).
 
 The pytest side (``sim/bench/vsq_rtl.py``, ``tests/test_vsq_rtl.py``) builds a GEMM engine with
-per-vector scaling (:class:`gen.gemm.GemmEngine`, ``gemm.vsq_vector_sizes`` holding 16) and passes, in
-the environment:
+per-vector scaling (:class:`gen.gemm.GemmEngine`, ``gemm.vsq_vector_sizes`` holding 16) and
+passes, in the environment:
 
-ACCELGEN_MLP_MODEL : an ``.npz`` file with the float model (``w0``, ``b0``, ``w1``, ``b1``, ...) and the
-    test images ``x`` (one per row).
+ACCELGEN_MLP_MODEL : an ``.npz`` file with the float model (``w0``, ``b0``, ``w1``, ``b1``, ...)
+    and the test images ``x`` (one per row).
 ACCELGEN_MLP_SETTINGS : a JSON list of quantized settings ``{"name", "a_bits", "w_bits", "m",
     "calibration"}`` (VSQ with V = 16 for weights and activations, as
     :func:`sim.bench.vsq.mlp_forward_quantized` with scheme ``vsq``).
+ACCELGEN_GAP, ACCELGEN_STALL : probabilities of an idle cycle on every input stream and of a
+    stalled cycle on the output (0 by default; cycles are meaningful only without them).
 ACCELGEN_RESULTS : where the test writes, per setting, the logits computed from the engine's
     accumulators, and per GEMM its shape, cycles, accumulator mismatches and the RTL accumulators.
 
-For every setting, the images go through the layers in batches of at most ``max_m`` rows. Each layer's
-operands (codes and M-bit per-vector scales) come from :func:`sim.bench.vsq.vsq_layer_operands`; the
-GEMM runs on the engine alone (accumulator output, no post-processing), and every accumulator is
-compared with :func:`sim.golden.vsq.vsq_gemm`. The next layer's input is computed from the **engine's**
-accumulators with the golden model's float steps (:func:`sim.bench.vsq.layer_output`, bias, ReLU), so
-the logits are those of the RTL path; they equal the golden model's exactly when no accumulator
-differs. Cycles are counted from the command's handshake to the last result beat, without gaps or
-stalls.
+For every setting, the images go through the layers in batches of at most ``max_m`` rows. Each
+layer's operands (codes and M-bit per-vector scales) come from
+:func:`sim.bench.vsq.vsq_layer_operands`; the GEMM runs on the engine alone (accumulator output, no
+post-processing), and every accumulator is compared with :func:`sim.golden.vsq.vsq_gemm`. The next
+layer's input is computed from the **engine's** accumulators with the golden model's float steps
+(:func:`sim.bench.vsq.layer_output`, bias, ReLU), so the logits are those of the RTL path; they
+equal the golden model's exactly when no accumulator differs. Cycles are counted from the
+command's handshake to the last result beat, without gaps or stalls.
 """
 
 import json
@@ -34,7 +37,7 @@ from sim.bench import vsq as bench_vsq
 from sim.golden import gemm as golden
 from sim.golden import vsq as golden_vsq
 from sim.runner import seed_from_env
-from sim.tb.gemm import PERIOD_NS, GemmTB
+from sim.tb.gemm import PERIOD_NS, GemmTB, _knobs
 
 VECTOR_SIZE = bench_vsq.VECTOR_SIZE
 
@@ -83,7 +86,8 @@ async def mlp(dut):
     weights, biases, x = load_model(os.environ["ACCELGEN_MLP_MODEL"])
     with open(os.environ["ACCELGEN_MLP_SETTINGS"], encoding="utf-8") as f:
         settings = json.load(f)
-    tb = GemmTB(dut, seed=seed_from_env(1))
+    gap, stall = _knobs()
+    tb = GemmTB(dut, seed=seed_from_env(1), gap=gap, stall=stall)
     await tb.start()
     p = tb.man.parameters
     batch = tb.man.config["max_m"]
@@ -101,7 +105,8 @@ async def mlp(dut):
                 m, k = ops["a"].shape
                 n = ops["w"].shape[1]
                 tiles = -(-n // tb.cols) * -(-k // golden.tile_k(ops["mode"], tb.rows))
-                budget = 1000 + 4 * tiles * (m + 2 * tb.rows + tb.cols + 8)
+                budget = int((1000 + 4 * tiles * (m + 2 * tb.rows + tb.cols + 8))
+                             / max(0.05, (1 - gap) * (1 - stall)))
                 rtl, gold, cycles = await run_gemm(tb, ops, budget)
                 gemms.append({"layer": i, "first_image": start, "mode": ops["mode"], "m": m,
                               "n": n, "k": k, "cycles": cycles,
