@@ -2,9 +2,12 @@
 ``accelgen bench vsq-rtl``): every accumulator equals :func:`sim.golden.vsq.vsq_gemm`, and the
 logits computed from the engine's accumulators equal the golden model's."""
 
+import json
+
 import numpy as np
 import pytest
 
+from gen import cli
 from gen.config import ConfigError, parse_config
 from sim.bench import vsq as B
 from sim.bench import vsq_rtl as R
@@ -60,9 +63,25 @@ def _check(model, images, seed, gap=0.0, stall=0.0):
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("traffic", [(0.0, 0.0), (0.3, 0.4)], ids=["steady", "gaps+stalls"])
-def test_mlp_through_rtl_ten_images(model, seed, traffic):
-    _check(model, 10, seed, *traffic)
+def test_mlp_through_rtl_ten_images_with_gaps_and_stalls(model, seed):
+    _check(model, 10, seed, 0.3, 0.4)
+
+
+@pytest.mark.sim
+def test_bench_vsq_rtl_quick(tmp_path, capsys):
+    """`accelgen bench vsq-rtl --quick`: 10 images, no gaps; 0 mismatches, the golden logits."""
+    out = tmp_path / "vsq_rtl.json"
+    assert cli.main(["bench", "vsq-rtl", "--quick", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["images"] == 10
+    assert [r["config"] for r in result["results"]] == [s["name"] for s in R.SETTINGS]
+    for r in result["results"]:
+        assert r["mismatches"] == 0 and r["accumulators"] == 10 * (128 + 10)
+        assert r["logits_equal"] and r["predictions_equal"]
+        assert r["rtl_accuracy"] == r["golden_accuracy"]
+        assert r["cycles"] > r["ideal_cycles"] > 0
+    table = capsys.readouterr().out
+    assert "mismatches" in table and "W4A8 VSQ V=16 M=4" in table
 
 
 @pytest.mark.sim

@@ -8,11 +8,12 @@ in batches of ``max_m`` = 128 rows; ``--quick``: 10) go through both layers on a
 built with INT4 and W4A8, V = 16, M = 4, ``max_k`` = ``max_n`` = 128 and the narrowest
 accumulator the VSQ rule allows (``sim/tb/gemm_mlp.py``): the integer GEMMs on the engine, with
 accumulator output; the float steps between layers (fixed-point per-channel rescale to FP32, bias,
-ReLU, the next layer's quantization) in numpy, from the engine's accumulators. Reported per
-setting: accumulator mismatches against :func:`sim.golden.vsq.vsq_gemm` (must be 0), whether the
-RTL logits and predictions equal the golden model's, the accuracy of both next to the float model's on the same images, and the engine's cycles
-per layer (command handshake to last result beat, each GEMM alone) against the ideal
-``M * N * K / (R * C * MACs per PE per cycle)``.
+ReLU, the next layer's quantization) in numpy, from the engine's accumulators.
+
+Reported per setting: accumulator mismatches against :func:`sim.golden.vsq.vsq_gemm` (must be 0),
+whether the RTL logits and predictions equal the golden model's, the accuracy of both next to the
+float model's on the same images, and the engine's cycles per layer (command handshake to last
+result beat, each GEMM alone) against the ideal ``M * N * K / (R * C * MACs per PE per cycle)``.
 
 A separate bench name rather than ``accelgen bench vsq --rtl``: every bench keeps the common
 ``run(quick, sim)`` interface, and ``vsq`` stays a golden-model-only bench that needs no simulator.
