@@ -14,6 +14,8 @@ BENCHES = {
     "gemm": ("sim.bench.gemm", "GEMM engine: cycles, ideal cycles and utilization per mode"),
     "vsq": ("sim.bench.vsq", "per-vector scaled quantization (VS-Quant): SQNR table and PNG, "
                              "digits MLP accuracy, from the golden models"),
+    "vsq-rtl": ("sim.bench.vsq_rtl", "the digits MLP's VSQ GEMMs (W4A4, W4A8, V=16, M=4) through "
+                "the RTL GEMM engine: mismatches against the golden model, accuracy, cycles"),
     "softmax": ("sim.bench.softmax", "softmax unit: error against internal widths (table, plot, "
                 "Yosys cells), latency and throughput"),
     "noc": ("sim.bench.noc", "mesh NoC: latency against offered load and accepted throughput"),

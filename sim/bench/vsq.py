@@ -44,7 +44,7 @@ from sim.golden import quant as Q
 from sim.golden import vsq as S
 
 __all__ = ["run", "format_table", "sqnr_table", "train_digits_mlp", "mlp_configs", "evaluate_mlp",
-           "plot_sqnr"]
+           "plot_sqnr", "vsq_layer_operands", "layer_output"]
 
 SQNR_SCHEMES = (
     [("per-tensor", "tensor", {})]
@@ -155,13 +155,29 @@ def _quantized_layer(h, w, a_bits, w_bits, scheme, m, calibration, static_clip):
                          mode=mode, vector_size=k, scale_bits=3)
         gamma = a_scale * qw.scale
     else:
-        qw = Q.quantize_tensor(w, w_bits, "two_level", vector_axis=0, channel_axis=1,
-                               vector_size=VECTOR_SIZE, scale_bits=m, calibration=calibration)
-        qa = Q.quantize_tensor(h, a_bits, "two_level", vector_axis=1, channel_axis=0,
-                               vector_size=VECTOR_SIZE, scale_bits=m, calibration=calibration)
-        acc = S.vsq_gemm(qa.codes, qw.codes, qa.vector_scale, qw.vector_scale, mode=mode,
+        ops = vsq_layer_operands(h, w, a_bits, w_bits, m, calibration)
+        acc = S.vsq_gemm(ops["a"], ops["w"], ops["s_qa"], ops["s_qw"], mode=mode,
                          vector_size=VECTOR_SIZE, scale_bits=m)
-        gamma = qa.gamma * qw.gamma
+        gamma = ops["gamma"]
+    return layer_output(acc, gamma)
+
+
+def vsq_layer_operands(h, w, a_bits, w_bits, m, calibration):
+    """The integer operands of one VSQ GEMM ``h @ w``: a dict with ``mode``, the codes ``a`` (M x K)
+    and ``w`` (K x N), the M-bit per-vector scales ``s_qa`` (M x K/V) and ``s_qw`` (K/V x N) and the
+    second-level scales' product ``gamma`` (M x N). What :func:`_quantized_layer` gives
+    :func:`sim.golden.vsq.vsq_gemm`, and what ``sim/tb/gemm_mlp.py`` sends to the engine."""
+    qw = Q.quantize_tensor(w, w_bits, "two_level", vector_axis=0, channel_axis=1,
+                           vector_size=VECTOR_SIZE, scale_bits=m, calibration=calibration)
+    qa = Q.quantize_tensor(h, a_bits, "two_level", vector_axis=1, channel_axis=0,
+                           vector_size=VECTOR_SIZE, scale_bits=m, calibration=calibration)
+    return {"mode": _MODE[a_bits, w_bits], "a": qa.codes, "w": qw.codes,
+            "s_qa": qa.vector_scale, "s_qw": qw.vector_scale, "gamma": qa.gamma * qw.gamma}
+
+
+def layer_output(acc, gamma):
+    """FP32 ``h @ w`` from the integer accumulators: the per-channel scale ``gamma`` as a 16-bit
+    fixed-point multiplier, :func:`sim.golden.vsq.postprocess` with FP32 output, as float64."""
     mult, shift = S.fixed_point_multiplier(gamma, mult_bits=16)
     return S.postprocess(acc, mult, shift, output="fp32").astype(np.float64)
 
