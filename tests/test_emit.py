@@ -71,8 +71,8 @@ def test_manifest_matches_the_verilog(default_files):
         assert all(a[1] == b[0] for a, b in zip(covered, covered[1:], strict=False)), name
         assert ports[f"{name}__payload"][1] == stream["width"]
     modes = manifest["performance"]["modes"]
-    assert modes["int8"]["macs_per_cycle"] == 64 and modes["int4"]["macs_per_cycle"] == 128
-    assert modes["fp8_e4m3"]["macs_per_cycle"] == modes["fp8_e5m2"]["macs_per_cycle"] == 64
+    assert modes["int8"]["macs_per_cycle"] == 16 and modes["int4"]["macs_per_cycle"] == 32  # 4 x 4
+    assert modes["fp8_e4m3"]["macs_per_cycle"] == modes["fp8_e5m2"]["macs_per_cycle"] == 16
     assert manifest["parameters"]["fp_acc_width"] == 73   # E5M2, max_k = 256
     lanes = [f for f in manifest["streams"]["o"]["fields"] if f["name"].startswith("data.")]
     assert all(f["width"] == 32 for f in lanes)
