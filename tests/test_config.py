@@ -17,7 +17,7 @@ from gen.config import (
 def test_default_config_is_valid():
     config = default_config()
     # default.toml sets every key to its default, but for a smaller array (see its comment).
-    assert config.gemm == GemmConfig(rows=4, cols=4)
+    assert config.gemm == GemmConfig(rows=4, cols=4, max_m=64)
     assert config_hash(config) == config_hash(load_config(None))
 
 
