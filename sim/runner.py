@@ -124,10 +124,13 @@ VERILATOR_WAIVERS = [
 ]
 
 
-def build(verilog_dir, top, *, sim=None, waves=None, extra_sources=()):
+def build(verilog_dir, top, *, sim=None, waves=None, extra_sources=(), verilator_args=(),
+          make_vars=()):
     """Build the emitted ``top`` found in ``verilog_dir`` (``<top>.v`` and ``<top>.json``).
 
-    Returns a :class:`SimBuild`; a build of the same Verilog is reused.
+    ``verilator_args`` are added to Verilator's command line, ``make_vars`` (``"NAME=value"``) to the
+    make of the C++ model (e.g. ``OPT_FAST=-O1``); both are part of the build's identity and ignored by
+    Icarus. Returns a :class:`SimBuild`; a build of the same Verilog is reused.
     """
     from cocotb_tools.runner import get_runner
 
@@ -136,7 +139,7 @@ def build(verilog_dir, top, *, sim=None, waves=None, extra_sources=()):
     verilog_dir = Path(verilog_dir)
     sources = [verilog_dir / f"{top}.v", *map(Path, extra_sources)]
     if sim == "verilator":
-        build_args = ["-Wno-fatal", *VERILATOR_WAIVERS]
+        build_args = ["-Wno-fatal", *VERILATOR_WAIVERS, *verilator_args]
         if waves:
             build_args += ["--trace-fst", "--trace-structs"]
     else:
@@ -146,7 +149,8 @@ def build(verilog_dir, top, *, sim=None, waves=None, extra_sources=()):
     digest = hashlib.sha256()
     for src in sources:
         digest.update(src.read_bytes())
-    digest.update(json.dumps([sim, waves, build_args]).encode())
+    make_vars = list(make_vars) if sim == "verilator" else []
+    digest.update(json.dumps([sim, waves, build_args] + ([make_vars] if make_vars else [])).encode())
     build_dir = _build_root() / f"{sim}-{top}-{digest.hexdigest()[:16]}"
     manifest = build_dir / f"{top}.json"
     with _locked(build_dir.with_suffix(".lock")):
@@ -155,16 +159,25 @@ def build(verilog_dir, top, *, sim=None, waves=None, extra_sources=()):
             build_dir.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(verilog_dir / f"{top}.json", manifest)
             runner = get_runner(sim)
-            runner.build(
-                sources=sources,
-                hdl_toplevel=top,
-                build_dir=build_dir,
-                build_args=build_args,
-                timescale=("1ns", "1ps"),
-                waves=waves,
-                always=True,
-                log_file=build_dir / "build.log",
-            )
+            flags = os.environ.get("MAKEFLAGS")
+            if make_vars:
+                os.environ["MAKEFLAGS"] = " ".join([flags or "", *make_vars]).strip()
+            try:
+                runner.build(
+                    sources=sources,
+                    hdl_toplevel=top,
+                    build_dir=build_dir,
+                    build_args=build_args,
+                    timescale=("1ns", "1ps"),
+                    waves=waves,
+                    always=True,
+                    log_file=build_dir / "build.log",
+                )
+            finally:
+                if flags is None:
+                    os.environ.pop("MAKEFLAGS", None)
+                else:
+                    os.environ["MAKEFLAGS"] = flags
             stamp.write_text("ok\n")
     return SimBuild(sim=sim, top=top, build_dir=build_dir, manifest_path=manifest, waves=waves)
 

@@ -1,0 +1,136 @@
+"""Stress of the mesh network-on-chip at saturation (issue 6, "Stress"), with the synthesizable traffic
+generators, checkers and watchdog of :mod:`gen.noc_stress` around the mesh (bench: ``sim/tb/noc_stress.py``).
+
+Every run: mixed uniform random, transpose and hotspot traffic with 20% multicast (random masks), random
+packet lengths, every node injecting at saturation, 30% random ejection backpressure; then injection
+stops and the network must drain. Passing means: the watchdog (1000 cycles without a beat taken on any
+stream while deliveries are owed) never fired, every owed delivery was made (in-flight count back to 0,
+copies received == copies sent), no checker error (payload, destination, per-(source, destination) order,
+length), no drop, and every node's sent and received counts equal those the numpy model
+(:mod:`sim.golden.noc_stress`) computes from the number of packets each source sent.
+
+The long runs (4 x 4 for 10**6 cycles, 8 x 8 for 10**5) are ``slow``; they use Verilator, whose build
+dominates their cost (see the module constants for the reduced 8 x 8 mesh).
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from sim import runner
+from sim.golden import noc_stress as golden
+from sim.tb import noc_stress as bench
+
+# flit_width 16 carries the 16-bit sequence number in a head flit.
+STRESS_2X2 = {"kx": 2, "ky": 2, "flit_width": 16, "vcs": 2, "vc_depth": 4, "max_packet_flits": 4}
+STRESS_4X4 = {"kx": 4, "ky": 4, "flit_width": 16, "vcs": 2, "vc_depth": 4, "max_packet_flits": 4}
+# The 8 x 8 mesh is reduced (1 virtual channel, 2-flit buffers and packets) so that its emission and
+# Verilator build stay within the suite's budget.
+STRESS_8X8 = {"kx": 8, "ky": 8, "flit_width": 16, "vcs": 1, "vc_depth": 2, "max_packet_flits": 2}
+
+_BUILDS = {}
+
+
+def build_stress(noc):
+    key = json.dumps(noc, sort_keys=True)
+    if key not in _BUILDS:
+        _BUILDS[key] = bench.build(noc, name=f"noc_stress_{noc['kx']}x{noc['ky']}",
+                                   sim="verilator")
+    return _BUILDS[key]
+
+
+def run_stress(noc, cycles, seed, tmp_path, fault="none", **env):
+    sim_build = build_stress(noc)
+    out = tmp_path / f"stress_{fault}.json"
+    runner.run(sim_build, "sim.tb.noc_stress", testcase="stress", seed=seed,
+               extra_env={"ACCELGEN_STRESS_CYCLES": str(cycles), "ACCELGEN_RESULTS": str(out),
+                          "ACCELGEN_STRESS_FAULT": fault, **{k: str(v) for k, v in env.items()}})
+    result = json.loads(out.read_text())
+    print(f"{noc['kx']}x{noc['ky']} fault={fault} seed={seed}: {result['cycles']} cycles "
+          f"({result['injection_cycles']} injecting, {result['drain_cycles']} draining) in "
+          f"{result['wall_seconds']:.1f} s = {result['cycles_per_second']:.0f} cycles/s; "
+          f"{result['tx_packets_total']} packets ({result['tx_mcast_total']} multicast), "
+          f"{result['rx_packets_total']} copies delivered, "
+          f"{result['accepted_flits_per_node_cycle']:.3f} flits/node/cycle, longest stall "
+          f"{result['wd_max']} cycles; problems: {result['problems'] or 'none'}")
+    return result
+
+
+def check_passed(result, cycles):
+    assert result["problems"] == []
+    assert bench.verdict(result) == []
+    assert result["injection_cycles"] >= cycles
+    assert not result["wd_fired"] and result["wd_max"] < 1000
+    assert result["drained"] and result["in_flight"] == 0 and not result["active"]
+    assert result["rx_packets_total"] == result["tx_copies_total"] > 0
+    # The mix is what it claims to be: every pattern and multicast are present, multicast near 20%.
+    patterns = result["expected"]["patterns"]
+    assert all(p > 0 for p in patterns), patterns
+    assert 0.15 < result["tx_mcast_total"] / result["tx_packets_total"] < 0.25
+
+
+@pytest.mark.sim
+def test_stress_2x2_quick(seed, tmp_path):
+    """2 x 2 for 2 * 10**4 cycles at saturation: no watchdog, drained, no error, golden counts."""
+    cycles = 20_000
+    check_passed(run_stress(STRESS_2X2, cycles, seed, tmp_path), cycles)
+
+
+@pytest.mark.sim
+def test_stress_catches_corruption(seed, tmp_path):
+    """Not vacuous: one flipped data bit in one flit of node 0 is reported by a checker."""
+    result = run_stress(STRESS_2X2, 4000, seed, tmp_path, fault="corrupt")
+    assert result["errors_total"] >= 1 and result["error_any"]
+    assert any(k for k in result["err_kinds"])
+    assert any("checker errors" in p for p in result["problems"])
+    assert not result["wd_fired"] and result["drained"]
+
+
+@pytest.mark.sim
+def test_stress_watchdog_fires_on_stuck_ejection(seed, tmp_path):
+    """Not vacuous: when one node's ejection stream stops for good, the network stalls, the watchdog
+    fires and the drain does not complete."""
+    result = run_stress(STRESS_2X2, 8000, seed, tmp_path, fault="stuck", ACCELGEN_STRESS_DRAIN=3000)
+    assert result["wd_fired"]
+    assert 2000 <= result["wd_at"] <= 8000
+    assert not result["drained"] and result["in_flight"] > 0
+    assert any("watchdog" in p for p in result["problems"])
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_stress_4x4_million_cycles(seed, tmp_path):
+    cycles = 1_000_000
+    check_passed(run_stress(STRESS_4X4, cycles, seed, tmp_path), cycles)
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_stress_8x8(seed, tmp_path):
+    cycles = 100_000
+    check_passed(run_stress(STRESS_8X8, cycles, seed, tmp_path), cycles)
+
+
+def test_golden_constants_match_the_generator():
+    """The numpy model repeats the generator's constants; they must agree."""
+    from gen import noc_stress as hw
+    for name in ("SEQ_BITS", "FMIX_C1", "FMIX_C2", "GOLDEN", "MASK_K2", "MASK_K3"):
+        assert getattr(golden, name) == getattr(hw, name), name
+
+
+def test_golden_mix():
+    """The model's traffic mix: 51/256 multicast, a third of the rest each pattern, lengths 1 to max,
+    masks never empty, transpose an involution."""
+    h = golden.packet_hash(12345, 3, np.arange(20000))
+    d = golden.decisions(h, kx=4, ky=4, max_packet_flits=4, src=3)
+    assert abs(d["mcast"].mean() - 51 / 256) < 0.01
+    uni = d["pattern"][~d["mcast"]]
+    assert all(abs((uni == k).mean() - 1 / 3) < 0.02 for k in range(3))
+    assert set(d["length"]) == {1, 2, 3, 4}
+    assert d["dests"].any(axis=1).all()
+    assert (d["dests"].sum(axis=1)[~d["mcast"]] == 1).all()
+    assert (d["dests"][~d["mcast"] & (d["pattern"] == 1)].argmax(axis=1) == 12).all()
+    for kx, ky in ((4, 4), (3, 2), (8, 8)):
+        assert [golden.transpose(kx, ky, golden.transpose(kx, ky, n))
+                for n in range(kx * ky)] == list(range(kx * ky))
