@@ -93,7 +93,7 @@ def test_stress_watchdog_fires_on_stuck_ejection(seed, tmp_path):
     fires and the drain does not complete."""
     result = run_stress(STRESS_2X2, 8000, seed, tmp_path, fault="stuck", ACCELGEN_STRESS_DRAIN=3000)
     assert result["wd_fired"]
-    assert 2000 <= result["wd_at"] <= 8000
+    assert 2999 <= result["wd_at"] <= 8000 + 3000
     assert not result["drained"] and result["in_flight"] > 0
     assert any("watchdog" in p for p in result["problems"])
 

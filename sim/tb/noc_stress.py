@@ -130,9 +130,12 @@ async def stress(dut):
         else:
             dut.hold.value = 1 << par["hotspot"]
         await run_cycles(dut, cycles - first - 1)
+    while not int(dut.wd_fired.value) and int(dut.cycles.value) < cycles:
+        await RisingEdge(dut.clk)
+    await ReadOnly()
+    run_cycles_done = int(dut.cycles.value)
     await RisingEdge(dut.clk)
     dut.stop.value = 1
-    run_cycles_done = int(dut.cycles.value)
     drained = False
     t0 = run_cycles_done
     while int(dut.cycles.value) - t0 < drain_limit:
@@ -179,10 +182,23 @@ async def stress(dut):
         assert not problems, "; ".join(problems)
 
 
-def build(noc, *, name, sim=None, verilator_args=(), make_vars=(), **options):
+# Verilator builds of the stress tops: only the top's ports are visible to cocotb (a configuration file
+# instead of cocotb's --public-flat-rw, which keeps every net of the mesh and triples the C++), and the
+# model's C++ is compiled with OPT_FAST (Verilator's default -Os is slower to compile).
+VERILATOR_ARGS = ("--no-public-flat-rw",)
+OPT_FAST = "-O1"
+
+
+def ports_vlt(manifest):
+    """A Verilator configuration file making the top's ports (and only them) visible over VPI."""
+    top = manifest["top"]
+    return "`verilator_config\n" + "".join(
+        f'public_flat_rw -module "{top}" -var "{port["name"]}"\n' for port in manifest["ports"])
+
+
+def build(noc, *, name, sim=None, opt_fast=OPT_FAST, **options):
     """Emit the stress top around the mesh of ``noc`` (a ``[noc]`` section dict) and build it; the
-    :class:`sim.runner.SimBuild`. Emission goes to a folder keyed by the generator and the options;
-    ``verilator_args`` and ``make_vars`` go to :func:`sim.runner.build`."""
+    :class:`sim.runner.SimBuild`. Emission goes to a folder keyed by the generator and the options."""
     import hashlib
 
     from gen.config import parse_config
@@ -191,15 +207,20 @@ def build(noc, *, name, sim=None, verilator_args=(), make_vars=(), **options):
     from sim import runner
 
     config = parse_config({"noc": dict(noc, top=name)})
-    key = json.dumps([noc, name, options], sort_keys=True) + runner._generator_digest()
+    key = json.dumps([noc, name, options, "vlt"], sort_keys=True) + runner._generator_digest()
     out = runner._build_root() / "rtl" / ("stress-" + hashlib.sha256(key.encode()).hexdigest()[:16])
     with runner._locked(out.with_suffix(".lock")):
         if not (out / ".complete").exists():
             out.mkdir(parents=True, exist_ok=True)
             top = stress_top(config.noc, name=name, **options)
+            manifest = manifest_of(top, config)
             (out / f"{name}.v").write_text(to_verilog(top), encoding="utf-8")
-            (out / f"{name}.json").write_text(
-                json.dumps(manifest_of(top, config), indent=2, sort_keys=True) + "\n",
-                encoding="utf-8")
+            (out / f"{name}.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n",
+                                              encoding="utf-8")
+            (out / f"{name}.vlt").write_text(ports_vlt(manifest), encoding="utf-8")
             (out / ".complete").write_text("ok\n")
-    return runner.build(out, name, sim=sim, verilator_args=verilator_args, make_vars=make_vars)
+    if runner.simulator(sim) != "verilator":
+        return runner.build(out, name, sim=sim)
+    return runner.build(out, name, sim=sim, extra_sources=[out / f"{name}.vlt"],
+                        verilator_args=VERILATOR_ARGS,
+                        make_vars=[f"OPT_FAST={opt_fast}"] if opt_fast else [])
