@@ -115,7 +115,7 @@ async def stress(dut):
     dut.rst.value = 0
     for _ in range(3):
         await RisingEdge(dut.clk)
-    wall = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     dut.enable.value = 1
     if fault == "none":
         await run_cycles(dut, cycles)
@@ -149,13 +149,14 @@ async def stress(dut):
         await RisingEdge(dut.clk)
     await RisingEdge(dut.clk)
     drain_cycles = int(dut.cycles.value) - t0
-    wall = time.perf_counter() - wall
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     r = await read_counters(dut, man)
     r.update({
         "seed": seed, "fault": fault, "stall": stall, "nodes": nodes,
         "kx": par["kx"], "ky": par["ky"], "cycles_requested": cycles,
         "injection_cycles": run_cycles_done, "drain_cycles": drain_cycles, "drained": drained,
         "wall_seconds": wall, "cycles_per_second": r["cycles"] / wall if wall else 0,
+        "cpu_seconds": cpu, "cycles_per_cpu_second": r["cycles"] / cpu if cpu else 0,
         "err_kind_names": par["err_kinds"], "errors_total": sum(r["errors"]),
         "tx_packets_total": sum(r["tx_packets"]), "tx_copies_total": sum(r["tx_copies"]),
         "rx_packets_total": sum(r["rx_packets"]), "rx_flits_total": sum(r["rx_flits"]),
@@ -172,10 +173,12 @@ async def stress(dut):
         with open(os.environ["ACCELGEN_RESULTS"], "w", encoding="utf-8") as f:
             json.dump(r, f, indent=1)
     dut._log.info(
-        "stress %dx%d seed %d: %d cycles (%d injecting, %d draining) in %.1f s = %.0f cycles/s; "
+        "stress %dx%d seed %d: %d cycles (%d injecting, %d draining) in %.1f s = %.0f cycles/s "
+        "(%.0f per CPU second); "
         "%d packets sent (%d multicast), %d copies and %d flits delivered, %.3f flits/node/cycle; "
         "longest stall %d cycles; problems: %s", par["kx"], par["ky"], seed, r["cycles"],
-        run_cycles_done, drain_cycles, wall, r["cycles_per_second"], r["tx_packets_total"],
+        run_cycles_done, drain_cycles, wall, r["cycles_per_second"], r["cycles_per_cpu_second"],
+        r["tx_packets_total"],
         r["tx_mcast_total"], r["rx_packets_total"], r["rx_flits_total"],
         r["accepted_flits_per_node_cycle"], r["wd_max"], problems or "none")
     if fault == "none":
