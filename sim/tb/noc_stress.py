@@ -42,7 +42,7 @@ def verdict(r):
         problems.append(f"not drained: {r['in_flight']} flit deliveries owed, generators active "
                         f"{r['active']}, after {r['drain_cycles']} cycles")
     if r["errors_total"] or r["error_any"]:
-        bad = {n: (e, k) for n, (e, k) in enumerate(zip(r["errors"], r["err_kinds"])) if e or k}
+        bad = {n: (e, k) for n, (e, k) in enumerate(zip(r["errors"], r["err_kinds"], strict=True)) if e or k}
         problems.append(f"checker errors (node: (packets, kinds)): {bad}; kinds bits "
                         f"{r['err_kind_names']}")
     if r["drops"]:
@@ -52,7 +52,7 @@ def verdict(r):
     exp = r["expected"]
     for name in ("tx_flits", "tx_mcast", "tx_copies", "rx_packets", "rx_flits"):
         if r[name] != exp[name]:
-            diff = [(n, a, b) for n, (a, b) in enumerate(zip(r[name], exp[name])) if a != b]
+            diff = [(n, a, b) for n, (a, b) in enumerate(zip(r[name], exp[name], strict=True)) if a != b]
             problems.append(f"{name} differs from the golden model at (node, rtl, golden) "
                             f"{diff[:6]}")
     return problems
