@@ -19,6 +19,8 @@ BENCHES = {
     "softmax": ("sim.bench.softmax", "softmax unit: error against internal widths (table, plot, "
                 "Yosys cells), latency and throughput"),
     "noc": ("sim.bench.noc", "mesh NoC: latency against offered load and accepted throughput"),
+    "noc-stress": ("sim.bench.noc_stress", "mesh NoC at saturation for 10^6 cycles (4x4) and 10^5 "
+                   "(8x8) with synthesizable traffic generators, checkers and a watchdog"),
 }
 
 

@@ -9,56 +9,23 @@ copies received == copies sent), no checker error (payload, destination, per-(so
 length), no drop, and every node's sent and received counts equal those the numpy model
 (:mod:`sim.golden.noc_stress`) computes from the number of packets each source sent.
 
-The long runs (4 x 4 for 10**6 cycles, 8 x 8 for 10**5) are ``slow`` and use Verilator (Icarus runs this
-top at about 60 cycles/s). The 8 x 8 top is about 370k lines of Verilog: its emission alone takes over
-two minutes of CPU and its Verilator build several more, beyond the suite's budget, so it runs only with
-``ACCELGEN_NOC_STRESS_8X8=1``.
+The 4 x 4 run for 10**6 cycles is ``slow``; all use Verilator (Icarus runs this top at about 60
+cycles/s). The 8 x 8 run for 10**5 cycles is in ``accelgen bench noc-stress`` (:mod:`sim.bench.noc_stress`):
+its top is about 370k lines of Verilog, and its emission and Verilator build take about 8 CPU-minutes,
+beyond the suite's budget.
 """
-
-import json
-import os
 
 import numpy as np
 import pytest
 
-from sim import runner
+from sim.bench import noc_stress as stress
+from sim.bench.noc_stress import STRESS_2X2, STRESS_4X4
 from sim.golden import noc_stress as golden
 from sim.tb import noc_stress as bench
 
-# flit_width 16 carries the 16-bit sequence number in a head flit.
-STRESS_2X2 = {"kx": 2, "ky": 2, "flit_width": 16, "vcs": 2, "vc_depth": 4, "max_packet_flits": 4}
-STRESS_4X4 = {"kx": 4, "ky": 4, "flit_width": 16, "vcs": 2, "vc_depth": 4, "max_packet_flits": 4}
-# The 8 x 8 mesh is reduced (1 virtual channel, 2-flit buffers and packets) so that its emission and
-# Verilator build stay within the suite's budget.
-STRESS_8X8 = {"kx": 8, "ky": 8, "flit_width": 16, "vcs": 1, "vc_depth": 2, "max_packet_flits": 2}
-
-_BUILDS = {}
-
-
-def build_stress(noc):
-    key = json.dumps(noc, sort_keys=True)
-    if key not in _BUILDS:
-        _BUILDS[key] = bench.build(noc, name=f"noc_stress_{noc['kx']}x{noc['ky']}",
-                                   sim="verilator")
-    return _BUILDS[key]
-
 
 def run_stress(noc, cycles, seed, tmp_path, fault="none", **env):
-    sim_build = build_stress(noc)
-    out = tmp_path / f"stress_{fault}.json"
-    runner.run(sim_build, "sim.tb.noc_stress", testcase="stress", seed=seed,
-               extra_env={"ACCELGEN_STRESS_CYCLES": str(cycles), "ACCELGEN_RESULTS": str(out),
-                          "ACCELGEN_STRESS_FAULT": fault, **{k: str(v) for k, v in env.items()}})
-    result = json.loads(out.read_text())
-    print(f"{noc['kx']}x{noc['ky']} fault={fault} seed={seed}: {result['cycles']} cycles "
-          f"({result['injection_cycles']} injecting, {result['drain_cycles']} draining) in "
-          f"{result['wall_seconds']:.1f} s = {result['cycles_per_second']:.0f} cycles/s "
-          f"({result['cycles_per_cpu_second']:.0f} per CPU second); "
-          f"{result['tx_packets_total']} packets ({result['tx_mcast_total']} multicast), "
-          f"{result['rx_packets_total']} copies delivered, "
-          f"{result['accepted_flits_per_node_cycle']:.3f} flits/node/cycle, longest stall "
-          f"{result['wd_max']} cycles; problems: {result['problems'] or 'none'}")
-    return result
+    return stress.run_stress(noc, cycles, seed, tmp_path, fault, **env)
 
 
 def check_passed(result, cycles):
@@ -107,15 +74,6 @@ def test_stress_watchdog_fires_on_stuck_ejection(seed, tmp_path):
 def test_stress_4x4_million_cycles(seed, tmp_path):
     cycles = 1_000_000
     check_passed(run_stress(STRESS_4X4, cycles, seed, tmp_path), cycles)
-
-
-@pytest.mark.sim
-@pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("ACCELGEN_NOC_STRESS_8X8", "") in ("", "0"),
-                    reason="8 x 8 stress top: minutes of emission and C++; set ACCELGEN_NOC_STRESS_8X8=1")
-def test_stress_8x8(seed, tmp_path):
-    cycles = 100_000
-    check_passed(run_stress(STRESS_8X8, cycles, seed, tmp_path), cycles)
 
 
 def test_golden_constants_match_the_generator():
