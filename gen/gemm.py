@@ -10,6 +10,7 @@ from .lib.formats import (
     INT_MODE_NAMES,
     MODE_CODE_WIDTH,
     fp_acc_width,
+    max_k_tiles,
     mode_by_name,
     vsq_partial_width,
 )
@@ -123,10 +124,17 @@ class GemmEngine(wiring.Component):
     Per-vector scaled (VS-Quant) operation (Dai et al., MLSys 2021; Keller et al., VLSI 2022), built
     where ``vsq_vector_sizes`` is not empty: a command with ``vsq = 1`` in an integer mode computes
     ``acc[m, n] = sum_v s_qw[v, n] * s_qa[m, v] * sum_(i in v) A[m, i] * W[i, n]`` for vectors of V = ``vsq_vector_sizes[vsel]`` consecutive reduction elements (the last one
-    shorter when V does not divide K), bit-exact with :func:`sim.golden.vsq.vsq_gemm`. V must be a
-    multiple of every integer mode's k tile (R in INT8 and W4A8, 2R in INT4; the configuration
-    checks it), so every k tile lies inside one vector and each column sum leaving the array belongs
-    to one vector. A scaling unit per column keeps a vector partial sum per row m (a memory beside
+    shorter when V does not divide K), bit-exact with :func:`sim.golden.vsq.vsq_gemm`. Any V
+    works on any array height: a VSQ command walks each vector in k tiles of its own, ``ceil(V /
+    tile)`` of them (tile = R in INT8 and W4A8, 2R in INT4), so every k tile lies inside one vector
+    and each column sum leaving the array belongs to one vector. Where the tile divides V this is
+    the plain tiling; where it does not, the vector's last tile is padded: lanes past the vector's
+    end (like lanes past K) are don't-care, the loader zeroes those weights, and the vector costs
+    ``ceil(V / tile) * tile`` reduction slots instead of V (utilization ``V / (ceil(V / tile) *
+    tile)``: R = 3, V = 16: 16 of 18, 89 %; R = 16 in INT4, V = 16: 16 of 32, 50 %). The streams
+    follow :func:`sim.golden.gemm.k_tiles` (``weight_beats`` / ``act_beats`` with
+    ``vector_size``), and the activation buffer holds ``max_m`` times the most tiles
+    (:func:`gen.lib.formats.max_k_tiles`). A scaling unit per column keeps a vector partial sum per row m (a memory beside
     the accumulator): the k tiles of a vector add into ``vpart[m]``; on the vector's last k tile the
     completed sum is multiplied by the M-bit unsigned scales ``s_qw[v, n] * s_qa[m, v]`` and added
     to ``acc[m]`` (2 more pipeline stages). The scales travel with the data: lane c of ``w.scale``
@@ -194,9 +202,8 @@ class GemmEngine(wiring.Component):
         if self._vsizes and not self._vsq_modes:
             raise ValueError("vsq_vector_sizes needs an integer mode")
         for v in self._vsizes:
-            if v & (v - 1) or any(v % (rows * mode_by_name(n).k_per_row) for n in self._vsq_modes):
-                raise ValueError(f"V = {v}: must be a power of two and a multiple of every integer "
-                                 f"mode's k tile")
+            if v < 1:
+                raise ValueError(f"V = {v}: must be at least 1")
         self._rows = rows
         self._cols = cols
         self._modes = tuple(modes)
@@ -233,8 +240,10 @@ class GemmEngine(wiring.Component):
 
     @property
     def act_buffer_depth(self):
-        """Words of the activation buffer: ``max_m * ceil(max_k / rows)``."""
-        return self._max_m * -(-self._max_k // self._rows)
+        """Words of the activation buffer: ``max_m`` times the most k tiles of a command
+        (:func:`gen.lib.formats.max_k_tiles`: ``ceil(max_k / rows)``, more where VSQ pads
+        vectors)."""
+        return self._max_m * max_k_tiles(self._rows, self._modes, self._vsizes, self._max_k)
 
     @property
     def fp_acc_width(self):
@@ -299,6 +308,8 @@ class GemmEngine(wiring.Component):
             return out
 
         k_width = self._max_k.bit_length() + 2
+        kd_width = max(k_width, (2 * R).bit_length())      # a k tile's depth
+        v_width = max(self._vsizes, default=1).bit_length()  # V
         n_width = self._max_n.bit_length() + 1
 
         # Weight banks: `full` is set by the loader when a bank holds a tile, cleared by the feeder when
@@ -369,7 +380,7 @@ class GemmEngine(wiring.Component):
         ld_row = Signal(range(max(R, 2)))
         ld_krow = Signal(k_width)     # reduction index of the row's (low) element
         ld_bank = Signal()
-        ld_kdepth = per_mode(ld_mode, [R * md.k_per_row for md in modes], k_width, "ld_kdepth")
+        ld_kdepth = per_mode(ld_mode, [R * md.k_per_row for md in modes], kd_width, "ld_kdepth")
         ld_kstep = per_mode(ld_mode, [md.k_per_row for md in modes], 2, "ld_kstep")
         ld_is_w4a8 = per_mode(ld_mode, [int(md.name == "w4a8") for md in modes], 1, "ld_is_w4a8")
         ld_is_int4 = per_mode(ld_mode, [int(md.name == "int4") for md in modes], 1, "ld_is_int4")
@@ -382,9 +393,22 @@ class GemmEngine(wiring.Component):
         # In W4A8 a beat fills two rows, low nibbles first; it is taken with the second (or the last row).
         take_beat = Signal()
         m.d.comb += take_beat.eq(~ld_is_w4a8 | ld_row[0] | (ld_row == R - 1))
+        if self._vsizes:
+            # A VSQ command's k tiles never cross a vector's end: `ld_end` is the end of the
+            # current vector (or K); lanes past it are ignored, and the next tile starts there.
+            ld_vsq = Signal()
+            ld_vsel = Signal(vsel_width(self._vsizes))
+            ld_vbase = Signal(k_width)
+            ld_vsize = per_mode(ld_vsel, list(self._vsizes), v_width, "ld_vsize")
+            ld_vnext = Signal(k_width + 1)
+            ld_end = Signal(k_width)
+            m.d.comb += [ld_vnext.eq(ld_vbase + ld_vsize),
+                         ld_end.eq(Mux(ld_vsq & (ld_vnext < ld_k), ld_vnext, ld_k))]
+        else:
+            ld_end = ld_k
         lo_ok = Signal()
         hi_ok = Signal()
-        m.d.comb += [lo_ok.eq(ld_krow < ld_k), hi_ok.eq(ld_krow + 1 < ld_k)]
+        m.d.comb += [lo_ok.eq(ld_krow < ld_end), hi_ok.eq(ld_krow + 1 < ld_end)]
         for c in range(C):
             byte = self.w.payload.data[c]
             col_ok = Signal(name=f"ld_col_ok_{c}")
@@ -414,6 +438,9 @@ class GemmEngine(wiring.Component):
                         m.d.comb += desc_fifo.w_en.eq(1)
                         m.d.sync += [ld_n.eq(cmd.n), ld_k.eq(cmd.k), ld_mode.eq(cmd_mode_idx),
                                      ld_n0.eq(0), ld_k0.eq(0), ld_row.eq(0), ld_krow.eq(0)]
+                        if self._vsizes:
+                            m.d.sync += [ld_vsq.eq(cmd.vsq), ld_vsel.eq(cmd.vsel),
+                                         ld_vbase.eq(0)]
                         m.next = "LOAD"
                     with m.Elif(errors != 0xFFFF):
                         m.d.sync += errors.eq(errors + 1)
@@ -432,11 +459,21 @@ class GemmEngine(wiring.Component):
                     with m.If(ld_row == R - 1):
                         m.d.comb += full_set.eq(Mux(ld_bank, 0b10, 0b01))
                         m.d.sync += [ld_bank.eq(~ld_bank), ld_row.eq(0)]
-                        with m.If(ld_k0 + ld_kdepth >= ld_k):
+                        if self._vsizes:
+                            with m.If((ld_k0 + ld_kdepth >= ld_end) & (ld_end < ld_k)):
+                                # the vector's last tile: the next vector starts at its end
+                                m.d.sync += [ld_k0.eq(ld_end), ld_krow.eq(ld_end),
+                                             ld_vbase.eq(ld_end)]
+                        last_tile = ld_k0 + ld_kdepth >= ld_k
+                        if self._vsizes:
+                            last_tile = (ld_k0 + ld_kdepth >= ld_end) & (ld_end >= ld_k)
+                        with m.If(last_tile):
                             m.d.sync += [ld_k0.eq(0), ld_krow.eq(0), ld_n0.eq(ld_n0 + C)]
+                            if self._vsizes:
+                                m.d.sync += ld_vbase.eq(0)
                             with m.If(ld_n0 + C >= ld_n):
                                 m.next = "IDLE"
-                        with m.Else():
+                        with m.Elif(ld_k0 + ld_kdepth < ld_end) if self._vsizes else m.Else():
                             m.d.sync += [ld_k0.eq(ld_k0 + ld_kdepth), ld_krow.eq(ld_k0 + ld_kdepth)]
 
         # ---- feeder: activation rows into the array --------------------------------------------------
@@ -453,14 +490,30 @@ class GemmEngine(wiring.Component):
         fd_addr = Signal(range(depth_words + 1))
         fd_first_pass = Signal()
         fd_bank = Signal()
-        fd_kdepth = per_mode(fd.mode, [R * md.k_per_row for md in modes], k_width, "fd_kdepth")
+        fd_kdepth = per_mode(fd.mode, [R * md.k_per_row for md in modes], kd_width, "fd_kdepth")
         outstanding = Signal(range(self._out_fifo_depth + 1))
 
         last_k = Signal()
         last_n = Signal()
         last_m = Signal()
-        m.d.comb += [last_k.eq(fd_k0 + fd_kdepth >= fd.k), last_n.eq(fd_n0 + C >= fd.n),
-                     last_m.eq(fd_m + 1 == fd.m)]
+        if self._vsizes:
+            # A VSQ command's vector v covers reduction elements v * V to min(v * V + V, K) - 1
+            # (`fd_vbase` to `fd_end` - 1) in k tiles of its own: ceil(V / tile) of them, the last
+            # one padded where the tile does not divide V. Plain commands: one "vector" of K.
+            fd_vbase = Signal(k_width)
+            fd_vsize = per_mode(fd.vsel, list(self._vsizes), v_width, "fd_vsize")
+            fd_vnext = Signal(k_width + 1)
+            fd_end = Signal(k_width)
+            vsq_first_kv = Signal()
+            vsq_last_kv = Signal()
+            m.d.comb += [fd_vnext.eq(fd_vbase + fd_vsize),
+                         fd_end.eq(Mux(fd.vsq & (fd_vnext < fd.k), fd_vnext, fd.k)),
+                         vsq_first_kv.eq(fd_k0 == fd_vbase),
+                         vsq_last_kv.eq(fd_k0 + fd_kdepth >= fd_end),
+                         last_k.eq(vsq_last_kv & (fd_end >= fd.k))]
+        else:
+            m.d.comb += last_k.eq(fd_k0 + fd_kdepth >= fd.k)
+        m.d.comb += [last_n.eq(fd_n0 + C >= fd.n), last_m.eq(fd_m + 1 == fd.m)]
         credit_ok = Signal()
         m.d.comb += credit_ok.eq(~last_k | (outstanding < self._out_fifo_depth))
         issue = Signal()
@@ -494,13 +547,6 @@ class GemmEngine(wiring.Component):
                   else self.a.payload.data.as_value())
         m.d.comb += [act_wr.addr.eq(fd_addr), act_wr.data.eq(a_word), act_rd.addr.eq(fd_addr)]
         if self._vsizes:
-            # Vector boundaries of the feeder's k tile (V is a power of two and a multiple of it).
-            fd_vmask = per_mode(fd.vsel, [v - 1 for v in self._vsizes], k_width, "fd_vmask")
-            fd_vsize = per_mode(fd.vsel, list(self._vsizes), k_width, "fd_vsize")
-            vsq_first_kv = Signal()
-            vsq_last_kv = Signal()
-            m.d.comb += [vsq_first_kv.eq((fd_k0 & fd_vmask) == 0),
-                         vsq_last_kv.eq((((fd_k0 + fd_kdepth) & fd_vmask) == 0) | last_k)]
             s1_sa = Signal(sb_bits)
         m.d.sync += s1.valid.eq(issue)
         with m.FSM(name="feeder") as feeder_fsm:
@@ -509,6 +555,8 @@ class GemmEngine(wiring.Component):
                 with m.If(desc_fifo.r_rdy):
                     m.d.sync += [fd.eq(desc_fifo.r_data), fd_m.eq(0), fd_k0.eq(0), fd_n0.eq(0),
                                  fd_addr.eq(0), fd_first_pass.eq(1)]
+                    if self._vsizes:
+                        m.d.sync += fd_vbase.eq(0)
                     m.next = "RUN"
             with m.State("RUN"):
                 ready = Signal()
@@ -528,7 +576,7 @@ class GemmEngine(wiring.Component):
                     if self._pmb:
                         m.d.sync += [s1.out.eq(fd.out), s1.relu.eq(fd.relu), s1.bank.eq(fd_bank)]
                     m.d.sync += [
-                        s1.first_k.eq(Mux(fd.vsq, fd_k0 < fd_vsize, fd_k0 == 0) if self._vsizes
+                        s1.first_k.eq(Mux(fd.vsq, fd_vbase == 0, fd_k0 == 0) if self._vsizes
                                       else fd_k0 == 0),
                         s1.last_k.eq(last_k),
                         s1.last.eq(last_k & last_n & last_m), s1.m.eq(fd_m),
@@ -543,9 +591,15 @@ class GemmEngine(wiring.Component):
                             with m.If(fd_bank == b):
                                 m.d.sync += drain[b].eq(drain_init)
                         m.d.sync += [fd_m.eq(0), fd_bank.eq(~fd_bank), fd_k0.eq(fd_k0 + fd_kdepth)]
+                        if self._vsizes:
+                            with m.If(vsq_last_kv):
+                                # the next vector starts at this one's end (0 after the last)
+                                m.d.sync += [fd_k0.eq(fd_end), fd_vbase.eq(fd_end)]
                         with m.If(last_k):
                             m.d.sync += [fd_k0.eq(0), fd_n0.eq(fd_n0 + C), fd_addr.eq(0),
                                          fd_first_pass.eq(0)]
+                            if self._vsizes:
+                                m.d.sync += fd_vbase.eq(0)
                             with m.If(last_n):
                                 m.next = "IDLE"
 

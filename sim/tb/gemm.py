@@ -105,9 +105,11 @@ class GemmTB:
         pay = self.man.payloads
         code = self.codes[mode] if code is None else code
         # FP8 padding lanes (past K or N) carry NaN codes: the engine must ignore them.
-        pad = 0x7F if mode in golden.FP_MODES else 0
-        wbeats = golden.weight_beats(w, mode, self.rows, self.cols, pad=pad)
-        abeats = golden.act_beats(a, mode, self.rows, pad=pad)
+        # VSQ: padding lanes (past K, N or a vector's end) carry -3: the engine must ignore them.
+        pad = 0x7F if mode in golden.FP_MODES else 0 if vsq is None else -3
+        v = None if vsq is None else vsq[0]
+        wbeats = golden.weight_beats(w, mode, self.rows, self.cols, pad=pad, vector_size=v)
+        abeats = golden.act_beats(a, mode, self.rows, pad=pad, vector_size=v)
         cmd = dict(m=m, n=n, k=k, mode=code)
         wfields = [dict(data=beat) for beat in wbeats]
         afields = [dict(data=beat) for beat in abeats]
@@ -129,7 +131,7 @@ class GemmTB:
             output, relu, mult, shift = post
             cmd.update(out=POST_OUTPUTS.index(output), relu=int(relu))
             for name, values in (("mult", mult), ("shift", shift)):
-                lanes = golden.column_param_beats(values, mode, self.rows, self.cols, k)
+                lanes = golden.column_param_beats(values, mode, self.rows, self.cols, k, v)
                 for f, lane in zip(wfields, lanes, strict=True):
                     f[name] = lane
             y = golden_vsq.postprocess(y, mult, shift, relu=relu, output=output)
@@ -169,7 +171,8 @@ def _cycle_budget(tb, cases, gap, stall):
     rows and a weight load plus the array's drain."""
     cycles = 1000
     for case in cases:
-        tiles = -(-case["n"] // tb.cols) * -(-case["k"] // tb.rows)
+        tiles = -(-case["n"] // tb.cols) * golden.k_tile_count(case["k"], case["mode"], tb.rows,
+                                                                 case.get("vsq"))
         cycles += tiles * (case["m"] + 2 * tb.rows + tb.cols + 8) + case["m"]
     return int(4 * cycles / max(0.05, (1 - gap) * (1 - stall)))
 
