@@ -184,6 +184,9 @@ class GemmConfig:
     vsq_post_mult_bits: int = _int_field(
         0, 0, 32, "bits of the per-column post-processing multiplier (0: no post-processing unit; "
         "with or without VSQ, integer modes)")
+    vsq_post_row_mult_bits: int = _int_field(
+        0, 0, 32, "bits of the post-processing unit's per-row multiplier (streamed with row m of "
+        "A, with a 6-bit shift); 0: none")
 
     def _validate(self):
         need = gemm_acc_width_needed(self.max_k)
@@ -197,6 +200,10 @@ class GemmConfig:
                               "the post-processing unit scales integer accumulators")
         if self.vsq_post_mult_bits == 1:
             raise ConfigError("gemm.vsq_post_mult_bits", 1, "must be 0 (none) or from 2 to 32")
+        if self.vsq_post_row_mult_bits and not self.vsq_post_mult_bits:
+            raise ConfigError("gemm.vsq_post_row_mult_bits", self.vsq_post_row_mult_bits,
+                              "must be 0 unless gemm.vsq_post_mult_bits is set (the per-row "
+                              "factor is part of the post-processing unit)")
         if self.vsq_vector_sizes:
             ints = [n for n in self.modes if n in INT_MODE_NAMES]
             if not ints:

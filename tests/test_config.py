@@ -33,7 +33,8 @@ def test_default_config_is_valid():
      "gemm.out_fifo_depth = 3: must be an integer from 4 to 4096"),
     ({"gemm": {"colls": 8}},
      "gemm.colls = 8: unknown key; allowed keys are top, rows, cols, modes, acc_width, max_m, "
-     "max_n, max_k, out_fifo_depth, vsq_vector_sizes, vsq_scale_bits, vsq_post_mult_bits"),
+     "max_n, max_k, out_fifo_depth, vsq_vector_sizes, vsq_scale_bits, vsq_post_mult_bits, "
+     "vsq_post_row_mult_bits"),
     ({"gemm": {"modes": ["int8", "int2"]}},
      'gemm.modes = ["int8", "int2"]: must be a non-empty list of distinct names from: int8, int4, '
      "w4a8, fp8_e4m3, fp8_e5m2"),
@@ -59,6 +60,11 @@ def test_default_config_is_valid():
      "w4a8): the post-processing unit scales integer accumulators"),
     ({"gemm": {"vsq_post_mult_bits": 1}},
      "gemm.vsq_post_mult_bits = 1: must be 0 (none) or from 2 to 32"),
+    ({"gemm": {"vsq_post_row_mult_bits": 8}},
+     "gemm.vsq_post_row_mult_bits = 8: must be 0 unless gemm.vsq_post_mult_bits is set (the "
+     "per-row factor is part of the post-processing unit)"),
+    ({"gemm": {"vsq_post_mult_bits": 8, "vsq_post_row_mult_bits": 33}},
+     "gemm.vsq_post_row_mult_bits = 33: must be an integer from 0 to 32"),
     ({"fft": {}}, "fft = {}: unknown section; allowed sections are gemm, softmax, noc, flow"),
     ({}, "config = {}: must have at least one section of: gemm, softmax, noc"),
     ({"flow": {}}, "config = {flow = {}}: must have at least one section of: gemm, softmax, noc"),

@@ -98,12 +98,12 @@ def test_vsq_extremes_cannot_overflow(tmp_path, seed, traffic):
 
 
 def post_cases(rng):
-    """Post-processed GEMMs (INT8 and INT4 outputs, with and without ReLU) of every mode, VSQ and
-    plain, between accumulator-output ones."""
+    """Post-processed GEMMs (INT8, INT4 and FP32 outputs, with and without ReLU) of every mode,
+    VSQ and plain, between accumulator-output ones."""
     g = VSQ["gemm"]
     cases = []
     for mode in MODES:
-        for output in ("int8", "int4"):
+        for output in ("int8", "int4", "fp32"):
             for relu in (False, True):
                 for vsq in (16, 32, None):
                     m = int(rng.integers(1, g["max_m"] + 1))

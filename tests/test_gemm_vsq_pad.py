@@ -2,7 +2,8 @@
 ceil(V / tile) k tiles of its own, the last one padded (:func:`sim.golden.gemm.k_tiles`).
 
 Bench: ``sim/tb/gemm.py``. Engines: R = 3 (int8 and w4a8 tile 3, int4 tile 6: V = 16 takes 6 and
-3 tiles, V = 32 takes 11 and 6) in the quick subset, and R = 16 with INT4 (tile 32 > V = 16: one
+3 tiles, V = 32 takes 11 and 6; with the post unit and per-row factors behind the VSQ unit) in
+the quick subset, and R = 16 with INT4 (tile 32 > V = 16: one
 half-empty tile per vector) marked slow. Padding lanes of the streams carry junk (-3) that the
 engine must ignore.
 """
@@ -20,7 +21,8 @@ from tests.conftest import build_block, write_json
 MODES = ("int8", "int4", "w4a8")
 R3 = {"gemm": {"top": "gemm_vsq_r3", "rows": 3, "cols": 2, "modes": list(MODES),
                "max_m": 4, "max_n": 4, "max_k": 40, "acc_width": 31, "out_fifo_depth": 4,
-               "vsq_vector_sizes": [16, 32], "vsq_scale_bits": 4}}
+               "vsq_vector_sizes": [16, 32], "vsq_scale_bits": 4, "vsq_post_mult_bits": 10,
+               "vsq_post_row_mult_bits": 6}}
 R16 = {"gemm": {"top": "gemm_vsq_r16", "rows": 16, "cols": 2, "modes": ["int8", "int4"],
                 "max_m": 3, "max_n": 3, "max_k": 80, "acc_width": 32, "out_fifo_depth": 4,
                 "vsq_vector_sizes": [16, 32], "vsq_scale_bits": 4}}
@@ -50,6 +52,14 @@ def pad_cases(rng, g, extremes=True):
                               "kind": str(rng.choice(["min", "max"])), "vsq": v,
                               "scales": "max"})
         cases.append({"mode": mode, "m": 2, "n": 3, "k": g["max_k"] - 1, "kind": "uniform"})
+        if g.get("vsq_post_mult_bits"):
+            # the post unit behind the VSQ unit, with per-row factors: INT8 / INT4 / FP32
+            for output in ("int8", "int4", "fp32"):
+                cases.append({"mode": mode, "m": int(rng.integers(1, g["max_m"] + 1)),
+                              "n": int(rng.integers(1, g["max_n"] + 1)),
+                              "k": int(rng.integers(1, g["max_k"] + 1)), "kind": "uniform",
+                              "vsq": int(rng.choice(g["vsq_vector_sizes"])), "scales": "mixed",
+                              "post": output, "relu": bool(rng.integers(0, 2)), "row": True})
     return [cases[i] for i in rng.permutation(len(cases))]
 
 
@@ -116,3 +126,37 @@ def test_pad_engines_have_the_narrowest_accumulator(sections):
     need = max(golden_vsq.acc_width(mo, v, g["vsq_scale_bits"], g["max_k"])
                for mo in g["modes"] for v in g["vsq_vector_sizes"])
     assert g["acc_width"] == need
+
+
+# A longer engine for the cost of the padding in cycles (slow): R = 3, INT8, M up to 24.
+R3_MEASURE = {"gemm": {"top": "gemm_vsq_r3m", "rows": 3, "cols": 2, "modes": ["int8"],
+                       "max_m": 24, "max_n": 2, "max_k": 96, "acc_width": 32,
+                       "out_fifo_depth": 16, "vsq_vector_sizes": [16, 32], "vsq_scale_bits": 4}}
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_padding_cost_in_cycles(tmp_path, seed):
+    """R = 3, M = 24, N = 2, K = 96 in INT8: plain (32 k tiles), V = 16 (6 vectors of 6 tiles: 36)
+    and V = 32 (3 of 11: 33). Each tile streams M rows, so the cycles grow by M per extra tile and
+    the fixed overhead is the same; the figures go to the README (run with -s to see them)."""
+    import json
+
+    cases = [{"mode": "int8", "m": 24, "n": 2, "k": 96, "kind": "uniform"},
+             {"mode": "int8", "m": 24, "n": 2, "k": 96, "kind": "uniform", "vsq": 16,
+              "scales": "uniform"},
+             {"mode": "int8", "m": 24, "n": 2, "k": 96, "kind": "uniform", "vsq": 32,
+              "scales": "uniform"}]
+    results = tmp_path / "results.json"
+    sim_build = build_block(R3_MEASURE, "gemm")
+    env = {"ACCELGEN_GEMM_CASES": write_json(tmp_path, "cases.json", cases),
+           "ACCELGEN_RESULTS": str(results)}
+    runner.run(sim_build, "sim.tb.gemm", testcase="measure", extra_env=env, seed=seed)
+    got = json.loads(results.read_text())
+    overheads = []
+    for case in got:
+        tiles = golden.k_tile_count(96, "int8", 3, case.get("vsq"))
+        overheads.append(case["cycles"] - tiles * case["m"])
+        print(f"V = {case.get('vsq', '-')}: {tiles} k tiles, {case['cycles']} cycles, "
+              f"ideal {24 * 2 * 96 // 6}, utilization {24 * 2 * 96 / 6 / case['cycles']:.1%}")
+    assert max(overheads) - min(overheads) <= 2, overheads

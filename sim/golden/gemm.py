@@ -27,7 +27,7 @@ __all__ = [
     "MODES", "MODE_CODES", "RANGES", "gemm", "wrap", "acc_width_needed", "random_operands",
     "pack_int4_pairs", "unpack_int4_pairs", "weight_beats", "act_beats", "output_beats",
     "outputs_to_matrix", "tile_k", "k_tiles", "k_tile_count", "weight_scale_beats", "act_scale_beats",
-    "column_param_beats", "ideal_cycles", "FP8",
+    "column_param_beats", "act_row_beats", "ideal_cycles", "FP8",
     "FP_MODES", "fp8_decode", "fp8_value",
     "fp8_units", "round_to_binary32", "binary32_value", "fp_acc_width", "NAN32", "FP8_KINDS", "FP8_ONE", "fp8_lsb_exp",
 ]
@@ -474,6 +474,15 @@ def act_scale_beats(s_qa, mode, rows, k, vector_size):
     s_qa = np.asarray(s_qa, dtype=np.int64)
     return [int(s_qa[i, k0 // vector_size]) for k0, _ in k_tiles(k, mode, rows, vector_size)
             for i in range(s_qa.shape[0])]
+
+
+def act_row_beats(values, mode, rows, k, vector_size=None):
+    """Per-row parameters (the post-processing unit's row multiplier ``a.mult`` and shift
+    ``a.shift``, length M) as fields of the ``a`` beats of :func:`act_beats`: the beat of row m
+    in every k tile carries ``values[m]`` (the engine reads the one of the last k tile)."""
+    _check_mode(mode)
+    values = [int(x) for x in np.asarray(values, dtype=np.int64)]
+    return values * k_tile_count(k, mode, rows, vector_size)
 
 
 def output_beats(y, cols):
