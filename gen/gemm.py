@@ -139,8 +139,8 @@ class GemmEngine(wiring.Component):
     tile)``: R = 3, V = 16: 16 of 18, 89 %; R = 16 in INT4, V = 16: 16 of 32, 50 %). The streams
     follow :func:`sim.golden.gemm.k_tiles` (``weight_beats`` / ``act_beats`` with
     ``vector_size``), and the activation buffer holds ``max_m`` times the most tiles
-    (:func:`gen.lib.formats.max_k_tiles`). A scaling unit per column keeps a vector partial sum per row m (a memory beside
-    the accumulator): the k tiles of a vector add into ``vpart[m]``; on the vector's last k tile the
+    (:func:`gen.lib.formats.max_k_tiles`). A scaling unit per column keeps a vector partial sum
+    per row m (a memory beside the accumulator): the k tiles of a vector add into ``vpart[m]``; on the vector's last k tile the
     completed sum is multiplied by the M-bit unsigned scales ``s_qw[v, n] * s_qa[m, v]`` and added
     to ``acc[m]`` (2 more pipeline stages). The scales travel with the data: lane c of ``w.scale``
     on every weight beat of a k tile holds ``s_qw[v, n0 + c]`` (the engine keeps the tile's last

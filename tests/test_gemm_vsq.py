@@ -1,6 +1,6 @@
 """Per-vector scaled (VS-Quant) GEMMs on the engine against :func:`sim.golden.vsq.vsq_gemm`.
 
-Bench: ``sim/tb/gemm.py`` (cases with ``"vsq": V``). The engine is small (4 x 3, max_k 64) and built
+Bench: ``sim/tb/gemm.py`` (cases with ``"vsq": V``). The engine is small (3 x 3, max_k 64) and built
 once; its accumulator is the narrowest the VSQ rule allows, so the all-extreme cases prove that no sum
 overflows.
 """
@@ -17,9 +17,12 @@ from tests.conftest import build_block, write_json
 
 MODES = ("int8", "int4", "w4a8")
 SIZES = [16, 32, 64]
-VSQ = {"gemm": {"top": "gemm_vsq_4x3", "rows": 4, "cols": 3, "modes": list(MODES),
+# R = 3: the k tiles (3 in INT8 and W4A8, 6 in INT4) divide no V, so every vector is padded
+# (tests/test_gemm_vsq_pad.py); the post unit has per-row factors.
+VSQ = {"gemm": {"top": "gemm_vsq_3x3", "rows": 3, "cols": 3, "modes": list(MODES),
                 "max_m": 6, "max_n": 8, "max_k": 64, "acc_width": 31, "out_fifo_depth": 8,
-                "vsq_vector_sizes": SIZES, "vsq_scale_bits": 4, "vsq_post_mult_bits": 12}}
+                "vsq_vector_sizes": SIZES, "vsq_scale_bits": 4, "vsq_post_mult_bits": 12,
+                "vsq_post_row_mult_bits": 6}}
 # Without the post-processing unit, M = 8, a 2 x 2 array, INT4 and W4A8 only (slow: a second build).
 VSQ_PLAIN = {"gemm": {"top": "gemm_vsq_2x2", "rows": 2, "cols": 2, "modes": ["int4", "w4a8"],
                       "max_m": 5, "max_n": 5, "max_k": 48, "acc_width": 35, "out_fifo_depth": 4,
@@ -98,8 +101,8 @@ def test_vsq_extremes_cannot_overflow(tmp_path, seed, traffic):
 
 
 def post_cases(rng):
-    """Post-processed GEMMs (INT8, INT4 and FP32 outputs, with and without ReLU) of every mode,
-    VSQ and plain, between accumulator-output ones."""
+    """Post-processed GEMMs (INT8, INT4 and FP32 outputs, with and without ReLU, half of them with
+    random per-row factors) of every mode, VSQ and plain, between accumulator-output ones."""
     g = VSQ["gemm"]
     cases = []
     for mode in MODES:
@@ -110,7 +113,7 @@ def post_cases(rng):
                     n = int(rng.integers(1, g["max_n"] + 1))
                     k = int(rng.integers(1, g["max_k"] + 1))
                     case = {"mode": mode, "m": m, "n": n, "k": k, "kind": "uniform",
-                            "post": output, "relu": relu}
+                            "post": output, "relu": relu, "row": bool(rng.integers(0, 2))}
                     if vsq:
                         case.update(vsq=vsq, scales="mixed")
                     cases.append(case)
