@@ -5,7 +5,7 @@ activations of row m), against :func:`sim.golden.gemm.gemm` and
 :func:`sim.golden.vsq.postprocess`.
 
 Bench: ``sim/tb/gemm.py`` (cases with ``"post"`` and no ``"vsq"``; ``"row"``: random row factors,
-else 1 and 0). The engine is small (3 x 2, INT8 and INT4, max_k 24) and built once.
+else 1 and 0). The engine is the INT8-only one of tests/test_gemm.py (4 x 4, max_k 64).
 """
 
 import numpy as np
@@ -15,10 +15,11 @@ from gen.config import parse_config
 from gen.emit import render
 from sim import runner
 from tests.conftest import build_block, write_json
+from tests.test_gemm import INT8_ONLY
 
-POST = {"gemm": {"top": "gemm_post_3x2", "rows": 3, "cols": 2, "modes": ["int8", "int4"],
-                 "max_m": 5, "max_n": 5, "max_k": 24, "acc_width": 20, "out_fifo_depth": 4,
-                 "vsq_post_mult_bits": 16, "vsq_post_row_mult_bits": 8}}
+# The INT8-only engine of tests/test_gemm.py (one build for both files): 4 x 4, max_k 64, with a
+# 16-bit column multiplier and an 8-bit row multiplier.
+POST = INT8_ONLY
 
 
 def run_cases(tmp_path, cases, seed, gap=0.0, stall=0.0, testcase="cases"):
@@ -48,7 +49,9 @@ def post_cases(rng):
                               "post": output, "relu": False, "row": True})
         cases.append({"mode": mode, "m": 3, "n": 4, "k": 7, "kind": "uniform"})
     for relu in (False, True):
-        cases.append({"mode": "int4", "m": 5, "n": 5, "k": 1, "kind": "uniform", "post": "int8",
+        # multipliers 1 to 3, shifts 1 or 2: every odd product with shift 1 is a tie (the small
+        # ones stay in range; the INT4 ties of tests/test_gemm_vsq.py hit the same rounding unit)
+        cases.append({"mode": "int8", "m": 16, "n": 16, "k": 1, "kind": "uniform", "post": "int8",
                       "relu": relu, "ties": True})
     return [cases[i] for i in rng.permutation(len(cases))]
 
@@ -71,7 +74,7 @@ def test_post_engine_has_no_vsq_ports():
     on ``a``) but no scales."""
     import json
 
-    man = json.loads(render(parse_config(POST))["gemm_post_3x2.json"])
+    man = json.loads(render(parse_config(POST))[POST["gemm"]["top"] + ".json"])
     names = {s: {f["name"].split(".")[0] for f in v["fields"]} for s, v in man["streams"].items()}
     assert names["cmd"] == {"m", "n", "k", "mode", "out", "relu"}
     assert names["w"] == {"data", "mult", "shift"}
