@@ -24,7 +24,14 @@ import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 
-from .lib.formats import INT_MODE_NAMES, MODES, VSQ_VECTOR_SIZES, mode_by_name, vsq_acc_width
+from .lib.formats import (
+    INT_MODE_NAMES,
+    MODES,
+    VSQ_VECTOR_SIZES,
+    max_k_tiles,
+    mode_by_name,
+    vsq_acc_width,
+)
 
 __all__ = [
     "ConfigError", "GemmConfig", "SoftmaxConfig", "NocConfig", "FlowConfig", "AccelConfig",
@@ -176,7 +183,10 @@ class GemmConfig:
     vsq_scale_bits: int = _int_field(4, 3, 8, "M: bits of the unsigned per-vector integer scales")
     vsq_post_mult_bits: int = _int_field(
         0, 0, 32, "bits of the per-column post-processing multiplier (0: no post-processing unit; "
-        "needs VSQ)")
+        "with or without VSQ, integer modes)")
+    vsq_post_row_mult_bits: int = _int_field(
+        0, 0, 32, "bits of the post-processing unit's per-row multiplier (streamed with row m of "
+        "A, with a 6-bit shift); 0: none")
 
     def _validate(self):
         need = gemm_acc_width_needed(self.max_k)
@@ -184,28 +194,22 @@ class GemmConfig:
             raise ConfigError("gemm.acc_width", self.acc_width,
                               f"must be at least {need} so that gemm.max_k = {self.max_k} "
                               f"INT8 products cannot overflow")
-        if self.vsq_post_mult_bits and not self.vsq_vector_sizes:
+        if self.vsq_post_mult_bits and not any(n in INT_MODE_NAMES for n in self.modes):
             raise ConfigError("gemm.vsq_post_mult_bits", self.vsq_post_mult_bits,
-                              "must be 0 unless gemm.vsq_vector_sizes is set (the post-processing "
-                              "unit is part of the VSQ hardware)")
+                              "must be 0 when gemm.modes has no integer mode (int8, int4, w4a8): "
+                              "the post-processing unit scales integer accumulators")
         if self.vsq_post_mult_bits == 1:
             raise ConfigError("gemm.vsq_post_mult_bits", 1, "must be 0 (none) or from 2 to 32")
+        if self.vsq_post_row_mult_bits and not self.vsq_post_mult_bits:
+            raise ConfigError("gemm.vsq_post_row_mult_bits", self.vsq_post_row_mult_bits,
+                              "must be 0 unless gemm.vsq_post_mult_bits is set (the per-row "
+                              "factor is part of the post-processing unit)")
         if self.vsq_vector_sizes:
             ints = [n for n in self.modes if n in INT_MODE_NAMES]
             if not ints:
                 raise ConfigError("gemm.vsq_vector_sizes", list(self.vsq_vector_sizes),
                                   "must be empty when gemm.modes has no integer mode (int8, int4, "
                                   "w4a8)")
-            for v in self.vsq_vector_sizes:
-                for name in ints:
-                    tile = self.rows * mode_by_name(name).k_per_row
-                    if v % tile:
-                        rows = "2 * rows" if mode_by_name(name).k_per_row == 2 else "rows"
-                        raise ConfigError(
-                            "gemm.vsq_vector_sizes", list(self.vsq_vector_sizes),
-                            f"each V must be a multiple of the k tile of every integer mode "
-                            f"(rows in int8 and w4a8, 2 * rows in int4); V = {v} is not a "
-                            f"multiple of {name}'s {rows} = {tile}")
             vneed = max(vsq_acc_width(n, v, self.vsq_scale_bits, self.max_k)
                         for n in ints for v in self.vsq_vector_sizes)
             if self.acc_width < vneed:
@@ -213,10 +217,13 @@ class GemmConfig:
                                   f"must be at least {vneed} for VSQ (Na + Nw + log2 V + 2M + "
                                   f"log2(max_k / V) + 1 over the integer modes and "
                                   f"gemm.vsq_vector_sizes, M = {self.vsq_scale_bits})")
-        words = self.max_m * -(-self.max_k // self.rows)
+        tiles = max_k_tiles(self.rows, self.modes, self.vsq_vector_sizes, self.max_k)
+        words = self.max_m * tiles
         if words > 1 << 20:
+            what = ("ceil(max_k / rows)" if tiles == -(-self.max_k // self.rows) else
+                    f"{tiles} (the k tiles of max_k with VSQ vectors padded to whole tiles)")
             raise ConfigError("gemm.max_m", self.max_m,
-                              f"max_m * ceil(max_k / rows) must be at most {1 << 20} activation-buffer "
+                              f"max_m * {what} must be at most {1 << 20} activation-buffer "
                               f"words; it is {words}")
 
 

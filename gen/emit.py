@@ -46,7 +46,8 @@ def _gemm_top(cfg):
                         max_m=cfg.max_m, max_n=cfg.max_n, max_k=cfg.max_k,
                         out_fifo_depth=cfg.out_fifo_depth,
                         vsq_vector_sizes=cfg.vsq_vector_sizes, vsq_scale_bits=cfg.vsq_scale_bits,
-                        post_mult_bits=cfg.vsq_post_mult_bits)
+                        post_mult_bits=cfg.vsq_post_mult_bits,
+                        post_row_mult_bits=cfg.vsq_post_row_mult_bits)
     codes = ", ".join(f"{name}={mode_by_name(name).code}" for name in cfg.modes)
     fp_names = [name for name in cfg.modes if mode_by_name(name).fp8]
     fp_note = ("; " + ", ".join(f"OCP FP8 {mode_by_name(n).fp8.upper()} code ({n})" for n in fp_names)
@@ -63,22 +64,33 @@ def _gemm_top(cfg):
             "w.scale": f"uint{mb}: VSQ weight scale s_qw[v, n0 + c] in lane c of the vector v the "
                        "beat's k tile belongs to (the engine keeps the tile's last beat's)",
         }
-        if cfg.vsq_post_mult_bits:
-            pb = cfg.vsq_post_mult_bits
-            vsq_formats.update({
-                "cmd.out": "uint: 0 accumulator, 1 INT8, 2 INT4 (post-processed, saturated; "
-                           "integer modes only)",
-                "cmd.relu": "flag: ReLU before saturation (post-processed outputs)",
-                "w.mult": f"uint{pb}: post-processing multiplier of column n0 + c (the "
-                          "engine keeps the last k tile's)",
-                "w.shift": "uint6: post-processing right shift of column n0 + c, rounding to "
-                           "nearest, ties to even",
-            })
         vsq_parameters = {
             "vsq_post_mult_bits": cfg.vsq_post_mult_bits,
             "vsq_vector_sizes": list(cfg.vsq_vector_sizes), "vsq_scale_bits": mb,
             "vsq_partial_width": engine.vsq_partial_width, "vsq_term_width": engine.vsq_term_width,
         }
+    if cfg.vsq_post_mult_bits:
+        # The post-processing unit, with or without VSQ.
+        pb = cfg.vsq_post_mult_bits
+        vsq_formats.update({
+            "cmd.out": "uint: 0 accumulator, 1 INT8, 2 INT4 (post-processed, rounded to nearest "
+                       "even, saturated), 3 FP32 (binary32 in bits 31:0, upper bits 0, rounded "
+                       "once to nearest even); integer modes only",
+            "cmd.relu": "flag: ReLU before saturation (post-processed outputs; FP32: +0)",
+            "w.mult": f"uint{pb}: post-processing multiplier of column n0 + c (the "
+                      "engine keeps the last k tile's)",
+            "w.shift": "uint6: post-processing right shift of column n0 + c, rounding to "
+                       "nearest, ties to even",
+        })
+        vsq_parameters["vsq_post_mult_bits"] = pb
+        if cfg.vsq_post_row_mult_bits:
+            rb = cfg.vsq_post_row_mult_bits
+            vsq_formats.update({
+                "a.mult": f"uint{rb}: post-processing multiplier of row m (read from the row's "
+                          "beat in the last k tile; the scale is w.mult * a.mult)",
+                "a.shift": "uint6: post-processing right shift of row m, added to w.shift",
+            })
+            vsq_parameters["vsq_post_row_mult_bits"] = rb
     return Top(
         block="gemm", name=cfg.top, component=engine,
         formats={
@@ -92,7 +104,9 @@ def _gemm_top(cfg):
             "w.data": "int8 (int8) or int4 pair along K (int4, w4a8)" + fp_note,
             "o.data": f"int{cfg.acc_width}: two's complement accumulator" + (
                 ", sign-extended; FP8 modes: IEEE binary32 bit pattern in bits 31:0, upper bits 0"
-                if engine.fp_acc_width else ""),
+                if engine.fp_acc_width else "") + (
+                "; post-processed: INT8 / INT4 sign-extended, FP32 binary32 in bits 31:0, upper "
+                "bits 0" if cfg.vsq_post_mult_bits else ""),
             "o.last": "flag: final beat of a command",
         },
         parameters={

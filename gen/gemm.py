@@ -10,6 +10,7 @@ from .lib.formats import (
     INT_MODE_NAMES,
     MODE_CODE_WIDTH,
     fp_acc_width,
+    max_k_tiles,
     mode_by_name,
     vsq_partial_width,
 )
@@ -24,8 +25,8 @@ def vsel_width(vector_sizes):
     return max(1, (len(vector_sizes) - 1).bit_length())
 
 
-POST_OUTPUTS = ("acc", "int8", "int4")   # values 0, 1, 2 of the command's `out` field
-SHIFT_BITS = 6                            # post-processing right shift, 0 to 63
+POST_OUTPUTS = ("acc", "int8", "int4", "fp32")   # values 0 to 3 of the command's `out` field
+SHIFT_BITS = 6                            # post-processing right shifts (column, row), 0 to 63
 
 
 def cmd_layout(*, max_m, max_n, max_k, vector_sizes=(), post=False):
@@ -45,12 +46,16 @@ def cmd_layout(*, max_m, max_n, max_k, vector_sizes=(), post=False):
     return data.StructLayout(fields)
 
 
-def act_layout(rows, scale_bits=0):
+def act_layout(rows, scale_bits=0, row_mult_bits=0):
     """One activation beat: R bytes, one per PE row; with VSQ built (``scale_bits`` = M > 0), the
-    M-bit activation scale of the beat's vector."""
+    M-bit activation scale of the beat's vector; with a per-row post-processing factor
+    (``row_mult_bits`` > 0), its multiplier ``mult`` and right shift ``shift`` for the beat's row."""
     fields = {"data": data.ArrayLayout(unsigned(8), rows)}
     if scale_bits:
         fields["scale"] = unsigned(scale_bits)
+    if row_mult_bits:
+        fields["mult"] = unsigned(row_mult_bits)
+        fields["shift"] = unsigned(SHIFT_BITS)
     return data.StructLayout(fields)
 
 
@@ -66,9 +71,10 @@ def wgt_layout(cols, scale_bits=0, mult_bits=0):
     return data.StructLayout(fields)
 
 
-def out_width(modes, acc_width):
-    """Bits of one result lane: ``acc_width``, or at least 32 when FP8 modes (binary32 results) are built."""
-    return max(acc_width, 32) if fp_formats(modes) else acc_width
+def out_width(modes, acc_width, post=False):
+    """Bits of one result lane: ``acc_width``, or at least 32 when FP8 modes or the post-processing
+    unit (``post``; its FP32 output) give binary32 results."""
+    return max(acc_width, 32) if fp_formats(modes) or post else acc_width
 
 
 def out_layout(cols, width):
@@ -123,11 +129,18 @@ class GemmEngine(wiring.Component):
     Per-vector scaled (VS-Quant) operation (Dai et al., MLSys 2021; Keller et al., VLSI 2022), built
     where ``vsq_vector_sizes`` is not empty: a command with ``vsq = 1`` in an integer mode computes
     ``acc[m, n] = sum_v s_qw[v, n] * s_qa[m, v] * sum_(i in v) A[m, i] * W[i, n]`` for vectors of V = ``vsq_vector_sizes[vsel]`` consecutive reduction elements (the last one
-    shorter when V does not divide K), bit-exact with :func:`sim.golden.vsq.vsq_gemm`. V must be a
-    multiple of every integer mode's k tile (R in INT8 and W4A8, 2R in INT4; the configuration
-    checks it), so every k tile lies inside one vector and each column sum leaving the array belongs
-    to one vector. A scaling unit per column keeps a vector partial sum per row m (a memory beside
-    the accumulator): the k tiles of a vector add into ``vpart[m]``; on the vector's last k tile the
+    shorter when V does not divide K), bit-exact with :func:`sim.golden.vsq.vsq_gemm`. Any V
+    works on any array height: a VSQ command walks each vector in k tiles of its own, ``ceil(V /
+    tile)`` of them (tile = R in INT8 and W4A8, 2R in INT4), so every k tile lies inside one vector
+    and each column sum leaving the array belongs to one vector. Where the tile divides V this is
+    the plain tiling; where it does not, the vector's last tile is padded: lanes past the vector's
+    end (like lanes past K) are don't-care, the loader zeroes those weights, and the vector costs
+    ``ceil(V / tile) * tile`` reduction slots instead of V (utilization ``V / (ceil(V / tile) *
+    tile)``: R = 3, V = 16: 16 of 18, 89 %; R = 16 in INT4, V = 16: 16 of 32, 50 %). The streams
+    follow :func:`sim.golden.gemm.k_tiles` (``weight_beats`` / ``act_beats`` with
+    ``vector_size``), and the activation buffer holds ``max_m`` times the most tiles
+    (:func:`gen.lib.formats.max_k_tiles`). A scaling unit per column keeps a vector partial sum
+    per row m (a memory beside the accumulator): the k tiles of a vector add into ``vpart[m]``; on the vector's last k tile the
     completed sum is multiplied by the M-bit unsigned scales ``s_qw[v, n] * s_qa[m, v]`` and added
     to ``acc[m]`` (2 more pipeline stages). The scales travel with the data: lane c of ``w.scale``
     on every weight beat of a k tile holds ``s_qw[v, n0 + c]`` (the engine keeps the tile's last
@@ -137,11 +150,30 @@ class GemmEngine(wiring.Component):
     them. The accumulator width must follow :func:`gen.lib.formats.vsq_acc_width` (``Na + Nw + log2 V
     + 2M + log2(max_k / V) + 1``), so no VSQ command can overflow. A VSQ command in an FP8 mode or
     with a ``vsel`` not built is dropped and counted in ``errors``. Plain commands run as without
-    VSQ. With ``post_mult_bits`` > 0, a post-processing unit per column (stage C) turns the final
-    sum into ``round_half_even(acc * mult / 2**shift)``, optional ReLU, saturated to INT8 or INT4
-    (the command's ``out`` = 1, 2; 0 keeps the accumulator), as :func:`sim.golden.vsq.postprocess`
-    with ``mult`` and ``shift`` per column; they arrive as ``w.mult`` and ``w.shift`` lanes of every
-    weight beat of the column tile and ride beside the wavefront like the weight scales.
+    VSQ.
+
+    Post-processing, built where ``post_mult_bits`` > 0, with or without VSQ (without it, an
+    integer engine with plain per-channel scaling): a unit per column (stage C) applies the scale
+    ``gamma_w[n] * gamma_a[m]`` (VS-Quant's ``y = gamma_w[n] * gamma_a[m] * acc[m, n]``) as the
+    fixed-point number ``mult * 2**-shift`` with ``mult = mult_w[n] * mult_a[m]`` and ``shift =
+    shift_w[n] + shift_a[m]``: the command's ``out`` = 1, 2 gives ``round_half_even(acc * mult /
+    2**shift)``, optional ReLU, saturated to INT8 or INT4; ``out`` = 3 gives the exact ``acc *
+    mult * 2**-shift`` rounded once to IEEE binary32, to nearest, ties to even (ReLU: +0 for a
+    negative value; 0 gives +0); 0 keeps the accumulator. As :func:`sim.golden.vsq.postprocess`.
+    The FP32 result is always a finite normal number: ``|acc * mult| < 2**127`` (``acc_width`` <=
+    64, ``post_mult_bits`` and ``post_row_mult_bits`` <= 32) and ``shift <= 126``, so no overflow,
+    underflow or subnormal can occur; it leaves in bits 31:0 of the lane, upper bits 0, and the
+    lanes are at least 32 bits wide when post-processing is built. The column's ``mult_w``,
+    ``shift_w`` arrive as ``w.mult`` and ``w.shift`` lanes of every weight beat of the column tile
+    (:func:`sim.golden.gemm.column_param_beats`), are read from the wavefront's weight bank at the
+    array's output and ride beside the sums. The row's ``mult_a`` (``post_row_mult_bits`` bits; 0
+    builds no per-row factor: ``mult_a = 1, shift_a = 0``) and ``shift_a`` (6 bits) arrive as
+    ``a.mult`` and ``a.shift`` on the beat of row m in the command's last k tile
+    (:func:`sim.golden.gemm.act_row_beats`; other beats' are ignored), travel with the wavefront
+    (and are kept in a memory of ``max_m`` words for the other n tiles), and meet the column's at
+    stage A -> B, where ``mult_w * mult_a`` and ``shift_w + shift_a`` are registered, so the
+    rounding stays single. A post-processed command (``out`` != 0) in an FP8 mode is dropped and
+    counted in ``errors``.
 
     Parameters
     ----------
@@ -162,13 +194,15 @@ class GemmEngine(wiring.Component):
         M, bits of the unsigned per-vector scales.
     post_mult_bits : int
         Bits of the per-column post-processing multiplier; 0 (the default) builds none.
+    post_row_mult_bits : int
+        Bits of the post unit's per-row multiplier (with a 6-bit per-row shift); 0 builds none.
 
     Members
     -------
     cmd : In(stream.Signature(cmd_layout(..., vector_sizes=vsq_vector_sizes)))
-    a : In(stream.Signature(act_layout(rows, M)))
+    a : In(stream.Signature(act_layout(rows, M, post_row_mult_bits)))
     w : In(stream.Signature(wgt_layout(cols, M)))
-    o : Out(stream.Signature(out_layout(cols, out_width(modes, acc_width))))
+    o : Out(stream.Signature(out_layout(cols, out_width(modes, acc_width, post))))
     errors : Out(16)
         Commands dropped as invalid, saturating.
     busy : Out(1)
@@ -176,19 +210,25 @@ class GemmEngine(wiring.Component):
     """
 
     def __init__(self, *, rows, cols, modes, acc_width, max_m, max_n, max_k, out_fifo_depth,
-                 vsq_vector_sizes=(), vsq_scale_bits=4, post_mult_bits=0):
+                 vsq_vector_sizes=(), vsq_scale_bits=4, post_mult_bits=0, post_row_mult_bits=0):
         self._vsizes = tuple(vsq_vector_sizes)
-        if post_mult_bits and not self._vsizes:
-            raise ValueError("post_mult_bits needs VSQ (vsq_vector_sizes)")
         self._pmb = post_mult_bits
+        # The integer modes, where post-processing (and VSQ) commands may run.
+        self._int_modes = tuple(n for n in modes if n in INT_MODE_NAMES)
+        if post_mult_bits and not self._int_modes:
+            raise ValueError("post_mult_bits needs an integer mode")
+        if post_row_mult_bits and not post_mult_bits:
+            raise ValueError("post_row_mult_bits needs post_mult_bits")
+        self._rmb = post_row_mult_bits
+        # The post unit's shift: the column's, plus the row's where a per-row factor is built.
+        self._shw = SHIFT_BITS + (1 if post_row_mult_bits else 0)
         self._sbits = vsq_scale_bits if self._vsizes else 0
         self._vsq_modes = tuple(n for n in modes if n in INT_MODE_NAMES) if self._vsizes else ()
         if self._vsizes and not self._vsq_modes:
             raise ValueError("vsq_vector_sizes needs an integer mode")
         for v in self._vsizes:
-            if v & (v - 1) or any(v % (rows * mode_by_name(n).k_per_row) for n in self._vsq_modes):
-                raise ValueError(f"V = {v}: must be a power of two and a multiple of every integer "
-                                 f"mode's k tile")
+            if v < 1:
+                raise ValueError(f"V = {v}: must be at least 1")
         self._rows = rows
         self._cols = cols
         self._modes = tuple(modes)
@@ -199,12 +239,12 @@ class GemmEngine(wiring.Component):
         self._out_fifo_depth = out_fifo_depth
         self._array = SystolicArray(rows=rows, cols=cols, modes=self._modes)
         self._fp = fp_formats(self._modes)
-        self._out_width = out_width(self._modes, acc_width)
+        self._out_width = out_width(self._modes, acc_width, post=bool(post_mult_bits))
         super().__init__({
             "cmd": In(stream.Signature(cmd_layout(max_m=max_m, max_n=max_n, max_k=max_k,
                                                   vector_sizes=self._vsizes,
                                                   post=bool(self._pmb)))),
-            "a": In(stream.Signature(act_layout(rows, self._sbits))),
+            "a": In(stream.Signature(act_layout(rows, self._sbits, self._rmb))),
             "w": In(stream.Signature(wgt_layout(cols, self._sbits, self._pmb))),
             "o": Out(stream.Signature(out_layout(cols, self._out_width))),
             "errors": Out(16),
@@ -225,8 +265,10 @@ class GemmEngine(wiring.Component):
 
     @property
     def act_buffer_depth(self):
-        """Words of the activation buffer: ``max_m * ceil(max_k / rows)``."""
-        return self._max_m * -(-self._max_k // self._rows)
+        """Words of the activation buffer: ``max_m`` times the most k tiles of a command
+        (:func:`gen.lib.formats.max_k_tiles`: ``ceil(max_k / rows)``, more where VSQ pads
+        vectors)."""
+        return self._max_m * max_k_tiles(self._rows, self._modes, self._vsizes, self._max_k)
 
     @property
     def fp_acc_width(self):
@@ -291,6 +333,8 @@ class GemmEngine(wiring.Component):
             return out
 
         k_width = self._max_k.bit_length() + 2
+        kd_width = max(k_width, (2 * R).bit_length())      # a k tile's depth
+        v_width = max(self._vsizes, default=1).bit_length()  # V
         n_width = self._max_n.bit_length() + 1
 
         # Weight banks: `full` is set by the loader when a bank holds a tile, cleared by the feeder when
@@ -346,7 +390,7 @@ class GemmEngine(wiring.Component):
         if self._pmb:
             # Post-processing needs an integer mode and a known output.
             post_ok = Signal()
-            int_mode = Cat(*(cmd.mode == mode_by_name(n).code for n in self._vsq_modes)).any()
+            int_mode = Cat(*(cmd.mode == mode_by_name(n).code for n in self._int_modes)).any()
             m.d.comb += post_ok.eq((cmd.out == 0) | (int_mode & (cmd.out < len(POST_OUTPUTS))))
             cmd_ok_post = Signal()
             m.d.comb += [cmd_ok_post.eq(cmd_ok & post_ok),
@@ -361,7 +405,7 @@ class GemmEngine(wiring.Component):
         ld_row = Signal(range(max(R, 2)))
         ld_krow = Signal(k_width)     # reduction index of the row's (low) element
         ld_bank = Signal()
-        ld_kdepth = per_mode(ld_mode, [R * md.k_per_row for md in modes], k_width, "ld_kdepth")
+        ld_kdepth = per_mode(ld_mode, [R * md.k_per_row for md in modes], kd_width, "ld_kdepth")
         ld_kstep = per_mode(ld_mode, [md.k_per_row for md in modes], 2, "ld_kstep")
         ld_is_w4a8 = per_mode(ld_mode, [int(md.name == "w4a8") for md in modes], 1, "ld_is_w4a8")
         ld_is_int4 = per_mode(ld_mode, [int(md.name == "int4") for md in modes], 1, "ld_is_int4")
@@ -374,9 +418,22 @@ class GemmEngine(wiring.Component):
         # In W4A8 a beat fills two rows, low nibbles first; it is taken with the second (or the last row).
         take_beat = Signal()
         m.d.comb += take_beat.eq(~ld_is_w4a8 | ld_row[0] | (ld_row == R - 1))
+        if self._vsizes:
+            # A VSQ command's k tiles never cross a vector's end: `ld_end` is the end of the
+            # current vector (or K); lanes past it are ignored, and the next tile starts there.
+            ld_vsq = Signal()
+            ld_vsel = Signal(vsel_width(self._vsizes))
+            ld_vbase = Signal(k_width)
+            ld_vsize = per_mode(ld_vsel, list(self._vsizes), v_width, "ld_vsize")
+            ld_vnext = Signal(k_width + 1)
+            ld_end = Signal(k_width)
+            m.d.comb += [ld_vnext.eq(ld_vbase + ld_vsize),
+                         ld_end.eq(Mux(ld_vsq & (ld_vnext < ld_k), ld_vnext, ld_k))]
+        else:
+            ld_end = ld_k
         lo_ok = Signal()
         hi_ok = Signal()
-        m.d.comb += [lo_ok.eq(ld_krow < ld_k), hi_ok.eq(ld_krow + 1 < ld_k)]
+        m.d.comb += [lo_ok.eq(ld_krow < ld_end), hi_ok.eq(ld_krow + 1 < ld_end)]
         for c in range(C):
             byte = self.w.payload.data[c]
             col_ok = Signal(name=f"ld_col_ok_{c}")
@@ -406,6 +463,9 @@ class GemmEngine(wiring.Component):
                         m.d.comb += desc_fifo.w_en.eq(1)
                         m.d.sync += [ld_n.eq(cmd.n), ld_k.eq(cmd.k), ld_mode.eq(cmd_mode_idx),
                                      ld_n0.eq(0), ld_k0.eq(0), ld_row.eq(0), ld_krow.eq(0)]
+                        if self._vsizes:
+                            m.d.sync += [ld_vsq.eq(cmd.vsq), ld_vsel.eq(cmd.vsel),
+                                         ld_vbase.eq(0)]
                         m.next = "LOAD"
                     with m.Elif(errors != 0xFFFF):
                         m.d.sync += errors.eq(errors + 1)
@@ -424,11 +484,21 @@ class GemmEngine(wiring.Component):
                     with m.If(ld_row == R - 1):
                         m.d.comb += full_set.eq(Mux(ld_bank, 0b10, 0b01))
                         m.d.sync += [ld_bank.eq(~ld_bank), ld_row.eq(0)]
-                        with m.If(ld_k0 + ld_kdepth >= ld_k):
+                        if self._vsizes:
+                            with m.If((ld_k0 + ld_kdepth >= ld_end) & (ld_end < ld_k)):
+                                # the vector's last tile: the next vector starts at its end
+                                m.d.sync += [ld_k0.eq(ld_end), ld_krow.eq(ld_end),
+                                             ld_vbase.eq(ld_end)]
+                        last_tile = ld_k0 + ld_kdepth >= ld_k
+                        if self._vsizes:
+                            last_tile = (ld_k0 + ld_kdepth >= ld_end) & (ld_end >= ld_k)
+                        with m.If(last_tile):
                             m.d.sync += [ld_k0.eq(0), ld_krow.eq(0), ld_n0.eq(ld_n0 + C)]
+                            if self._vsizes:
+                                m.d.sync += ld_vbase.eq(0)
                             with m.If(ld_n0 + C >= ld_n):
                                 m.next = "IDLE"
-                        with m.Else():
+                        with m.Elif(ld_k0 + ld_kdepth < ld_end) if self._vsizes else m.Else():
                             m.d.sync += [ld_k0.eq(ld_k0 + ld_kdepth), ld_krow.eq(ld_k0 + ld_kdepth)]
 
         # ---- feeder: activation rows into the array --------------------------------------------------
@@ -445,14 +515,30 @@ class GemmEngine(wiring.Component):
         fd_addr = Signal(range(depth_words + 1))
         fd_first_pass = Signal()
         fd_bank = Signal()
-        fd_kdepth = per_mode(fd.mode, [R * md.k_per_row for md in modes], k_width, "fd_kdepth")
+        fd_kdepth = per_mode(fd.mode, [R * md.k_per_row for md in modes], kd_width, "fd_kdepth")
         outstanding = Signal(range(self._out_fifo_depth + 1))
 
         last_k = Signal()
         last_n = Signal()
         last_m = Signal()
-        m.d.comb += [last_k.eq(fd_k0 + fd_kdepth >= fd.k), last_n.eq(fd_n0 + C >= fd.n),
-                     last_m.eq(fd_m + 1 == fd.m)]
+        if self._vsizes:
+            # A VSQ command's vector v covers reduction elements v * V to min(v * V + V, K) - 1
+            # (`fd_vbase` to `fd_end` - 1) in k tiles of its own: ceil(V / tile) of them, the last
+            # one padded where the tile does not divide V. Plain commands: one "vector" of K.
+            fd_vbase = Signal(k_width)
+            fd_vsize = per_mode(fd.vsel, list(self._vsizes), v_width, "fd_vsize")
+            fd_vnext = Signal(k_width + 1)
+            fd_end = Signal(k_width)
+            vsq_first_kv = Signal()
+            vsq_last_kv = Signal()
+            m.d.comb += [fd_vnext.eq(fd_vbase + fd_vsize),
+                         fd_end.eq(Mux(fd.vsq & (fd_vnext < fd.k), fd_vnext, fd.k)),
+                         vsq_first_kv.eq(fd_k0 == fd_vbase),
+                         vsq_last_kv.eq(fd_k0 + fd_kdepth >= fd_end),
+                         last_k.eq(vsq_last_kv & (fd_end >= fd.k))]
+        else:
+            m.d.comb += last_k.eq(fd_k0 + fd_kdepth >= fd.k)
+        m.d.comb += [last_n.eq(fd_n0 + C >= fd.n), last_m.eq(fd_m + 1 == fd.m)]
         credit_ok = Signal()
         m.d.comb += credit_ok.eq(~last_k | (outstanding < self._out_fifo_depth))
         issue = Signal()
@@ -464,13 +550,20 @@ class GemmEngine(wiring.Component):
         }
         if self._fp:
             ctrl_fields["mode"] = unsigned(mw)   # the output conversion needs it
+        if self._vsizes or self._pmb:
+            # The weight bank of the wavefront: its column parameters (scales, post-processing
+            # multipliers) are read from the bank's registers at the array's output.
+            ctrl_fields["bank"] = 1
         if self._vsizes:
             # first_k / last_k of a VSQ wavefront refer to the accumulator: first_k marks vector 0;
             # first_kv / last_kv mark the first and last k tile of the wavefront's vector.
-            ctrl_fields.update({"vsq": 1, "first_kv": 1, "last_kv": 1, "bank": 1,
+            ctrl_fields.update({"vsq": 1, "first_kv": 1, "last_kv": 1,
                                 "sa": unsigned(sb_bits)})
         if self._pmb:
             ctrl_fields.update({"out": 2, "relu": 1})
+        if self._rmb:
+            # the row's post-processing factor rides with the wavefront (it changes every row)
+            ctrl_fields.update({"rmult": unsigned(self._rmb), "rshift": unsigned(SHIFT_BITS)})
         ctrl = data.StructLayout(ctrl_fields)
         s1 = Signal(ctrl)
         s1_from_stream = Signal()
@@ -482,14 +575,19 @@ class GemmEngine(wiring.Component):
                   else self.a.payload.data.as_value())
         m.d.comb += [act_wr.addr.eq(fd_addr), act_wr.data.eq(a_word), act_rd.addr.eq(fd_addr)]
         if self._vsizes:
-            # Vector boundaries of the feeder's k tile (V is a power of two and a multiple of it).
-            fd_vmask = per_mode(fd.vsel, [v - 1 for v in self._vsizes], k_width, "fd_vmask")
-            fd_vsize = per_mode(fd.vsel, list(self._vsizes), k_width, "fd_vsize")
-            vsq_first_kv = Signal()
-            vsq_last_kv = Signal()
-            m.d.comb += [vsq_first_kv.eq((fd_k0 & fd_vmask) == 0),
-                         vsq_last_kv.eq((((fd_k0 + fd_kdepth) & fd_vmask) == 0) | last_k)]
             s1_sa = Signal(sb_bits)
+        if self._rmb:
+            # The row factors: taken from the beat of row m in the last k tile of the first n tile
+            # and kept for the other n tiles in a memory of max_m words.
+            rowp_bits = self._rmb + SHIFT_BITS
+            rowp_mem = Memory(shape=unsigned(rowp_bits), depth=self._max_m, init=[])
+            m.submodules.rowp_mem = rowp_mem
+            rowp_wr = rowp_mem.write_port()
+            rowp_rd = rowp_mem.read_port(domain="sync")
+            s1_rowp = Signal(rowp_bits)
+            a_rowp = Cat(self.a.payload.mult, self.a.payload.shift)
+            m.d.comb += [rowp_wr.addr.eq(fd_m), rowp_wr.data.eq(a_rowp),
+                         rowp_wr.en.eq(issue & fd_first_pass & last_k), rowp_rd.addr.eq(fd_m)]
         m.d.sync += s1.valid.eq(issue)
         with m.FSM(name="feeder") as feeder_fsm:
             with m.State("IDLE"):
@@ -497,6 +595,8 @@ class GemmEngine(wiring.Component):
                 with m.If(desc_fifo.r_rdy):
                     m.d.sync += [fd.eq(desc_fifo.r_data), fd_m.eq(0), fd_k0.eq(0), fd_n0.eq(0),
                                  fd_addr.eq(0), fd_first_pass.eq(1)]
+                    if self._vsizes:
+                        m.d.sync += fd_vbase.eq(0)
                     m.next = "RUN"
             with m.State("RUN"):
                 ready = Signal()
@@ -514,9 +614,11 @@ class GemmEngine(wiring.Component):
                             s1.last_kv.eq(~fd.vsq | vsq_last_kv),
                         ]
                     if self._pmb:
-                        m.d.sync += [s1.out.eq(fd.out), s1.relu.eq(fd.relu)]
+                        m.d.sync += [s1.out.eq(fd.out), s1.relu.eq(fd.relu), s1.bank.eq(fd_bank)]
+                    if self._rmb:
+                        m.d.sync += s1_rowp.eq(a_rowp)
                     m.d.sync += [
-                        s1.first_k.eq(Mux(fd.vsq, fd_k0 < fd_vsize, fd_k0 == 0) if self._vsizes
+                        s1.first_k.eq(Mux(fd.vsq, fd_vbase == 0, fd_k0 == 0) if self._vsizes
                                       else fd_k0 == 0),
                         s1.last_k.eq(last_k),
                         s1.last.eq(last_k & last_n & last_m), s1.m.eq(fd_m),
@@ -531,9 +633,15 @@ class GemmEngine(wiring.Component):
                             with m.If(fd_bank == b):
                                 m.d.sync += drain[b].eq(drain_init)
                         m.d.sync += [fd_m.eq(0), fd_bank.eq(~fd_bank), fd_k0.eq(fd_k0 + fd_kdepth)]
+                        if self._vsizes:
+                            with m.If(vsq_last_kv):
+                                # the next vector starts at this one's end (0 after the last)
+                                m.d.sync += [fd_k0.eq(fd_end), fd_vbase.eq(fd_end)]
                         with m.If(last_k):
                             m.d.sync += [fd_k0.eq(0), fd_n0.eq(fd_n0 + C), fd_addr.eq(0),
                                          fd_first_pass.eq(0)]
+                            if self._vsizes:
+                                m.d.sync += fd_vbase.eq(0)
                             with m.If(last_n):
                                 m.next = "IDLE"
 
@@ -544,10 +652,16 @@ class GemmEngine(wiring.Component):
 
         # Control words travel beside the array.
         ctl = s1
-        if self._vsizes:
-            # The activation scale comes from the stream or, on later n tiles, the buffer.
+        if self._vsizes or self._rmb:
+            # The activation scale and the row factor come from the stream or, on later n tiles,
+            # the activation buffer and the row memory.
             s1x = Signal(ctrl)
-            m.d.comb += [s1x.eq(s1), s1x.sa.eq(Mux(s1_from_stream, s1_sa, act_rd.data[8 * R:]))]
+            m.d.comb += s1x.eq(s1)
+            if self._vsizes:
+                m.d.comb += s1x.sa.eq(Mux(s1_from_stream, s1_sa, act_rd.data[8 * R:]))
+            if self._rmb:
+                rowp = Mux(s1_from_stream, s1_rowp, rowp_rd.data)
+                m.d.comb += [s1x.rmult.eq(rowp[:self._rmb]), s1x.rshift.eq(rowp[self._rmb:])]
             ctl = s1x
         for i in range(array.latency):
             nxt = Signal(ctrl, name=f"ctl_{i}")
@@ -568,11 +682,21 @@ class GemmEngine(wiring.Component):
         if self._vsizes:
             ctl, ps_in, ps_width, post_in = self._vsq_scaling(m, ctl, array.ps, wscale, wmult,
                                                               wshift, ctrl)
-            if self._pmb:
-                sb_post = [(Signal(self._pmb, name=f"sb_mult_{c}"),
-                            Signal(SHIFT_BITS, name=f"sb_shift_{c}")) for c in range(C)]
-                m.d.sync += [x.eq(y) for c in range(C)
-                             for x, y in zip(sb_post[c], post_in[c], strict=True)]
+        elif self._pmb:
+            # Without VSQ the post-processing parameters are read at the array's output (where
+            # the VSQ unit reads them, see _vsq_scaling) and wait at stage B beside the sums.
+            post_in = [(Mux(ctl.bank, wmult[1][c], wmult[0][c]),
+                        Mux(ctl.bank, wshift[1][c], wshift[0][c])) for c in range(C)]
+        if self._pmb:
+            # Stage A -> B: with a per-row factor, the column's and the row's multipliers and
+            # shifts combine (mult_w * mult_a, shift_w + shift_a) for the single rounding at C.
+            sb_post = [(Signal(self._pmb + self._rmb, name=f"sb_mult_{c}"),
+                        Signal(self._shw, name=f"sb_shift_{c}")) for c in range(C)]
+            for c in range(C):
+                mult_in, shift_in = post_in[c]
+                if self._rmb:
+                    mult_in, shift_in = mult_in * ctl.rmult, shift_in + ctl.rshift
+                m.d.sync += [sb_post[c][0].eq(mult_in), sb_post[c][1].eq(shift_in)]
         m.d.comb += acc_rd.addr.eq(ctl.m)
         sb = Signal(ctrl)
         sb_ps = [Signal(signed(ps_width), name=f"sb_ps_{c}") for c in range(C)]
@@ -640,7 +764,7 @@ class GemmEngine(wiring.Component):
                 fp32 = self._to_binary32(m, sc_sum, sc_fl, sc_e5, c)
                 as_int = sc_sum[:self._acc_width].as_signed()
                 if self._pmb:
-                    as_int = self._post_lane(m, sc, as_int, sb_post[c], c)
+                    as_int = self._post_lane(m, sc, as_int, sb_post[c], c)   # FP32 too
                 out = Signal(signed(ow), name=f"out_{c}")
                 m.d.comb += out.eq(Mux(sc_fp, fp32, as_int))
                 lanes.append(out)
@@ -668,19 +792,21 @@ class GemmEngine(wiring.Component):
     def _post_lane(self, m, sc, acc, post, c):
         """Post-processing of one lane at stage C: ``acc`` (the accumulator) times the unsigned
         multiplier, shifted right with rounding to nearest, ties to even, optional ReLU, saturated
-        to INT8 or INT4 (``sc.out`` = 1, 2), or ``acc`` unchanged (``sc.out`` = 0); as
-        :func:`sim.golden.vsq.postprocess` with ``mult, shift`` per column. ``post`` holds the
-        multiplier and shift registered beside ``sc`` (from ``sb_post``)."""
+        to INT8 or INT4 (``sc.out`` = 1, 2); or the exact ``acc * mult * 2**-shift`` rounded once
+        to binary32, ties to even (``sc.out`` = 3; ReLU gives +0); or ``acc`` unchanged
+        (``sc.out`` = 0); as :func:`sim.golden.vsq.postprocess`. ``post`` holds the multiplier and
+        shift registered beside ``sc`` (from ``sb_post``: the column's, times and plus the row's
+        where a per-row factor is built). Returns a lane of the output width."""
         mult_sb, shift_sb = post
-        mult = Signal(self._pmb, name=f"sc_mult_{c}")
-        sh = Signal(SHIFT_BITS, name=f"sc_shift_{c}")
+        mult = Signal(len(mult_sb), name=f"sc_mult_{c}")
+        sh = Signal(len(shift_sb), name=f"sc_shift_{c}")
         m.d.sync += [mult.eq(mult_sb), sh.eq(shift_sb)]
-        width = len(acc) + self._pmb + 1
+        width = len(acc) + len(mult) + 1
         p = Signal(signed(width), name=f"pp_prod_{c}")
         m.d.comb += p.eq(acc * mult)
         q = Signal(signed(width), name=f"pp_q_{c}")
         m.d.comb += q.eq(p >> sh)
-        shm1 = Signal(SHIFT_BITS, name=f"pp_shm1_{c}")
+        shm1 = Signal(len(sh), name=f"pp_shm1_{c}")
         m.d.comb += shm1.eq(sh - 1)
         pu = p.as_unsigned()
         guard = Signal(name=f"pp_guard_{c}")
@@ -700,8 +826,41 @@ class GemmEngine(wiring.Component):
         hi = Mux(sc.out == 2, 7, 127)
         sat = Signal(signed(8), name=f"pp_sat_{c}")
         m.d.comb += sat.eq(Mux(relu < lo, lo, Mux(relu > hi, hi, relu)))
-        out = Signal(signed(len(acc)), name=f"pp_out_{c}")
-        m.d.comb += out.eq(Mux(sc.out == 0, acc, sat))
+        fp32 = self._post_binary32(m, p, sh, sc.relu, c)
+        out = Signal(signed(self._out_width), name=f"pp_out_{c}")
+        m.d.comb += out.eq(Mux(sc.out == 0, acc, Mux(sc.out == 3, fp32, sat)))
+        return out
+
+    def _post_binary32(self, m, p, sh, relu, c):
+        """The binary32 bit pattern (32 bits, unsigned) of ``p * 2**-sh``, rounded to nearest, ties
+        to even, +0 for 0 or (``relu``) a negative ``p``.
+
+        It is always a finite normal number: ``|p| < 2**127`` (``|acc| <= 2**63``, multipliers below
+        ``2**64``) and ``sh <= 126`` (two 6-bit shifts) bound the exponent of the leading one to -126
+        ... 126, and rounding adds at most 1 to it.
+        """
+        wm = max(len(p) - 1, 26)        # |p| < 2**(len(p) - 1)
+        assert len(p) - 1 <= 127 and (1 << len(sh)) - 1 <= 127
+        neg = p[-1]
+        mag = Signal(wm, name=f"pf_mag_{c}")
+        m.d.comb += mag.eq(Mux(neg, -p, p)[:len(p) - 1])
+        lead = Signal(range(wm), name=f"pf_lead_{c}")
+        lz = Signal(range(wm), name=f"pf_lz_{c}")
+        for i in range(wm):             # priority encoder: the highest set bit wins
+            with m.If(mag[i]):
+                m.d.comb += [lead.eq(i), lz.eq(wm - 1 - i)]
+        norm = Signal(wm, name=f"pf_norm_{c}")
+        m.d.comb += norm.eq((mag << lz)[:wm])
+        top = norm[wm - 24:wm]
+        guard = norm[wm - 25]
+        sticky = norm[:wm - 25].any()
+        sig = Signal(25, name=f"pf_sig_{c}")
+        m.d.comb += sig.eq(top + (guard & (sticky | top[0])))
+        exp = Signal(8, name=f"pf_exp_{c}")
+        m.d.comb += exp.eq((lead + 127 + sig[24] - sh)[:8])
+        # On a carry the significand is 2**24 and its low 23 bits are 0, as the fraction must be.
+        out = Signal(32, name=f"pf_fp32_{c}")
+        m.d.comb += out.eq(Mux((mag == 0) | (relu & neg), 0, Cat(sig[:23], exp, neg)))
         return out
 
     def _vsq_scaling(self, m, ctl, ps, wscale, wmult, wshift, ctrl):

@@ -14,8 +14,11 @@ from tests.conftest import build_block, write_json
 NONSQUARE = {"gemm": {"top": "gemm_3x5", "rows": 3, "cols": 5, "modes": ["int8", "int4", "w4a8"],
                       "max_m": 20, "max_n": 24,
                       "max_k": 40, "acc_width": 24, "out_fifo_depth": 16}}
+# The INT8-only engine also carries the post-processing unit (per-column and per-row factors):
+# tests/test_gemm_post.py runs on the same build.
 INT8_ONLY = {"gemm": {"top": "gemm_4x4_int8", "rows": 4, "cols": 4, "modes": ["int8"],
-                      "max_m": 16, "max_n": 16, "max_k": 64, "acc_width": 22}}
+                      "max_m": 16, "max_n": 16, "max_k": 64, "acc_width": 22,
+                      "vsq_post_mult_bits": 16, "vsq_post_row_mult_bits": 8}}
 W4A8_INT4 = {"gemm": {"top": "gemm_2x6_w4a8", "rows": 2, "cols": 6, "modes": ["w4a8", "int4"],
                       "max_m": 8, "max_n": 16, "max_k": 16, "acc_width": 20, "out_fifo_depth": 4}}
 

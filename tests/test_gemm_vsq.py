@@ -1,6 +1,6 @@
 """Per-vector scaled (VS-Quant) GEMMs on the engine against :func:`sim.golden.vsq.vsq_gemm`.
 
-Bench: ``sim/tb/gemm.py`` (cases with ``"vsq": V``). The engine is small (4 x 3, max_k 64) and built
+Bench: ``sim/tb/gemm.py`` (cases with ``"vsq": V``). The engine is small (3 x 3, max_k 64) and built
 once; its accumulator is the narrowest the VSQ rule allows, so the all-extreme cases prove that no sum
 overflows.
 """
@@ -17,9 +17,12 @@ from tests.conftest import build_block, write_json
 
 MODES = ("int8", "int4", "w4a8")
 SIZES = [16, 32, 64]
-VSQ = {"gemm": {"top": "gemm_vsq_4x3", "rows": 4, "cols": 3, "modes": list(MODES),
+# R = 3: the k tiles (3 in INT8 and W4A8, 6 in INT4) divide no V, so every vector is padded
+# (tests/test_gemm_vsq_pad.py); the post unit has per-row factors.
+VSQ = {"gemm": {"top": "gemm_vsq_3x3", "rows": 3, "cols": 3, "modes": list(MODES),
                 "max_m": 6, "max_n": 8, "max_k": 64, "acc_width": 31, "out_fifo_depth": 8,
-                "vsq_vector_sizes": SIZES, "vsq_scale_bits": 4, "vsq_post_mult_bits": 12}}
+                "vsq_vector_sizes": SIZES, "vsq_scale_bits": 4, "vsq_post_mult_bits": 12,
+                "vsq_post_row_mult_bits": 6}}
 # Without the post-processing unit, M = 8, a 2 x 2 array, INT4 and W4A8 only (slow: a second build).
 VSQ_PLAIN = {"gemm": {"top": "gemm_vsq_2x2", "rows": 2, "cols": 2, "modes": ["int4", "w4a8"],
                       "max_m": 5, "max_n": 5, "max_k": 48, "acc_width": 35, "out_fifo_depth": 4,
@@ -98,19 +101,19 @@ def test_vsq_extremes_cannot_overflow(tmp_path, seed, traffic):
 
 
 def post_cases(rng):
-    """Post-processed GEMMs (INT8 and INT4 outputs, with and without ReLU) of every mode, VSQ and
-    plain, between accumulator-output ones."""
+    """Post-processed GEMMs (INT8, INT4 and FP32 outputs, with and without ReLU, half of them with
+    random per-row factors) of every mode, VSQ and plain, between accumulator-output ones."""
     g = VSQ["gemm"]
     cases = []
     for mode in MODES:
-        for output in ("int8", "int4"):
+        for output in ("int8", "int4", "fp32"):
             for relu in (False, True):
                 for vsq in (16, 32, None):
                     m = int(rng.integers(1, g["max_m"] + 1))
                     n = int(rng.integers(1, g["max_n"] + 1))
                     k = int(rng.integers(1, g["max_k"] + 1))
                     case = {"mode": mode, "m": m, "n": n, "k": k, "kind": "uniform",
-                            "post": output, "relu": relu}
+                            "post": output, "relu": relu, "row": bool(rng.integers(0, 2))}
                     if vsq:
                         case.update(vsq=vsq, scales="mixed")
                     cases.append(case)
@@ -158,9 +161,8 @@ BASE = {"rows": 4, "cols": 3, "modes": list(MODES), "max_k": 64, "max_m": 6, "ma
 
 
 @pytest.mark.parametrize("data, message", [
-    ({"vsq_post_mult_bits": 16},
-     "gemm.vsq_post_mult_bits = 16: must be 0 unless gemm.vsq_vector_sizes is set (the "
-     "post-processing unit is part of the VSQ hardware)"),
+    ({"vsq_post_mult_bits": 1},
+     "gemm.vsq_post_mult_bits = 1: must be 0 (none) or from 2 to 32"),
     ({"vsq_vector_sizes": [16], "vsq_post_mult_bits": 1},
      "gemm.vsq_post_mult_bits = 1: must be 0 (none) or from 2 to 32"),
     ({"vsq_vector_sizes": [16], "vsq_post_mult_bits": 33},
@@ -176,12 +178,6 @@ BASE = {"rows": 4, "cols": 3, "modes": list(MODES), "max_k": 64, "max_m": 6, "ma
      "(empty for none)"),
     ({"vsq_vector_sizes": [16], "vsq_scale_bits": 9},
      "gemm.vsq_scale_bits = 9: must be an integer from 3 to 8"),
-    ({"vsq_vector_sizes": [16], "rows": 16},
-     "gemm.vsq_vector_sizes = [16]: each V must be a multiple of the k tile of every integer mode "
-     "(rows in int8 and w4a8, 2 * rows in int4); V = 16 is not a multiple of int4's 2 * rows = 32"),
-    ({"vsq_vector_sizes": [32, 16], "rows": 3, "modes": ["int8"]},
-     "gemm.vsq_vector_sizes = [32, 16]: each V must be a multiple of the k tile of every integer "
-     "mode (rows in int8 and w4a8, 2 * rows in int4); V = 32 is not a multiple of int8's rows = 3"),
     ({"vsq_vector_sizes": [16], "modes": ["fp8_e4m3"]},
      "gemm.vsq_vector_sizes = [16]: must be empty when gemm.modes has no integer mode (int8, int4, "
      "w4a8)"),
@@ -196,21 +192,6 @@ def test_vsq_config_messages(data, message):
     with pytest.raises(ConfigError) as info:
         parse_config({"gemm": dict(BASE, **data)})
     assert str(info.value) == message
-
-
-def test_v16_works_on_these_heights():
-    """V = 16 builds with every integer mode on R = 1, 2, 4, 8, and without int4 also on R = 16; no
-    other height (V must be a multiple of R, and of 2R in int4)."""
-    works = {}
-    for modes in (list(MODES), ["int8", "w4a8"]):
-        for rows in range(1, 65):
-            try:
-                parse_config({"gemm": dict(BASE, rows=rows, modes=modes, acc_width=40,
-                                           vsq_vector_sizes=[16])})
-                works.setdefault(tuple(modes), []).append(rows)
-            except ConfigError as exc:
-                assert exc.field == "gemm.vsq_vector_sizes"
-    assert works == {tuple(MODES): [1, 2, 4, 8], ("int8", "w4a8"): [1, 2, 4, 8, 16]}
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -256,8 +237,10 @@ def test_scale_beats_follow_the_data_beats():
         per_tile = len(wsc) // (ktiles * -(-n // cols))
         assert wsc[per_tile * (ktiles + 2)] == [int(s_qw[2 * tk // v, cols + c]) for c in range(3)]
         assert wsc[-1] == [int(s_qw[(ktiles - 1) * tk // v, 6]), 0, 0]
-    with pytest.raises(ValueError, match="vector_size = 16: must be a multiple of the k tile 32"):
-        golden.act_scale_beats(np.ones((1, 1)), "int4", 16, 16, 16)
+    # a k tile longer than V (int4, R = 16: 32 > 16) holds one vector per tile
+    assert golden.act_scale_beats(np.arange(3)[None], "int4", 16, 40, 16) == [0, 1, 2]
+    assert golden.weight_scale_beats(np.arange(3)[:, None], "int4", 16, 1, 40, 16) == (
+        [[0]] * 16 + [[1]] * 16 + [[2]] * 16)
 
 
 @pytest.mark.sim

@@ -219,6 +219,90 @@ def test_quantized_pipeline_matches_float_reference(mode, nbits, seed):
     assert np.abs(y8 - ref / out_scale).max() <= 0.51
 
 
+def test_per_channel_int8_post_processing_without_vsq(seed):
+    """Plain per-channel INT8 (no VSQ): the engine's integer GEMM, then the post-processing unit
+    with gamma_w[n] * gamma_a / out_scale as a fixed-point multiplier per column, gives the
+    requantized float GEMM within half a step plus the multiplier's relative error."""
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((6, 48))
+    w = rng.standard_normal((48, 7)) * rng.uniform(0.1, 3.0, size=7)
+    qa = Q.quantize_tensor(a, 8, "tensor")
+    qw = Q.quantize_tensor(w, 8, "channel", channel_axis=1)
+    acc = G.gemm(qa.codes, qw.codes, "int8")
+    ref = (qa.codes * qa.scale) @ (qw.codes * qw.scale)
+    out_scale = np.abs(ref).max() / 127
+    gamma = (qa.scale.reshape(-1)[0] * qw.scale.reshape(-1)) / out_scale
+    mult, shift = S.fixed_point_multiplier(gamma, mult_bits=16)
+    for relu in (False, True):
+        y = S.postprocess(acc, mult, shift, relu=relu, output="int8")
+        want = ref / out_scale
+        want = np.maximum(want, 0) if relu else want
+        assert np.abs(y - want).max() <= 0.5 + 2.0 ** -15 * 127
+    # exactly round_half_even(acc * mult / 2**shift), saturated: the definition, in Fractions
+    y = S.postprocess(acc, mult, shift, output="int4")
+    for (i, j), got in np.ndenumerate(y):
+        exact = Fraction(int(acc[i, j]) * int(mult[j]), 2 ** int(shift[j]))
+        assert got == min(max(round(exact), -8), 7)
+
+
+def test_postprocess_per_row_factor(seed):
+    """mult_a[m], shift_a[m] multiply in before the single rounding: the definition, in
+    Fractions, for INT8 / INT4; FP32 against numpy where float64 is exact (|acc * mult| < 2**53),
+    then one rounding to float32."""
+    rng = np.random.default_rng(seed)
+    acc = rng.integers(-2 ** 20, 2 ** 20, size=(7, 5))
+    mult = rng.integers(0, 2 ** 12, size=5)
+    shift = rng.integers(0, 40, size=5)
+    mult_a = rng.integers(0, 2 ** 8, size=7)
+    shift_a = rng.integers(0, 30, size=7)
+    for output, (lo, hi) in (("int8", (-128, 127)), ("int4", (-8, 7))):
+        for relu in (False, True):
+            y = S.postprocess(acc, mult, shift, relu=relu, output=output, mult_a=mult_a,
+                              shift_a=shift_a)
+            for (i, j), got in np.ndenumerate(y):
+                exact = Fraction(int(acc[i, j]) * int(mult[j]) * int(mult_a[i]),
+                                 2 ** int(shift[j] + shift_a[i]))
+                want = round(exact)
+                want = max(want, 0) if relu else want
+                assert got == min(max(want, lo), hi)
+    y = S.postprocess(acc, mult, shift, output="fp32", mult_a=mult_a, shift_a=shift_a)
+    want = ((acc.astype(np.float64) * mult * mult_a[:, None])
+            * np.exp2(-(shift + shift_a[:, None]).astype(np.float64))).astype(np.float32)
+    assert np.array_equal(y, want)
+    # all ones and zeros: the same as without the row factor
+    assert np.array_equal(S.postprocess(acc, mult, shift, output="fp32", mult_a=np.ones(7, int),
+                                        shift_a=np.zeros(7, int)),
+                          S.postprocess(acc, mult, shift, output="fp32"))
+
+
+def test_postprocess_fp32_engine_limits():
+    """Within the engine's limits (|acc| <= 2**63, multipliers < 2**32 each, shifts <= 63 each)
+    every FP32 result is a finite normal number: the extremes."""
+    top = 2 ** 32 - 1
+    y = S.postprocess(np.array([[-2 ** 63]], dtype=object), [top], [0], output="fp32",
+                      mult_a=np.array([top], dtype=object), shift_a=[0])
+    assert y[0, 0] == np.float32(-2.0 ** 127) and np.isfinite(y[0, 0])
+    y = S.postprocess(np.array([[1, -1]]), [1, 1], [63, 63], output="fp32", mult_a=[1],
+                      shift_a=[63])
+    assert y.tolist() == [[2.0 ** -126, -2.0 ** -126]]
+    # a product that rounds up across a binade: 2**24 + 2**24 - 1 -> 2**25, exponent + 1
+    y = S.postprocess(np.array([[2 ** 25 - 1]]), [1], [0], output="fp32", mult_a=[1], shift_a=[0])
+    assert y[0, 0] == np.float32(2.0 ** 25)
+
+
+def test_postprocess_row_factor_messages():
+    acc = np.zeros((2, 3), int)
+    with pytest.raises(ValueError, match=r"^mult_a and shift_a: give both"):
+        S.postprocess(acc, 1, 0, mult_a=[1, 1])
+    with pytest.raises(ValueError, match=r"^mult_a and shift_a have shapes \(3,\) and \(3,\): "
+                                         r"must be \(M,\) for acc of shape M x N$"):
+        S.postprocess(acc, 1, 0, mult_a=[1, 1, 1], shift_a=[0, 0, 0])
+    with pytest.raises(ValueError, match=r"^shift_a has values outside \[0, 63\]$"):
+        S.postprocess(acc, 1, 0, mult_a=[1, 1], shift_a=[0, 64])
+    with pytest.raises(ValueError, match=r"^mult_a has values outside \[0, 2\*\*32 - 1\]$"):
+        S.postprocess(acc, 1, 0, mult_a=[1, 2 ** 32], shift_a=[0, 0])
+
+
 # -- argument checks -------------------------------------------------------------------------------
 
 def _call(**over):

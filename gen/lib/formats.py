@@ -8,7 +8,8 @@ table) and the manifest agree.
 from dataclasses import dataclass
 
 __all__ = ["Mode", "MODES", "mode_by_name", "Fp8Format", "FP8_FORMATS", "fp_acc_width",
-           "VSQ_VECTOR_SIZES", "VSQ_OPERAND_BITS", "vsq_acc_width", "vsq_partial_width"]
+           "VSQ_VECTOR_SIZES", "VSQ_OPERAND_BITS", "vsq_acc_width", "vsq_partial_width",
+           "k_tile_count", "max_k_tiles"]
 
 
 @dataclass(frozen=True)
@@ -159,3 +160,24 @@ def vsq_partial_width(modes, vector_sizes):
     largest product magnitude (``2**(Na + Nw - 2)``) times V, plus a sign bit."""
     return max((v << (VSQ_OPERAND_BITS[n][0] + VSQ_OPERAND_BITS[n][1] - 2)).bit_length() + 1
                for n in modes if n in VSQ_OPERAND_BITS for v in vector_sizes)
+
+
+def k_tile_count(k, tile, vector_size=None):
+    """k tiles of a command of reduction length ``k`` with ``tile`` elements per tile: ``ceil(k /
+    tile)``; for a VSQ command with vectors of ``vector_size`` = V, each vector has its own
+    ``ceil(V / tile)`` tiles (the last vector ``ceil((k mod V) / tile)``), as
+    :func:`sim.golden.gemm.k_tiles` lays them out."""
+    if vector_size is None:
+        return -(-k // tile)
+    return (k // vector_size) * -(-vector_size // tile) + -(-(k % vector_size) // tile)
+
+
+def max_k_tiles(rows, modes, vector_sizes, max_k):
+    """The most k tiles any command can take (it grows with K): over the ``modes`` and, for the
+    integer ones, the VSQ ``vector_sizes``; at least ``ceil(max_k / rows)``."""
+    most = -(-max_k // rows)
+    for name in modes:
+        tile = rows * mode_by_name(name).k_per_row
+        if name in VSQ_OPERAND_BITS:
+            most = max([most] + [k_tile_count(max_k, tile, v) for v in vector_sizes])
+    return most

@@ -26,8 +26,8 @@ import numpy as np
 __all__ = [
     "MODES", "MODE_CODES", "RANGES", "gemm", "wrap", "acc_width_needed", "random_operands",
     "pack_int4_pairs", "unpack_int4_pairs", "weight_beats", "act_beats", "output_beats",
-    "outputs_to_matrix", "tile_k", "weight_scale_beats", "act_scale_beats",
-    "column_param_beats", "ideal_cycles", "FP8",
+    "outputs_to_matrix", "tile_k", "k_tiles", "k_tile_count", "weight_scale_beats", "act_scale_beats",
+    "column_param_beats", "act_row_beats", "ideal_cycles", "FP8",
     "FP_MODES", "fp8_decode", "fp8_value",
     "fp8_units", "round_to_binary32", "binary32_value", "fp_acc_width", "NAN32", "FP8_KINDS", "FP8_ONE", "fp8_lsb_exp",
 ]
@@ -356,11 +356,49 @@ def _pad(x, rows, cols, fill=0):
     return out
 
 
-def weight_beats(w, mode, rows, cols, pad=0):
+def k_tiles(k, mode, rows, vector_size=None):
+    """The k tiles of a command as ``(start, stop)`` ranges of reduction indices, in stream order.
+
+    A plain command cuts ``0 .. K-1`` into tiles of :func:`tile_k` elements (the last one shorter).
+    A VSQ command (``vector_size`` = V) cuts each vector of V elements (the last one shorter when V
+    does not divide K) into its own tiles: a vector occupies ``ceil(V / tile)`` k tiles, and where
+    the tile does not divide V its last tile is padded (lanes past the vector's end are ignored),
+    so no tile holds elements of two vectors. Where the tile divides V both cuts are the same.
+    """
+    _check_mode(mode)
+    tk = tile_k(mode, rows)
+    if k < 1:
+        raise ValueError(f"k = {k}: must be at least 1")
+    if vector_size is None:
+        return [(k0, min(k0 + tk, k)) for k0 in range(0, k, tk)]
+    if vector_size < 1:
+        raise ValueError(f"vector_size = {vector_size}: must be at least 1")
+    tiles = []
+    for v0 in range(0, k, vector_size):
+        vend = min(v0 + vector_size, k)
+        tiles += [(k0, min(k0 + tk, vend)) for k0 in range(v0, vend, tk)]
+    return tiles
+
+
+def k_tile_count(k, mode, rows, vector_size=None):
+    """``len(k_tiles(...))`` in closed form: ``ceil(K / tile)``, or for VSQ
+    ``floor(K / V) * ceil(V / tile) + ceil((K mod V) / tile)``."""
+    tk = tile_k(mode, rows)
+    if vector_size is None:
+        return -(-k // tk)
+    return (k // vector_size) * -(-vector_size // tk) + -(-(k % vector_size) // tk)
+
+
+def _beats_per_tile(mode, rows):
+    return rows if MODES[mode][2] == 1 or mode == "int4" else -(-rows // 2)
+
+
+def weight_beats(w, mode, rows, cols, pad=0, vector_size=None):
     """The beats of the ``w`` stream for one command, each a list of C bytes (0 to 255).
 
-    Lanes past K or N are don't-care for the engine; they hold ``pad`` (an element value; a bench may
-    put NaN codes there to check that FP8 results ignore them).
+    Lanes past K or N, and (VSQ with ``vector_size``) past the end of a tile's vector, are
+    don't-care for the engine; they hold ``pad`` (an element value; a bench may put NaN codes there
+    to check that FP8 results ignore them). The k tiles follow :func:`k_tiles`.
     """
     _check_mode(mode)
     w = np.asarray(w, dtype=np.int64)
@@ -368,29 +406,28 @@ def weight_beats(w, mode, rows, cols, pad=0):
     tk = tile_k(mode, rows)
     beats = []
     for n0 in range(0, n, cols):
-        for k0 in range(0, k, tk):
-            tile = _pad(w[k0:k0 + tk, n0:n0 + cols], tk, cols, pad)
+        for k0, k1 in k_tiles(k, mode, rows, vector_size):
+            tile = _pad(w[k0:k1, n0:n0 + cols], tk, cols, pad)
             if MODES[mode][2] == 1:  # int8 and FP8: one byte per element
                 beats.extend((tile[r] & 0xFF).tolist() for r in range(rows))
             else:  # int4 and w4a8: rows of INT4 pairs along K
                 if tile.shape[0] % 2:
                     tile = _pad(tile, tile.shape[0] + 1, cols, pad)
                 pairs = pack_int4_pairs(tile[0::2], tile[1::2])
-                nbeats = rows if mode == "int4" else -(-rows // 2)
-                beats.extend(pairs[j].tolist() for j in range(nbeats))
+                beats.extend(pairs[j].tolist() for j in range(_beats_per_tile(mode, rows)))
     return beats
 
 
-def act_beats(a, mode, rows, pad=0):
-    """The beats of the ``a`` stream for one command, each a list of R bytes; lanes past K hold
-    ``pad``."""
+def act_beats(a, mode, rows, pad=0, vector_size=None):
+    """The beats of the ``a`` stream for one command, each a list of R bytes; lanes past K (or,
+    VSQ, past the end of the tile's vector) hold ``pad``. The k tiles follow :func:`k_tiles`."""
     _check_mode(mode)
     a = np.asarray(a, dtype=np.int64)
     m, k = a.shape
     tk = tile_k(mode, rows)
     beats = []
-    for k0 in range(0, k, tk):
-        tile = _pad(a[:, k0:k0 + tk], m, tk, pad)
+    for k0, k1 in k_tiles(k, mode, rows, vector_size):
+        tile = _pad(a[:, k0:k1], m, tk, pad)
         if mode == "int4":
             tile = pack_int4_pairs(tile[:, 0::2], tile[:, 1::2])
         else:
@@ -400,33 +437,28 @@ def act_beats(a, mode, rows, pad=0):
 
 
 def weight_scale_beats(s_qw, mode, rows, cols, k, vector_size):
-    """VSQ: the ``scale`` lanes of the ``w`` beats of :func:`weight_beats`, beat for beat (C values
-    each): every beat of the k tile at ``k0`` carries ``s_qw[k0 // V, n0 + c]`` in lane c (lanes
-    past N hold 0). ``s_qw`` is ceil(K / V) x N; V must be a multiple of the k tile."""
+    """VSQ: the ``scale`` lanes of the ``w`` beats of :func:`weight_beats` (called with the same
+    ``vector_size``), beat for beat (C values each): every beat of a k tile of vector v carries
+    ``s_qw[v, n0 + c]`` in lane c (lanes past N hold 0). ``s_qw`` is ceil(K / V) x N."""
     _check_mode(mode)
     s_qw = np.asarray(s_qw, dtype=np.int64)
-    tk = tile_k(mode, rows)
-    if vector_size % tk:
-        raise ValueError(f"vector_size = {vector_size}: must be a multiple of the k tile {tk}")
     n = s_qw.shape[1]
-    nbeats = rows if MODES[mode][2] == 1 or mode == "int4" else -(-rows // 2)
+    nbeats = _beats_per_tile(mode, rows)
     beats = []
     for n0 in range(0, n, cols):
-        for k0 in range(0, k, tk):
+        for k0, _ in k_tiles(k, mode, rows, vector_size):
             lanes = _pad(s_qw[k0 // vector_size:k0 // vector_size + 1, n0:n0 + cols], 1, cols)[0]
             beats.extend([lanes.tolist()] * nbeats)
     return beats
 
 
-def column_param_beats(values, mode, rows, cols, k):
+def column_param_beats(values, mode, rows, cols, k, vector_size=None):
     """Per-column parameters (e.g. the post-processing ``mult`` and ``shift``, length N) as lanes of
     the ``w`` beats of :func:`weight_beats`: every beat of the column tile at ``n0`` carries
-    ``values[n0 + c]`` in lane c (lanes past N hold 0)."""
+    ``values[n0 + c]`` in lane c (lanes past N hold 0). ``vector_size``: that of a VSQ command."""
     _check_mode(mode)
     values = np.asarray(values, dtype=np.int64)
-    tk = tile_k(mode, rows)
-    nbeats = rows if MODES[mode][2] == 1 or mode == "int4" else -(-rows // 2)
-    per_tile = nbeats * -(-k // tk)
+    per_tile = _beats_per_tile(mode, rows) * k_tile_count(k, mode, rows, vector_size)
     beats = []
     for n0 in range(0, len(values), cols):
         lanes = _pad(values[None, n0:n0 + cols], 1, cols)[0].tolist()
@@ -435,14 +467,22 @@ def column_param_beats(values, mode, rows, cols, k):
 
 
 def act_scale_beats(s_qa, mode, rows, k, vector_size):
-    """VSQ: the ``scale`` field of the ``a`` beats of :func:`act_beats`, beat for beat: the beat of
-    row m in the k tile at ``k0`` carries ``s_qa[m, k0 // V]``."""
+    """VSQ: the ``scale`` field of the ``a`` beats of :func:`act_beats` (called with the same
+    ``vector_size``), beat for beat: the beat of row m in a k tile of vector v carries
+    ``s_qa[m, v]``."""
     _check_mode(mode)
     s_qa = np.asarray(s_qa, dtype=np.int64)
-    tk = tile_k(mode, rows)
-    if vector_size % tk:
-        raise ValueError(f"vector_size = {vector_size}: must be a multiple of the k tile {tk}")
-    return [int(s_qa[i, k0 // vector_size]) for k0 in range(0, k, tk) for i in range(s_qa.shape[0])]
+    return [int(s_qa[i, k0 // vector_size]) for k0, _ in k_tiles(k, mode, rows, vector_size)
+            for i in range(s_qa.shape[0])]
+
+
+def act_row_beats(values, mode, rows, k, vector_size=None):
+    """Per-row parameters (the post-processing unit's row multiplier ``a.mult`` and shift
+    ``a.shift``, length M) as fields of the ``a`` beats of :func:`act_beats`: the beat of row m
+    in every k tile carries ``values[m]`` (the engine reads the one of the last k tile)."""
+    _check_mode(mode)
+    values = [int(x) for x in np.asarray(values, dtype=np.int64)]
+    return values * k_tile_count(k, mode, rows, vector_size)
 
 
 def output_beats(y, cols):

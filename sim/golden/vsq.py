@@ -26,9 +26,11 @@ Choices, stated once:
   largest magnitude, which the rule always covers, so no sum can overflow.
 * The per-channel scale is a fixed-point number (an unsigned ``mult_bits``-bit integer and a right
   shift), not an FP32 multiply: one integer multiplier and a rounding shifter per column, and the
-  model stays exact. For FP32 output the exact product ``acc * mult`` is converted to binary32 with
-  one round to nearest even and scaled by ``2**-shift`` (exact, since the result is always a normal
-  number within the limits checked here).
+  model stays exact. A per-row factor ``gamma_a[m]`` (``mult_a``, ``shift_a``) multiplies in
+  before the single rounding. For FP32 output the exact product ``acc * mult`` is converted to
+  binary32 with one round to nearest even and scaled by ``2**-shift`` (exact, since the result is
+  always a normal number: values outside the binary32 normal range are refused with ValueError;
+  the GEMM engine's limits keep them inside).
 * ReLU acts on the rounded value, before saturation (the same as before rounding, since rounding
   keeps the sign); an FP32 ReLU gives +0.0 for negative values.
 """
@@ -233,37 +235,56 @@ def _to_float32(p, sh):
     return -v if p < 0 else v
 
 
-def postprocess(acc, mult, shift, *, relu=False, output="int8"):
+def postprocess(acc, mult, shift, *, relu=False, output="int8", mult_a=None, shift_a=None):
     """Per-channel scaling, optional ReLU and requantization of the accumulator ``acc``.
 
     ``mult`` and ``shift`` (from :func:`fixed_point_multiplier`) broadcast against ``acc``: per
     column (shape N) for ``gamma_w[n]`` alone, or M x N for ``gamma_w[n] * gamma_a[m]``; they may
-    fold in the inverse of the output scale. ``output`` is ``int8`` or ``int4`` (round half to
-    even, then saturate to the two's complement range; int64 result) or ``fp32`` (float32 result).
+    fold in the inverse of the output scale. ``mult_a`` and ``shift_a`` (length M, for an M x N
+    ``acc``) give a per-row factor as the GEMM engine's post unit takes it: the scale is then
+    ``mult[n] * mult_a[m] * 2**-(shift[n] + shift_a[m])``, applied with one rounding. ``output``
+    is ``int8`` or ``int4`` (round half to even, then saturate to the two's complement range;
+    int64 result) or ``fp32`` (float32 result: the exact value ``acc * mult * 2**-shift``
+    rounded once to binary32, ties to even; ReLU gives +0.0 for negative values).
     """
     if output not in OUTPUTS:
         raise ValueError(f"output = {output!r}: must be one of " + ", ".join(OUTPUTS))
     acc_a = np.asarray(acc)
     if acc_a.dtype.kind not in "iuO":
         raise ValueError(f"acc has dtype {acc_a.dtype}: must hold integers (the accumulator)")
-    mult_a = np.asarray(mult)
-    shift_a = np.asarray(shift)
-    if mult_a.size and (mult_a.min() < 0 or mult_a.max() >= 1 << 32):
+    mult_w = np.asarray(mult)
+    shift_w = np.asarray(shift)
+    if mult_w.size and (mult_w.min() < 0 or mult_w.max() >= 1 << 32):
         raise ValueError("mult has values outside [0, 2**32 - 1]: must be unsigned 32-bit at most")
-    if shift_a.size and (shift_a.min() < 0 or shift_a.max() > 63):
+    if shift_w.size and (shift_w.min() < 0 or shift_w.max() > 63):
         raise ValueError("shift has values outside [0, 63]")
+    if (mult_a is None) != (shift_a is None):
+        raise ValueError("mult_a and shift_a: give both (the per-row factor) or neither")
+    if mult_a is not None:
+        mult_r, shift_r = np.asarray(mult_a), np.asarray(shift_a)
+        if acc_a.ndim != 2 or mult_r.shape != (acc_a.shape[0],) or shift_r.shape != mult_r.shape:
+            raise ValueError(f"mult_a and shift_a have shapes {mult_r.shape} and {shift_r.shape}: "
+                             f"must be (M,) for acc of shape M x N")
+        if mult_r.size and (mult_r.min() < 0 or mult_r.max() >= 1 << 32):
+            raise ValueError("mult_a has values outside [0, 2**32 - 1]")
+        if shift_r.size and (shift_r.min() < 0 or shift_r.max() > 63):
+            raise ValueError("shift_a has values outside [0, 63]")
+        mult_w = _as_python_ints(mult_w) * _as_python_ints(mult_r)[:, None]
+        shift_w = _as_python_ints(shift_w) + _as_python_ints(shift_r)[:, None]
     if output == "fp32":
         acc_o, mult_o, shift_o = np.broadcast_arrays(
-            _as_python_ints(acc), _as_python_ints(mult_a), _as_python_ints(shift_a))
+            _as_python_ints(acc), _as_python_ints(mult_w), _as_python_ints(shift_w))
         out = np.empty(acc_o.shape, dtype=np.float32)
         for idx in np.ndindex(acc_o.shape):
             p = acc_o[idx] * mult_o[idx]
             if p.bit_length() - shift_o[idx] > 127:
                 raise ValueError("acc * mult / 2**shift exceeds the FP32 range")
+            if p and p.bit_length() - 1 - shift_o[idx] < -126:
+                raise ValueError("acc * mult / 2**shift is below the FP32 normal range")
             val = _to_float32(p, shift_o[idx])
             out[idx] = max(val, 0.0) if relu else val
         return out
-    y = rescale(acc, mult_a, shift_a)
+    y = rescale(acc, mult_w, shift_w)
     if relu:
         y = np.where(y > 0, y, 0)
     lo, hi = code_range(8 if output == "int8" else 4)

@@ -34,7 +34,7 @@ from sim.tb.streams import Scoreboard, StreamSink, StreamSource, load_manifest, 
 PERIOD_NS = 10
 
 SCALE_KINDS = ("uniform", "max", "zero", "one", "mixed")
-POST_OUTPUTS = ("acc", "int8", "int4")   # values of the command's `out` field
+POST_OUTPUTS = ("acc", "int8", "int4", "fp32")   # values of the command's `out` field
 
 
 def post_params(rng, acc, output, mult_bits, ties=False):
@@ -47,10 +47,22 @@ def post_params(rng, acc, output, mult_bits, ties=False):
         return rng.integers(1, 4, size=n), rng.integers(1, 3, size=n)
     mult = rng.integers(0, 1 << mult_bits, size=n)
     mult[rng.random(n) < 0.25] = 1
-    top = np.abs(acc).max(axis=0) * mult
-    fit = np.array([int(t).bit_length() for t in top]) - (8 if output == "int8" else 4)
+    top = np.abs(np.asarray(acc, dtype=np.float64)).max(axis=0) * mult
+    fit = np.array([int(t).bit_length() for t in top]) - {"int8": 8, "int4": 4, "fp32": 10}[output]
     shift = np.clip(fit + rng.integers(-2, 3, size=n), 0, 63)
     wild = rng.random(n) < 0.2
+    shift[wild] = rng.integers(0, 64, size=int(wild.sum()))
+    return mult, shift
+
+
+def row_params(rng, m, mult_bits):
+    """Per-row multipliers (uniform over ``mult_bits`` bits; one in four 1, one in eight the
+    largest) and shifts (mostly 0 to 8, one in five up to 63)."""
+    mult = rng.integers(0, 1 << mult_bits, size=m)
+    mult[rng.random(m) < 0.25] = 1
+    mult[rng.random(m) < 0.125] = (1 << mult_bits) - 1
+    shift = rng.integers(0, 9, size=m)
+    wild = rng.random(m) < 0.2
     shift[wild] = rng.integers(0, 64, size=int(wild.sum()))
     return mult, shift
 
@@ -96,18 +108,21 @@ class GemmTB:
         await start_clock(self.dut, PERIOD_NS)
         await reset(self.dut)
 
-    def queue(self, mode, a, w, code=None, vsq=None, post=None):
+    def queue(self, mode, a, w, code=None, vsq=None, post=None, row=None):
         """Queue one GEMM; returns its expected output beats. ``vsq``: ``(V, s_qa, s_qw)`` for a
         per-vector scaled GEMM; ``post``: ``(output, relu, mult, shift)`` (per column) for a
-        post-processed one."""
+        post-processed one; ``row``: ``(mult_a, shift_a)`` (per row) where the engine has a per-row
+        factor (all 1 and 0 when not given)."""
         m, k = a.shape
         n = w.shape[1]
         pay = self.man.payloads
         code = self.codes[mode] if code is None else code
         # FP8 padding lanes (past K or N) carry NaN codes: the engine must ignore them.
-        pad = 0x7F if mode in golden.FP_MODES else 0
-        wbeats = golden.weight_beats(w, mode, self.rows, self.cols, pad=pad)
-        abeats = golden.act_beats(a, mode, self.rows, pad=pad)
+        # VSQ: padding lanes (past K, N or a vector's end) carry -3: the engine must ignore them.
+        pad = 0x7F if mode in golden.FP_MODES else 0 if vsq is None else -3
+        v = None if vsq is None else vsq[0]
+        wbeats = golden.weight_beats(w, mode, self.rows, self.cols, pad=pad, vector_size=v)
+        abeats = golden.act_beats(a, mode, self.rows, pad=pad, vector_size=v)
         cmd = dict(m=m, n=n, k=k, mode=code)
         wfields = [dict(data=beat) for beat in wbeats]
         afields = [dict(data=beat) for beat in abeats]
@@ -129,14 +144,30 @@ class GemmTB:
             output, relu, mult, shift = post
             cmd.update(out=POST_OUTPUTS.index(output), relu=int(relu))
             for name, values in (("mult", mult), ("shift", shift)):
-                lanes = golden.column_param_beats(values, mode, self.rows, self.cols, k)
+                lanes = golden.column_param_beats(values, mode, self.rows, self.cols, k, v)
                 for f, lane in zip(wfields, lanes, strict=True):
                     f[name] = lane
-            y = golden_vsq.postprocess(y, mult, shift, relu=relu, output=output)
+            if "mult" in pay["a"].fields:
+                mult_a, shift_a = row if row is not None else (np.ones(m, np.int64),
+                                                               np.zeros(m, np.int64))
+                # the engine reads a row's factor on its beat of the last k tile: the beats of
+                # the other k tiles carry junk
+                last = len(afields) - m
+                for name, values in (("mult", mult_a), ("shift", shift_a)):
+                    lanes = golden.act_row_beats(values, mode, self.rows, k, v)
+                    bits = pay["a"].fields[name][1]
+                    for i, (f, lane) in enumerate(zip(afields, lanes, strict=True)):
+                        f[name] = lane if i >= last else int(self.rng.integers(0, 1 << bits))
+                y = golden_vsq.postprocess(y, mult, shift, relu=relu, output=output,
+                                           mult_a=mult_a, shift_a=shift_a)
+            else:
+                y = golden_vsq.postprocess(y, mult, shift, relu=relu, output=output)
+            if output == "fp32":
+                y = y.view(np.uint32).astype(np.int64)
         self.cmd.send([pay["cmd"].pack(**cmd)])
         self.w.send(pay["w"].pack(**f) for f in wfields)
         self.a.send(pay["a"].pack(**f) for f in afields)
-        if mode in golden.FP_MODES:
+        if mode in golden.FP_MODES or (post is not None and post[0] == "fp32"):
             # binary32 patterns sit in the low 32 bits of a signed lane: as the sink reads it.
             width = pay["o"].fields["data.0"][1]
             y = np.where(y >> (width - 1) != 0, y - (1 << width), y)
@@ -169,7 +200,8 @@ def _cycle_budget(tb, cases, gap, stall):
     rows and a weight load plus the array's drain."""
     cycles = 1000
     for case in cases:
-        tiles = -(-case["n"] // tb.cols) * -(-case["k"] // tb.rows)
+        tiles = -(-case["n"] // tb.cols) * golden.k_tile_count(case["k"], case["mode"], tb.rows,
+                                                                 case.get("vsq"))
         cycles += tiles * (case["m"] + 2 * tb.rows + tb.cols + 8) + case["m"]
     return int(4 * cycles / max(0.05, (1 - gap) * (1 - stall)))
 
@@ -187,17 +219,21 @@ def _queue_cases(tb, cases):
             kind = case.get("scales", "uniform")
             vsq = (v, random_scales(tb.rng, (case["m"], nvec), bits, kind),
                    random_scales(tb.rng, (nvec, case["n"]), bits, kind))
-        post = None
+        post = row = None
         if case.get("post"):
             exact = (golden.gemm(a, w, case["mode"]) if vsq is None else
                      golden_vsq.vsq_gemm(a, w, vsq[1], vsq[2], mode=case["mode"],
                                          vector_size=vsq[0],
                                          scale_bits=tb.man.parameters["vsq_scale_bits"]))
+            if case.get("row"):
+                row = row_params(tb.rng, case["m"], tb.man.parameters["vsq_post_row_mult_bits"])
+                # the columns' shifts are chosen for the accumulator times the row factors
+                exact = exact * (row[0] / np.exp2(row[1]))[:, None]
             mult, shift = post_params(tb.rng, exact, case["post"],
                                       tb.man.parameters["vsq_post_mult_bits"],
                                       ties=case.get("ties", False))
             post = (case["post"], bool(case.get("relu", False)), mult, shift)
-        beats = tb.queue(case["mode"], a, w, vsq=vsq, post=post)
+        beats = tb.queue(case["mode"], a, w, vsq=vsq, post=post, row=row)
         expected += beats
         labels += [f"case {i} {case}"] * len(beats)
         macs += case["m"] * case["n"] * case["k"]
@@ -231,6 +267,9 @@ async def bad_commands(dut):
     bad = [dict(m=0, n=1, k=1, mode=0), dict(m=1, n=0, k=1, mode=0), dict(m=1, n=1, k=0, mode=0),
            dict(m=cfg["max_m"] + 1, n=1, k=1, mode=0), dict(m=1, n=cfg["max_n"] + 1, k=1, mode=0),
            dict(m=1, n=1, k=cfg["max_k"] + 1, mode=0), dict(m=1, n=1, k=1, mode=unbuilt)]
+    if "out" in pay.fields:   # post-processing built: post-processed FP8 commands are bad
+        bad += [dict(m=1, n=1, k=1, mode=tb.codes[mo], out=1)
+                for mo in cfg["modes"] if mo in golden.FP_MODES]
     # A size above its maximum is sent only where the field can hold it.
     fits = [b for b in bad if all(b[f] >> pay.fields[f][1] == 0 for f in b)]
     tb.cmd.send(pay.pack(**b) for b in fits)
@@ -272,8 +311,8 @@ async def measure(dut):
 @cocotb.test()
 async def bad_vsq_commands(dut):
     """VSQ engines: VSQ commands with a V select that was not built, in an FP8 mode, or in a mode
-    not built, and (post-processing built) commands with output 3 or a post-processed FP8 output
-    are dropped and counted; a valid VSQ command then runs correctly."""
+    not built, and (post-processing built) post-processed FP8 commands are dropped and counted;
+    a valid VSQ command then runs correctly."""
     tb = GemmTB(dut, seed=seed_from_env())
     await tb.start()
     p = tb.man.parameters
@@ -288,8 +327,7 @@ async def bad_vsq_commands(dut):
             for mo in p["modes"] if mo in golden.FP_MODES]
     built = set(tb.codes.values())
     bad.append(dict(m=1, n=1, k=1, mode=next(c for c in range(8) if c not in built), vsq=1, vsel=0))
-    if "out" in pay.fields:   # post-processing built: output 3 does not exist
-        bad.append(dict(m=1, n=1, k=1, mode=code, vsq=1, vsel=0, out=3))
+    if "out" in pay.fields:   # post-processing built: post-processed FP8 is bad
         bad += [dict(m=1, n=1, k=1, mode=tb.codes[mo], out=1)
                 for mo in p["modes"] if mo in golden.FP_MODES]
     tb.cmd.send(pay.pack(**b) for b in bad)
