@@ -247,8 +247,10 @@ def _tail(log, size=6000):
     return Path(log).read_text(errors="replace")[-size:] if Path(log).exists() else ""
 
 
-def emit_and_build(config, *, sim=None, waves=None):
-    """Emit ``config`` into a folder keyed by its hash and build every top; ``{block: SimBuild}``."""
+def emit_and_build(config, *, sim=None, waves=None, make_vars=()):
+    """Emit ``config`` into a folder keyed by its hash and build every top; ``{block: SimBuild}``.
+
+    ``make_vars`` go to every Verilator build (see :func:`build`)."""
     from gen.config import config_hash
     from gen.emit import emit
 
@@ -260,7 +262,7 @@ def emit_and_build(config, *, sim=None, waves=None):
             (out / ".complete").write_text("ok\n")
     builds = {}
     for block, top in elaborate_tops_names(config):
-        builds[block] = build(out, top, sim=sim, waves=waves)
+        builds[block] = build(out, top, sim=sim, waves=waves, make_vars=make_vars)
     return builds
 
 
