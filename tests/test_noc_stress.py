@@ -98,3 +98,14 @@ def test_golden_mix():
     for kx, ky in ((4, 4), (3, 2), (8, 8)):
         assert [golden.transpose(kx, ky, golden.transpose(kx, ky, n))
                 for n in range(kx * ky)] == list(range(kx * ky))
+
+
+@pytest.mark.sim
+def test_bench_quick_reports_a_passing_run():
+    """``accelgen bench noc-stress --quick``: one 2 x 2 run that passes, and its table says so."""
+    result = stress.run(quick=True)
+    (row,) = result["runs"]
+    assert row["mesh"] == "2x2" and row["passed"] and row["problems"] == []
+    assert row["injection_cycles"] >= 20_000 and row["copies_delivered"] > 0
+    table = stress.format_table(result)
+    assert "2x2" in table and "pass" in table
