@@ -176,7 +176,7 @@ class GemmConfig:
     vsq_scale_bits: int = _int_field(4, 3, 8, "M: bits of the unsigned per-vector integer scales")
     vsq_post_mult_bits: int = _int_field(
         0, 0, 32, "bits of the per-column post-processing multiplier (0: no post-processing unit; "
-        "needs VSQ)")
+        "with or without VSQ, integer modes)")
 
     def _validate(self):
         need = gemm_acc_width_needed(self.max_k)
@@ -184,10 +184,10 @@ class GemmConfig:
             raise ConfigError("gemm.acc_width", self.acc_width,
                               f"must be at least {need} so that gemm.max_k = {self.max_k} "
                               f"INT8 products cannot overflow")
-        if self.vsq_post_mult_bits and not self.vsq_vector_sizes:
+        if self.vsq_post_mult_bits and not any(n in INT_MODE_NAMES for n in self.modes):
             raise ConfigError("gemm.vsq_post_mult_bits", self.vsq_post_mult_bits,
-                              "must be 0 unless gemm.vsq_vector_sizes is set (the post-processing "
-                              "unit is part of the VSQ hardware)")
+                              "must be 0 when gemm.modes has no integer mode (int8, int4, w4a8): "
+                              "the post-processing unit scales integer accumulators")
         if self.vsq_post_mult_bits == 1:
             raise ConfigError("gemm.vsq_post_mult_bits", 1, "must be 0 (none) or from 2 to 32")
         if self.vsq_vector_sizes:

@@ -63,22 +63,24 @@ def _gemm_top(cfg):
             "w.scale": f"uint{mb}: VSQ weight scale s_qw[v, n0 + c] in lane c of the vector v the "
                        "beat's k tile belongs to (the engine keeps the tile's last beat's)",
         }
-        if cfg.vsq_post_mult_bits:
-            pb = cfg.vsq_post_mult_bits
-            vsq_formats.update({
-                "cmd.out": "uint: 0 accumulator, 1 INT8, 2 INT4 (post-processed, saturated; "
-                           "integer modes only)",
-                "cmd.relu": "flag: ReLU before saturation (post-processed outputs)",
-                "w.mult": f"uint{pb}: post-processing multiplier of column n0 + c (the "
-                          "engine keeps the last k tile's)",
-                "w.shift": "uint6: post-processing right shift of column n0 + c, rounding to "
-                           "nearest, ties to even",
-            })
         vsq_parameters = {
             "vsq_post_mult_bits": cfg.vsq_post_mult_bits,
             "vsq_vector_sizes": list(cfg.vsq_vector_sizes), "vsq_scale_bits": mb,
             "vsq_partial_width": engine.vsq_partial_width, "vsq_term_width": engine.vsq_term_width,
         }
+    if cfg.vsq_post_mult_bits:
+        # The post-processing unit, with or without VSQ.
+        pb = cfg.vsq_post_mult_bits
+        vsq_formats.update({
+            "cmd.out": "uint: 0 accumulator, 1 INT8, 2 INT4 (post-processed, saturated; "
+                       "integer modes only)",
+            "cmd.relu": "flag: ReLU before saturation (post-processed outputs)",
+            "w.mult": f"uint{pb}: post-processing multiplier of column n0 + c (the "
+                      "engine keeps the last k tile's)",
+            "w.shift": "uint6: post-processing right shift of column n0 + c, rounding to "
+                       "nearest, ties to even",
+        })
+        vsq_parameters["vsq_post_mult_bits"] = pb
     return Top(
         block="gemm", name=cfg.top, component=engine,
         formats={

@@ -137,11 +137,17 @@ class GemmEngine(wiring.Component):
     them. The accumulator width must follow :func:`gen.lib.formats.vsq_acc_width` (``Na + Nw + log2 V
     + 2M + log2(max_k / V) + 1``), so no VSQ command can overflow. A VSQ command in an FP8 mode or
     with a ``vsel`` not built is dropped and counted in ``errors``. Plain commands run as without
-    VSQ. With ``post_mult_bits`` > 0, a post-processing unit per column (stage C) turns the final
-    sum into ``round_half_even(acc * mult / 2**shift)``, optional ReLU, saturated to INT8 or INT4
-    (the command's ``out`` = 1, 2; 0 keeps the accumulator), as :func:`sim.golden.vsq.postprocess`
-    with ``mult`` and ``shift`` per column; they arrive as ``w.mult`` and ``w.shift`` lanes of every
-    weight beat of the column tile and ride beside the wavefront like the weight scales.
+    VSQ.
+
+    Post-processing, built where ``post_mult_bits`` > 0, with or without VSQ (without it, an
+    integer engine with plain per-channel scaling): a unit per column (stage C) turns the final
+    integer sum into ``round_half_even(acc * mult / 2**shift)``, optional ReLU, saturated to INT8
+    or INT4 (the command's ``out`` = 1, 2; 0 keeps the accumulator), as
+    :func:`sim.golden.vsq.postprocess` with ``mult`` and ``shift`` per column; they arrive as
+    ``w.mult`` and ``w.shift`` lanes of every weight beat of the column tile
+    (:func:`sim.golden.gemm.column_param_beats`), are read from the wavefront's weight bank at the
+    array's output and ride beside the sums to stage C. A post-processed command (``out`` != 0) in
+    an FP8 mode, or with ``out`` = 3, is dropped and counted in ``errors``.
 
     Parameters
     ----------
@@ -178,9 +184,11 @@ class GemmEngine(wiring.Component):
     def __init__(self, *, rows, cols, modes, acc_width, max_m, max_n, max_k, out_fifo_depth,
                  vsq_vector_sizes=(), vsq_scale_bits=4, post_mult_bits=0):
         self._vsizes = tuple(vsq_vector_sizes)
-        if post_mult_bits and not self._vsizes:
-            raise ValueError("post_mult_bits needs VSQ (vsq_vector_sizes)")
         self._pmb = post_mult_bits
+        # The integer modes, where post-processing (and VSQ) commands may run.
+        self._int_modes = tuple(n for n in modes if n in INT_MODE_NAMES)
+        if post_mult_bits and not self._int_modes:
+            raise ValueError("post_mult_bits needs an integer mode")
         self._sbits = vsq_scale_bits if self._vsizes else 0
         self._vsq_modes = tuple(n for n in modes if n in INT_MODE_NAMES) if self._vsizes else ()
         if self._vsizes and not self._vsq_modes:
@@ -346,7 +354,7 @@ class GemmEngine(wiring.Component):
         if self._pmb:
             # Post-processing needs an integer mode and a known output.
             post_ok = Signal()
-            int_mode = Cat(*(cmd.mode == mode_by_name(n).code for n in self._vsq_modes)).any()
+            int_mode = Cat(*(cmd.mode == mode_by_name(n).code for n in self._int_modes)).any()
             m.d.comb += post_ok.eq((cmd.out == 0) | (int_mode & (cmd.out < len(POST_OUTPUTS))))
             cmd_ok_post = Signal()
             m.d.comb += [cmd_ok_post.eq(cmd_ok & post_ok),
@@ -464,10 +472,14 @@ class GemmEngine(wiring.Component):
         }
         if self._fp:
             ctrl_fields["mode"] = unsigned(mw)   # the output conversion needs it
+        if self._vsizes or self._pmb:
+            # The weight bank of the wavefront: its column parameters (scales, post-processing
+            # multipliers) are read from the bank's registers at the array's output.
+            ctrl_fields["bank"] = 1
         if self._vsizes:
             # first_k / last_k of a VSQ wavefront refer to the accumulator: first_k marks vector 0;
             # first_kv / last_kv mark the first and last k tile of the wavefront's vector.
-            ctrl_fields.update({"vsq": 1, "first_kv": 1, "last_kv": 1, "bank": 1,
+            ctrl_fields.update({"vsq": 1, "first_kv": 1, "last_kv": 1,
                                 "sa": unsigned(sb_bits)})
         if self._pmb:
             ctrl_fields.update({"out": 2, "relu": 1})
@@ -514,7 +526,7 @@ class GemmEngine(wiring.Component):
                             s1.last_kv.eq(~fd.vsq | vsq_last_kv),
                         ]
                     if self._pmb:
-                        m.d.sync += [s1.out.eq(fd.out), s1.relu.eq(fd.relu)]
+                        m.d.sync += [s1.out.eq(fd.out), s1.relu.eq(fd.relu), s1.bank.eq(fd_bank)]
                     m.d.sync += [
                         s1.first_k.eq(Mux(fd.vsq, fd_k0 < fd_vsize, fd_k0 == 0) if self._vsizes
                                       else fd_k0 == 0),
@@ -568,11 +580,16 @@ class GemmEngine(wiring.Component):
         if self._vsizes:
             ctl, ps_in, ps_width, post_in = self._vsq_scaling(m, ctl, array.ps, wscale, wmult,
                                                               wshift, ctrl)
-            if self._pmb:
-                sb_post = [(Signal(self._pmb, name=f"sb_mult_{c}"),
-                            Signal(SHIFT_BITS, name=f"sb_shift_{c}")) for c in range(C)]
-                m.d.sync += [x.eq(y) for c in range(C)
-                             for x, y in zip(sb_post[c], post_in[c], strict=True)]
+        elif self._pmb:
+            # Without VSQ the post-processing parameters are read at the array's output (where
+            # the VSQ unit reads them, see _vsq_scaling) and wait at stage B beside the sums.
+            post_in = [(Mux(ctl.bank, wmult[1][c], wmult[0][c]),
+                        Mux(ctl.bank, wshift[1][c], wshift[0][c])) for c in range(C)]
+        if self._pmb:
+            sb_post = [(Signal(self._pmb, name=f"sb_mult_{c}"),
+                        Signal(SHIFT_BITS, name=f"sb_shift_{c}")) for c in range(C)]
+            m.d.sync += [x.eq(y) for c in range(C)
+                         for x, y in zip(sb_post[c], post_in[c], strict=True)]
         m.d.comb += acc_rd.addr.eq(ctl.m)
         sb = Signal(ctrl)
         sb_ps = [Signal(signed(ps_width), name=f"sb_ps_{c}") for c in range(C)]

@@ -54,6 +54,11 @@ def test_default_config_is_valid():
     ({"gemm": {"max_m": 65536, "max_k": 65536, "rows": 1, "acc_width": 33}},
      "gemm.max_m = 65536: max_m * ceil(max_k / rows) must be at most 1048576 activation-buffer "
      "words; it is 4294967296"),
+    ({"gemm": {"vsq_post_mult_bits": 16, "modes": ["fp8_e4m3", "fp8_e5m2"]}},
+     "gemm.vsq_post_mult_bits = 16: must be 0 when gemm.modes has no integer mode (int8, int4, "
+     "w4a8): the post-processing unit scales integer accumulators"),
+    ({"gemm": {"vsq_post_mult_bits": 1}},
+     "gemm.vsq_post_mult_bits = 1: must be 0 (none) or from 2 to 32"),
     ({"fft": {}}, "fft = {}: unknown section; allowed sections are gemm, softmax, noc, flow"),
     ({}, "config = {}: must have at least one section of: gemm, softmax, noc"),
     ({"flow": {}}, "config = {flow = {}}: must have at least one section of: gemm, softmax, noc"),
@@ -81,6 +86,14 @@ def test_bad_values_are_named(data, message):
     with pytest.raises(ConfigError) as info:
         parse_config(data)
     assert str(info.value) == message
+
+
+def test_post_processing_without_vsq():
+    """The post-processing unit may be built without VSQ (plain per-channel scaling of INT8 /
+    INT4 / W4A8 accumulators), also beside FP8 modes."""
+    g = parse_config({"gemm": {"vsq_post_mult_bits": 16}}).gemm
+    assert g.vsq_post_mult_bits == 16 and g.vsq_vector_sizes == ()
+    parse_config({"gemm": {"vsq_post_mult_bits": 2, "modes": ["fp8_e4m3", "int8"]}})
 
 
 def test_flow_defaults_and_integers():

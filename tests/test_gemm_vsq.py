@@ -158,9 +158,8 @@ BASE = {"rows": 4, "cols": 3, "modes": list(MODES), "max_k": 64, "max_m": 6, "ma
 
 
 @pytest.mark.parametrize("data, message", [
-    ({"vsq_post_mult_bits": 16},
-     "gemm.vsq_post_mult_bits = 16: must be 0 unless gemm.vsq_vector_sizes is set (the "
-     "post-processing unit is part of the VSQ hardware)"),
+    ({"vsq_post_mult_bits": 1},
+     "gemm.vsq_post_mult_bits = 1: must be 0 (none) or from 2 to 32"),
     ({"vsq_vector_sizes": [16], "vsq_post_mult_bits": 1},
      "gemm.vsq_post_mult_bits = 1: must be 0 (none) or from 2 to 32"),
     ({"vsq_vector_sizes": [16], "vsq_post_mult_bits": 33},

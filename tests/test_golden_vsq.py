@@ -219,6 +219,32 @@ def test_quantized_pipeline_matches_float_reference(mode, nbits, seed):
     assert np.abs(y8 - ref / out_scale).max() <= 0.51
 
 
+def test_per_channel_int8_post_processing_without_vsq(seed):
+    """Plain per-channel INT8 (no VSQ): the engine's integer GEMM, then the post-processing unit
+    with gamma_w[n] * gamma_a / out_scale as a fixed-point multiplier per column, gives the
+    requantized float GEMM within half a step plus the multiplier's relative error."""
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((6, 48))
+    w = rng.standard_normal((48, 7)) * rng.uniform(0.1, 3.0, size=7)
+    qa = Q.quantize_tensor(a, 8, "tensor")
+    qw = Q.quantize_tensor(w, 8, "channel", channel_axis=1)
+    acc = G.gemm(qa.codes, qw.codes, "int8")
+    ref = (qa.codes * qa.scale) @ (qw.codes * qw.scale)
+    out_scale = np.abs(ref).max() / 127
+    gamma = (qa.scale.reshape(-1)[0] * qw.scale.reshape(-1)) / out_scale
+    mult, shift = S.fixed_point_multiplier(gamma, mult_bits=16)
+    for relu in (False, True):
+        y = S.postprocess(acc, mult, shift, relu=relu, output="int8")
+        want = ref / out_scale
+        want = np.maximum(want, 0) if relu else want
+        assert np.abs(y - want).max() <= 0.5 + 2.0 ** -15 * 127
+    # exactly round_half_even(acc * mult / 2**shift), saturated: the definition, in Fractions
+    y = S.postprocess(acc, mult, shift, output="int4")
+    for (i, j), got in np.ndenumerate(y):
+        exact = Fraction(int(acc[i, j]) * int(mult[j]), 2 ** int(shift[j]))
+        assert got == min(max(round(exact), -8), 7)
+
+
 # -- argument checks -------------------------------------------------------------------------------
 
 def _call(**over):

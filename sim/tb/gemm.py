@@ -231,6 +231,11 @@ async def bad_commands(dut):
     bad = [dict(m=0, n=1, k=1, mode=0), dict(m=1, n=0, k=1, mode=0), dict(m=1, n=1, k=0, mode=0),
            dict(m=cfg["max_m"] + 1, n=1, k=1, mode=0), dict(m=1, n=cfg["max_n"] + 1, k=1, mode=0),
            dict(m=1, n=1, k=cfg["max_k"] + 1, mode=0), dict(m=1, n=1, k=1, mode=unbuilt)]
+    if "out" in pay.fields:   # post-processing built: output 3 and post-processed FP8 are bad
+        int_mode = next(mo for mo in cfg["modes"] if mo not in golden.FP_MODES)
+        bad.append(dict(m=1, n=1, k=1, mode=tb.codes[int_mode], out=3))
+        bad += [dict(m=1, n=1, k=1, mode=tb.codes[mo], out=1)
+                for mo in cfg["modes"] if mo in golden.FP_MODES]
     # A size above its maximum is sent only where the field can hold it.
     fits = [b for b in bad if all(b[f] >> pay.fields[f][1] == 0 for f in b)]
     tb.cmd.send(pay.pack(**b) for b in fits)
