@@ -19,6 +19,9 @@ BENCHES = {
     "softmax": ("sim.bench.softmax", "softmax unit: error against internal widths (table, plot, "
                 "Yosys cells), latency and throughput"),
     "noc": ("sim.bench.noc", "mesh NoC: latency against offered load and accepted throughput"),
+    "area": ("sim.bench.area", "Yosys cells and iCE40 LUTs per mode, of VS-Quant and per-vector "
+             "scaling, per router port and VC and per softmax lane, and nextpnr-ice40 fmax (no "
+             "simulation; needs yosys, and nextpnr-ice40 for fmax)"),
 }
 
 
