@@ -25,6 +25,12 @@ Sections (``--only``):
     M = 4) and the post unit (2 R C MACs per cycle) against INT8-only R x 2C and 2R x C engines with
     the post unit (per-channel scaling), all with the smallest accumulator their configuration
     allows; and the same for the PE arrays alone.
+``vsquant_nopost``
+    The same engines without post-processing units (INT4 with VSQ against plain INT8): how much of
+    the difference the per-column post units, equal in both, take.
+``vsquant_tall``
+    The taller pair with post units: INT4 8 x 4 with VSQ against INT8 16 x 4 (the column units are
+    shared by twice as many PEs).
 ``router``
     NoC router cells (:class:`gen.router.Router`) of a 3 x 3 mesh (so that the flit format is the
     same): the corner (3 ports), edge (4) and centre (5) routers with 2 virtual channels, and the
@@ -56,7 +62,8 @@ from gen import synth
 
 __all__ = ["run", "format_table", "SECTIONS", "linear_fit"]
 
-SECTIONS = ("modes", "vsq", "vsquant", "router", "softmax", "fmax")
+SECTIONS = ("modes", "vsq", "vsquant", "vsquant_nopost", "vsquant_tall", "router", "softmax",
+            "fmax")
 
 ALL = ("int8", "int4", "w4a8", "fp8_e4m3", "fp8_e5m2")
 PE_MODE_SETS = [("int8",), ("int4",), ("w4a8",), ("fp8_e4m3",), ("fp8_e5m2",), ("int8", "int4"),
@@ -210,36 +217,49 @@ def section_vsq(s, quick):
     return {"rows": rows, "cols": cols, "max_m": max_m, "max_k": max_k, "results": out}
 
 
-def section_vsquant(s, quick):
-    r4, c4 = (2, 2) if quick else (4, 4)
+def section_vsquant(s, quick, post=16, size=None, wide=True, arrays=True):
+    r4, c4 = size or ((2, 2) if quick else (4, 4))
     max_m, max_k = (8, 64) if quick else (16, 256)
-    post = 16
+    tail = "+post" if post else ""
     builds = [
-        ("int4 vsq+post", r4, c4, ("int4",), (16,), post),
-        ("int8 post", r4, 2 * c4, ("int8",), (), post),
-        ("int8 post", 2 * r4, c4, ("int8",), (), post),
+        (f"int4 vsq{tail}", r4, c4, ("int4",), (16,), post),
+        (f"int8 {'post' if post else 'plain'}", r4, 2 * c4, ("int8",), (), post),
+        (f"int8 {'post' if post else 'plain'}", 2 * r4, c4, ("int8",), (), post),
     ]
+    if not wide:
+        del builds[1]
     out = []
     for label, r, c, modes, vs, pb in builds:
-        top, text, gemm = _engine(f"eng_{r}x{c}_{_tag(modes)}_{'vsq_' if vs else ''}post", r, c,
-                                  modes, max_m, max_k, vs, pb)
+        name = f"eng_{r}x{c}_{_tag(modes)}" + ("_vsq" if vs else "") + ("_post" if pb else "")
+        top, text, gemm = _engine(name, r, c, modes, max_m, max_k, vs, pb)
         row = dict(s(top, text))
         row.update(kind="engine", label=label, rows=r, cols=c, modes=list(modes),
-                   macs_per_cycle=r * c * _macs_per_pe(modes), acc_width=gemm["acc_width"])
+                   macs_per_cycle=r * c * _macs_per_pe(modes), acc_width=gemm["acc_width"],
+                   post_mult_bits=pb)
         out.append(row)
-        top, text = _array(modes, r, c)
-        row = dict(s(top, text, ice40=not quick))
-        row.update(kind="array", label=label.split()[0], rows=r, cols=c, modes=list(modes),
-                   macs_per_cycle=r * c * _macs_per_pe(modes))
-        out.append(row)
+        if post and arrays:
+            top, text = _array(modes, r, c)
+            row = dict(s(top, text, ice40=not quick))
+            row.update(kind="array", label=label.split()[0], rows=r, cols=c, modes=list(modes),
+                       macs_per_cycle=r * c * _macs_per_pe(modes))
+            out.append(row)
     for kind in ("engine", "array"):
-        (int4,) = [x for x in out if x["kind"] == kind and x["modes"] == ["int4"]]
+        int4 = [x for x in out if x["kind"] == kind and x["modes"] == ["int4"]]
         for x in out:
-            if x["kind"] == kind and x is not int4:
-                x["int4_cells_ratio"] = round(int4["cells"] / x["cells"], 3)
-                if "luts" in x:
-                    x["int4_luts_ratio"] = round(int4["luts"] / x["luts"], 3)
-    return {"max_m": max_m, "max_k": max_k, "goal_ratio": 0.65, "results": out}
+            if int4 and x["kind"] == kind and x is not int4[0]:
+                x["int4_cells_ratio"] = round(int4[0]["cells"] / x["cells"], 3)
+                if "luts" in x and "luts" in int4[0]:
+                    x["int4_luts_ratio"] = round(int4[0]["luts"] / x["luts"], 3)
+    return {"max_m": max_m, "max_k": max_k, "goal_ratio": 0.65, "post_mult_bits": post,
+            "results": out}
+
+
+def section_vsquant_nopost(s, quick):
+    return section_vsquant(s, quick, post=0)
+
+
+def section_vsquant_tall(s, quick):
+    return section_vsquant(s, quick, size=(4, 2) if quick else (8, 4), wide=False, arrays=False)
 
 
 def _noc_params(quick, vcs):
@@ -335,6 +355,7 @@ def section_fmax(s, quick):
 
 
 _RUNNERS = {"modes": section_modes, "vsq": section_vsq, "vsquant": section_vsquant,
+            "vsquant_nopost": section_vsquant_nopost, "vsquant_tall": section_vsquant_tall,
             "router": section_router, "softmax": section_softmax, "fmax": section_fmax}
 
 
@@ -391,8 +412,10 @@ def format_table(result):
         parts.append(f"Cost of per-vector scaling ({v['rows']}x{v['cols']} engine, max_m "
                      f"{v['max_m']}, max_k {v['max_k']}, V = 16, M = 4, 16-bit post multiplier)\n\n"
                      + _table(head, rows))
-    if "vsquant" in secs:
-        v = secs["vsquant"]
+    for key in ("vsquant", "vsquant_tall", "vsquant_nopost"):
+        if key not in secs:
+            continue
+        v = secs[key]
         head = ["what", "build", "MACs/cycle", "cells", "INT4 / this", "LUTs", "INT4 / this (LUTs)",
                 "FFs", "mem bits"]
         rows = []
@@ -402,9 +425,11 @@ def format_table(result):
                                              if r["kind"] == "engine" else ""),
                          r["macs_per_cycle"], r["cells"], r.get("int4_cells_ratio"), r.get("luts"),
                          r.get("int4_luts_ratio"), r["flip_flops"], r["memory_bits"]])
-        parts.append(f"VS-Quant comparison at equal MACs per cycle (max_m {v['max_m']}, max_k "
-                     f"{v['max_k']}; goal: INT4 + VSQ at most {v['goal_ratio']} x the INT8 cells)\n\n"
-                     + _table(head, rows))
+        what = ("with the per-column post-processing unit (16-bit multiplier) in both"
+                if v.get("post_mult_bits", 16) else "without post-processing units")
+        parts.append(f"VS-Quant comparison at equal MACs per cycle, {what} (max_m {v['max_m']}, "
+                     f"max_k {v['max_k']}; goal: INT4 + VSQ at most {v['goal_ratio']} x the INT8 "
+                     "cells)\n\n" + _table(head, rows))
     if "router" in secs:
         r = secs["router"]
         head = ["router", "ports", "VCs", "flit bits", "cells", "FFs"]
