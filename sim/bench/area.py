@@ -26,8 +26,8 @@ Sections (``--only``):
     the post unit (per-channel scaling), all with the smallest accumulator their configuration
     allows; and the same for the PE arrays alone.
 ``vsquant_nopost``
-    The same engines without post-processing units (INT4 with VSQ against plain INT8): how much of
-    the difference the per-column post units, equal in both, take.
+    The INT4 R x C engine with VSQ and the INT8 2R x C engine without post-processing units: how
+    much of the difference the per-column post units, equal in both, take.
 ``vsquant_tall``
     The taller pair with post units: INT4 8 x 4 with VSQ against INT8 16 x 4 (the column units are
     shared by twice as many PEs).
@@ -255,7 +255,7 @@ def section_vsquant(s, quick, post=16, size=None, wide=True, arrays=True):
 
 
 def section_vsquant_nopost(s, quick):
-    return section_vsquant(s, quick, post=0)
+    return section_vsquant(s, quick, post=0, wide=False)
 
 
 def section_vsquant_tall(s, quick):
