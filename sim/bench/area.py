@@ -72,6 +72,7 @@ PE_MODE_SETS = [("int8",), ("int4",), ("w4a8",), ("fp8_e4m3",), ("fp8_e5m2",), (
                 ("int8", "int4", "w4a8"), ALL]
 ARRAY_MODE_SETS = [("int8",), ("int4",), ("int8", "int4"), ("int8", "int4", "w4a8"), ALL]
 QUICK_MODE_SETS = [("int8",), ("int4",), ("int8", "int4")]
+QUICK_ARRAY_MODE_SETS = QUICK_MODE_SETS
 DEVICE = "hx8k"
 
 
@@ -154,7 +155,7 @@ def section_modes(s, quick):
     ice40 = not quick
     out = []
     for kind, sets in (("pe", QUICK_MODE_SETS if quick else PE_MODE_SETS),
-                       ("array", QUICK_MODE_SETS if quick else ARRAY_MODE_SETS)):
+                       ("array", QUICK_ARRAY_MODE_SETS if quick else ARRAY_MODE_SETS)):
         for modes in sets:
             top, text = _pe(modes, rows) if kind == "pe" else _array(modes, rows, cols)
             r = dict(s(top, text, ice40))
