@@ -1,6 +1,5 @@
 """`accelgen bench area`: the section runner, fits and table on a cheap section (two PEs)."""
 
-import json
 import shutil
 
 import pytest
