@@ -43,8 +43,8 @@ Sections (``--only``):
 ``fmax``
     nextpnr-ice40 fmax of a PE (INT8 only and all modes), a 4 x 4 array (INT8 only and the three
     integer modes; with FP8 it needs about 11500 LUTs, more than an HX8K has), the centre router and
-    the softmax unit (P = 1; P = 4 needs more LUTs than an HX8K has). A design that does not fit is
-    reported with its LUT count.
+    the softmax unit (P = 1, with L_max 1024 and, as that needs more LUTs than an HX8K has, 64). A
+    design that does not fit is reported with its LUT count.
 
 ``--quick`` measures small sizes (2 x 2 arrays, narrow flits, short softmax rows, fewer mode sets)
 in a few minutes, generic cells only, and the fmax of one PE.
@@ -339,6 +339,7 @@ def section_fmax(s, quick):
             ("4x4 array", "array", *_array(("int8", "int4", "w4a8"), 4, 4)),
             ("router, 5 ports, 2 VCs, 32-bit flits", "router", *_router(False, 1, 1, 2)[:2]),
             ("softmax, P = 1", "softmax", *_softmax(1, 1024)),
+            ("softmax, P = 1, L_max 64", "softmax", *_softmax(1, 64)),
         ]
     out = []
     for what, block, top, text in items:
