@@ -47,7 +47,7 @@ Sections (``--only``):
     design that does not fit is reported with its LUT count.
 
 ``--quick`` measures small sizes (2 x 2 arrays, narrow flits, short softmax rows, fewer mode sets)
-in a few minutes, generic cells only, and the fmax of one PE.
+in about 4 minutes, generic cells only, and the fmax of one PE.
 """
 
 import argparse
