@@ -21,6 +21,9 @@ BENCHES = {
     "noc": ("sim.bench.noc", "mesh NoC: latency against offered load and accepted throughput"),
     "noc-stress": ("sim.bench.noc_stress", "mesh NoC at saturation for 10^6 cycles (4x4) and 10^5 "
                    "(8x8) with synthesizable traffic generators, checkers and a watchdog"),
+    "area": ("sim.bench.area", "Yosys cells and iCE40 LUTs per mode, of VS-Quant and per-vector "
+             "scaling, per router port and VC and per softmax lane, and nextpnr-ice40 fmax (no "
+             "simulation; needs yosys, and nextpnr-ice40 for fmax)"),
 }
 
 

@@ -50,6 +50,9 @@ class MixedPE(wiring.Component):
     ``w4a8``  one INT8                                    INT4 in bits 3:0   1
     ========  ==========================================  =================  ============
 
+    A PE built for one integer mode has only that mode's multipliers: INT8 one 8 x 8, INT4 two 4 x 4
+    (and W4A8 one 8 x 4, with 4-bit weight registers).
+
     With more than one mode the multiplier is built, as in Bit Fusion (Sharma et al., ISCA 2018), from four
     5 x 5 signed multipliers of nibbles: each nibble is extended by a sign bit that is the nibble's top bit
     where the nibble is signed (high nibbles always, low nibbles in INT4, and the weight's low nibble in
@@ -127,19 +130,28 @@ class MixedPE(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        w0 = Signal(8)
-        w1 = Signal(8)
+        int_modes = tuple(name for name in self._modes if name in INT_MODE_NAMES)
+        # W4A8 alone keeps only the weight's low nibble (the loader writes 0 into the high one).
+        w_bits = 4 if self._modes == ("w4a8",) else 8
+        w0 = Signal(w_bits)
+        w1 = Signal(w_bits)
         with m.If(self.w_we[0]):
-            m.d.sync += w0.eq(self.w_data)
+            m.d.sync += w0.eq(self.w_data[:w_bits])
         with m.If(self.w_we[1]):
-            m.d.sync += w1.eq(self.w_data)
+            m.d.sync += w1.eq(self.w_data[:w_bits])
         w = Signal(8)
         m.d.comb += w.eq(Mux(self.bank_i, w1, w0))
 
-        int_modes = tuple(name for name in self._modes if name in INT_MODE_NAMES)
         product = Signal(signed(17))
         if int_modes == ("int8",):
             m.d.comb += product.eq(self.a_i.as_signed() * w.as_signed())
+        elif int_modes == ("int4",):
+            # INT4 alone: two 4 x 4 signed multipliers, no INT8 product (Keller et al., VLSI 2022).
+            m.d.comb += product.eq(self.a_i[0:4].as_signed() * w[0:4].as_signed()
+                                   + self.a_i[4:8].as_signed() * w[4:8].as_signed())
+        elif int_modes == ("w4a8",):
+            # W4A8 alone: one 8 x 4 signed multiplier (the weight's high nibble is never used).
+            m.d.comb += product.eq(self.a_i.as_signed() * w[0:4].as_signed())
         elif int_modes:
             self._fused_product(m, self.a_i, w, product)
 
