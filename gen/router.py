@@ -109,9 +109,15 @@ class Router(wiring.Component):
     that request it), so several heads of one router, up to one per output, are allocated in the same
     cycle. A head that needs one output (a unicast, or a multicast with one branch here) requests that
     output when it has a free VC. A head that needs several outputs is allocated on all of them at once
-    or not at all: one such head per router is selected per cycle (round robin, advancing when it is
-    allocated); it *reserves* its outputs (no other head is given them while it is selected) and is
-    allocated as soon as every one of them has a free VC.
+    or not at all (it never holds some VCs while waiting for others): one such head per router is
+    selected per cycle (round robin, advancing when it is allocated), and it is allocated, before any
+    other head, as soon as every one of its outputs has a free VC. While it waits it *reserves* its
+    outputs against the heads of every input ``i`` whose packets could also take all of those outputs
+    (each output is a later link than ``i`` under dimension-order routing, :func:`can_turn`), so these
+    cannot overtake it forever; heads of the other inputs are not held back (that wait would point to a
+    link that is not later, and could close a cycle: a westbound packet waiting for a multicast that
+    waits for an eastbound link, held by an eastbound packet waiting for a multicast that waits for the
+    westbound link).
 
     Deadlock freedom (unicast and multicast together). Order the links by dimension-order routing
     (x links before y links, each in its direction of travel; the injection link first, the ejection
@@ -120,8 +126,8 @@ class Router(wiring.Component):
     head waiting for allocation holds nothing downstream and waits only for (a) free VCs on outputs of
     its route, i.e. on later links, (b) an older head of its input needing the same output (which waits
     for the same later link, or for the switch) or waiting behind a packet body (which holds its VCs and
-    moves), or (c) the selected multi-output head of its router, which waits for later links. No wait
-    points to an earlier or the same link, and the dependency order of dimension-order routing has no
+    moves), or (c) the selected multi-output head of its router, only if each output that head waits for
+    is a later link than the waiting head's input. No wait points to an earlier or the same link, and the dependency order of dimension-order routing has no
     cycle (Dally and Seitz, 1987); a multicast tree only uses links of dimension-order paths, so it adds
     no dependency unicast lacks, and its replicas, once allocated, move independently. The interfaces
     sink every packet (:mod:`gen.noc_ni`), so, by induction from the last links backwards, every VC is
@@ -134,9 +140,11 @@ class Router(wiring.Component):
     input buffers have no bypass and return credits from a register: 2 cycles per hop, and every path
     between two routers starts and ends at a register.
 
-    Switch. Per output port, one flit per cycle is sent (round robin over every input VC routed there):
-    the crossbar has one input per input VC, so several VCs of one input port may leave in the same
-    cycle toward different outputs.
+    Switch. Per output port, one flit per cycle is sent: the input VC that sent the last flit keeps the
+    output while it has a flit ready and its tail has not left (packets stay whole when they can),
+    otherwise round robin over every input VC routed there. The crossbar has one input per input VC,
+    so several VCs of one input port may leave in the same cycle toward different outputs. A packet
+    holds the output at most for its ``max_packet_flits`` flits, so every requester is served.
 
     Parameters
     ----------
@@ -279,12 +287,20 @@ class Router(wiring.Component):
             for i, a in ivcs))
         m_grant = Signal(len(ivcs), name="multi_grant")
         m_sel = round_robin(m, m_req, len(ivcs), "multi", advance=m_grant.any())
-        reserved = {o: Signal(name=f"reserved_{name[o]}") for o in here}
+        # The selected head's outputs, one bit per port of ``here``.
+        sel_want = Signal(len(here), name="multi_outputs")
+        m.d.comb += sel_want.eq(Cat(
+            Cat(m_sel[k] & want[i, a][targets[i].index(o)]
+                for k, (i, a) in enumerate(ivcs) if o in targets[i]).any()
+            for o in here))
+        # It holds back the heads of input i only if each of its outputs can follow input i under
+        # dimension-order routing (a later link than i's): see the deadlock argument.
+        holds_back = {}
+        for i in here:
+            outside = Const(sum(1 << n for n, o in enumerate(here) if o not in targets[i]), len(here))
+            holds_back[i] = Signal(name=f"multi_holds_{name[i]}")
+            m.d.comb += holds_back[i].eq((sel_want & outside) == 0)
         m.d.comb += m_grant.eq(m_sel & m_fits)
-        for o in here:
-            m.d.comb += reserved[o].eq(Cat(
-                m_sel[k] & want[i, a][targets[i].index(o)]
-                for k, (i, a) in enumerate(ivcs) if o in targets[i]).any())
 
         # Single-output heads: per output, one request granted per cycle (round robin).
         alloc = {(i, a, o): [] for i, a in ivcs for o in targets[i]}
@@ -294,11 +310,13 @@ class Router(wiring.Component):
         for o in here:
             reqs = [(i, a) for i in sources[o] for a in range(V)]
             bits = []
+            reserved = sel_want[here.index(o)]
             for i, a in reqs:
                 j = targets[i].index(o)
-                bits.append(head_wait[i, a] & ~multi[i, a] & want[i, a][j] & ~blocked[i, a, o])
+                bits.append(head_wait[i, a] & ~multi[i, a] & want[i, a][j] & ~blocked[i, a, o]
+                            & ~(reserved & (holds_back[i] | m_grant.any())))
             request = Signal(len(reqs), name=f"alloc_req_{name[o]}")
-            m.d.comb += request.eq(Cat(bits) & (any_free[o] & ~reserved[o]).replicate(len(reqs)))
+            m.d.comb += request.eq(Cat(bits) & any_free[o].replicate(len(reqs)))
             grant = round_robin(m, request, len(reqs), f"alloc_{name[o]}")
             for k, (i, a) in enumerate(reqs):
                 alloc[i, a, o].append(grant[k])
@@ -338,7 +356,14 @@ class Router(wiring.Component):
                 bits.append(fv[i, a] & route_now[i, a][j] & ~sent[i, a][j])
             request = Signal(len(reqs), name=f"sw_req_{name[o]}")
             m.d.comb += request.eq(Cat(bits))
-            grant = round_robin(m, request, len(reqs), f"sw_{name[o]}")
+            # The packet that sent the last flit keeps the output while it has flits to send, so
+            # packets leave whole when they can (fewer interleaved packets at the ejection).
+            hold = Signal(len(reqs), name=f"sw_hold_{name[o]}")
+            held = Signal(len(reqs), name=f"sw_held_{name[o]}")
+            m.d.comb += held.eq(hold & request)
+            rr = round_robin(m, request, len(reqs), f"sw_{name[o]}", advance=~held.any())
+            grant = Signal(len(reqs), name=f"sw_grant_{name[o]}")
+            m.d.comb += grant.eq(Mux(held.any(), held, rr))
             chosen = Signal(flit_layout(p), name=f"xbar_{name[o]}")
             width = len(chosen.as_value())
             value = 0
@@ -349,6 +374,8 @@ class Router(wiring.Component):
                 vc_value = vc_value | (ovc_now[i, a, o] & grant[k].replicate(p.vc_bits))
                 granted[i, a].append((o, grant[k]))
             m.d.comb += [chosen.eq(value), vc.eq(vc_value)]
+            with m.If(grant.any()):
+                m.d.sync += hold.eq(Mux(chosen.tail, 0, grant))
             m.d.sync += [
                 outs[o].valid.eq(grant.any()),
                 outs[o].vc.eq(vc),
