@@ -175,7 +175,8 @@ def test_bench_noc_quick(tmp_path, capsys):
         points = curve["points"]
         assert abs(points[0]["accepted"] - points[0]["offered"]) < 0.2 * points[0]["offered"]
         assert points[-1]["latency"] > points[0]["latency"]
-        assert 0 < curve["peak_fraction_of_bound"] <= 1
+        # Above the bound only where some flows do not cross the busiest link (not uniform).
+        assert 0 < curve["peak_fraction_of_bound"] <= (1 if curve["pattern"] == "uniform" else 1.5)
     assert "peak accepted" in capsys.readouterr().out
     assert (tmp_path / "noc_latency.png").read_bytes()[:4] == b"\x89PNG"
     rows = (tmp_path / "noc_latency.csv").read_text().splitlines()

@@ -13,16 +13,18 @@ measurement window, then drains the network; it reports
 - per curve: the peak accepted throughput, as a fraction of the pattern's channel-load bound under
   dimension-order routing (:func:`sim.golden.noc.ideal_throughput`; for uniform traffic the bisection
   bound, 0.9375 flits/node/cycle on 4 x 4 and 0.492 on 8 x 8); the saturation point, the first offered
-  load whose accepted throughput falls below 95% of it; and the accepted throughput at the highest
-  offered load (beyond saturation) as a fraction of the peak (no collapse: at least 95%).
+  load whose accepted throughput falls below 95% of it; and the lowest accepted throughput at the
+  offered loads above the peak's, as a fraction of the peak (no collapse: at least 95%).
 
 Offered loads are fractions of the pattern's bound, so each curve reaches beyond saturation. Every
 delivery is also checked against the golden model (in order per source and destination, payload intact).
 
-Sizes. ``--quick``: the 4 x 4 mesh with 2 VCs, uniform and transpose traffic, three loads each. Full: 4 x 4
+Sizes. ``--quick``: the 4 x 4 mesh of the tests (2 VCs of 4 flits), uniform and transpose traffic, three
+loads each. Full: 4 x 4
 and 8 x 8 meshes, 1, 2 and 4 VCs of 8 flits, all four patterns (8 x 8 with fewer loads: 64 routers
 simulate slowly). The environment can narrow the full run: ``ACCELGEN_NOC_BENCH_MESHES`` (e.g. ``4,8``),
-``ACCELGEN_NOC_BENCH_VCS`` (``1,2,4``), ``ACCELGEN_NOC_BENCH_PATTERNS`` (``uniform,hotspot``).
+``ACCELGEN_NOC_BENCH_VCS`` (``1,2,4``), ``ACCELGEN_NOC_BENCH_PATTERNS`` (``uniform,hotspot``),
+``ACCELGEN_NOC_BENCH_FRACTIONS`` (offered loads as fractions of each pattern's bound, ``0.5,1.1``).
 
 Outputs (in ``out_dir``: ``bench_out/``, or the folder of ``--json``): ``noc_latency.csv`` (one row per
 point), ``noc_table.txt`` (the table printed) and ``noc_latency.png`` (latency-load curves, one panel per
@@ -46,9 +48,12 @@ BISECTION_BOUND_4X4 = 0.9375
 FLIT_WIDTH, VC_DEPTH, PACKET_FLITS = 8, 8, 4
 
 # Offered loads as fractions of the pattern's channel-load bound.
-FRACTIONS = {"quick": (0.2, 0.6, 1.1), 4: (0.1, 0.3, 0.5, 0.65, 0.75, 0.85, 0.95, 1.1),
-             8: (0.2, 0.5, 0.8, 1.1)}
-WINDOWS = {"quick": "100,400", 4: "200,800", 8: "200,600"}
+FRACTIONS = {"quick": (0.2, 0.7, 1.1), 4: (0.2, 0.5, 0.7, 0.85, 1.0, 1.15), 8: (0.3, 0.7, 1.1)}
+WINDOWS = {"quick": "100,300", 4: "200,600", 8: "150,450"}
+# The quick size is the 4 x 4 mesh of the NoC tests (tests/test_noc.py, MESH_4X4), so that a test run
+# builds it once: 2 VCs of 4 flits.
+QUICK_CONFIG = {"noc": {"top": "noc_4x4", "kx": 4, "ky": 4, "flit_width": 8, "vcs": 2, "vc_depth": 4,
+                        "max_packet_flits": 4}}
 
 
 def bench_config(k, vcs):
@@ -62,24 +67,28 @@ def _env_list(name, default, cast=str):
 
 
 def plan(quick):
-    """``[(mesh size k, vcs, patterns, load fractions, window)]`` of a run."""
+    """``[(configuration sections, patterns, load fractions, window)]`` of a run."""
     if quick:
-        return [(4, 2, ("uniform", "transpose"), FRACTIONS["quick"], WINDOWS["quick"])]
+        return [(QUICK_CONFIG, ("uniform", "transpose"), FRACTIONS["quick"], WINDOWS["quick"])]
     meshes = _env_list("ACCELGEN_NOC_BENCH_MESHES", (4, 8), int)
     vcs_list = _env_list("ACCELGEN_NOC_BENCH_VCS", (1, 2, 4), int)
     patterns = _env_list("ACCELGEN_NOC_BENCH_PATTERNS", golden.PATTERNS)
-    return [(k, v, patterns, FRACTIONS[k], WINDOWS[k]) for k in meshes for v in vcs_list]
+    return [(bench_config(k, v), patterns,
+             _env_list("ACCELGEN_NOC_BENCH_FRACTIONS", FRACTIONS[k], float), WINDOWS[k])
+            for k in meshes for v in vcs_list]
 
 
 def summarize(points, bound):
-    """Peak accepted throughput, its fraction of ``bound``, the saturation point and the accepted
-    throughput at the highest offered load as a fraction of the peak."""
-    peak = max(pt["accepted"] for pt in points)
+    """Peak accepted throughput, its fraction of ``bound``, the saturation point, and the lowest
+    accepted throughput at offered loads above the peak's, as a fraction of the peak (1 when the peak
+    is at the highest load)."""
+    top = max(points, key=lambda pt: pt["accepted"])
+    peak = top["accepted"]
     saturation = next((pt["offered"] for pt in points if pt["accepted"] < 0.95 * pt["offered"]), None)
-    last = max(points, key=lambda pt: pt["offered"])
+    beyond = [pt["accepted"] for pt in points if pt["offered"] > top["offered"]]
     return {"peak_accepted": peak, "bound": bound, "peak_fraction_of_bound": peak / bound,
             "saturation_offered": saturation,
-            "beyond_saturation_fraction_of_peak": last["accepted"] / peak}
+            "beyond_saturation_fraction_of_peak": min(beyond, default=peak) / peak}
 
 
 def run(quick=False, sim=None, out_dir="bench_out"):
@@ -88,8 +97,9 @@ def run(quick=False, sim=None, out_dir="bench_out"):
     curves = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        for k, vcs, patterns, fractions, window in plan(quick):
-            config = parse_config(bench_config(k, vcs))
+        for sections, patterns, fractions, window in plan(quick):
+            config = parse_config(sections)
+            k, vcs = config.noc.kx, config.noc.vcs
             t0 = time.perf_counter()
             sim_build = runner.emit_and_build(config, sim=sim)["noc"]
             build_s = time.perf_counter() - t0
@@ -106,7 +116,8 @@ def run(quick=False, sim=None, out_dir="bench_out"):
             for p in patterns:
                 pts = [pt for pt in measured if pt["pattern"] == p]
                 curves.append({
-                    "mesh": f"{k}x{k}", "vcs": vcs, "vc_depth": VC_DEPTH, "packet_flits": PACKET_FLITS,
+                    "mesh": f"{k}x{k}", "vcs": vcs, "vc_depth": config.noc.vc_depth,
+                    "packet_flits": config.noc.max_packet_flits,
                     "pattern": p, "window_cycles": window, "points": pts,
                     **summarize(pts, bounds[p]),
                     "build_s": round(build_s, 1), "run_s": round(run_s / len(patterns), 1),
@@ -118,11 +129,12 @@ def run(quick=False, sim=None, out_dir="bench_out"):
 
 
 def format_table(result):
-    lines = [f"NoC on {result['simulator']} ({result['wall_s']} s): packets of {PACKET_FLITS} flits, "
-             f"VC buffers of {VC_DEPTH} flits; offered and accepted in flits per sending node per "
-             "cycle, latency in cycles from a packet's creation to its last flit's delivery"]
+    lines = [f"NoC on {result['simulator']} ({result['wall_s']} s): offered and accepted in flits per "
+             "sending node per cycle, latency in cycles from a packet's creation to its last flit's "
+             "delivery"]
     for c in result["curves"]:
-        lines.append(f"{c['mesh']} {c['pattern']}, {c['vcs']} VC (warm-up,window {c['window_cycles']}; "
+        lines.append(f"{c['mesh']} {c['pattern']}, {c['vcs']} VC x {c['vc_depth']} flits, packets of "
+                     f"{c['packet_flits']} flits (warm-up,window {c['window_cycles']}; "
                      f"build {c['build_s']} s, run {c['run_s']} s)")
         lines.append(f"  {'offered':>8} {'accepted':>9} {'latency':>9} {'packets':>8}")
         for pt in c["points"]:
@@ -130,15 +142,15 @@ def format_table(result):
             lines.append(f"  {pt['offered']:>8.3f} {pt['accepted']:>9.3f} {lat:>9} {pt['packets']:>8}")
         sat = "not reached" if c["saturation_offered"] is None else f"{c['saturation_offered']:.3f}"
         lines.append(f"  peak accepted {c['peak_accepted']:.3f} = {100 * c['peak_fraction_of_bound']:.0f}% "
-                     f"of the bound {c['bound']:.4f}; saturation at offered {sat}; at the highest "
-                     f"load {100 * c['beyond_saturation_fraction_of_peak']:.0f}% of the peak")
+                     f"of the bound {c['bound']:.4f}; saturation at offered {sat}; beyond the peak at least "
+                     f"{100 * c['beyond_saturation_fraction_of_peak']:.0f}% of the peak")
     lines.append("")
-    lines.append("mesh  pattern    VCs  bound   peak   of bound  saturation  highest load/peak")
+    lines.append("mesh  pattern    VCs  bound   peak   of bound  saturation  beyond peak: min/peak")
     for c in result["curves"]:
         sat = "-" if c["saturation_offered"] is None else f"{c['saturation_offered']:.3f}"
         lines.append(f"{c['mesh']:<5} {c['pattern']:<10} {c['vcs']:>3}  {c['bound']:.3f}  "
                      f"{c['peak_accepted']:.3f}  {100 * c['peak_fraction_of_bound']:>7.0f}%  {sat:>10}  "
-                     f"{100 * c['beyond_saturation_fraction_of_peak']:>16.0f}%")
+                     f"{100 * c['beyond_saturation_fraction_of_peak']:>21.0f}%")
     return "\n".join(lines)
 
 
