@@ -39,8 +39,8 @@ def _cmd_emit(args):
 
 def _cmd_bench(args):
     import importlib
-    import json
     import inspect
+    import json
     import os
     module = importlib.import_module(BENCHES[args.block][0])
     kwargs = {}
