@@ -109,15 +109,15 @@ class Router(wiring.Component):
     that request it), so several heads of one router, up to one per output, are allocated in the same
     cycle. A head that needs one output (a unicast, or a multicast with one branch here) requests that
     output when it has a free VC. A head that needs several outputs is allocated on all of them at once
-    or not at all (it never holds some VCs while waiting for others): one such head per router is
-    selected per cycle (round robin, advancing when it is allocated), and it is allocated, before any
-    other head, as soon as every one of its outputs has a free VC. While it waits it *reserves* its
-    outputs against the heads of every input ``i`` whose packets could also take all of those outputs
-    (each output is a later link than ``i`` under dimension-order routing, :func:`can_turn`), so these
-    cannot overtake it forever; heads of the other inputs are not held back (that wait would point to a
-    link that is not later, and could close a cycle: a westbound packet waiting for a multicast that
-    waits for an eastbound link, held by an eastbound packet waiting for a multicast that waits for the
-    westbound link).
+    or not at all (it never holds some VCs while waiting for others): per cycle, one such head whose
+    outputs all have a free VC is allocated, before any single-output head. One of them, chosen round
+    robin and kept until it is allocated, has priority and *reserves* its outputs against the
+    single-output heads of every input ``i`` whose packets could also take all of those outputs (each
+    output is a later link than ``i`` under dimension-order routing, :func:`can_turn`), so these cannot
+    overtake it forever. Heads of the other inputs, and other multi-output heads, never wait for it:
+    that wait could point to a link that is not later and close a cycle (a westbound packet waiting for
+    a multicast that waits for an eastbound link, held by an eastbound packet waiting for a multicast
+    that waits for the westbound link; both cycles were found by the stress test).
 
     Deadlock freedom (unicast and multicast together). Order the links by dimension-order routing
     (x links before y links, each in its direction of travel; the injection link first, the ejection
@@ -126,8 +126,8 @@ class Router(wiring.Component):
     head waiting for allocation holds nothing downstream and waits only for (a) free VCs on outputs of
     its route, i.e. on later links, (b) an older head of its input needing the same output (which waits
     for the same later link, or for the switch) or waiting behind a packet body (which holds its VCs and
-    moves), or (c) the selected multi-output head of its router, only if each output that head waits for
-    is a later link than the waiting head's input. No wait points to an earlier or the same link, and the dependency order of dimension-order routing has no
+    moves), or (c) the reserving multi-output head of its router, only if it is a single-output head
+    and each output the reserving head waits for is a later link than its input. No wait points to an earlier or the same link, and the dependency order of dimension-order routing has no
     cycle (Dally and Seitz, 1987); a multicast tree only uses links of dimension-order paths, so it adds
     no dependency unicast lacks, and its replicas, once allocated, move independently. The interfaces
     sink every packet (:mod:`gen.noc_ni`), so, by induction from the last links backwards, every VC is
@@ -277,30 +277,40 @@ class Router(wiring.Component):
         def unblocked(i, a):
             return Cat(~want[i, a][j] | ~blocked[i, a, o] for j, o in enumerate(targets[i])).all()
 
-        # Multi-output heads: one is selected per cycle; it reserves its outputs and is allocated
-        # when every one of them has a free VC.
+        # Multi-output heads. One of them, chosen round robin and kept until it is allocated, reserves
+        # its outputs; in each cycle one multi-output head whose outputs all have a free VC is
+        # allocated (the reserving one first), before any single-output head.
         m_req = Signal(len(ivcs), name="multi_req")
         m.d.comb += m_req.eq(Cat(head_wait[i, a] & multi[i, a] & unblocked(i, a) for i, a in ivcs))
         m_fits = Signal(len(ivcs), name="multi_fits")
         m.d.comb += m_fits.eq(Cat(
             Cat(~want[i, a][j] | any_free[o] for j, o in enumerate(targets[i])).all()
-            for i, a in ivcs))
+            for i, a in ivcs) & m_req)
         m_grant = Signal(len(ivcs), name="multi_grant")
-        m_sel = round_robin(m, m_req, len(ivcs), "multi", advance=m_grant.any())
-        # The selected head's outputs, one bit per port of ``here``.
-        sel_want = Signal(len(here), name="multi_outputs")
-        m.d.comb += sel_want.eq(Cat(
-            Cat(m_sel[k] & want[i, a][targets[i].index(o)]
-                for k, (i, a) in enumerate(ivcs) if o in targets[i]).any()
-            for o in here))
-        # It holds back the heads of input i only if each of its outputs can follow input i under
-        # dimension-order routing (a later link than i's): see the deadlock argument.
+        m_res = round_robin(m, m_req, len(ivcs), "multi_res", advance=(m_res_done := Signal()))
+        m.d.comb += m_res_done.eq((m_res & m_grant).any())
+        m_any = round_robin(m, m_fits, len(ivcs), "multi_fit")
+        m.d.comb += m_grant.eq(Mux((m_res & m_fits).any(), m_res, m_any))
+
+        def outputs_of(heads, sig_name):
+            """One bit per port of ``here``: the outputs the heads (one-hot) want."""
+            bits = Signal(len(here), name=sig_name)
+            m.d.comb += bits.eq(Cat(
+                Cat(heads[k] & want[i, a][targets[i].index(o)]
+                    for k, (i, a) in enumerate(ivcs) if o in targets[i]).any()
+                for o in here))
+            return bits
+
+        res_want = outputs_of(m_res, "multi_reserved")
+        grant_want = outputs_of(m_grant, "multi_granted")
+        # The reservation holds back the single-output heads of input i only if each reserved output
+        # can follow input i under dimension-order routing (a later link than i's): see the deadlock
+        # argument. Other multi-output heads never wait for it.
         holds_back = {}
         for i in here:
             outside = Const(sum(1 << n for n, o in enumerate(here) if o not in targets[i]), len(here))
             holds_back[i] = Signal(name=f"multi_holds_{name[i]}")
-            m.d.comb += holds_back[i].eq((sel_want & outside) == 0)
-        m.d.comb += m_grant.eq(m_sel & m_fits)
+            m.d.comb += holds_back[i].eq((res_want & outside) == 0)
 
         # Single-output heads: per output, one request granted per cycle (round robin).
         alloc = {(i, a, o): [] for i, a in ivcs for o in targets[i]}
@@ -310,20 +320,18 @@ class Router(wiring.Component):
         for o in here:
             reqs = [(i, a) for i in sources[o] for a in range(V)]
             bits = []
-            reserved = sel_want[here.index(o)]
+            n = here.index(o)
             for i, a in reqs:
                 j = targets[i].index(o)
                 bits.append(head_wait[i, a] & ~multi[i, a] & want[i, a][j] & ~blocked[i, a, o]
-                            & ~(reserved & (holds_back[i] | m_grant.any())))
+                            & ~(res_want[n] & holds_back[i]) & ~grant_want[n])
             request = Signal(len(reqs), name=f"alloc_req_{name[o]}")
             m.d.comb += request.eq(Cat(bits) & any_free[o].replicate(len(reqs)))
             grant = round_robin(m, request, len(reqs), f"alloc_{name[o]}")
             for k, (i, a) in enumerate(reqs):
                 alloc[i, a, o].append(grant[k])
             got = Signal(name=f"alloc_any_{name[o]}")
-            m.d.comb += got.eq(grant.any()
-                               | Cat(m_grant[k] & want[i, a][targets[i].index(o)]
-                                     for k, (i, a) in enumerate(ivcs) if o in targets[i]).any())
+            m.d.comb += got.eq(grant.any() | grant_want[here.index(o)])
             with m.If(got):
                 for c in range(V):
                     with m.If(low_vc[o] == c):
