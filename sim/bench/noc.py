@@ -13,7 +13,8 @@ measurement window, then drains the network; it reports
 - per curve: the peak accepted throughput, as a fraction of the pattern's channel-load bound under
   dimension-order routing (:func:`sim.golden.noc.ideal_throughput`; for uniform traffic the bisection
   bound, 0.9375 flits/node/cycle on 4 x 4 and 0.492 on 8 x 8); the saturation point, the first offered
-  load whose accepted throughput falls below 95% of it; and the lowest accepted throughput at the
+  load whose accepted throughput falls below 95% of it while the latency exceeds 3 times that of the
+  lowest load; and the lowest accepted throughput at the
   offered loads above the peak's, as a fraction of the peak (no collapse: at least 95%).
 
 Offered loads are fractions of the pattern's bound, so each curve reaches beyond saturation. Every
@@ -79,12 +80,15 @@ def plan(quick):
 
 
 def summarize(points, bound):
-    """Peak accepted throughput, its fraction of ``bound``, the saturation point, and the lowest
-    accepted throughput at offered loads above the peak's, as a fraction of the peak (1 when the peak
-    is at the highest load)."""
+    """Peak accepted throughput, its fraction of ``bound``, the saturation point (accepted below 95%
+    of offered and latency above 3 times the lowest load's: window noise alone does not count), and
+    the lowest accepted throughput at offered loads above the peak's, as a fraction of the peak (1
+    when the peak is at the highest load)."""
     top = max(points, key=lambda pt: pt["accepted"])
     peak = top["accepted"]
-    saturation = next((pt["offered"] for pt in points if pt["accepted"] < 0.95 * pt["offered"]), None)
+    base = min(points, key=lambda pt: pt["offered"])["latency"] or 0
+    saturation = next((pt["offered"] for pt in points if pt["accepted"] < 0.95 * pt["offered"]
+                       and (pt["latency"] or 0) > 3 * base), None)
     beyond = [pt["accepted"] for pt in points if pt["offered"] > top["offered"]]
     return {"peak_accepted": peak, "bound": bound, "peak_fraction_of_bound": peak / bound,
             "saturation_offered": saturation,
