@@ -195,6 +195,9 @@ def _plot(result, path):
                 ax.plot([pt["offered"] for pt in pts], [pt["latency"] for pt in pts], "o-",
                         label=f"{c['vcs']} VC")
                 ax.axvline(c["bound"], color="grey", linestyle=":", linewidth=1)
+            if not ax.lines:
+                ax.set_visible(False)
+                continue
             ax.set_yscale("log")
             ax.set_title(f"{mesh} {pattern}", fontsize=9)
             ax.set_xlabel("offered (flits/node/cycle)", fontsize=8)
