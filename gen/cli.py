@@ -44,9 +44,15 @@ def _cmd_emit(args):
 
 def _cmd_bench(args):
     import importlib
+    import inspect
     import json
+    import os
     module = importlib.import_module(BENCHES[args.block][0])
-    result = module.run(quick=args.quick, sim=args.sim)
+    kwargs = {}
+    if "out_dir" in inspect.signature(module.run).parameters:
+        # Files beside the results: the folder of --json, else bench_out/.
+        kwargs["out_dir"] = os.path.dirname(os.path.abspath(args.json)) if args.json else "bench_out"
+    result = module.run(quick=args.quick, sim=args.sim, **kwargs)
     print(module.format_table(result))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:

@@ -193,7 +193,8 @@ def _noc_top(cfg):
             "kx": cfg.kx, "ky": cfg.ky, "nodes": p.nodes, "flit_width": cfg.flit_width,
             "vcs": cfg.vcs, "vc_depth": cfg.vc_depth, "max_packet_flits": cfg.max_packet_flits,
             "routing": cfg.routing, "router_cycles": cfg.router_cycles, "node_index": "y * kx + x",
-            "vc_of_source": "src mod vcs",
+            "vc_allocation": "any free VC at every hop; packets of one source and destination "
+                             "stay in order (gen/router.py)",
         },
         performance={
             "zero_load_latency": {

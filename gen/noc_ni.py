@@ -1,11 +1,11 @@
 """The network interface of one mesh node: local injection and ejection streams <-> router links."""
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Array, Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .lib.noc import eject_layout, inject_layout, link_signature
-from .router import round_robin
+from .router import vc_free
 from .vc_buffer import VcBuffer
 
 __all__ = ["NetworkInterface"]
@@ -17,8 +17,10 @@ class NetworkInterface(wiring.Component):
 
     Injection. A packet is a run of beats on ``i`` ending with ``last``; each beat is one flit. The first
     beat names the destinations (:func:`gen.lib.noc.inject_layout`); the fields are ignored in later beats.
-    The interface waits (``i.ready`` low) until its router input has room for a whole packet on this
-    node's virtual channel (``node mod vcs``), then passes one beat per cycle with credits. A bad packet
+    The interface waits (``i.ready`` low) until a virtual channel of its router input is free for a
+    whole packet (:func:`gen.router.vc_free`), takes the lowest such VC for the packet, then passes one
+    beat per cycle with credits. Packets are injected in stream order on one link, which starts the
+    in-order argument of :class:`gen.router.Router`. A bad packet
     is taken at full speed and dropped: it never enters the network. Bad means a unicast destination
     outside the mesh (``dest_x >= kx`` or ``dest_y >= ky``) or a multicast with an empty mask; each one
     adds 1 to ``drops`` (saturating) and sets ``bad`` (sticky until reset). A packet longer than
@@ -26,7 +28,8 @@ class NetworkInterface(wiring.Component):
     dropped, and it is counted as bad too.
 
     Ejection. Flits arrive in one buffer per virtual channel (``vc_depth`` flits each, credits to the
-    router). ``o`` presents one packet at a time, whole, choosing among the channels round robin; a flit
+    router). ``o`` presents one packet at a time, whole, the oldest first (by the arrival of its head
+    flit, :class:`gen.vc_buffer.VcBuffer`), which keeps the packets of every source in order; a flit
     arriving at an empty buffer is presented in the same cycle. ``src`` says which node sent the packet.
     While ``o`` is stalled the buffers fill and credits stop: only this node's traffic waits.
 
@@ -78,14 +81,27 @@ class NetworkInterface(wiring.Component):
         return m
 
     def _inject(self, m, p):
-        vc = p.vc_of(self._node)
+        V = p.vcs
         lmax = p.max_packet_flits
         beat = self.i.payload
-        credits = Signal(range(p.vc_depth + 1), init=p.vc_depth)
+        credits = [Signal(range(p.vc_depth + 1), init=p.vc_depth, name=f"inj_credits{c}")
+                   for c in range(V)]
+        since_head = [Signal(range(lmax + 1), init=1, name=f"inj_since_head{c}") for c in range(V)]
+        free = Signal(V)
+        m.d.comb += free.eq(Cat(vc_free(p, None, credits[c], since_head[c]) for c in range(V)))
+        low = Signal(p.vc_bits)
+        for c in reversed(range(V)):
+            with m.If(free[c]):
+                m.d.comb += low.eq(c)
+        vc = Signal(p.vc_bits)      # the VC of the packet being sent
+        vc_now = Signal(p.vc_bits)
         busy = Signal()        # inside a packet that is being sent
         dropping = Signal()    # inside a packet that is being dropped
         count = Signal(range(lmax + 1))
         first = ~busy & ~dropping
+        m.d.comb += vc_now.eq(Mux(busy, vc, low))
+        room = Signal()
+        m.d.comb += room.eq(Array(credits)[vc_now] != 0)
 
         mask = Signal(p.nodes)
         unicast = Cat((beat.dest_x == n % p.kx) & (beat.dest_y == n // p.kx)
@@ -100,9 +116,9 @@ class NetworkInterface(wiring.Component):
         with m.If(dropping | (first & bad_header)):
             m.d.comb += self.i.ready.eq(1)
         with m.Elif(first):
-            m.d.comb += self.i.ready.eq(credits >= lmax)
+            m.d.comb += self.i.ready.eq(free.any())
         with m.Else():
-            m.d.comb += self.i.ready.eq(credits != 0)
+            m.d.comb += self.i.ready.eq(room)
 
         take = self.i.valid & self.i.ready
         send = Signal()
@@ -114,14 +130,18 @@ class NetworkInterface(wiring.Component):
         count_bad = Signal()
         m.d.sync += [
             self.net_o.valid.eq(send),
-            self.net_o.vc.eq(vc),
+            self.net_o.vc.eq(vc_now),
             self.net_o.flit.data.eq(beat.data),
             self.net_o.flit.head.eq(first),
             self.net_o.flit.tail.eq(tail),
             self.net_o.flit.src.eq(self._node),
             self.net_o.flit.mask.eq(mask),
-            credits.eq(credits + self.net_o.credit[vc] - send),
         ]
+        for c in range(V):
+            used = send & (vc_now == c)
+            m.d.sync += credits[c].eq(credits[c] + self.net_o.credit[c] - used)
+            with m.If(used):
+                m.d.sync += since_head[c].eq(Mux(first, 1, since_head[c] + 1))
         with m.If(take):
             with m.If(dropping):
                 with m.If(beat.last):
@@ -130,7 +150,7 @@ class NetworkInterface(wiring.Component):
                 m.d.comb += count_bad.eq(1)
                 m.d.sync += dropping.eq(~beat.last)
             with m.Else():
-                m.d.sync += [busy.eq(~tail), count.eq(Cat(count + 1)[:len(count)])]
+                m.d.sync += [busy.eq(~tail), vc.eq(vc_now), count.eq(Cat(count + 1)[:len(count)])]
                 with m.If(tail):
                     m.d.sync += count.eq(0)
                     with m.If(~beat.last):
@@ -147,7 +167,14 @@ class NetworkInterface(wiring.Component):
         wiring.connect(m, wiring.flipped(self.net_i), buf.i)
         locked = Signal()
         current = Signal(V)
-        grant = round_robin(m, buf.valid, V, "eject", advance=~locked)
+        # The oldest waiting head first (the head order of the buffer): packets of one source
+        # leave in the order they arrived (see gen/router.py).
+        oldest = Signal(V)
+        m.d.comb += oldest.eq(Cat(
+            buf.valid[a] & buf.flit[a].head
+            & ~Cat(buf.older[b * V + a] & buf.pending[b] for b in range(V) if b != a).any()
+            for a in range(V)) if V > 1 else buf.valid)
+        grant = _lowest_bit(m, oldest, V)
         select = Signal(V)
         m.d.comb += select.eq(current)
         with m.If(~locked):
@@ -166,3 +193,9 @@ class NetworkInterface(wiring.Component):
                 m.d.sync += locked.eq(0)
             with m.Else():
                 m.d.sync += [locked.eq(1), current.eq(select)]
+
+
+def _lowest_bit(m, value, width):
+    out = Signal(width)
+    m.d.comb += out.eq((value & (~value + 1))[:width])
+    return out

@@ -17,7 +17,7 @@ from .lib.noc import (
 )
 from .vc_buffer import VcBuffer
 
-__all__ = ["Router", "round_robin", "present_ports", "can_turn"]
+__all__ = ["Router", "round_robin", "present_ports", "can_turn", "vc_free"]
 
 
 def _lowest(m, value, width, name):
@@ -47,39 +47,91 @@ def round_robin(m, request, width, name, advance=True):
     return grant
 
 
+def vc_free(p, owned, credits, since_head):
+    """Can an output give its virtual channel to a new packet? (a signal)
+
+    ``owned``: a packet holds the VC (until its tail has left; ``None`` if the caller sends one packet
+    at a time); ``credits``: free slots of the next
+    buffer; ``since_head``: flits sent on the VC since the last head flit (that packet's length so far).
+    The VC must hold a whole packet (``credits >= max_packet_flits``: virtual cut-through); with more
+    than one VC, the last packet's head must also have left the next buffer (``credits + since_head >
+    vc_depth``: of the flits still there, fewer than that packet's own), so that a buffer never holds
+    two waiting heads of one VC (the head order of :class:`gen.vc_buffer.VcBuffer`).
+    """
+    room = credits >= p.max_packet_flits
+    if owned is not None:
+        room = room & ~owned
+    if p.vcs == 1:
+        return room
+    return room & (credits + since_head > p.vc_depth)
+
+
 class Router(wiring.Component):
     """A 5-port (local, north, east, south, west) router of a ``kx`` x ``ky`` mesh at ``(x, y)``.
 
     Switching and flow control. Flits move with credits: an output port keeps, per virtual channel (VC),
-    the free slots of the next input buffer. A packet's head flit takes the same VC on every output it
-    needs, and only if that VC is not held by another packet and has room for a whole packet
-    (``credits >= max_packet_flits``); the VC is held until the tail flit has left. Because every VC buffer
-    holds at least ``max_packet_flits`` (the configuration enforces ``vc_depth >= max_packet_flits``), a
-    packet that has been given its next VC always fits there: this is virtual cut-through allocation
-    carried by wormhole-style head/body/tail flits (Kermani and Kleinrock, 1979; Dally and Towles 2004,
-    ch. 13 and 16).
+    the free slots of the next input buffer. A packet's head flit is given, on each output it needs, one
+    VC that no other packet holds and that has room for a whole packet (``credits >= max_packet_flits``,
+    :func:`vc_free`); the packet holds it until its tail flit has left. Because every VC buffer holds at
+    least ``max_packet_flits`` (the configuration enforces ``vc_depth >= max_packet_flits``), a packet that
+    has been given its next VC always fits there: this is virtual cut-through allocation carried by
+    wormhole-style head/body/tail flits (Kermani and Kleinrock, 1979; Dally and Towles 2004, ch. 13 and
+    16).
 
-    Virtual channels. Every packet of source ``s`` travels on VC ``s mod vcs`` on every link (its class).
-    Packets of one source to one destination share their path and their class, and every buffer and
-    every allocation is first-in first-out within a class, so they arrive in order. Different classes
-    share the links flit by flit, so a blocked packet does not block the other classes.
+    Virtual channels: any free one, at every hop. A head takes the lowest free VC of each output it
+    needs, whatever VC it came in on (dynamic VC allocation, Dally 1992), so a packet blocked on one
+    output does not hold back packets of the same input for other outputs while VCs are free. With
+    more than one VC, a VC is given to a new packet only when the head of the packet before it on that
+    VC has left the next buffer (:func:`vc_free`): every input VC then holds at most one *waiting head*
+    (arrived, not yet sent on), and the input buffer knows the arrival order of its waiting heads
+    (:class:`gen.vc_buffer.VcBuffer`).
+
+    In-order delivery per (source, destination). Packets of one flow follow one path (dimension-order
+    routing is deterministic), and this rule keeps them in order on it: *a head may be given output o
+    only when no older waiting head of the same input port still has to be sent on o* (an older head
+    whose route is not known yet, because it waits behind the body of the packet before it, counts as
+    needing every output). By induction along the path: if two packets A before B of one flow reach an
+    input in that order (at the first router, the interface injects them in stream order on one link),
+    A's head is older; B needs the same output, so B is given it only after A's head has been sent on it
+    (the rule reads the registered "sent" state, so at least one cycle later); the link is
+    first-in first-out, so A's head reaches the next input before B's. At the destination the interface
+    presents the oldest waiting head first (:mod:`gen.noc_ni`). Body flits follow their head on its
+    VC. With one VC every buffer is one first-in first-out queue, and the rule is empty.
 
     Routing and multicast. A head flit names its remaining destinations as a bitmask. The router splits
     the mask by the region of each output under dimension-order routing (:func:`gen.lib.noc.region_mask`,
     constants of the router's position) and sends the flit on every output whose part is not empty, with
     that part as the new mask: the packet is copied where its XY tree branches, and each link carries it
-    at most once. The outputs of a multicast head are allocated together (all or none). Each copy then
-    moves independently; the input flit is freed when every output has sent it.
+    at most once. Each copy then moves independently; the input flit is freed when every output has
+    sent it.
 
-    Deadlock freedom (unicast and multicast together). Within one class, a packet waits only for VCs
-    on outputs its dimension-order route leads to; these channel dependencies follow the order of
-    dimension-order routing (x links before y links, each in the direction of travel), which has no cycle
-    (Dally and Seitz, 1987), and a multicast tree only uses links of dimension-order paths, so it adds no
-    dependency that unicast lacks. A packet waiting for VC allocation holds nothing downstream (its outputs
-    are taken all at once), and a packet that holds its VCs never waits for buffer space again (virtual
-    cut-through), only for the fair round-robin switch, so the replicas of a multicast cannot block each
-    other. Classes share no buffers. The network interfaces sink every packet (:mod:`gen.noc_ni`), so
-    nothing waits forever.
+    Allocation. Each output gives its VC to at most one head per cycle (round robin over the input VCs
+    that request it), so several heads of one router, up to one per output, are allocated in the same
+    cycle. A head that needs one output (a unicast, or a multicast with one branch here) requests that
+    output when it has a free VC. A head that needs several outputs is allocated on all of them at once
+    or not at all (it never holds some VCs while waiting for others): per cycle, one such head whose
+    outputs all have a free VC is allocated, before any single-output head. One of them, chosen round
+    robin and kept until it is allocated, has priority and *reserves* its outputs against the
+    single-output heads of every input ``i`` whose packets could also take all of those outputs (each
+    output is a later link than ``i`` under dimension-order routing, :func:`can_turn`), so these cannot
+    overtake it forever. Heads of the other inputs, and other multi-output heads, never wait for it:
+    that wait could point to a link that is not later and close a cycle (a westbound packet waiting for
+    a multicast that waits for an eastbound link, held by an eastbound packet waiting for a multicast
+    that waits for the westbound link; both cycles were found by the stress test).
+
+    Deadlock freedom (unicast and multicast together). Order the links by dimension-order routing
+    (x links before y links, each in its direction of travel; the injection link first, the ejection
+    link last). A packet that holds VCs never waits for buffer space again (virtual cut-through): its
+    flits only wait for the round-robin switch, which serves every requester within a bounded time. A
+    head waiting for allocation holds nothing downstream and waits only for (a) free VCs on outputs of
+    its route, i.e. on later links, (b) an older head of its input needing the same output (which waits
+    for the same later link, or for the switch) or waiting behind a packet body (which holds its VCs and
+    moves), or (c) the reserving multi-output head of its router, only if it is a single-output head
+    and each output the reserving head waits for is a later link than its input. No wait points to an earlier or the same link, and the dependency order of dimension-order routing has no
+    cycle (Dally and Seitz, 1987); a multicast tree only uses links of dimension-order paths, so it adds
+    no dependency unicast lacks, and its replicas, once allocated, move independently. The interfaces
+    sink every packet (:mod:`gen.noc_ni`), so, by induction from the last links backwards, every VC is
+    freed again and nothing waits forever.
 
     Timing. The router has no pipeline register besides its output link registers: a flit at the front
     of an input buffer (or arriving on an empty one, through the bypass) is routed, allocated and switched
@@ -88,10 +140,11 @@ class Router(wiring.Component):
     input buffers have no bypass and return credits from a register: 2 cycles per hop, and every path
     between two routers starts and ends at a register.
 
-    Allocation. Per class, one head flit per cycle is given its outputs (round robin over the inputs).
-    Per output port, one flit per cycle is switched (round robin over every input VC): the crossbar has one
-    input per input VC, so several VCs of one input port may leave in the same cycle toward different
-    outputs.
+    Switch. Per output port, one flit per cycle is sent: the input VC that sent the last flit keeps the
+    output while it has a flit ready and its tail has not left (packets stay whole when they can),
+    otherwise round robin over every input VC routed there. The crossbar has one input per input VC,
+    so several VCs of one input port may leave in the same cycle toward different outputs. A packet
+    holds the output at most for its ``max_packet_flits`` flits, so every requester is served.
 
     Parameters
     ----------
@@ -146,6 +199,7 @@ class Router(wiring.Component):
         # The inputs whose packets can leave through each output under dimension-order routing.
         sources = {o: [i for i in here if can_turn(p.routing, i, o)] for o in here}
         targets = {i: [o for o in here if can_turn(p.routing, i, o)] for i in here}
+        ivcs = [(i, a) for i in here for a in range(V)]
 
         bufs = {}
         for i in here:
@@ -154,80 +208,182 @@ class Router(wiring.Component):
             wiring.connect(m, wiring.flipped(ins[i]), buf.i)
             bufs[i] = buf
 
-        # Output state per (port, class): held by a packet, and credits of the next buffer.
-        owned, credits, free = {}, {}, {}
+        # Output state per (port, VC): held by a packet, credits of the next buffer, flits sent since
+        # the last head; the free VCs of each output and the lowest of them.
+        owned, credits, since_head = {}, {}, {}
+        any_free, low_vc = {}, {}
         for o in here:
+            free = []
             for c in range(V):
                 owned[o, c] = Signal(name=f"owned_{name[o]}{c}")
                 credits[o, c] = Signal(range(p.vc_depth + 1), init=p.vc_depth,
                                        name=f"credits_{name[o]}{c}")
-                free[o, c] = Signal(name=f"free_{name[o]}{c}")
-                m.d.comb += free[o, c].eq(~owned[o, c] & (credits[o, c] >= p.max_packet_flits))
+                since_head[o, c] = Signal(range(p.max_packet_flits + 1), init=1,
+                                          name=f"since_head_{name[o]}{c}")
+                f = Signal(name=f"free_{name[o]}{c}")
+                m.d.comb += f.eq(vc_free(p, owned[o, c], credits[o, c], since_head[o, c]))
+                free.append(f)
+            free_bits = Signal(V, name=f"free_{name[o]}")
+            m.d.comb += free_bits.eq(Cat(free))
+            any_free[o] = free_bits.any()
+            low_vc[o] = Signal(p.vc_bits, name=f"low_vc_{name[o]}")
+            for c in reversed(range(V)):
+                with m.If(free_bits[c]):
+                    m.d.comb += low_vc[o].eq(c)
 
-        # Input state per (port, class): the front flit, its route (one bit per output in
-        # ``targets[i]`` order), the outputs it has been sent to.
-        fv, fl, routed, route, sent, want = {}, {}, {}, {}, {}, {}
-        route_now, routed_now = {}, {}
-        for i in here:
+        # Input state per (port, VC): the front flit, its route (one bit per output in
+        # ``targets[i]`` order), the VC it was given on each output, the outputs it has been sent to.
+        fv, fl, routed, route, ovc, sent, want, head_wait = {}, {}, {}, {}, {}, {}, {}, {}
+        route_now, routed_now, ovc_now, multi = {}, {}, {}, {}
+        for i, a in ivcs:
             n_out = len(targets[i])
-            for c in range(V):
-                fv[i, c] = bufs[i].valid[c]
-                fl[i, c] = bufs[i].flit[c]
-                tag = f"{name[i]}{c}"
-                routed[i, c] = Signal(name=f"routed_{tag}")
-                route[i, c] = Signal(n_out, name=f"route_{tag}")
-                sent[i, c] = Signal(n_out, name=f"sent_{tag}")
-                want[i, c] = Signal(n_out, name=f"want_{tag}")
-                route_now[i, c] = Signal(n_out, name=f"route_now_{tag}")
-                routed_now[i, c] = Signal(name=f"routed_now_{tag}")
-                m.d.comb += want[i, c].eq(Cat(
-                    (fl[i, c].mask & Const(regions[o], p.nodes)).any() for o in targets[i]))
+            fv[i, a] = bufs[i].valid[a]
+            fl[i, a] = bufs[i].flit[a]
+            tag = f"{name[i]}{a}"
+            routed[i, a] = Signal(name=f"routed_{tag}")
+            route[i, a] = Signal(n_out, name=f"route_{tag}")
+            sent[i, a] = Signal(n_out, name=f"sent_{tag}")
+            want[i, a] = Signal(n_out, name=f"want_{tag}")
+            route_now[i, a] = Signal(n_out, name=f"route_now_{tag}")
+            routed_now[i, a] = Signal(name=f"routed_now_{tag}")
+            head_wait[i, a] = Signal(name=f"head_wait_{tag}")
+            multi[i, a] = Signal(name=f"multi_{tag}")
+            for o in targets[i]:
+                ovc[i, a, o] = Signal(p.vc_bits, name=f"ovc_{tag}_{name[o]}")
+                ovc_now[i, a, o] = Signal(p.vc_bits, name=f"ovc_now_{tag}_{name[o]}")
+            m.d.comb += [
+                want[i, a].eq(Cat(
+                    (fl[i, a].mask & Const(regions[o], p.nodes)).any() for o in targets[i])),
+                head_wait[i, a].eq(fv[i, a] & fl[i, a].head & ~routed[i, a]),
+                # More than one bit of want.
+                multi[i, a].eq((want[i, a] & (want[i, a] - 1)).any()),
+            ]
 
-        # Allocation, per class: one waiting head flit whose outputs are all free.
-        for c in range(V):
-            request = Signal(len(here), name=f"alloc_req{c}")
-            bits = []
-            for i in here:
-                fits = Cat(~want[i, c][j] | free[o, c] for j, o in enumerate(targets[i])).all()
-                bits.append(fv[i, c] & fl[i, c].head & ~routed[i, c] & fits)
-            m.d.comb += request.eq(Cat(bits))
-            grant = round_robin(m, request, len(here), f"alloc{c}")
-            for k, i in enumerate(here):
-                m.d.comb += [
-                    routed_now[i, c].eq(routed[i, c] | grant[k]),
-                    route_now[i, c].eq(Mux(routed[i, c], route[i, c], 0)),
-                ]
-                with m.If(grant[k]):
-                    m.d.comb += route_now[i, c].eq(want[i, c])
-                    m.d.sync += [routed[i, c].eq(1), route[i, c].eq(want[i, c])]
-                    for j, o in enumerate(targets[i]):
-                        with m.If(want[i, c][j]):
-                            m.d.sync += owned[o, c].eq(1)
+        # In-order rule: (i, a) may not be given output o while an older waiting head of input i has
+        # not been sent on o (or its route is not known yet).
+        blocked = {}
+        for i, a in ivcs:
+            for j, o in enumerate(targets[i]):
+                terms = []
+                buf = bufs[i]
+                for b in range(V):
+                    if b == a:
+                        continue
+                    terms.append(buf.older[b * V + a] & buf.pending[b]
+                                 & (buf.behind[b] | (want[i, b][j] & ~sent[i, b][j])))
+                blocked[i, a, o] = Signal(name=f"blocked_{name[i]}{a}_{name[o]}")
+                m.d.comb += blocked[i, a, o].eq(Cat(terms).any() if terms else 0)
 
-        # Switch, per output port: one flit of any input VC that still has to go there.
-        granted = {(i, c): [] for i in here for c in range(V)}
+        def unblocked(i, a):
+            return Cat(~want[i, a][j] | ~blocked[i, a, o] for j, o in enumerate(targets[i])).all()
+
+        # Multi-output heads. One of them, chosen round robin and kept until it is allocated, reserves
+        # its outputs; in each cycle one multi-output head whose outputs all have a free VC is
+        # allocated (the reserving one first), before any single-output head.
+        m_req = Signal(len(ivcs), name="multi_req")
+        m.d.comb += m_req.eq(Cat(head_wait[i, a] & multi[i, a] & unblocked(i, a) for i, a in ivcs))
+        m_fits = Signal(len(ivcs), name="multi_fits")
+        m.d.comb += m_fits.eq(Cat(
+            Cat(~want[i, a][j] | any_free[o] for j, o in enumerate(targets[i])).all()
+            for i, a in ivcs) & m_req)
+        m_grant = Signal(len(ivcs), name="multi_grant")
+        m_res = round_robin(m, m_req, len(ivcs), "multi_res", advance=(m_res_done := Signal()))
+        m.d.comb += m_res_done.eq((m_res & m_grant).any())
+        m_any = round_robin(m, m_fits, len(ivcs), "multi_fit")
+        m.d.comb += m_grant.eq(Mux((m_res & m_fits).any(), m_res, m_any))
+
+        def outputs_of(heads, sig_name):
+            """One bit per port of ``here``: the outputs the heads (one-hot) want."""
+            bits = Signal(len(here), name=sig_name)
+            m.d.comb += bits.eq(Cat(
+                Cat(heads[k] & want[i, a][targets[i].index(o)]
+                    for k, (i, a) in enumerate(ivcs) if o in targets[i]).any()
+                for o in here))
+            return bits
+
+        res_want = outputs_of(m_res, "multi_reserved")
+        grant_want = outputs_of(m_grant, "multi_granted")
+        # The reservation holds back the single-output heads of input i only if each reserved output
+        # can follow input i under dimension-order routing (a later link than i's): see the deadlock
+        # argument. Other multi-output heads never wait for it.
+        holds_back = {}
+        for i in here:
+            outside = Const(sum(1 << n for n, o in enumerate(here) if o not in targets[i]), len(here))
+            holds_back[i] = Signal(name=f"multi_holds_{name[i]}")
+            m.d.comb += holds_back[i].eq((res_want & outside) == 0)
+
+        # Single-output heads: per output, one request granted per cycle (round robin).
+        alloc = {(i, a, o): [] for i, a in ivcs for o in targets[i]}
+        for k, (i, a) in enumerate(ivcs):
+            for o in targets[i]:
+                alloc[i, a, o].append(m_grant[k])
         for o in here:
-            reqs = [(i, c) for i in sources[o] for c in range(V)]
+            reqs = [(i, a) for i in sources[o] for a in range(V)]
             bits = []
-            for i, c in reqs:
+            n = here.index(o)
+            for i, a in reqs:
                 j = targets[i].index(o)
-                bits.append(fv[i, c] & route_now[i, c][j] & ~sent[i, c][j]
-                            & (credits[o, c] != 0))
+                bits.append(head_wait[i, a] & ~multi[i, a] & want[i, a][j] & ~blocked[i, a, o]
+                            & ~(res_want[n] & holds_back[i]) & ~grant_want[n])
+            request = Signal(len(reqs), name=f"alloc_req_{name[o]}")
+            m.d.comb += request.eq(Cat(bits) & any_free[o].replicate(len(reqs)))
+            grant = round_robin(m, request, len(reqs), f"alloc_{name[o]}")
+            for k, (i, a) in enumerate(reqs):
+                alloc[i, a, o].append(grant[k])
+            got = Signal(name=f"alloc_any_{name[o]}")
+            m.d.comb += got.eq(grant.any() | grant_want[here.index(o)])
+            with m.If(got):
+                for c in range(V):
+                    with m.If(low_vc[o] == c):
+                        m.d.sync += owned[o, c].eq(1)
+
+        for i, a in ivcs:
+            granted_now = Signal(name=f"granted_{name[i]}{a}")
+            m.d.comb += granted_now.eq(Cat(Cat(alloc[i, a, o]).any() for o in targets[i]).any())
+            m.d.comb += [
+                routed_now[i, a].eq(routed[i, a] | granted_now),
+                route_now[i, a].eq(Mux(routed[i, a], route[i, a], 0)),
+            ]
+            for o in targets[i]:
+                m.d.comb += ovc_now[i, a, o].eq(ovc[i, a, o])
+            with m.If(granted_now):
+                m.d.comb += route_now[i, a].eq(want[i, a])
+                m.d.sync += [routed[i, a].eq(1), route[i, a].eq(want[i, a])]
+                for o in targets[i]:
+                    m.d.comb += ovc_now[i, a, o].eq(low_vc[o])
+                    m.d.sync += ovc[i, a, o].eq(low_vc[o])
+
+        # Switch, per output port: one flit of any input VC that still has to go there. The packet
+        # holds its VC there, which has room for all of it, so no credit check is needed.
+        granted = {(i, a): [] for i, a in ivcs}
+        for o in here:
+            reqs = [(i, a) for i in sources[o] for a in range(V)]
+            bits = []
+            for i, a in reqs:
+                j = targets[i].index(o)
+                bits.append(fv[i, a] & route_now[i, a][j] & ~sent[i, a][j])
             request = Signal(len(reqs), name=f"sw_req_{name[o]}")
             m.d.comb += request.eq(Cat(bits))
-            grant = round_robin(m, request, len(reqs), f"sw_{name[o]}")
+            # The packet that sent the last flit keeps the output while it has flits to send, so
+            # packets leave whole when they can (fewer interleaved packets at the ejection).
+            hold = Signal(len(reqs), name=f"sw_hold_{name[o]}")
+            held = Signal(len(reqs), name=f"sw_held_{name[o]}")
+            m.d.comb += held.eq(hold & request)
+            rr = round_robin(m, request, len(reqs), f"sw_{name[o]}", advance=~held.any())
+            grant = Signal(len(reqs), name=f"sw_grant_{name[o]}")
+            m.d.comb += grant.eq(Mux(held.any(), held, rr))
             chosen = Signal(flit_layout(p), name=f"xbar_{name[o]}")
             width = len(chosen.as_value())
             value = 0
-            for k, (i, c) in enumerate(reqs):
-                value = value | (fl[i, c].as_value() & grant[k].replicate(width))
-                granted[i, c].append((o, grant[k]))
-            m.d.comb += chosen.eq(value)
             vc = Signal(p.vc_bits, name=f"xbar_vc_{name[o]}")
-            for k, (_, c) in enumerate(reqs):
-                if c:
-                    with m.If(grant[k]):
-                        m.d.comb += vc.eq(c)
+            vc_value = 0
+            for k, (i, a) in enumerate(reqs):
+                value = value | (fl[i, a].as_value() & grant[k].replicate(width))
+                vc_value = vc_value | (ovc_now[i, a, o] & grant[k].replicate(p.vc_bits))
+                granted[i, a].append((o, grant[k]))
+            m.d.comb += [chosen.eq(value), vc.eq(vc_value)]
+            with m.If(grant.any()):
+                m.d.sync += hold.eq(Mux(chosen.tail, 0, grant))
             m.d.sync += [
                 outs[o].valid.eq(grant.any()),
                 outs[o].vc.eq(vc),
@@ -235,28 +391,30 @@ class Router(wiring.Component):
                 outs[o].flit.mask.eq(chosen.mask & Const(regions[o], p.nodes)),
             ]
             for c in range(V):
-                used = Cat(grant[k] for k, (_, cc) in enumerate(reqs) if cc == c).any()
+                used = Signal(name=f"used_{name[o]}{c}")
+                m.d.comb += used.eq(grant.any() & (vc == c))
                 m.d.sync += credits[o, c].eq(credits[o, c] + outs[o].credit[c] - used)
-                with m.If(used & chosen.tail):
-                    m.d.sync += owned[o, c].eq(0)
+                with m.If(used):
+                    m.d.sync += since_head[o, c].eq(Mux(chosen.head, 1, since_head[o, c] + 1))
+                    with m.If(chosen.tail):
+                        m.d.sync += owned[o, c].eq(0)
 
         # Free the input flit once every output of its route has sent it.
-        for i in here:
-            for c in range(V):
-                tag = f"{name[i]}{c}"
-                by_output = dict(granted[i, c])
-                done_set = Signal(len(targets[i]), name=f"done_set_{tag}")
-                m.d.comb += done_set.eq(sent[i, c] | Cat(by_output[o] for o in targets[i]))
-                done = Signal(name=f"done_{tag}")
-                m.d.comb += done.eq(fv[i, c] & routed_now[i, c]
-                                    & ((done_set & route_now[i, c]) == route_now[i, c]))
-                m.d.comb += bufs[i].pop[c].eq(done)
-                with m.If(done):
-                    m.d.sync += sent[i, c].eq(0)
-                    with m.If(fl[i, c].tail):
-                        m.d.sync += routed[i, c].eq(0)
-                with m.Else():
-                    m.d.sync += sent[i, c].eq(done_set)
+        for i, a in ivcs:
+            tag = f"{name[i]}{a}"
+            by_output = dict(granted[i, a])
+            done_set = Signal(len(targets[i]), name=f"done_set_{tag}")
+            m.d.comb += done_set.eq(sent[i, a] | Cat(by_output[o] for o in targets[i]))
+            done = Signal(name=f"done_{tag}")
+            m.d.comb += done.eq(fv[i, a] & routed_now[i, a]
+                                & ((done_set & route_now[i, a]) == route_now[i, a]))
+            m.d.comb += bufs[i].pop[a].eq(done)
+            with m.If(done):
+                m.d.sync += sent[i, a].eq(0)
+                with m.If(fl[i, a].tail):
+                    m.d.sync += routed[i, a].eq(0)
+            with m.Else():
+                m.d.sync += sent[i, a].eq(done_set)
         return m
 
 

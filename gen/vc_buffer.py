@@ -25,6 +25,16 @@ class VcBuffer(wiring.Component):
     from the next cycle, and the credit leaves one cycle after the pop, from a register: no
     combinational path then crosses the link in either direction.
 
+    Head order (with more than one VC). The router and the interface keep packets of one flow in
+    order across VCs (:class:`gen.router.Router`); for that the buffer tells the age of the *waiting
+    heads*: a head flit that has arrived and not yet been popped. The sender guarantees at most one
+    waiting head per VC (it gives a VC to a new packet only once the previous packet's head has been
+    popped, see :func:`gen.router.vc_free`), so the waiting heads of a port are totally ordered by their
+    arrival cycle (one flit arrives per cycle). ``older[a * vcs + b]`` says that the waiting head of VC
+    ``a`` arrived before that of VC ``b`` (meaningful when both wait; a head arriving in this cycle, offered
+    through the bypass, is younger than every other); ``pending[c]``: VC c holds a waiting head;
+    ``behind[c]``: that head is not at the front yet (the body of the previous packet is ahead of it).
+
     Parameters
     ----------
     params : :class:`gen.lib.noc.NocParams`
@@ -40,6 +50,9 @@ class VcBuffer(wiring.Component):
         The front flit of each VC.
     pop : In(vcs)
         Take the front flit of VC c.
+    pending, behind : Out(vcs)
+    older : Out(vcs * vcs)
+        Head order, see above (all zero with one VC).
     """
 
     def __init__(self, params, *, bypass=True):
@@ -50,6 +63,9 @@ class VcBuffer(wiring.Component):
             "valid": Out(params.vcs),
             "flit": Out(flit_layout(params)).array(params.vcs),
             "pop": In(params.vcs),
+            "pending": Out(params.vcs),
+            "behind": Out(params.vcs),
+            "older": Out(params.vcs * params.vcs),
         })
 
     def elaborate(self, platform):
@@ -85,7 +101,30 @@ class VcBuffer(wiring.Component):
             with m.If(read):
                 m.d.sync += rd.eq(_next(rd, depth))
             m.d.sync += count.eq(count + write - read)
+        if p.vcs > 1:
+            self._head_order(m, p)
         return m
+
+    def _head_order(self, m, p):
+        V = p.vcs
+        arrive_head = [Signal(name=f"arrive_head{c}") for c in range(V)]
+        waiting = [Signal(name=f"waiting_head{c}") for c in range(V)]   # arrived, not popped, earlier
+        older = {(a, b): Signal(name=f"older_{a}_{b}") for a in range(V) for b in range(V) if a != b}
+        for c in range(V):
+            front_head = self.valid[c] & self.flit[c].head
+            m.d.comb += [
+                arrive_head[c].eq(self.i.valid & (self.i.vc == c) & self.i.flit.head),
+                self.pending[c].eq(waiting[c] | front_head),
+                self.behind[c].eq(waiting[c] & ~front_head),
+            ]
+            m.d.sync += waiting[c].eq((waiting[c] | arrive_head[c])
+                                      & ~(self.pop[c] & front_head))
+        for (a, b), reg in older.items():
+            with m.If(arrive_head[b]):
+                m.d.sync += reg.eq(1)
+            with m.Elif(arrive_head[a]):
+                m.d.sync += reg.eq(0)
+            m.d.comb += self.older[a * V + b].eq((reg | arrive_head[b]) & ~arrive_head[a])
 
 
 def _next(ptr, depth):

@@ -142,3 +142,39 @@ def test_random_traffic_shape(seed):
     kinds = [golden.classify(3, 3, p, 5)[2] for p in packets]
     assert 0 < sum(kinds) < len(packets)
     assert any(p.mcast and p.mask for p in packets)
+
+
+@pytest.mark.parametrize("k", [4, 8])
+def test_pattern_bounds(k):
+    """The channel-load bound of uniform traffic is the bisection bound the goals quote; the other
+    patterns' bounds by hand (4 x 4: transpose loads the links next to the diagonal with 3 flows)."""
+    n = k * k
+    # Bisection: k links each way; half the nodes send (n / 2) / (n - 1) of their traffic across.
+    bisection = 4 * k * (n - 1) / n ** 2
+    assert bisection == {4: 0.9375, 8: 0.4921875}[k]
+    assert golden.ideal_throughput("uniform", k, k) == pytest.approx(bisection)
+    assert golden.ideal_throughput("bitcomp", k, k) == pytest.approx(2 / k)
+    if k == 4:
+        assert golden.ideal_throughput("transpose", 4, 4) == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("pattern", golden.PATTERNS)
+def test_pattern_destinations_follow_their_weights(pattern):
+    rng = np.random.default_rng(5)
+    kx = ky = 4
+    for s in range(kx * ky):
+        weights = golden.destination_weights(pattern, kx, ky, s)
+        if weights:
+            assert sum(weights.values()) == pytest.approx(1)
+        assert s not in weights
+        draws = [golden.pattern_destination(pattern, kx, ky, s, rng) for _ in range(3000)]
+        if not weights:
+            assert set(draws) == {None}
+            continue
+        for d, w in weights.items():
+            assert abs(draws.count(d) / len(draws) - w) < 0.03
+        assert set(draws) <= set(weights)
+    with pytest.raises(ValueError, match="transpose needs a square mesh"):
+        golden.destination_weights("transpose", 3, 2, 0)
+    with pytest.raises(ValueError, match="pattern = 'zigzag'"):
+        golden.destination_weights("zigzag", 2, 2, 0)

@@ -165,13 +165,21 @@ def test_verilator_lint_and_ports(tmp_path):
 @pytest.mark.slow
 def test_bench_noc_quick(tmp_path, capsys):
     """`accelgen bench noc --quick` runs end to end: below saturation the network accepts what is
-    offered, and latency grows with load."""
+    offered, latency grows with load, and the CSV, table and PNG land beside the JSON."""
     from gen import cli
     out = tmp_path / "noc.json"
     assert cli.main(["bench", "noc", "--quick", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
-    (curve,) = result["curves"]
-    points = curve["points"]
-    assert abs(points[0]["accepted"] - points[0]["offered"]) < 0.2 * points[0]["offered"]
-    assert points[-1]["latency"] > points[0]["latency"]
+    assert [c["pattern"] for c in result["curves"]] == ["uniform", "transpose"]
+    for curve in result["curves"]:
+        points = curve["points"]
+        assert abs(points[0]["accepted"] - points[0]["offered"]) < 0.2 * points[0]["offered"]
+        assert points[-1]["latency"] > points[0]["latency"]
+        # Above the bound only where some flows do not cross the busiest link (not uniform).
+        assert 0 < curve["peak_fraction_of_bound"] <= (1 if curve["pattern"] == "uniform" else 1.5)
     assert "peak accepted" in capsys.readouterr().out
+    assert (tmp_path / "noc_latency.png").read_bytes()[:4] == b"\x89PNG"
+    rows = (tmp_path / "noc_latency.csv").read_text().splitlines()
+    assert rows[0] == "mesh,pattern,vcs,offered,accepted,latency,packets"
+    assert len(rows) == 1 + sum(len(c["points"]) for c in result["curves"])
+    assert (tmp_path / "noc_table.txt").exists()

@@ -80,10 +80,6 @@ class NocParams:
     def y_bits(self):
         return self.ky.bit_length()
 
-    def vc_of(self, src):
-        """The virtual channel (class) every packet of source ``src`` uses on every link."""
-        return src % self.vcs
-
 
 def flit_layout(p):
     """One flit on a link. ``mask`` (destinations left in this branch) and ``src`` are meaningful in the

@@ -30,7 +30,9 @@ arriving flit straight to its stream (0 cycles). In the registered mode every ro
 from dataclasses import dataclass, field
 
 __all__ = ["INJECT", "ROUTER", "Packet", "node", "coords", "hops", "route", "multicast_tree",
-           "zero_load_latency", "classify", "deliveries", "dest_mask", "random_traffic"]
+           "zero_load_latency", "classify", "deliveries", "dest_mask", "random_traffic", "PATTERNS",
+           "HOTSPOT_FRACTION", "hotspot_node", "destination_weights", "pattern_destination",
+           "ideal_throughput"]
 
 INJECT = 1
 ROUTER = 1
@@ -177,3 +179,79 @@ def random_traffic(rng, kx, ky, count, *, max_packet_flits, flit_width, mcast_fr
                 x, y = coords(kx, d)
                 packets.append(Packet(src, payload, dest_x=x, dest_y=y))
     return packets
+
+
+PATTERNS = ("uniform", "transpose", "bitcomp", "hotspot")
+"""Synthetic traffic patterns of the load-latency bench (Dally and Towles 2004, section 3.2):
+
+- ``uniform``: every other node with equal probability (no self-sends);
+- ``transpose``: node ``(x, y)`` sends to ``(y, x)`` (square meshes; the diagonal sends nothing);
+- ``bitcomp``: bit complement, ``(x, y)`` to ``(kx - 1 - x, ky - 1 - y)`` (the centre of an odd mesh
+  sends nothing);
+- ``hotspot``: a fraction :data:`HOTSPOT_FRACTION` of the packets of every other node goes to the hotspot
+  ``(kx // 2, ky // 2)``, the rest (and all of the hotspot's own) is uniform.
+"""
+
+HOTSPOT_FRACTION = 0.1
+
+
+def hotspot_node(kx, ky):
+    return node(kx, kx // 2, ky // 2)
+
+
+def destination_weights(pattern, kx, ky, src):
+    """``{destination: probability}`` of a packet from ``src`` (empty: ``src`` sends nothing)."""
+    n = kx * ky
+    x, y = coords(kx, src)
+    if pattern == "uniform":
+        return {d: 1 / (n - 1) for d in range(n) if d != src} if n > 1 else {}
+    if pattern == "transpose":
+        if kx != ky:
+            raise ValueError(f"transpose needs a square mesh, not {kx} x {ky}")
+        d = node(kx, y, x)
+        return {} if d == src else {d: 1.0}
+    if pattern == "bitcomp":
+        d = node(kx, kx - 1 - x, ky - 1 - y)
+        return {} if d == src else {d: 1.0}
+    if pattern == "hotspot":
+        hot = hotspot_node(kx, ky)
+        weights = destination_weights("uniform", kx, ky, src)
+        if src == hot or not weights:
+            return weights
+        weights = {d: (1 - HOTSPOT_FRACTION) * w for d, w in weights.items()}
+        weights[hot] += HOTSPOT_FRACTION
+        return weights
+    raise ValueError(f"pattern = {pattern!r}: must be one of " + ", ".join(PATTERNS))
+
+
+def pattern_destination(pattern, kx, ky, src, rng):
+    """A random destination of a packet from ``src`` under ``pattern`` (``None``: it sends nothing)."""
+    n = kx * ky
+    if pattern == "uniform" or (pattern == "hotspot" and (src == hotspot_node(kx, ky)
+                                                          or rng.random() >= HOTSPOT_FRACTION)):
+        if n == 1:
+            return None
+        d = int(rng.integers(n - 1))
+        return d + (d >= src)
+    if pattern == "hotspot":
+        return hotspot_node(kx, ky)
+    weights = destination_weights(pattern, kx, ky, src)
+    return next(iter(weights)) if weights else None
+
+
+def ideal_throughput(pattern, kx, ky, routing="xy"):
+    """The highest offered load (flits per cycle per sending node) that no link, injection or ejection
+    channel of dimension-order routing would carry above 1 flit per cycle: the channel-load bound
+    (Dally and Towles 2004, section 3.3.1). For uniform traffic it equals the bisection bound the
+    NoC goals quote (0.9375 on 4 x 4, 0.492 on 8 x 8)."""
+    load = {}
+    for s in range(kx * ky):
+        weights = destination_weights(pattern, kx, ky, s)
+        if weights:
+            load["inject", s] = 1.0
+        for d, w in weights.items():
+            path = route(kx, ky, s, d, routing)
+            for link in zip(path, path[1:], strict=False):
+                load[link] = load.get(link, 0.0) + w
+            load["eject", d] = load.get(("eject", d), 0.0) + w
+    return 1 / max(load.values()) if load else 0.0

@@ -8,7 +8,9 @@ ACCELGEN_NOC_PACKETS : packets per source for ``traffic`` (default 20).
 ACCELGEN_NOC_MCAST, ACCELGEN_NOC_BADS : fractions of multicast and of bad packets (default 0.2, 0).
 ACCELGEN_GAP, ACCELGEN_STALL : probabilities of an idle cycle before each injected beat and of a stalled
     cycle on every ejection stream (0 by default).
-ACCELGEN_NOC_LOADS : for ``load_sweep``, a JSON list of offered loads (flits per node per cycle).
+ACCELGEN_NOC_POINTS : for ``load_sweep``, a JSON list of [pattern, offered load] (flits per sending node
+    per cycle; patterns of :data:`sim.golden.noc.PATTERNS`).
+ACCELGEN_NOC_LOADS : for ``load_sweep`` without ACCELGEN_NOC_POINTS, uniform traffic at these loads.
 ACCELGEN_NOC_WINDOW : for ``load_sweep``, "warm-up,window" cycles per load (default "300,1000").
 ACCELGEN_NOC_CYCLES : for ``stress``, cycles of saturation before the drain (default 2000).
 ACCELGEN_RESULTS : where ``load_sweep`` and ``zero_load`` write their figures (JSON).
@@ -293,21 +295,29 @@ async def bad_packets(dut):
 
 @cocotb.test()
 async def load_sweep(dut):
-    """Uniform random unicast traffic (no self-sends) at each offered load of ACCELGEN_NOC_LOADS:
-    Bernoulli packet injection into an unbounded source queue, warm-up, measurement window, drain.
-    Average latency (from the packet's creation to its last flit's delivery) and accepted throughput
-    (flits delivered per node per cycle in the window); every delivery is also checked."""
+    """Synthetic traffic (:data:`sim.golden.noc.PATTERNS`) at each point of ACCELGEN_NOC_POINTS: packets of
+    ``max_packet_flits`` flits, Bernoulli injection into an unbounded source queue at every sending node,
+    warm-up, measurement window, drain. Average latency (from the packet's creation to its last flit's
+    delivery, over the packets created in the window) and accepted throughput (flits delivered per
+    sending node per cycle in the window); every delivery is also checked."""
     tb = NocTB(dut, seed=seed_from_env(1))
     await tb.start()
-    loads = json.loads(os.environ["ACCELGEN_NOC_LOADS"])
+    if "ACCELGEN_NOC_POINTS" in os.environ:
+        points = json.loads(os.environ["ACCELGEN_NOC_POINTS"])
+    else:
+        points = [["uniform", load] for load in json.loads(os.environ["ACCELGEN_NOC_LOADS"])]
     warm, window = (int(v) for v in os.environ.get("ACCELGEN_NOC_WINDOW", "300,1000").split(","))
     length = tb.lmax
     results = []
     pid = 0
     edge = RisingEdge(dut.clk)
-    for load in loads:
+    rng = tb.rng
+    data_max = 1 << min(tb.flit_width, 30)
+    for pattern, load in points:
+        senders = [s for s in range(tb.nodes)
+                   if golden.destination_weights(pattern, tb.kx, tb.ky, s)]
         rate = load / length
-        created = {}
+        created = []
         sent_packets = []
         start_received = len(tb.received)
         t0 = tb.cycle
@@ -315,44 +325,46 @@ async def load_sweep(dut):
         for step in range(warm + window):
             if step == warm:
                 moved0 = tb.moved
-            for s in range(tb.nodes):
-                if tb.rng.random() < rate:
-                    d = int(tb.rng.integers(tb.nodes - 1))
-                    d += d >= s
+            for s, draw in zip(senders, rng.random(len(senders)), strict=True):
+                if draw < rate:
+                    d = golden.pattern_destination(pattern, tb.kx, tb.ky, s, rng)
                     x, y = golden.coords(tb.kx, d)
-                    data = [int(v) for v in tb.rng.integers(0, 1 << min(tb.flit_width, 30), length)]
+                    data = [int(v) for v in rng.integers(0, data_max, length)]
                     packet = golden.Packet(s, data, dest_x=x, dest_y=y)
                     tb.send(pid, packet)
-                    created[pid] = (tb.cycle, step >= warm)
+                    created.append((tb.cycle, step >= warm))
                     sent_packets.append(packet)
                     pid += 1
             await edge
-        accepted = (tb.moved - moved0) / (window * tb.nodes)
+        accepted = (tb.moved - moved0) / (window * len(senders))
         expected, _ = golden.deliveries(tb.kx, tb.ky, sent_packets, tb.lmax)
         total = start_received + sum(len(v) for v in expected.values())
         drain_start = tb.cycle
         while len(tb.received) < total:
             if tb.cycle - drain_start > 200000:
-                raise AssertionError(f"load {load}: the network did not drain")
+                raise AssertionError(f"{pattern} at load {load}: the network did not drain")
             await edge
         # Latency of the packets created in the window, matched by (src, dst) order.
         by_pair = {}
-        for (t_created, in_window), packet in zip(created.values(), sent_packets, strict=True):
+        for (t_created, in_window), packet in zip(created, sent_packets, strict=True):
             by_pair.setdefault((packet.src, golden.node(tb.kx, packet.dest_x, packet.dest_y)),
                                []).append((t_created, in_window, packet.payload))
         latencies = []
         got = {}
         for src, dst, payload, _, t_last in tb.received[start_received:]:
             got.setdefault((src, dst), []).append((payload, t_last))
+        assert set(got) <= set(by_pair), f"{pattern} at load {load}: unexpected deliveries"
         for key, sent in by_pair.items():
             recv = got.get(key, [])
-            assert [p for _, _, p in sent] == [p for p, _ in recv], f"load {load}: {key} differs"
+            assert [p for _, _, p in sent] == [p for p, _ in recv], \
+                f"{pattern} at load {load}: {key} differs"
             for (t_created, in_window, _), (_, t_last) in zip(sent, recv, strict=True):
                 if in_window:
                     latencies.append(t_last - t_created)
-        results.append({"offered": load, "accepted": accepted,
+        results.append({"pattern": pattern, "offered": load, "accepted": accepted,
                         "latency": float(np.mean(latencies)) if latencies else None,
-                        "packets": len(latencies), "cycles": tb.cycle - t0})
+                        "packets": len(latencies), "senders": len(senders),
+                        "cycles": tb.cycle - t0})
         await tb.settle(10)
     with open(os.environ["ACCELGEN_RESULTS"], "w", encoding="utf-8") as f:
         json.dump(results, f)
