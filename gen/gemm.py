@@ -25,6 +25,33 @@ def vsel_width(vector_sizes):
     return max(1, (len(vector_sizes) - 1).bit_length())
 
 
+def _round_to_24_bits(m, value, wm, prefix, c):
+    """Sign, magnitude, leading-one position and 25-bit rounded significand of the signed ``value``
+    (``|value| < 2**wm``, ``wm >= 26``), for a conversion to binary32 in lane ``c``; signals are
+    named ``<prefix>_<what>_<c>``.
+
+    The magnitude is normalized so that its leading one is bit ``wm - 1`` and cut to 24 bits, rounding
+    to nearest, ties to even (guard bit, sticky OR of the rest). Bit 24 of the significand is set when
+    rounding carries out (then its low 23 bits are 0); the caller adds it to the exponent.
+    """
+    neg = value[-1]
+    mag = Signal(wm, name=f"{prefix}_mag_{c}")
+    m.d.comb += mag.eq(Mux(neg, -value, value)[:wm])
+    lead = Signal(range(wm), name=f"{prefix}_lead_{c}")
+    lz = Signal(range(wm), name=f"{prefix}_lz_{c}")
+    for i in range(wm):             # priority encoder: the highest set bit wins
+        with m.If(mag[i]):
+            m.d.comb += [lead.eq(i), lz.eq(wm - 1 - i)]
+    norm = Signal(wm, name=f"{prefix}_norm_{c}")
+    m.d.comb += norm.eq((mag << lz)[:wm])
+    top = norm[wm - 24:wm]
+    guard = norm[wm - 25]
+    sticky = norm[:wm - 25].any()
+    sig = Signal(25, name=f"{prefix}_sig_{c}")
+    m.d.comb += sig.eq(top + (guard & (sticky | top[0])))
+    return neg, mag, lead, sig
+
+
 POST_OUTPUTS = ("acc", "int8", "int4", "fp32")   # values 0 to 3 of the command's `out` field
 SHIFT_BITS = 6                            # post-processing right shifts (column, row), 0 to 63
 
@@ -839,23 +866,8 @@ class GemmEngine(wiring.Component):
         ``2**64``) and ``sh <= 126`` (two 6-bit shifts) bound the exponent of the leading one to -126
         ... 126, and rounding adds at most 1 to it.
         """
-        wm = max(len(p) - 1, 26)        # |p| < 2**(len(p) - 1)
         assert len(p) - 1 <= 127 and (1 << len(sh)) - 1 <= 127
-        neg = p[-1]
-        mag = Signal(wm, name=f"pf_mag_{c}")
-        m.d.comb += mag.eq(Mux(neg, -p, p)[:len(p) - 1])
-        lead = Signal(range(wm), name=f"pf_lead_{c}")
-        lz = Signal(range(wm), name=f"pf_lz_{c}")
-        for i in range(wm):             # priority encoder: the highest set bit wins
-            with m.If(mag[i]):
-                m.d.comb += [lead.eq(i), lz.eq(wm - 1 - i)]
-        norm = Signal(wm, name=f"pf_norm_{c}")
-        m.d.comb += norm.eq((mag << lz)[:wm])
-        top = norm[wm - 24:wm]
-        guard = norm[wm - 25]
-        sticky = norm[:wm - 25].any()
-        sig = Signal(25, name=f"pf_sig_{c}")
-        m.d.comb += sig.eq(top + (guard & (sticky | top[0])))
+        neg, mag, lead, sig = _round_to_24_bits(m, p, max(len(p) - 1, 26), "pf", c)
         exp = Signal(8, name=f"pf_exp_{c}")
         m.d.comb += exp.eq((lead + 127 + sig[24] - sh)[:8])
         # On a carry the significand is 2**24 and its low 23 bits are 0, as the fraction must be.
@@ -944,21 +956,7 @@ class GemmEngine(wiring.Component):
         assert wm >= 26
         lsbs = {f: 2 * FP8_FORMATS[f].lsb_exp for f in self._fp}
         assert min(lsbs.values()) + 127 >= 1 and wm - 1 + max(lsbs.values()) + 127 + 1 <= 254
-        neg = total[-1]
-        mag = Signal(wm, name=f"cv_mag_{c}")
-        m.d.comb += mag.eq(Mux(neg, -total, total)[:wm])
-        p = Signal(range(wm), name=f"cv_lead_{c}")
-        lz = Signal(range(wm), name=f"cv_lz_{c}")
-        for i in range(wm):             # priority encoder: the highest set bit wins
-            with m.If(mag[i]):
-                m.d.comb += [p.eq(i), lz.eq(wm - 1 - i)]
-        norm = Signal(wm, name=f"cv_norm_{c}")
-        m.d.comb += norm.eq((mag << lz)[:wm])
-        top = norm[wm - 24:wm]
-        guard = norm[wm - 25]
-        sticky = norm[:wm - 25].any()
-        sig = Signal(25, name=f"cv_sig_{c}")
-        m.d.comb += sig.eq(top + (guard & (sticky | top[0])))
+        neg, mag, p, sig = _round_to_24_bits(m, total, wm, "cv", c)
         bias = {f: lsb + 127 for f, lsb in lsbs.items()}
         offset = (Mux(e5, bias["e5m2"], bias["e4m3"]) if len(bias) == 2
                   else Const(next(iter(bias.values())), 8))
