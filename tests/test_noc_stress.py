@@ -19,13 +19,9 @@ import numpy as np
 import pytest
 
 from sim.bench import noc_stress as stress
-from sim.bench.noc_stress import STRESS_2X2, STRESS_4X4
+from sim.bench.noc_stress import STRESS_2X2, STRESS_4X4, run_stress
 from sim.golden import noc_stress as golden
 from sim.tb import noc_stress as bench
-
-
-def run_stress(noc, cycles, seed, tmp_path, fault="none", **env):
-    return stress.run_stress(noc, cycles, seed, tmp_path, fault, **env)
 
 
 def check_passed(result, cycles):
