@@ -254,16 +254,25 @@ def emit_and_build(config, *, sim=None, waves=None, make_vars=()):
     from gen.config import config_hash
     from gen.emit import emit
 
-    digest = hashlib.sha256((config_hash(config) + _generator_digest()).encode()).hexdigest()
-    out = _build_root() / "rtl" / digest[:16]
-    with _locked(out.with_suffix(".lock")):
-        if not (out / ".complete").exists():
-            emit(config, out)
-            (out / ".complete").write_text("ok\n")
+    out = cached_emission(config_hash(config), lambda folder: emit(config, folder))
     builds = {}
     for block, top in elaborate_tops_names(config):
         builds[block] = build(out, top, sim=sim, waves=waves, make_vars=make_vars)
     return builds
+
+
+def cached_emission(key, write, prefix=""):
+    """The folder under ``sim_build/rtl/`` holding what ``write(folder)`` emits for ``key`` (a string
+    naming the configuration) with this version of the generator; written once, under a lock, and
+    reused by later calls and other processes."""
+    digest = hashlib.sha256((key + _generator_digest()).encode()).hexdigest()
+    out = _build_root() / "rtl" / (prefix + digest[:16])
+    with _locked(out.with_suffix(".lock")):
+        if not (out / ".complete").exists():
+            out.mkdir(parents=True, exist_ok=True)
+            write(out)
+            (out / ".complete").write_text("ok\n")
+    return out
 
 
 def elaborate_tops_names(config):

@@ -202,26 +202,23 @@ def ports_vlt(manifest):
 def build(noc, *, name, sim=None, opt_fast=OPT_FAST, **options):
     """Emit the stress top around the mesh of ``noc`` (a ``[noc]`` section dict) and build it; the
     :class:`sim.runner.SimBuild`. Emission goes to a folder keyed by the generator and the options."""
-    import hashlib
-
     from gen.config import parse_config
     from gen.emit import manifest_of, to_verilog
     from gen.noc_stress import stress_top
     from sim import runner
 
     config = parse_config({"noc": dict(noc, top=name)})
-    key = json.dumps([noc, name, options, "vlt"], sort_keys=True) + runner._generator_digest()
-    out = runner._build_root() / "rtl" / ("stress-" + hashlib.sha256(key.encode()).hexdigest()[:16])
-    with runner._locked(out.with_suffix(".lock")):
-        if not (out / ".complete").exists():
-            out.mkdir(parents=True, exist_ok=True)
-            top = stress_top(config.noc, name=name, **options)
-            manifest = manifest_of(top, config)
-            (out / f"{name}.v").write_text(to_verilog(top), encoding="utf-8")
-            (out / f"{name}.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n",
-                                              encoding="utf-8")
-            (out / f"{name}.vlt").write_text(ports_vlt(manifest), encoding="utf-8")
-            (out / ".complete").write_text("ok\n")
+
+    def write(out):
+        top = stress_top(config.noc, name=name, **options)
+        manifest = manifest_of(top, config)
+        (out / f"{name}.v").write_text(to_verilog(top), encoding="utf-8")
+        (out / f"{name}.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n",
+                                          encoding="utf-8")
+        (out / f"{name}.vlt").write_text(ports_vlt(manifest), encoding="utf-8")
+
+    out = runner.cached_emission(json.dumps([noc, name, options, "vlt"], sort_keys=True), write,
+                                 prefix="stress-")
     if runner.simulator(sim) != "verilator":
         return runner.build(out, name, sim=sim)
     return runner.build(out, name, sim=sim, extra_sources=[out / f"{name}.vlt"],
