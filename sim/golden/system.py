@@ -137,10 +137,11 @@ class WordSystem:
                 self.spad[node][h["addr"]:h["addr"] + len(payload)] = payload
                 self.counter[node] += len(payload)
             elif h["kind"] == 0:
-                self.fifo[node].extend(payload)
-                if len(self.fifo[node]) > self.s.cmd_depth:
-                    raise ValueError(f"tile {node}: {len(self.fifo[node])} commands queued, more "
-                                     f"than cmd_depth = {self.s.cmd_depth}")
+                for word in payload:
+                    if len(self.fifo[node]) == self.s.cmd_depth:
+                        raise ValueError(f"tile {node}: {self.s.cmd_depth + 1} commands queued, "
+                                         f"more than cmd_depth = {self.s.cmd_depth}")
+                    self.fifo[node].append(word)
             else:
                 raise ValueError(f"packet with header kind {h['kind']}")
 
