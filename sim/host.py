@@ -70,7 +70,8 @@ class Layout:
 
     def count(self, name):
         """Number of array elements of ``name`` (``data`` -> C), 0 if absent."""
-        return sum(1 for f in self.fields if f.startswith(name + ".") and f[len(name) + 1:].isdigit())
+        head = name + "."
+        return sum(1 for f in self.fields if f.startswith(head) and f[len(head):].isdigit())
 
     def field_width(self, name):
         return self.fields[name][1]
@@ -730,7 +731,7 @@ def _mlp_program(system, model, images, setting, layers, batch, name):
             h = x[b0:b1]
             mb = b1 - b0
             layer_accs = []
-            for i, (lm, li) in enumerate(zip(maps, layers, strict=True)):
+            for lm, li in zip(maps, layers, strict=True):
                 ops = B.vsq_layer_operands(h, weights[li], a_bits, w_bits, m_bits, cal)
                 words = system.a_words(ops["a"], mode, vector_size=V, s_qa=ops["s_qa"])
                 b.start(f"batch {b0}-{b1 - 1} layer {li}")
@@ -747,7 +748,8 @@ def _mlp_program(system, model, images, setting, layers, batch, name):
                         system.send_command(a_addr=o_addr, a_count=n_out, kind="host",
                                             tag=t0 * mb, node=0)], sends_to_host=True)
                 received = yield b.finish(lm.t_total * mb)
-                got = _gather(system, received, lm.t_total * mb, f"layer {li}, images {b0}-{b1 - 1}")
+                got = _gather(system, received, lm.t_total * mb,
+                              f"layer {li}, images {b0}-{b1 - 1}")
                 acc = system.output_matrix(got, mb, lm.n)
                 layer_accs.append(acc)
                 h = B.layer_output(acc, ops["gamma"]) + biases[li]

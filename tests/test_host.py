@@ -96,7 +96,8 @@ def test_layout_roundtrip(system, seed):
     for name, lay in system.layouts.items():
         values = {}
         for fname, (_, width, signed) in lay.fields.items():
-            lo, hi = (-(1 << (width - 1)), (1 << (width - 1)) - 1) if signed else (0, (1 << width) - 1)
+            top = 1 << (width - 1 if signed else width)
+            lo, hi = (-top, top - 1) if signed else (0, top - 1)
             values[fname] = int(rng.integers(lo, hi, endpoint=True))
         word = lay.pack(values)
         assert word < 1 << lay.width, name
@@ -312,7 +313,7 @@ def test_packets_split_at_max_packet_flits(digits):
     assert all(len(p.words) <= 3 for p in plan.phases[0].packets)
     # consecutive packets continue the address where the previous one stopped
     node0 = [p for p in data if p.node == 0]
-    for prev, nxt in zip(node0, node0[1:]):
+    for prev, nxt in zip(node0, node0[1:], strict=False):
         assert (system.header.unpack(nxt.words[0])["addr"]
                 == system.header.unpack(prev.words[0])["addr"] + len(prev.words) - 1)
     assert sum(len(p.words) - 1 for p in node0) == plan.info["spad"]["weights of layer 0"][1]
