@@ -391,15 +391,18 @@ class Phase:
     name: str
     packets: list = field(default_factory=list)
     host_words: int = 0
+    ideal_cycles: list = field(default_factory=list)   # per tile: its GEMMs' ideal cycles
 
     def to_json(self):
         return {"name": self.name, "host_words": self.host_words,
+                "ideal_cycles": list(self.ideal_cycles),
                 "packets": [p.to_json() for p in self.packets]}
 
     @staticmethod
     def from_json(d):
         return Phase(d["name"], [Packet(list(p["words"]), p.get("node"), p.get("mask"))
-                                 for p in d["packets"]], int(d["host_words"]))
+                                 for p in d["packets"]], int(d["host_words"]),
+                     list(d.get("ideal_cycles", [])))
 
 
 @dataclass
@@ -439,7 +442,7 @@ class _Builder:
         self.phase = None
 
     def start(self, name):
-        self.phase = Phase(name)
+        self.phase = Phase(name, ideal_cycles=[0.0] * self.s.nodes)
         self.sent_to_host = set()
         return self.phase
 
@@ -461,6 +464,10 @@ class _Builder:
             self._packets("data", addr, words, node=node)
         else:
             self._packets("data", addr, words, mask=self.s.mask_of(nodes))
+
+    def gemm(self, node, m, n, k, mode):
+        """Count a GEMM's ideal cycles for ``node`` in this phase."""
+        self.phase.ideal_cycles[node] += G.ideal_cycles(m, n, k, mode, self.s.rows, self.s.cols)
 
     def commands(self, node, words, sends_to_host=False):
         self.s._check_node(node)
@@ -739,6 +746,7 @@ def _mlp_program(system, model, images, setting, layers, batch, name):
                 for node, (c0, c1) in lm.cols.items():
                     t0 = lm.ranges[node][0]
                     n_out = -(-(c1 - c0) // system.cols) * mb
+                    b.gemm(node, mb, c1 - c0, lm.k, mode)
                     b.commands(node, [
                         system.wait_command(len(words)),
                         system.gemm_command(m=mb, n=c1 - c0, k=lm.k, mode=mode, a_addr=a_addr,
@@ -895,6 +903,8 @@ def attention_plan(manifest, q, k, v):
         q_words = system.a_words(quant["q"][r0:r1], "int8")
         n_p, n_y = mt * (L // R), mt * y_per_row
         b.data(q_addr, q_words, node=node)
+        b.gemm(node, mt, L, d, "int8")
+        b.gemm(node, mt, d, L, "int8")
         b.commands(node, [
             system.wait_command(len(kt_words) + len(v_words) + len(q_words)),
             system.gemm_command(m=mt, n=L, k=d, mode="int8", a_addr=q_addr, a_count=len(q_words),

@@ -84,6 +84,7 @@ def test_attention_plan_executes_bit_exact(kx, ky, d):
     rows = [r1 - r0 for r0, r1 in plan.info["rows"]]
     assert plan.ideal_cycles == [G.ideal_cycles(mt, 64, d, "int8", 4, 4)
                                  + G.ideal_cycles(mt, d, 64, "int8", 4, 4) for mt in rows]
+    assert plan.phases[0].ideal_cycles == plan.ideal_cycles
     assert sum(len(p["words"]) for p in received[0]) == plan.phases[0].host_words == 64 * d // 4
 
 

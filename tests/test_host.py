@@ -300,6 +300,8 @@ def test_layer_plan_scaling(digits, kx, ky):
     assert sum(plan.ideal_cycles) == total
     assert max(plan.ideal_cycles) == total / (kx * ky)
     assert sum(ws.gemms) == kx * ky
+    assert [sum(c) for c in zip(*(p.ideal_cycles for p in plan.phases), strict=True)] == \
+        plan.ideal_cycles
 
 
 def test_packets_split_at_max_packet_flits(digits):
