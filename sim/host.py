@@ -22,6 +22,21 @@ Model parallelism follows the weight-stationary scheme of the ISSCC 2024 short c
 hardware (weights distributed across the tiles once, activations multicast, partial results
 gathered): a layer's output columns are split across the tiles in whole C-column tiles.
 
+Use (a bench drives the phases; ``run_phase`` injects a phase's packets at the host port, in
+order, and returns the HOST packets received once ``phase.host_words`` payload words are in, each
+as ``{"src", "header", "words"}`` with ``words`` the payload without the header)::
+
+    plan = mlp_plan(manifest, model, images, setting)     # or attention_plan, layer_plan
+    phase = plan.start()
+    while phase is not None:
+        phase = plan.step(await run_phase(phase))
+    plan.result                     # {"output": logits, "accumulators": [...]}
+    plan.ideal_cycles               # per tile; phase.ideal_cycles per tile and phase
+
+``plan.run(execute)`` does the same with a synchronous ``execute``; ``plan.finish(received)``
+replays recorded packets (a list per phase). :func:`sim.golden.system.execute` runs a plan on
+the word-level model of the system.
+
 The attention head's quantization is chosen here (:func:`quantize_attention`): Q, K, V are INT8
 per tensor (symmetric, max calibration); the post unit turns BMM1's accumulator ``S = Q K^T`` into
 the softmax unit's INT8 input with ``in_frac`` fraction bits of a *base-2* exponent, i.e. it folds

@@ -397,3 +397,37 @@ def test_mask_and_xy(system):
     assert system.mask_of([0, 3]) == 0b1001
     assert system.xy(3) == (1, 1) and system.xy(2) == (0, 1)
     assert math.isclose(H.LOG2E, 1 / math.log(2))
+
+
+def _sends(system, phase):
+    """(node, tag, count) of every SEND to the host in the phase's CMD packets."""
+    out = []
+    for p in phase.packets:
+        if system.header.unpack(p.words[0])["kind"] != H.KINDS["cmd"]:
+            continue
+        for word in p.words[1:]:
+            c = system.command.unpack(word)
+            if c["op"] == H.OPS["send"]:
+                assert c["kind"] == H.KINDS["host"] and not c["mcast"]
+                assert (c["dest_x"], c["dest_y"]) == (0, 0)
+                out.append((p.node, c["o_addr"], c["a_count"]))
+    return out
+
+
+@pytest.mark.parametrize("kx,ky", [(1, 1), (2, 2), (4, 4)])
+def test_plans_cover_every_output_once(digits, kx, ky):
+    """The SEND commands' tag ranges of every phase tile 0 .. host_words - 1 exactly once."""
+    man = make_manifest(kx, ky)
+    system = H.System(man)
+    plans = [H.attention_plan(man, *np.random.default_rng(0).normal(size=(3, 64, 16))),
+             H.layer_plan(man, digits, digits["x_test"][:30], W4A4)]
+    if kx > 1:
+        plan = H.mlp_plan(man, digits, digits["x_test"][:70], W4A8)
+        plan.run(GS.WordSystem(man).run_phase)
+        plans.append(plan)
+    for plan in plans:
+        for phase in plan.phases:
+            cover = np.zeros(phase.host_words, dtype=int)
+            for _, tag, count in _sends(system, phase):
+                cover[tag:tag + count] += 1
+            assert np.all(cover == 1), (plan.name, phase.name)
