@@ -827,7 +827,9 @@ def quantize_attention(q, k, v, *, in_frac, mult_bits=16):
     :func:`sim.golden.quant.quantize_tensor`). The scores' scale for the softmax unit (base 2,
     ``in_frac`` fraction bits) is ``s_q * s_k / sqrt(d) * log2(e) * 2**in_frac``, given to the post
     unit as ``mult * 2**-shift`` (``mult_bits`` bits). Returns a dict with the codes, the scales
-    ``s_q``, ``s_k``, ``s_v``, ``score_scale`` (the real value) and ``mult``, ``shift``.
+    ``s_q``, ``s_k``, ``s_v``, ``score_scale`` (the real value), ``mult``, ``shift``, and how
+    the INT8 scores use their range: ``score_peak`` (the largest ``|x|`` before saturation, in
+    INT8 units; 127 is the limit) and ``saturated`` (the fraction of scores beyond it).
     """
     from sim.golden import quant as Q
     from sim.golden import vsq as S
@@ -840,8 +842,11 @@ def quantize_attention(q, k, v, *, in_frac, mult_bits=16):
     s_q, s_k, s_v = (float(np.asarray(t.scale).reshape(-1)[0]) for t in (tq, tk, tv))
     score_scale = s_q * s_k / math.sqrt(d) * LOG2E * 2.0 ** in_frac
     mult, shift = S.fixed_point_multiplier(score_scale, mult_bits=mult_bits)
+    scores = (tq.codes @ tk.codes.T) * (int(mult) / 2.0 ** int(shift))
     return {"q": tq.codes, "k": tk.codes, "v": tv.codes, "s_q": s_q, "s_k": s_k, "s_v": s_v,
-            "score_scale": score_scale, "mult": int(mult), "shift": int(shift), "in_frac": in_frac}
+            "score_scale": score_scale, "mult": int(mult), "shift": int(shift), "in_frac": in_frac,
+            "score_peak": float(np.abs(scores).max()),
+            "saturated": float(np.mean((scores > 127.5) | (scores < -128.5)))}
 
 
 def attention_plan(manifest, q, k, v):
@@ -907,7 +912,7 @@ def attention_plan(manifest, q, k, v):
     info = {"L": L, "d": d, "tiles": len(used), "rows": [list(r) for r in ranges],
             "spad": {k: list(v) for k, v in spad.regions.items()},
             "quant": {k: quant[k] for k in ("s_q", "s_k", "s_v", "score_scale", "mult", "shift",
-                                            "in_frac")}}
+                                            "in_frac", "score_peak", "saturated")}}
 
     b = _Builder(system)
     b.start("attention")

@@ -46,11 +46,23 @@ def test_attention_golden_composition(seed):
     exact = (qu["q"] @ qu["k"].T) * (qu["mult"] / 2.0 ** qu["shift"])
     assert np.all(np.abs(g["scores"] - np.clip(exact, -128, 127)) <= 0.5 + 1e-9)
     assert np.allclose(qu["mult"] / 2.0 ** qu["shift"], qu["score_scale"], rtol=2 ** -15)
+    assert qu["score_peak"] == pytest.approx(np.abs(exact).max())
+    assert qu["saturated"] == np.mean((exact > 127.5) | (exact < -128.5))
     assert g["probs"].min() >= 0 and g["probs"].max() <= 127
     row = 5
     assert np.array_equal(g["probs"][row], np.minimum(SM.softmax(g["scores"][row], p=p)[0], 127))
     assert np.all(np.abs(g["probs"].sum(1) - 128) <= 64 * 0.51 + 1)
     assert np.array_equal(g["acc"], g["probs"] @ qu["v"])
+
+
+def test_attention_score_range():
+    """Unit-variance Q and K (d = 16) use most of the INT8 range at in_frac = 4 without
+    saturating; Q three times larger saturates some scores, and the report says so."""
+    q, k, v = _qkv(0)
+    qu = H.quantize_attention(q, k, v, in_frac=4)
+    assert 64 < qu["score_peak"] < 127.5 and qu["saturated"] == 0
+    big = H.quantize_attention(3 * q, k, v, in_frac=4)
+    assert big["score_peak"] > 127.5 and 0 < big["saturated"] < 0.1
 
 
 def test_attention_error_against_float64():
