@@ -1,0 +1,126 @@
+# amaranth: UnusedElaboratable=no
+# (a Tile whose parameters are refused is never elaborated)
+"""The tile and the multi-tile system: configuration messages, derived widths and the manifest's
+word layouts, and one smoke run of the RTL through the host port (bench:
+``sim/tb/system_smoke.py``)."""
+
+import json
+
+import pytest
+
+from gen.config import ConfigError, GemmConfig, SystemConfig, parse_config
+from gen.emit import render
+from sim import runner
+from tests.conftest import build_block
+
+GEMM = {"rows": 2, "cols": 2, "modes": ["int8"], "acc_width": 20, "max_m": 16, "max_n": 16,
+        "max_k": 16, "out_fifo_depth": 8}
+SOFTMAX = {"lanes": 2, "in_width": 8, "in_frac": 4, "out_frac": 7, "max_len": 16}
+# The smoke system: two tiles (tile-to-tile traffic needs two), a tiny engine and softmax unit,
+# one VC and short packets (3 payload words) so that results span several packets.
+SMOKE = {"system": {"top": "system_smoke", "kx": 2, "ky": 1, "spad_words": 256, "cmd_depth": 4,
+                    "vcs": 1, "vc_depth": 4, "max_packet_flits": 4, "gemm": GEMM,
+                    "softmax": SOFTMAX}}
+
+
+def system(**over):
+    base = {"gemm": dict(GEMM), "softmax": dict(SOFTMAX), "vc_depth": 4, "max_packet_flits": 4}
+    base.update(over)
+    return {"system": base}
+
+
+@pytest.mark.parametrize("data, message", [
+    (system(kx=0), "system.kx = 0: must be an integer from 1 to 8"),
+    (system(spad_words=128), "system.spad_words = 128: must be an integer from 256 to 65536"),
+    (system(spad_words=384), "system.spad_words = 384: must be a power of two from 256 to 65536"),
+    (system(cmd_depth=3), "system.cmd_depth = 3: must be an integer from 4 to 256"),
+    (system(vcs=3), "system.vcs = 3: must be 1, 2 or 4"),
+    (system(max_packet_flits=1), "system.max_packet_flits = 1: must be an integer from 2 to 64"),
+    (system(max_packet_flits=8),
+     "system.max_packet_flits = 8: must be at most system.vc_depth = 4 (every buffer holds a "
+     "whole packet; see gen/router.py)"),
+    (system(routing="zx"), 'system.routing = "zx": must be one of xy, yx'),
+    (system(gemm=dict(GEMM, cols=4)),
+     "system.gemm.cols = 4: must equal system.gemm.rows = 2 (a packed output word is an a beat "
+     "of the next GEMM)"),
+    (system(softmax=dict(SOFTMAX, lanes=4)),
+     "system.softmax.lanes = 4: must equal system.gemm.cols = 2 (a softmax beat is a packed "
+     "output word)"),
+    (system(softmax=dict(SOFTMAX, in_width=10)),
+     "system.softmax.in_width = 10: must be 8 (a score is a byte of a packed output word)"),
+    (system(softmax=dict(SOFTMAX, out_frac=8)),
+     "system.softmax.out_frac = 8: must be at most 7 (a probability is written as a byte, "
+     "saturated at 127)"),
+    (system(gemm=dict(GEMM, rows=0)), "system.gemm.rows = 0: must be an integer from 1 to 64"),
+    (system(gemm=dict(GEMM, max_k=1024)),
+     "system.gemm.acc_width = 20: must be at least 26 so that system.gemm.max_k = 1024 INT8 "
+     "products cannot overflow"),
+    (system(gemm=dict(GEMM, vsq_post_row_mult_bits=8)),
+     "system.gemm.vsq_post_row_mult_bits = 8: must be 0 unless system.gemm.vsq_post_mult_bits "
+     "is set (the per-row factor is part of the post-processing unit)"),
+    (system(gemm=dict(GEMM, colls=2)),
+     "system.gemm.colls = 2: unknown key; allowed keys are top, rows, cols, modes, acc_width, "
+     "max_m, max_n, max_k, out_fifo_depth, vsq_vector_sizes, vsq_scale_bits, vsq_post_mult_bits, "
+     "vsq_post_row_mult_bits"),
+    (system(softmax=dict(SOFTMAX, lane=2)),
+     "system.softmax.lane = 2: unknown key; allowed keys are top, lanes, in_width, in_frac, "
+     "out_frac, max_len, sum_frac, recip_bits"),
+    (system(gemm=3), "system.gemm = 3: must be a table"),
+    (system(mesh=1),
+     "system.mesh = 1: unknown key; allowed keys are top, kx, ky, spad_words, cmd_depth, vcs, "
+     "vc_depth, max_packet_flits, routing, router_cycles, gemm, softmax"),
+])
+def test_config_messages(data, message):
+    with pytest.raises(ConfigError) as exc:
+        parse_config(data)
+    assert str(exc.value) == message
+
+
+def test_config_nested_defaults_and_round_trip():
+    """[system.gemm] defaults to GemmConfig(); [system.softmax] is optional; to_dict round-trips."""
+    cfg = parse_config({"system": {"vc_depth": 8}}).system
+    assert cfg == SystemConfig() and cfg.gemm == GemmConfig() and cfg.softmax is None
+    full = parse_config(SMOKE)
+    assert parse_config(full.to_dict()) == full
+    assert "softmax" not in parse_config({"system": {}}).to_dict()["system"]
+
+
+def test_word_width_and_manifest_words():
+    """W is the widest of the a, w, o words, the command and the header, rounded up to bytes; the
+    manifest describes every word layout and the parameters a program needs (~2 s)."""
+    from gen.tile import Tile
+    files = render(parse_config(SMOKE))
+    man = json.loads(files["system_smoke.json"])
+    q, words = man["parameters"], man["words"]
+    assert set(words) == {"command", "header", "a", "w", "o"}
+    widths = {name: entry["width"] for name, entry in words.items()}
+    assert q["word_bits"] == -(-max(widths.values()) // 8) * 8
+    assert (widths["a"], widths["w"], widths["o"], widths["header"]) == (16, 16, 40, 2 + 8)
+    command = [f["name"] for f in words["command"]["fields"]]
+    assert command == ["op", "a_addr", "w_addr", "o_addr", "a_count", "w_count", "gemm.m",
+                       "gemm.n", "gemm.k", "gemm.mode", "pack", "rows", "beats", "stride", "kind",
+                       "mcast", "mask", "dest_x", "dest_y"]
+    offsets = {f["name"]: (f["offset"], f["width"]) for f in words["command"]["fields"]}
+    assert offsets["op"] == (0, 2) and offsets["a_count"][1] == 9 and offsets["beats"][1] == 4
+    assert offsets["mask"][1] == 2 and offsets["dest_x"][1] == 2 and offsets["dest_y"][1] == 1
+    assert q["addr_bits"] == 8 and q["nodes"] == 2 and q["out_width"] == 20
+    assert q["ops"] == {"gemm": 0, "softmax": 1, "send": 2, "wait": 3}
+    assert q["kinds"] == {"cmd": 0, "data": 1, "host": 2}
+    assert (q["softmax_lanes"], q["softmax_out_frac"], q["softmax_max_beats"]) == (2, 7, 8)
+    stream = {f["name"]: f["width"] for f in man["streams"]["host_i"]["fields"]}
+    assert stream["data"] == q["word_bits"]
+    ports = {p["name"] for p in man["ports"]}
+    assert {"busy0", "busy1", "gemms0", "gemms1", "errors", "idle"} <= ports
+    with pytest.raises(ValueError, match="in_width = 10: must be 8"):
+        Tile(gemm=dict(GEMM, modes=("int8",)), softmax=dict(SOFTMAX, in_width=10),
+             spad_words=256, cmd_depth=4, kx=1, ky=1, max_packet_flits=4)
+
+
+@pytest.mark.sim
+def test_smoke(seed):
+    """GEMMs with pack 0 and 1, a dropped GEMM, a SOFTMAX, SENDs to the host and one tile-to-tile
+    SEND + WAIT on a 2 x 1 system, with random idle cycles on host_i and backpressure on host_o,
+    bit-exact against the golden models (~60 s with the Verilator build, ~5 s without)."""
+    sim_build = build_block(SMOKE, "system")
+    runner.run(sim_build, "sim.tb.system_smoke", seed=seed,
+               extra_env={"ACCELGEN_GAP": "0.3", "ACCELGEN_STALL": "0.3"})
