@@ -40,16 +40,23 @@ class Top:
     """Layouts of memory words (name -> layout), described in the manifest like stream payloads."""
 
 
-def _gemm_top(cfg):
+def _gemm_args(cfg):
+    """Keyword arguments of :class:`gen.gemm.GemmEngine` for a :class:`GemmConfig`."""
+    return dict(rows=cfg.rows, cols=cfg.cols, modes=cfg.modes, acc_width=cfg.acc_width,
+                max_m=cfg.max_m, max_n=cfg.max_n, max_k=cfg.max_k,
+                out_fifo_depth=cfg.out_fifo_depth,
+                vsq_vector_sizes=cfg.vsq_vector_sizes, vsq_scale_bits=cfg.vsq_scale_bits,
+                post_mult_bits=cfg.vsq_post_mult_bits,
+                post_row_mult_bits=cfg.vsq_post_row_mult_bits)
+
+
+def _gemm_top(cfg, engine=None):
+    """The engine's top; ``engine``: an engine of ``cfg`` built elsewhere (a tile's)."""
     from .gemm import GemmEngine
     from .lib.formats import mode_by_name
 
-    engine = GemmEngine(rows=cfg.rows, cols=cfg.cols, modes=cfg.modes, acc_width=cfg.acc_width,
-                        max_m=cfg.max_m, max_n=cfg.max_n, max_k=cfg.max_k,
-                        out_fifo_depth=cfg.out_fifo_depth,
-                        vsq_vector_sizes=cfg.vsq_vector_sizes, vsq_scale_bits=cfg.vsq_scale_bits,
-                        post_mult_bits=cfg.vsq_post_mult_bits,
-                        post_row_mult_bits=cfg.vsq_post_row_mult_bits)
+    if engine is None:
+        engine = GemmEngine(**_gemm_args(cfg))
     codes = ", ".join(f"{name}={mode_by_name(name).code}" for name in cfg.modes)
     fp_names = [name for name in cfg.modes if mode_by_name(name).fp8]
     fp_note = ("; " + ", ".join(f"OCP FP8 {mode_by_name(n).fp8.upper()} code ({n})" for n in fp_names)
@@ -214,16 +221,11 @@ def _noc_top(cfg):
 
 
 def _system_top(cfg):
-    from .lib.formats import mode_by_name
     from .system import System
     from .tile import KINDS, OPS, word_layouts
 
     g, sm = cfg.gemm, cfg.softmax
-    gemm_args = dict(rows=g.rows, cols=g.cols, modes=g.modes, acc_width=g.acc_width,
-                     max_m=g.max_m, max_n=g.max_n, max_k=g.max_k, out_fifo_depth=g.out_fifo_depth,
-                     vsq_vector_sizes=g.vsq_vector_sizes, vsq_scale_bits=g.vsq_scale_bits,
-                     post_mult_bits=g.vsq_post_mult_bits,
-                     post_row_mult_bits=g.vsq_post_row_mult_bits)
+    gemm_args = _gemm_args(g)
     sm_args = None if sm is None else dict(
         lanes=sm.lanes, in_width=sm.in_width, in_frac=sm.in_frac, out_frac=sm.out_frac,
         max_len=sm.max_len, sum_frac=sm.sum_frac, recip_bits=sm.recip_bits)
@@ -238,8 +240,14 @@ def _system_top(cfg):
         .shape.elem_shape.width
     ops = ", ".join(f"{v} {k.upper()}" for k, v in OPS.items())
     kinds = ", ".join(f"{v} {k.upper()}" for k, v in KINDS.items())
-    codes = ", ".join(f"{name}={mode_by_name(name).code}" for name in g.modes)
+    engine_top = _gemm_top(g, engine=engine)
     formats = {}
+    for key, text in engine_top.formats.items():
+        stream_name, _, rest = key.partition(".")
+        if stream_name == "cmd":
+            formats[f"command.gemm.{rest}"] = text
+        elif stream_name in ("a", "w"):
+            formats[key] = text
     for stream_name in ("host_i", "host_o"):
         formats[f"{stream_name}.data"] = "uint: one word (the first: a header word)"
         formats[f"{stream_name}.last"] = "flag: final word of a packet"
@@ -258,8 +266,6 @@ def _system_top(cfg):
         "command.o_addr": "uint: GEMM / SOFTMAX output address; SEND header address (tag)",
         "command.a_count": "uint: GEMM a words / SEND words / WAIT received words",
         "command.w_count": "uint: GEMM w words",
-        "command.gemm": "the engine's command (as its cmd stream's payload)",
-        "command.gemm.mode": f"uint: mode code ({codes})",
         "command.pack": "flag: GEMM output words hold bits 7:0 of lane c in byte c",
         "command.rows": "uint: SOFTMAX rows",
         "command.beats": "uint: SOFTMAX beats per row",
@@ -269,22 +275,18 @@ def _system_top(cfg):
         "command.mask": "node bitmask: bit y * kx + x",
         "command.dest_x": "uint: SEND destination column",
         "command.dest_y": "uint: SEND destination row",
-        "a.data": "the engine's a beat (gen/gemm.py)",
-        "w.data": "the engine's w beat (gen/gemm.py)",
-        "o.data": f"sint{lane_width}: result lane c (pack = 0)",
+        "o.data": engine_top.formats["o.data"] + "; lane c of a result word written with pack = 0 "
+                  "(pack = 1: byte c holds bits 7:0 of lane c)",
     })
     parameters = {
+        **engine_top.parameters,
         "word_bits": tile.word_bits, "spad_words": cfg.spad_words, "addr_bits": tile.addr_bits,
         "kx": cfg.kx, "ky": cfg.ky, "nodes": p.nodes, "node_index": "y * kx + x",
         "max_packet_flits": cfg.max_packet_flits, "cmd_depth": cfg.cmd_depth,
         "vcs": cfg.vcs, "vc_depth": cfg.vc_depth, "routing": cfg.routing,
         "router_cycles": cfg.router_cycles,
         "ops": dict(OPS), "kinds": dict(KINDS),
-        "rows": g.rows, "cols": g.cols, "out_width": lane_width, "acc_width": g.acc_width,
-        "max_m": g.max_m, "max_n": g.max_n, "max_k": g.max_k,
-        "modes": list(g.modes),
-        "mode_codes": {name: mode_by_name(name).code for name in g.modes},
-        "tile_k": {name: g.rows * mode_by_name(name).k_per_row for name in g.modes},
+        "out_width": lane_width, "max_m": g.max_m, "max_n": g.max_n, "max_k": g.max_k,
         "vsq_vector_sizes": list(g.vsq_vector_sizes), "vsq_scale_bits": g.vsq_scale_bits,
         "vsq_post_mult_bits": g.vsq_post_mult_bits,
         "vsq_post_row_mult_bits": g.vsq_post_row_mult_bits,

@@ -125,8 +125,8 @@ class System(wiring.Component):
             for i in reversed(range(k)):
                 with m.If(sources[i].valid):
                     m.d.comb += grant.eq(i)
-            for i in reversed(range(k)):
-                with m.If(sources[i].valid & (i > after)):
+            for i in reversed(range(1, k)):
+                with m.If(sources[i].valid & (after < i)):
                     m.d.comb += grant.eq(i)
         for i, src in enumerate(sources):
             with m.If(grant == i):

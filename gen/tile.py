@@ -186,11 +186,15 @@ class Tile(wiring.Component):
     - ``op`` 3, WAIT: waits until the received-word counter is at least ``a_count``, then
       subtracts ``a_count`` from it.
 
-    Timing. Taking a command costs one cycle (the FIFO is read in the sequencer's idle state).
-    GEMM streams both operands at one word per cycle from the cycle after (the engine may stall
-    them); its results are written as they leave the engine, never stalled. SOFTMAX feeds one beat
-    per cycle (the unit may stall it). SEND injects one word per cycle, a header per packet.
-    Ejected DATA words are written one per cycle, as they arrive.
+    Timing. A command is taken in the cycle the sequencer is idle and the FIFO holds one, and the
+    next one at the earliest in the cycle after the command is done. The scratchpad's synchronous
+    read costs one cycle at the start of a stream (a word is offered from the second cycle after
+    the command is taken) and none after: the read port's data register is the stream's output
+    register, read again whenever it is empty or being taken. GEMM streams both operands at one
+    word per cycle each (the engine may stall them) and writes results as they leave the engine,
+    never stalled. SOFTMAX feeds one beat per cycle (the unit may stall it). SEND injects one word
+    per cycle, one header per packet, without idle cycles while the network takes them. Ejected
+    DATA words are written one per cycle, as they arrive; CMD words as the FIFO has room.
 
     Parameters
     ----------
@@ -330,7 +334,7 @@ class Tile(wiring.Component):
         rx = _Reader(m, "rx", rd_x, walk_x)
         ry = _Reader(m, "ry", rd_y, walk_y)
 
-        # ---- command FIFO and ejection ------------------------------------------------------------
+        # ---- command FIFO and ejection -----------------------------------------------------------
         m.submodules.cmd_fifo = cmd_fifo = fifo.SyncFIFO(width=self._command.size,
                                                          depth=self._cmd_depth)
         received = Signal(32)           # DATA words written and not yet waited for
@@ -479,7 +483,7 @@ class Tile(wiring.Component):
                      self.net_o.payload.dest_y.eq(cur.dest_y)]
         m.d.sync += received.eq(received + recv_inc - Mux(wait_done, cur.a_count, 0))
 
-        # ---- local writes: GEMM results, softmax probabilities ----------------------------------
+        # ---- local writes: GEMM results, softmax probabilities -----------------------------------
         lanes = [engine_o.data[c] for c in range(len(engine_o.data))]
         packed = Cat(*(lane[:8] for lane in lanes))
         m.d.comb += [wr_loc.addr.eq(o_ptr),

@@ -5,6 +5,7 @@ word layouts, and one smoke run of the RTL through the host port (bench:
 ``sim/tb/system_smoke.py``)."""
 
 import json
+import subprocess
 
 import pytest
 
@@ -12,6 +13,7 @@ from gen.config import ConfigError, GemmConfig, SystemConfig, parse_config
 from gen.emit import render
 from sim import runner
 from tests.conftest import build_block
+from tests.test_emit import _verilog_ports
 
 GEMM = {"rows": 2, "cols": 2, "modes": ["int8"], "acc_width": 20, "max_m": 16, "max_n": 16,
         "max_k": 16, "out_fifo_depth": 8}
@@ -116,6 +118,22 @@ def test_word_width_and_manifest_words():
              spad_words=256, cmd_depth=4, kx=1, ky=1, max_packet_flits=4)
 
 
+def test_verilog_ports_and_lint(tmp_path):
+    """The manifest's ports are the Verilog's, and the Verilog passes `verilator --lint-only` with
+    the runner's waivers (~8 s)."""
+    files = render(parse_config(SMOKE))
+    man = json.loads(files["system_smoke.json"])
+    ports = _verilog_ports(files["system_smoke.v"], "system_smoke")
+    assert {p["name"]: (p["direction"], p["width"]) for p in man["ports"]} == ports
+    path = tmp_path / "system_smoke.v"
+    path.write_text(files["system_smoke.v"])
+    runner.verilator_env()
+    result = subprocess.run(["verilator", "--lint-only", *runner.VERILATOR_WAIVERS,
+                             "--top-module", "system_smoke", str(path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[:3000]
+
+
 @pytest.mark.sim
 def test_smoke(seed):
     """GEMMs with pack 0 and 1, a dropped GEMM, a SOFTMAX, SENDs to the host and one tile-to-tile
@@ -124,3 +142,62 @@ def test_smoke(seed):
     sim_build = build_block(SMOKE, "system")
     runner.run(sim_build, "sim.tb.system_smoke", seed=seed,
                extra_env={"ACCELGEN_GAP": "0.3", "ACCELGEN_STALL": "0.3"})
+
+
+def test_tile_streams_one_word_per_cycle():
+    """Amaranth simulation of one tile (no HDL simulator, ~3 s): DATA words are written as they
+    arrive, a SEND of 7 words leaves as packets of 3 + 3 + 1 payload words with one header each and
+    no idle cycle between beats, and a WAIT ends once the DATA words it counts have arrived."""
+    from amaranth.sim import Simulator
+
+    from gen.tile import KINDS, OPS, Tile
+    tile = Tile(gemm=GEMM, softmax=SOFTMAX, spad_words=256, cmd_depth=4, kx=2, ky=1,
+                max_packet_flits=4)
+    head, command = tile.header_layout, tile.command_layout
+
+    def word(layout, **fields):
+        return layout.const(fields).as_value().value
+
+    words = [0x1000 + i for i in range(7)]
+    sent = []
+
+    async def put(ctx, beats):
+        for data, last in beats:
+            ctx.set(tile.net_i.valid, 1)
+            ctx.set(tile.net_i.payload.data, data)
+            ctx.set(tile.net_i.payload.last, last)
+            await ctx.tick().until(tile.net_i.ready)
+        ctx.set(tile.net_i.valid, 0)
+
+    async def bench(ctx):
+        ctx.set(tile.net_o.ready, 1)
+        cmds = [word(command, op=OPS["wait"], a_count=7),
+                word(command, op=OPS["send"], a_addr=20, a_count=7, o_addr=5,
+                     kind=KINDS["host"], dest_x=1)]
+        await put(ctx, [(word(head, kind=KINDS["cmd"]), 0), (cmds[0], 0), (cmds[1], 1)])
+        for _ in range(5):
+            await ctx.tick()
+        assert not ctx.get(tile.net_o.valid) and not ctx.get(tile.idle)   # waiting
+        for i in range(0, 7, 3):
+            chunk = words[i:i + 3]
+            await put(ctx, [(word(head, kind=KINDS["data"], addr=20 + i), 0)]
+                      + [(w, int(j == len(chunk) - 1)) for j, w in enumerate(chunk)])
+        for cycle in range(40):
+            await ctx.tick()
+            if ctx.get(tile.net_o.valid):
+                sent.append((cycle, ctx.get(tile.net_o.payload.data),
+                             ctx.get(tile.net_o.payload.last), ctx.get(tile.net_o.payload.dest_x)))
+        assert ctx.get(tile.idle) and ctx.get(tile.errors) == 0
+
+    sim = Simulator(tile)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    host = KINDS["host"]
+    assert [(d, last) for _, d, last, _ in sent] == [
+        (word(head, kind=host, addr=5), 0), (words[0], 0), (words[1], 0), (words[2], 1),
+        (word(head, kind=host, addr=8), 0), (words[3], 0), (words[4], 0), (words[5], 1),
+        (word(head, kind=host, addr=11), 0), (words[6], 1)]
+    cycles = [c for c, *_ in sent]
+    assert cycles == list(range(cycles[0], cycles[0] + len(sent)))
+    assert {x for *_, x in sent} == {1}
