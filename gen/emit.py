@@ -306,6 +306,10 @@ def _system_top(cfg):
             "gemm_pipeline_depth": engine.pipeline_depth,
             "macs_per_cycle_per_tile": {name: engine.macs_per_cycle(name) for name in g.modes},
             "words_per_cycle": "one per read port (a, w) and per write port (network, results)",
+            "mesh_zero_load_latency": (
+                "hops + length + 1" if cfg.router_cycles == 1 else "2 * hops + length + 2")
+            + " cycles from a packet's first word taken on a node's injection to its last word "
+              "taken at the destination (gen/mesh.py); the merge and split at node 0 add none",
         },
         words=word_layouts(tile),
     )
