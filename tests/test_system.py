@@ -121,7 +121,7 @@ def test_word_width_and_manifest_words():
 
 def test_verilog_ports_and_lint(tmp_path):
     """The manifest's ports are the Verilog's, and the Verilog passes `verilator --lint-only` with
-    the runner's waivers (~8 s)."""
+    the runner's waivers (~4 s)."""
     files = render(parse_config(SMOKE))
     man = json.loads(files["system_smoke.json"])
     ports = _verilog_ports(files["system_smoke.v"], "system_smoke")
@@ -139,14 +139,15 @@ def test_verilog_ports_and_lint(tmp_path):
 def test_smoke(seed):
     """GEMMs with pack 0 and 1, a dropped GEMM, a SOFTMAX, SENDs to the host and one tile-to-tile
     SEND + WAIT on a 2 x 1 system, with random idle cycles on host_i and backpressure on host_o,
-    bit-exact against the golden models (~60 s with the Verilator build, ~5 s without)."""
+    bit-exact against the golden models (~35 s with the Verilator build on 2 cores, ~3 s
+    without)."""
     sim_build = build_block(SMOKE, "system")
     runner.run(sim_build, "sim.tb.system_smoke", seed=seed,
                extra_env={"ACCELGEN_GAP": "0.3", "ACCELGEN_STALL": "0.3"})
 
 
 def test_tile_streams_one_word_per_cycle():
-    """Amaranth simulation of one tile (no HDL simulator, ~3 s): DATA words are written as they
+    """Amaranth simulation of one tile (no HDL simulator, ~0.5 s): DATA words are written as they
     arrive, a SEND of 7 words leaves as packets of 3 + 3 + 1 payload words with one header each and
     no idle cycle between beats, and a WAIT ends once the DATA words it counts have arrived."""
     from amaranth.sim import Simulator
@@ -207,7 +208,7 @@ def test_tile_streams_one_word_per_cycle():
 @pytest.mark.sim
 def test_smoke_1x1_on_icarus(seed):
     """The same program on a 1 x 1 system (the host port and the one tile share the only node;
-    the tile-to-tile SEND goes to the tile itself), on Icarus Verilog when it is installed (~5 s
+    the tile-to-tile SEND goes to the tile itself), on Icarus Verilog when it is installed (~3 s
     with the build)."""
     if shutil.which("iverilog") is None:
         pytest.skip("iverilog is not installed (Debian package iverilog); Verilator covers 2 x 1")
