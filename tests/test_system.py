@@ -216,3 +216,42 @@ def test_smoke_1x1_on_icarus(seed):
     sim_build = runner.emit_and_build(parse_config(one), sim="icarus")["system"]
     runner.run(sim_build, "sim.tb.system_smoke", seed=seed,
                extra_env={"ACCELGEN_GAP": "0.3", "ACCELGEN_STALL": "0.3"})
+
+
+def test_tile_drops_what_the_engine_drops():
+    """The tile applies the engine's intake rules itself (to finish a dropped GEMM at once): for
+    commands with a size of 0 or above the maximum, a mode not built, VSQ in an FP8 mode or with a
+    vector size not built, and post-processing in an FP8 mode, the tile's and the engine's error
+    counts agree and the tile goes idle (Amaranth simulation, ~1.5 s)."""
+    from amaranth.sim import Simulator
+
+    from gen.tile import KINDS, OPS, Tile
+    gemm = dict(GEMM, modes=("int8", "fp8_e4m3"), acc_width=32, vsq_vector_sizes=(16,),
+                vsq_scale_bits=4, post_mult_bits=8)
+    tile = Tile(gemm=gemm, softmax=None, spad_words=256, cmd_depth=4, kx=1, ky=1,
+                max_packet_flits=4)
+    head, command = tile.header_layout, tile.command_layout
+    ok = {"m": 2, "n": 2, "k": 2, "mode": 0, "vsq": 0, "vsel": 0, "out": 0, "relu": 0}
+    bad = [dict(ok, m=0), dict(ok, n=17), dict(ok, k=0), dict(ok, mode=1), dict(ok, mode=7),
+           dict(ok, mode=3, vsq=1), dict(ok, vsq=1, vsel=1), dict(ok, mode=3, out=1),
+           dict(ok, mode=3, out=3, relu=1)]
+
+    async def bench(ctx):
+        for gemm_cmd in bad:
+            beats = [(head.const({"kind": KINDS["cmd"], "addr": 0}).as_value().value, 0),
+                     (command.const({"op": OPS["gemm"], "gemm": gemm_cmd}).as_value().value, 1)]
+            for data, last in beats:
+                ctx.set(tile.net_i.valid, 1)
+                ctx.set(tile.net_i.payload.data, data)
+                ctx.set(tile.net_i.payload.last, last)
+                await ctx.tick().until(tile.net_i.ready)
+            ctx.set(tile.net_i.valid, 0)
+            await ctx.tick().repeat(6)
+            assert ctx.get(tile.idle), gemm_cmd
+        assert ctx.get(tile.errors) == ctx.get(tile.engine.errors) == len(bad)
+        assert ctx.get(tile.gemms) == 0
+
+    sim = Simulator(tile)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
