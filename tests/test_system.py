@@ -222,7 +222,8 @@ def test_tile_drops_what_the_engine_drops():
     """The tile applies the engine's intake rules itself (to finish a dropped GEMM at once): for
     commands with a size of 0 or above the maximum, a mode not built, VSQ in an FP8 mode or with a
     vector size not built, and post-processing in an FP8 mode, the tile's and the engine's error
-    counts agree and the tile goes idle (Amaranth simulation, ~1.5 s)."""
+    counts agree and the tile goes idle; stray packets are counted too (Amaranth simulation,
+    ~1.5 s)."""
     from amaranth.sim import Simulator
 
     from gen.tile import KINDS, OPS, Tile
@@ -250,6 +251,19 @@ def test_tile_drops_what_the_engine_drops():
             assert ctx.get(tile.idle), gemm_cmd
         assert ctx.get(tile.errors) == ctx.get(tile.engine.errors) == len(bad)
         assert ctx.get(tile.gemms) == 0
+        # Stray packets (HOST, kind 3, also header-only) are dropped and counted; an empty DATA
+        # packet is not an error.
+        for kind, words in ((KINDS["host"], [5, 6]), (3, []), (KINDS["host"], []),
+                            (KINDS["data"], [])):
+            beats = [head.const({"kind": kind, "addr": 9}).as_value().value] + words
+            for i, data in enumerate(beats):
+                ctx.set(tile.net_i.valid, 1)
+                ctx.set(tile.net_i.payload.data, data)
+                ctx.set(tile.net_i.payload.last, int(i == len(beats) - 1))
+                await ctx.tick().until(tile.net_i.ready)
+            ctx.set(tile.net_i.valid, 0)
+        await ctx.tick()
+        assert ctx.get(tile.errors) == len(bad) + 3 and ctx.get(tile.idle)
 
     sim = Simulator(tile)
     sim.add_clock(1e-8)

@@ -4,11 +4,11 @@ models.
 Everything goes through the host port, as a host would do it: DATA packets (one of them multicast)
 place a GEMM's weights and activations in tile 0's scratchpad, CMD packets run on it a GEMM with
 ``pack`` 0, the same GEMM with ``pack`` 1, a command the engine drops, a SOFTMAX over the packed
-result (stride M) and SENDs of every result to the host; tile 0 also SENDs the probabilities to tile
-1 as DATA (itself on a 1 x 1 system), which WAITs for them and SENDs them to the host. Every word
-the host receives is compared, bit for bit, with :mod:`sim.golden.gemm` and
-:mod:`sim.golden.softmax`, and the counters (``gemms<n>``, ``busy<n>``, ``errors``, ``idle``) with
-what the program implies.
+result (stride M) and SENDs of every result to the host; tile 0 also SENDs the probabilities to
+tile 1 as DATA (itself on a 1 x 1 system), which WAITs for them and SENDs them to the host. A
+packet to a column outside the mesh is dropped by the mesh. Every word the host receives is
+compared, bit for bit, with :mod:`sim.golden.gemm` and :mod:`sim.golden.softmax`, and the
+counters (``gemms<n>``, ``busy<n>``, ``errors``, ``idle``) with what the program implies.
 
 The packet and command formats are :class:`gen.tile.Tile`'s, read from the manifest's ``words``. The
 system needs R = C = softmax lanes. ``host_i`` has random idle cycles and ``host_o`` random
@@ -43,13 +43,14 @@ class Host:
         self.header = man.words["header"]
 
     def packets(self, kind, words, addr=0, *, node=0, mask=None):
-        """Beats of the packets carrying ``words`` (at most ``lp`` per packet) to ``node`` or, with
-        ``mask``, to a set of nodes; DATA headers address ``addr`` onwards."""
+        """Beats of the packets carrying ``words`` (at most ``lp`` per packet) to ``node`` (an
+        index, or coordinates ``(x, y)``) or, with ``mask``, to a set of nodes; DATA headers
+        address ``addr`` onwards."""
+        x, y = node if isinstance(node, tuple) else (node % self.kx, node // self.kx)
         beats = []
         for i in range(0, len(words), self.lp):
             chunk = words[i:i + self.lp]
-            route = (dict(mcast=1, mask=mask) if mask is not None else
-                     dict(dest_x=node % self.kx, dest_y=node // self.kx))
+            route = dict(mcast=1, mask=mask) if mask is not None else dict(dest_x=x, dest_y=y)
             head = self.header.pack(kind=self.kinds[kind], addr=addr + i)
             beats.append(self.inject.pack(data=head, last=0, **route))
             beats += [self.inject.pack(data=w, last=int(j == len(chunk) - 1))
@@ -130,6 +131,8 @@ async def smoke(dut):
     bad = host.cmd("gemm", **{"gemm.m": 0, "gemm.n": N, "gemm.k": K, "gemm.mode": code})
     src.send(host.packets("cmd", [gemm_cmd(O1, 0), gemm_cmd(O2, 1), bad, send(O1, o_count, 0)],
                           node=0))
+    # A packet to a column outside the mesh: the mesh's interface drops and counts it.
+    src.send(host.packets("data", [1, 2], 0, node=(q["kx"], 0)))
     expected = {}
     beats = 0
 
@@ -190,7 +193,7 @@ async def smoke(dut):
     for tag, want in sorted(expected.items()):
         board.compare(want, got.get(tag), f"(source, word) of tag {tag}")
     nodes = q["nodes"]
-    board.compare(1, _uint(dut.errors), "errors (one dropped GEMM)")
+    board.compare(2, _uint(dut.errors), "errors (a dropped GEMM, a packet to no node)")
     board.compare(2, _uint(dut.gemms0), "gemms0")
     if nodes > 1:
         board.compare(0, _uint(dut.gemms1), "gemms1")
