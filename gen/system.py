@@ -16,10 +16,11 @@ class System(wiring.Component):
     network-on-chip (:class:`gen.mesh.Mesh`) whose flits are the tiles' W-bit words, and a host
     port at node 0.
 
-    Model parallelism as in the ISSCC 2024 short course on ML hardware (package-level scaling,
-    Simba style): a program places a layer's weights in the tiles' scratchpads once
-    (weight-stationary), multicasts activations to the tiles that need them and gathers the
-    results over the network; the packet and command formats are :class:`gen.tile.Tile`'s.
+    Model parallelism as in the ISSCC 2024 short course on ML hardware and in Simba (Shao et al.,
+    "Simba: Scaling Deep-Learning Inference with Multi-Chip-Module-Based Architecture", MICRO
+    2019): a program places a layer's weights in the tiles' scratchpads once (weight-stationary),
+    multicasts activations to the tiles that need them and gathers the results over the network;
+    the packet and command formats are :class:`gen.tile.Tile`'s.
 
     Host port. The host injects whole packets on ``host_i`` (the mesh's injection beats: a packet's
     first beat names the destination node or multicast mask); they are merged with tile 0's

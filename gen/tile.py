@@ -158,9 +158,12 @@ class Tile(wiring.Component):
     and counts it in the received-word counter; any other kind (HOST, or 3) is dropped and counted
     in ``errors``. A header-only packet does nothing (its kind is still checked).
 
-    Commands (:func:`command_layout`, fields from bit 0: ``op``, ``a_addr``, ``w_addr``, ``o_addr``,
-    ``a_count``, ``w_count``, ``gemm``, ``pack``, ``rows``, ``beats``, ``stride``, ``kind``,
-    ``mcast``, ``mask``, ``dest_x``, ``dest_y``; unused fields 0), run in FIFO order:
+    Commands (:func:`command_layout`, fields from bit 0: ``op`` (2 bits), ``a_addr``, ``w_addr``,
+    ``o_addr`` (A bits each), ``a_count``, ``w_count`` (A + 1 bits each), ``gemm`` (the engine's
+    ``cmd`` payload layout), ``pack`` (1), ``rows`` (the bits of ``max_m``), ``beats`` (the bits
+    of the softmax unit's ``ceil(max_len / lanes)``; 1 bit without a unit), ``stride`` (A),
+    ``kind`` (2), ``mcast`` (1), ``mask`` (one bit per node), ``dest_x``, ``dest_y`` (the mesh's
+    coordinate widths); unused fields 0), run in FIFO order:
 
     - ``op`` 0, GEMM: hands ``gemm`` (the engine's ``cmd`` payload) to the engine, streams
       ``w_count`` words from ``w_addr, w_addr + 1, ...`` onto its ``w`` and ``a_count`` words from
@@ -183,8 +186,8 @@ class Tile(wiring.Component):
       ``kind`` and ``addr = o_addr + `` the offset of the packet's first word leads each; they go
       to the nodes of ``mask`` if ``mcast``, else to node ``(dest_x, dest_y)`` (possibly this
       tile). Done when the last word is taken by the network.
-    - ``op`` 3, WAIT: waits until the received-word counter is at least ``a_count``, then
-      subtracts ``a_count`` from it.
+    - ``op`` 3, WAIT: waits until the received-word counter (32 bits) is at least ``a_count``,
+      then subtracts ``a_count`` from it.
 
     Timing. A command is taken in the cycle the sequencer is idle and the FIFO holds one, and the
     next one at the earliest in the cycle after the command is done. The scratchpad's synchronous
