@@ -15,11 +15,24 @@ Example::
     [flow]                    # optional: constraints for FPGA and ASIC flows
     clock_period_ns = 5.0
     io_delay_fraction = 0.2
+
+The multi-tile system has nested tables for its tiles' blocks::
+
+    [system]
+    kx = 2
+    ky = 2
+    [system.gemm]             # GemmConfig keys, checked as system.gemm.<key>
+    rows = 4
+    cols = 4
+    [system.softmax]          # optional: SoftmaxConfig keys; absent = tiles without softmax
+    lanes = 4
+    out_frac = 7
 """
 
 import dataclasses
 import hashlib
 import json
+import re
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -34,7 +47,8 @@ from .lib.formats import (
 )
 
 __all__ = [
-    "ConfigError", "GemmConfig", "SoftmaxConfig", "NocConfig", "FlowConfig", "AccelConfig",
+    "ConfigError", "GemmConfig", "SoftmaxConfig", "NocConfig", "SystemConfig", "FlowConfig",
+    "AccelConfig",
     "SECTIONS", "SETTINGS",
     "load_config", "parse_config", "default_config", "config_hash", "gemm_acc_width_needed",
 ]
@@ -94,6 +108,14 @@ def _strs_field(default, doc, choices):
 
 def _ints_field(default, doc, choices):
     return field(default=default, metadata={"kind": "ints", "choices": choices, "doc": doc})
+
+
+def _section_field(cls, doc, optional=False):
+    """A nested table of ``cls`` keys (``[system.gemm]``); absent: ``cls()``, or ``None`` when
+    ``optional``."""
+    return field(default=None if optional else dataclasses.MISSING,
+                 default_factory=dataclasses.MISSING if optional else cls,
+                 metadata={"kind": "section", "cls": cls, "optional": optional, "doc": doc})
 
 
 def _check_field(section, f, value):
@@ -299,7 +321,63 @@ class FlowConfig:
         True, "rst is a false path (a synchronized reset held for several cycles)")
 
 
-SECTIONS = {"gemm": GemmConfig, "softmax": SoftmaxConfig, "noc": NocConfig}
+def _is_power_of_two(n):
+    return n > 0 and n & (n - 1) == 0
+
+
+@dataclass(frozen=True)
+class SystemConfig:
+    """The multi-tile system (:class:`gen.system.System`): a ``kx`` x ``ky`` mesh of tiles
+    (:class:`gen.tile.Tile`) with a host port at node 0. The tiles' engine and softmax unit are the
+    nested tables ``[system.gemm]`` and ``[system.softmax]``; the mesh's flit width is the tiles'
+    word width (derived)."""
+
+    top: str = _str_field("accelgen_system", "name of the emitted Verilog module")
+    kx: int = _int_field(2, 1, 8, "mesh columns (x)")
+    ky: int = _int_field(2, 1, 8, "mesh rows (y)")
+    spad_words: int = _int_field(4096, 256, 65536, "scratchpad words per tile (a power of two)")
+    cmd_depth: int = _int_field(16, 4, 256, "commands each tile's command FIFO holds")
+    vcs: int = _int_field(2, 1, 4, "virtual channels per link: 1, 2 or 4")
+    vc_depth: int = _int_field(8, 1, 64, "flits buffered per virtual channel at every input")
+    max_packet_flits: int = _int_field(8, 2, 64, "longest packet in flits (header included)")
+    routing: str = _str_field("xy", "dimension order: x then y, or y then x", ("xy", "yx"))
+    router_cycles: int = _int_field(1, 1, 2, "zero-load cycles per hop: 1, or 2 (registered inputs)")
+    gemm: GemmConfig = _section_field(GemmConfig, "the GEMM engine of every tile")
+    softmax: SoftmaxConfig | None = _section_field(
+        SoftmaxConfig, "the softmax unit of every tile (absent: none)", optional=True)
+
+    def _validate(self):
+        if self.vcs not in (1, 2, 4):
+            raise ConfigError("system.vcs", self.vcs, "must be 1, 2 or 4")
+        if not _is_power_of_two(self.spad_words):
+            raise ConfigError("system.spad_words", self.spad_words,
+                              "must be a power of two from 256 to 65536")
+        if self.max_packet_flits > self.vc_depth:
+            raise ConfigError("system.max_packet_flits", self.max_packet_flits,
+                              f"must be at most system.vc_depth = {self.vc_depth} (every buffer "
+                              f"holds a whole packet; see gen/router.py)")
+        g = self.gemm
+        if g.cols != g.rows:
+            raise ConfigError("system.gemm.cols", g.cols,
+                              f"must equal system.gemm.rows = {g.rows} (a packed output word is "
+                              f"an a beat of the next GEMM)")
+        sm = self.softmax
+        if sm is not None:
+            if sm.lanes != g.cols:
+                raise ConfigError("system.softmax.lanes", sm.lanes,
+                                  f"must equal system.gemm.cols = {g.cols} (a softmax beat is a "
+                                  f"packed output word)")
+            if sm.in_width != 8:
+                raise ConfigError("system.softmax.in_width", sm.in_width,
+                                  "must be 8 (a score is a byte of a packed output word)")
+            if sm.out_frac > 7:
+                raise ConfigError("system.softmax.out_frac", sm.out_frac,
+                                  "must be at most 7 (a probability is written as a byte, "
+                                  "saturated at 127)")
+
+
+SECTIONS = {"gemm": GemmConfig, "softmax": SoftmaxConfig, "noc": NocConfig,
+            "system": SystemConfig}
 """Block sections: each one present is emitted as a top."""
 
 SETTINGS = {"flow": FlowConfig}
@@ -313,6 +391,7 @@ class AccelConfig:
     gemm: GemmConfig | None = None
     softmax: SoftmaxConfig | None = None
     noc: NocConfig | None = None
+    system: SystemConfig | None = None
     flow: FlowConfig = FlowConfig()
 
     def to_dict(self):
@@ -320,13 +399,26 @@ class AccelConfig:
         for name in [*SECTIONS, *SETTINGS]:
             section = getattr(self, name)
             if section is not None:
-                out[name] = {k: (list(v) if isinstance(v, tuple) else v)
-                             for k, v in dataclasses.asdict(section).items()}
+                out[name] = _section_dict(section)
         return out
 
     @property
     def blocks(self):
         return {name: getattr(self, name) for name in SECTIONS if getattr(self, name) is not None}
+
+
+def _section_dict(section):
+    """A section as a TOML-ready dict: tuples as lists, nested tables as dicts (absent ones left
+    out)."""
+    out = {}
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if f.metadata["kind"] == "section":
+            if value is not None:
+                out[f.name] = _section_dict(value)
+        else:
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+    return out
 
 
 def _parse_section(name, cls, data):
@@ -337,11 +429,31 @@ def _parse_section(name, cls, data):
         if key not in fields:
             raise ConfigError(f"{name}.{key}", data[key],
                               "unknown key; allowed keys are " + ", ".join(fields))
-    values = {key: _check_field(name, fields[key], value) for key, value in data.items()}
+    values = {}
+    for key, value in data.items():
+        f = fields[key]
+        if f.metadata["kind"] == "section":
+            values[key] = _parse_section(f"{name}.{key}", f.metadata["cls"], value)
+        else:
+            values[key] = _check_field(name, f, value)
     section = cls(**values)
     if hasattr(section, "_validate"):  # cross-field rules, where a section has any
-        section._validate()
+        own = name.rpartition(".")[2]
+        try:
+            section._validate()
+        except ConfigError as exc:
+            if own == name:
+                raise
+            # A nested section's rules name its fields "gemm.<key>": give the full path.
+            raise _renamed(exc, own, name) from None
     return section
+
+
+def _renamed(exc, short, full):
+    """``exc`` with the section prefix ``short.`` of its field and message made ``full.``."""
+    def fix(text):
+        return re.sub(rf"(?<![\w.]){re.escape(short)}\.", full + ".", text)
+    return ConfigError(fix(exc.field), exc.value, fix(exc.allowed))
 
 
 def parse_config(data):

@@ -36,18 +36,27 @@ class Top:
     formats: dict = field(default_factory=dict)
     parameters: dict = field(default_factory=dict)
     performance: dict = field(default_factory=dict)
+    words: dict = field(default_factory=dict)
+    """Layouts of memory words (name -> layout), described in the manifest like stream payloads."""
 
 
-def _gemm_top(cfg):
+def _gemm_args(cfg):
+    """Keyword arguments of :class:`gen.gemm.GemmEngine` for a :class:`GemmConfig`."""
+    return dict(rows=cfg.rows, cols=cfg.cols, modes=cfg.modes, acc_width=cfg.acc_width,
+                max_m=cfg.max_m, max_n=cfg.max_n, max_k=cfg.max_k,
+                out_fifo_depth=cfg.out_fifo_depth,
+                vsq_vector_sizes=cfg.vsq_vector_sizes, vsq_scale_bits=cfg.vsq_scale_bits,
+                post_mult_bits=cfg.vsq_post_mult_bits,
+                post_row_mult_bits=cfg.vsq_post_row_mult_bits)
+
+
+def _gemm_top(cfg, engine=None):
+    """The engine's top; ``engine``: an engine of ``cfg`` built elsewhere (a tile's)."""
     from .gemm import GemmEngine
     from .lib.formats import mode_by_name
 
-    engine = GemmEngine(rows=cfg.rows, cols=cfg.cols, modes=cfg.modes, acc_width=cfg.acc_width,
-                        max_m=cfg.max_m, max_n=cfg.max_n, max_k=cfg.max_k,
-                        out_fifo_depth=cfg.out_fifo_depth,
-                        vsq_vector_sizes=cfg.vsq_vector_sizes, vsq_scale_bits=cfg.vsq_scale_bits,
-                        post_mult_bits=cfg.vsq_post_mult_bits,
-                        post_row_mult_bits=cfg.vsq_post_row_mult_bits)
+    if engine is None:
+        engine = GemmEngine(**_gemm_args(cfg))
     codes = ", ".join(f"{name}={mode_by_name(name).code}" for name in cfg.modes)
     fp_names = [name for name in cfg.modes if mode_by_name(name).fp8]
     fp_note = ("; " + ", ".join(f"OCP FP8 {mode_by_name(n).fp8.upper()} code ({n})" for n in fp_names)
@@ -211,7 +220,102 @@ def _noc_top(cfg):
     )
 
 
-TOPS = {"gemm": _gemm_top, "softmax": _softmax_top, "noc": _noc_top}
+def _system_top(cfg):
+    from .system import System
+    from .tile import KINDS, OPS, word_layouts
+
+    g, sm = cfg.gemm, cfg.softmax
+    gemm_args = _gemm_args(g)
+    sm_args = None if sm is None else dict(
+        lanes=sm.lanes, in_width=sm.in_width, in_frac=sm.in_frac, out_frac=sm.out_frac,
+        max_len=sm.max_len, sum_frac=sm.sum_frac, recip_bits=sm.recip_bits)
+    system = System(kx=cfg.kx, ky=cfg.ky, gemm=gemm_args, softmax=sm_args,
+                    spad_words=cfg.spad_words, cmd_depth=cfg.cmd_depth, vcs=cfg.vcs,
+                    vc_depth=cfg.vc_depth, max_packet_flits=cfg.max_packet_flits,
+                    routing=cfg.routing, router_cycles=cfg.router_cycles)
+    tile = system.tiles[0]
+    engine = tile.engine
+    p = system.noc_params
+    lane_width = engine.signature.members["o"].signature.members["payload"].shape["data"] \
+        .shape.elem_shape.width
+    ops = ", ".join(f"{v} {k.upper()}" for k, v in OPS.items())
+    kinds = ", ".join(f"{v} {k.upper()}" for k, v in KINDS.items())
+    engine_top = _gemm_top(g, engine=engine)
+    formats = {}
+    for key, text in engine_top.formats.items():
+        stream_name, _, rest = key.partition(".")
+        if stream_name == "cmd":
+            formats[f"command.gemm.{rest}"] = text
+        elif stream_name in ("a", "w"):
+            formats[key] = text
+    for stream_name in ("host_i", "host_o"):
+        formats[f"{stream_name}.data"] = "uint: one word (the first: a header word)"
+        formats[f"{stream_name}.last"] = "flag: final word of a packet"
+    formats.update({
+        "host_i.mcast": "flag (first beat): multicast to mask, else unicast to (dest_x, dest_y)",
+        "host_i.mask": "node bitmask (first beat): bit y * kx + x",
+        "host_i.dest_x": "uint (first beat): unicast destination column",
+        "host_i.dest_y": "uint (first beat): unicast destination row",
+        "host_o.src": "uint: source node y * kx + x",
+        "header.kind": f"uint: {kinds} (3 is dropped and counted)",
+        "header.addr": "uint: DATA: first scratchpad address; HOST: the host's tag (SEND's o_addr "
+                       "plus the packet's word offset)",
+        "command.op": f"uint: {ops}",
+        "command.a_addr": "uint: GEMM a / SOFTMAX input / SEND source address",
+        "command.w_addr": "uint: GEMM w address",
+        "command.o_addr": "uint: GEMM / SOFTMAX output address; SEND header address (tag)",
+        "command.a_count": "uint: GEMM a words / SEND words / WAIT received words",
+        "command.w_count": "uint: GEMM w words",
+        "command.pack": "flag: GEMM output words hold bits 7:0 of lane c in byte c",
+        "command.rows": "uint: SOFTMAX rows",
+        "command.beats": "uint: SOFTMAX beats per row",
+        "command.stride": "uint: SOFTMAX address step from beat j to j + 1 of a row",
+        "command.kind": "uint: SEND header kind",
+        "command.mcast": "flag: SEND to the nodes of mask, else to (dest_x, dest_y)",
+        "command.mask": "node bitmask: bit y * kx + x",
+        "command.dest_x": "uint: SEND destination column",
+        "command.dest_y": "uint: SEND destination row",
+        "o.data": engine_top.formats["o.data"] + "; lane c of a result word written with pack = 0 "
+                  "(pack = 1: byte c holds bits 7:0 of lane c)",
+    })
+    parameters = {
+        **engine_top.parameters,
+        "word_bits": tile.word_bits, "spad_words": cfg.spad_words, "addr_bits": tile.addr_bits,
+        "kx": cfg.kx, "ky": cfg.ky, "nodes": p.nodes, "node_index": "y * kx + x",
+        "max_packet_flits": cfg.max_packet_flits, "cmd_depth": cfg.cmd_depth,
+        "vcs": cfg.vcs, "vc_depth": cfg.vc_depth, "routing": cfg.routing,
+        "router_cycles": cfg.router_cycles,
+        "ops": dict(OPS), "kinds": dict(KINDS),
+        "out_width": lane_width, "max_m": g.max_m, "max_n": g.max_n, "max_k": g.max_k,
+        "vsq_vector_sizes": list(g.vsq_vector_sizes), "vsq_scale_bits": g.vsq_scale_bits,
+        "vsq_post_mult_bits": g.vsq_post_mult_bits,
+        "vsq_post_row_mult_bits": g.vsq_post_row_mult_bits,
+        "softmax": sm is not None,
+    }
+    if sm is not None:
+        unit = tile.softmax
+        parameters.update({
+            "softmax_lanes": sm.lanes, "softmax_in_width": sm.in_width,
+            "softmax_in_frac": sm.in_frac, "softmax_out_frac": sm.out_frac,
+            "softmax_max_len": sm.max_len, "softmax_max_beats": unit.max_beats,
+            "softmax_sum_frac": unit.sum_frac, "softmax_recip_bits": unit.recip_bits,
+        })
+    return Top(
+        block="system", name=cfg.top, component=system, formats=formats, parameters=parameters,
+        performance={
+            "gemm_pipeline_depth": engine.pipeline_depth,
+            "macs_per_cycle_per_tile": {name: engine.macs_per_cycle(name) for name in g.modes},
+            "words_per_cycle": "one per read port (a, w) and per write port (network, results)",
+            "mesh_zero_load_latency": (
+                "hops + length + 1" if cfg.router_cycles == 1 else "2 * hops + length + 2")
+            + " cycles from a packet's first word taken on a node's injection to its last word "
+              "taken at the destination (gen/mesh.py); the merge and split at node 0 add none",
+        },
+        words=word_layouts(tile),
+    )
+
+
+TOPS = {"gemm": _gemm_top, "softmax": _softmax_top, "noc": _noc_top, "system": _system_top}
 
 
 def elaborate_tops(config: AccelConfig):
@@ -249,6 +353,16 @@ def _format_of(formats, stream_name, field_name):
     return None
 
 
+def _layout_entry(layout, name, formats):
+    """``{"width", "fields"}`` of a payload or word layout, as in a stream entry."""
+    fields = []
+    for fname, off, fwidth, fmt in payload_fields(layout):
+        meaning = _format_of(formats, name, fname)
+        fields.append({"name": fname, "offset": off, "width": fwidth,
+                       "format": fmt + (f" ({meaning})" if meaning else "")})
+    return {"width": Shape.cast(layout).width, "fields": fields}
+
+
 def manifest_of(top: Top, config: AccelConfig):
     """The JSON-ready manifest of ``top`` (DESIGN.md, interfaces)."""
     ports = [
@@ -270,18 +384,19 @@ def manifest_of(top: Top, config: AccelConfig):
                 {"name": f"{name}__payload", "direction": direction, "width": width,
                  "role": f"stream {name}: payload"},
             ]
-            fields = []
-            for fname, off, fwidth, fmt in payload_fields(layout):
-                meaning = _format_of(top.formats, name, fname)
-                fields.append({"name": fname, "offset": off, "width": fwidth,
-                               "format": fmt + (f" ({meaning})" if meaning else "")})
-            streams[name] = {"direction": direction, "width": width, "fields": fields}
+            streams[name] = {"direction": direction,
+                             **_layout_entry(layout, name, top.formats)}
         else:
             shape = Shape.cast(member.shape)
             ports.append({"name": name, "direction": "in" if member.flow == wiring.In else "out",
                           "width": shape.width, "role": "status"})
     section = config.to_dict()[top.block]
+    extra = {}
+    if top.words:
+        extra["words"] = {name: _layout_entry(layout, name, top.formats)
+                          for name, layout in top.words.items()}
     return {
+        **extra,
         "generator": {"name": "accelgen", "version": __version__},
         "top": top.name,
         "block": top.block,

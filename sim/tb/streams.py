@@ -71,6 +71,8 @@ class Manifest:
         self.parameters = data["parameters"]
         self.config = data["config"][data["block"]]
         self.payloads = {name: Payload(entry) for name, entry in data["streams"].items()}
+        # Memory word layouts (the system's command, header, a, w and o words), where a top has any.
+        self.words = {name: Payload(entry) for name, entry in data.get("words", {}).items()}
 
 
 def load_manifest(path=None):
