@@ -139,7 +139,7 @@ def test_verilog_ports_and_lint(tmp_path):
 def test_smoke(seed):
     """GEMMs with pack 0 and 1, a dropped GEMM, a SOFTMAX, SENDs to the host and one tile-to-tile
     SEND + WAIT on a 2 x 1 system, with random idle cycles on host_i and backpressure on host_o,
-    bit-exact against the golden models (~35 s with the Verilator build on 2 cores, ~3 s
+    bit-exact against the golden models (30 to 60 s with the Verilator build on 2 cores, ~4 s
     without)."""
     sim_build = build_block(SMOKE, "system")
     runner.run(sim_build, "sim.tb.system_smoke", seed=seed,
