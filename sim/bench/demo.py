@@ -23,13 +23,13 @@ import numpy as np
 
 from gen.config import parse_config
 from sim import runner
+from sim.bench.vsq import VECTOR_SIZE
+from sim.bench.vsq_rtl import SCALE_BITS
 from sim.golden import vsq as golden_vsq
 
 __all__ = ["run", "format_table", "system_sections", "build_system", "run_plan", "DEMO_TILE",
            "demo_mlp", "demo_attention", "demo_scaling", "tile_config"]
 
-VECTOR_SIZE = 16
-SCALE_BITS = 4
 TILE_MODES = ["int8", "int4", "w4a8"]
 
 
@@ -130,7 +130,13 @@ def _gemm_busy(res):
 def demo_mlp(quick=False, sim=None, images=None, kx=2, ky=2, gap=0.0, stall=0.0, seed=1,
              settings=None, tile=None, softmax=None, spad_words=4096):
     """The digits MLP through a ``kx`` x ``ky`` system (issue 8, demonstration 1); ``tile``,
-    ``softmax``, ``spad_words``: another tile than the demo's (tests use a smaller one)."""
+    ``softmax``, ``spad_words``: another tile than the demo's (tests use a smaller one).
+
+    Per setting: the logits and every layer's accumulators against :mod:`sim.golden.system`,
+    accuracy, ``cycles`` from the first batch's first activation packet to the last logit word
+    (``cycles_per_image`` = that over the images; the host's float steps between layers take no
+    simulated time; the one-time weight load is ``weight_load_cycles``), and per tile the GEMM
+    cycles (``gemm_busy``) and ideal GEMM cycles over ``cycles`` (``gemm_utilization``)."""
     from sim.bench import vsq as B
     from sim.bench import vsq_rtl
     from sim.golden import system as GS
@@ -146,12 +152,15 @@ def demo_mlp(quick=False, sim=None, images=None, kx=2, ky=2, gap=0.0, stall=0.0,
                         seed=seed, gap=gap, stall=stall)
         sim_s += t
         rtl = np.asarray(res["result"]["output"])
-        gold = GS.mlp_logits(model, x, setting)
+        gold, gold_accs = GS.mlp_logits(model, x, setting, return_accumulators=True)
+        accs = [np.asarray(a) for a in res["result"]["accumulators"]]
+        acc_mismatches = sum(int(np.sum(a != g)) for a, g in zip(accs, gold_accs, strict=True))
         cycles = _phase_cycles(res)
         busy = _gemm_busy(res)
         ideal = [sum(p["ideal_cycles"][n] for p in res["phases"]) for n in range(kx * ky)]
         rows.append({
             "config": setting["name"], "logits": int(rtl.size),
+            "accumulators": int(sum(a.size for a in accs)), "acc_mismatches": acc_mismatches,
             "mismatches": int(np.sum(rtl != gold)), "logits_equal": bool(np.array_equal(rtl, gold)),
             "rtl_accuracy": _accuracy(rtl, y), "golden_accuracy": _accuracy(gold, y),
             "cycles": cycles, "cycles_per_image": round(cycles / images, 1),
@@ -168,7 +177,8 @@ def demo_mlp(quick=False, sim=None, images=None, kx=2, ky=2, gap=0.0, stall=0.0,
             "float_accuracy": _accuracy(B.mlp_forward_float(model, x), y),
             "per_channel_accuracy": {"W4A4": _accuracy(per_channel, y),
                                      "W4A8": _accuracy(per_channel8, y)},
-            "results": rows, "passed": all(r["logits_equal"] for r in rows),
+            "results": rows,
+            "passed": all(r["logits_equal"] and r["acc_mismatches"] == 0 for r in rows),
             "build_s": build_s, "sim_s": round(sim_s, 1)}
 
 
@@ -181,6 +191,7 @@ def attention_inputs(seq=64, d=16, seed=0):
 def demo_attention(quick=False, sim=None, seq=64, d=16, kx=2, ky=2, gap=0.0, stall=0.0, seed=1,
                    tile=None, softmax=None, spad_words=4096):
     """One attention head through a ``kx`` x ``ky`` system (issue 8, demonstration 2)."""
+    from sim import host as H
     from sim.golden import system as GS
     sections = system_sections(kx, ky, tile=tile, softmax=softmax, spad_words=spad_words)
     sim_build, build_s = _timed(build_system, sections, sim)
@@ -188,9 +199,12 @@ def demo_attention(quick=False, sim=None, seq=64, d=16, kx=2, ky=2, gap=0.0, sta
     res, sim_s = _timed(run_plan, sim_build, "attention", {"q": q, "k": k, "v": v}, seed=seed,
                         gap=gap, stall=stall)
     r = res["result"]
-    qn = r["quant"]
-    params = GS.softmax_params(sections["system"]["softmax"])
-    gold = GS.attention(qn["q"], qn["k"], qn["v"], qn["mult"], qn["shift"], params)
+    sm = sections["system"]["softmax"]
+    # The golden side quantizes Q, K, V itself rather than trusting what the run reports.
+    qn = H.quantize_attention(q, k, v, in_frac=sm["in_frac"],
+                              mult_bits=sections["system"]["gemm"]["vsq_post_mult_bits"])
+    gold = GS.attention(qn["q"], qn["k"], qn["v"], qn["mult"], qn["shift"],
+                        GS.softmax_params(sm))
     acc = np.asarray(r["acc"])
     cycles = _phase_cycles(res, skip_weights=False)
     busy = res["busy"]
@@ -215,14 +229,20 @@ SCALING_SYSTEMS = ((1, 1), (2, 2), (4, 4))
 
 def demo_scaling(quick=False, sim=None, systems=None, images=None, seed=1, tile=None,
                  spad_words=4096):
-    """The MLP's first layer (W4A8 VS-Quant, one batch) on 1 x 1, 2 x 2 and 4 x 4 systems."""
+    """The MLP's first layer (W4A8 VS-Quant, one batch) on 1 x 1, 2 x 2 and 4 x 4 systems.
+
+    ``cycles``: from the batch's first activation packet at the host port to the last result word
+    back (the one-time weight load apart). ``communication_fraction``: ``1 - g / cycles`` with
+    ``g`` the busiest tile's GEMM cycles (its ``busy`` counter): the cycles in which that tile's
+    engine runs no GEMM. A tile here only waits for its activations, computes and sends, so those
+    are the cycles of the multicast, the waits and the gather through node 0."""
     from sim.bench import vsq as B
     from sim.bench import vsq_rtl
     from sim.golden import system as GS
     model = B.train_digits_mlp(seed=0)
     images = images or (16 if quick else 64)
     x = model["x_test"][:images]
-    setting = vsq_rtl.SETTINGS[1]
+    setting = next(s for s in vsq_rtl.SETTINGS if s["name"].startswith("W4A8"))
     _, accs = GS.mlp_logits(model, x, setting, return_accumulators=True)
     rows = []
     for kx, ky in systems or (SCALING_SYSTEMS[:2] if quick else SCALING_SYSTEMS):
@@ -272,12 +292,16 @@ def format_table(name, r):
                  f"float {r['float_accuracy']:.2f} %, per-channel W4A4 "
                  f"{r['per_channel_accuracy']['W4A4']:.2f} %, W4A8 "
                  f"{r['per_channel_accuracy']['W4A8']:.2f} %",
-                 f"{'config':18} {'logits':>6} {'mismatch':>8} {'RTL %':>6} {'golden %':>8} "
-                 f"{'cycles/img':>10} {'weights':>8}"]
+                 f"{'config':18} {'logits':>6} {'mismatch':>8} {'acc mism.':>9} {'RTL %':>6} "
+                 f"{'golden %':>8} {'cycles/img':>10} {'weights':>8} {'GEMM util.':>10}"]
         for x in r["results"]:
             lines.append(f"{x['config']:18} {x['logits']:>6} {x['mismatches']:>8} "
-                         f"{x['rtl_accuracy']:>6.2f} {x['golden_accuracy']:>8.2f} "
-                         f"{x['cycles_per_image']:>10} {x['weight_load_cycles']:>8}")
+                         f"{x['acc_mismatches']:>9} {x['rtl_accuracy']:>6.2f} "
+                         f"{x['golden_accuracy']:>8.2f} {x['cycles_per_image']:>10} "
+                         f"{x['weight_load_cycles']:>8} {max(x['gemm_utilization']):>10.3f}")
+        lines.append("cycles/img: first activation packet to last logit word, over the images "
+                     "(weight load apart); GEMM util.: the busiest tile's ideal GEMM cycles over "
+                     "all cycles")
         return "\n".join(lines)
     if name == "attention":
         e = r["error_vs_float64"]
