@@ -60,8 +60,14 @@ def system_sections(kx, ky, *, tile=None, softmax=None, spad_words=4096, top=Non
 
 
 def build_system(sections, sim=None):
-    """Emit and build (cached) the system of ``sections``; its :class:`sim.runner.SimBuild`."""
-    return runner.emit_and_build(parse_config(sections), sim=sim)["system"]
+    """Emit and build (cached) the system of ``sections``; its :class:`sim.runner.SimBuild`.
+
+    Verilator compiles a system at ``-O0`` (``sim.bench.gemm.FULL_MAKE_VARS``): its build
+    dominates (the 2 x 2 demo system is about 108k lines of Verilog, the 4 x 4 one 475k), the
+    simulations are short."""
+    from sim.bench.gemm import FULL_MAKE_VARS
+    return runner.emit_and_build(parse_config(sections), sim=sim,
+                                 make_vars=FULL_MAKE_VARS)["system"]
 
 
 def manifest(sim_build):
