@@ -7,7 +7,6 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .gemm import GemmEngine
-from .lib.formats import INT_MODE_NAMES, mode_by_name
 from .lib.noc import NocParams, eject_layout, inject_layout
 from .softmax import Softmax
 
@@ -173,8 +172,9 @@ class Tile(wiring.Component):
       0). Done when the beat with ``last`` is written. The counts must be those of
       :func:`sim.golden.gemm.weight_beats` and :func:`sim.golden.gemm.act_beats`. A command the
       engine drops (a size of 0 or above its maximum, a mode not built, a VSQ or post-processing
-      request it cannot run: the tile applies the engine's intake rules itself) must carry counts
-      of 0; it is done at once and counted in ``errors``.
+      request it cannot run: the tile reads the engine's :attr:`gen.gemm.GemmEngine.cmd_ok` as
+      the engine takes it) must carry counts of 0; it is done at once and counted in
+      ``errors``.
     - ``op`` 1, SOFTMAX (a tile without a softmax unit counts it in ``errors`` and goes on): for
       ``r`` in ``0 .. rows - 1``, ``j`` in ``0 .. beats - 1``, reads the word at ``a_addr + j *
       stride + r`` and feeds the unit a beat whose lane l is signed byte l of the word (mask 0,
@@ -295,25 +295,6 @@ class Tile(wiring.Component):
     header_layout = property(lambda self: self._header, doc="layout of a packet header word")
     noc_params = property(lambda self: self._noc, doc="the mesh parameters (flit_width = W)")
 
-    def _gemm_ok(self, m, cmd):
-        """1 when the engine takes ``cmd`` (its ``cmd`` payload) rather than dropping it: the
-        intake rules of :class:`gen.gemm.GemmEngine`, applied to the same payload."""
-        g = self._gemm_args
-        modes = [mode_by_name(n) for n in g["modes"]]
-        ints = [md for md in modes if md.name in INT_MODE_NAMES]
-        ok = Signal(name="gemm_ok")
-        mode_ok = Cat(cmd.mode == md.code for md in modes).any()
-        int_mode = Cat(cmd.mode == md.code for md in ints).any() if ints else 0
-        cond = (mode_ok & (cmd.m != 0) & (cmd.m <= g["max_m"]) & (cmd.n != 0)
-                & (cmd.n <= g["max_n"]) & (cmd.k != 0) & (cmd.k <= g["max_k"]))
-        sizes = tuple(g.get("vsq_vector_sizes", ()))
-        if sizes:
-            cond = cond & (~cmd.vsq | (int_mode & (cmd.vsel < len(sizes))))
-        if g.get("post_mult_bits", 0):
-            cond = cond & ((cmd.out == 0) | int_mode)
-        m.d.comb += ok.eq(cond)
-        return ok
-
     def elaborate(self, platform):
         m = Module()
         A, W = self._addr_bits, self._word_bits
@@ -384,7 +365,6 @@ class Tile(wiring.Component):
         m.d.comb += new.eq(cmd_fifo.r_data)
         cur = Signal(self._command)
         cmd_pending = Signal()          # GEMM: the engine has not taken the command yet
-        gemm_ok = self._gemm_ok(m, cur.gemm)
         dropped = Signal()              # a GEMM command the engine drops, or SOFTMAX without a unit
         gemm_done = Signal()
         o_ptr = Signal(A)
@@ -447,7 +427,7 @@ class Tile(wiring.Component):
                              engine.a.valid.eq(rx.valid), rx.take.eq(engine.a.ready)]
                 with m.If(engine.cmd.valid & engine.cmd.ready):
                     m.d.sync += cmd_pending.eq(0)
-                    with m.If(~gemm_ok):
+                    with m.If(~engine.cmd_ok):
                         m.d.comb += dropped.eq(1)
                         m.next = "IDLE"
                 with m.If(engine.o.valid & engine_o.last):

@@ -219,7 +219,7 @@ def test_smoke_1x1_on_icarus(seed):
 
 
 def test_tile_drops_what_the_engine_drops():
-    """The tile applies the engine's intake rules itself (to finish a dropped GEMM at once): for
+    """The tile reads the engine's `cmd_ok` (to finish a dropped GEMM at once): for
     commands with a size of 0 or above the maximum, a mode not built, VSQ in an FP8 mode or with a
     vector size not built, and post-processing in an FP8 mode, the tile's and the engine's error
     counts agree and the tile goes idle; stray packets are counted too (Amaranth simulation,
