@@ -170,7 +170,12 @@ class Tile(wiring.Component):
       writes output beat i to ``spad[o_addr + i]``: with ``pack`` = 0 the beat's lanes (lane c at
       bits ``[c * ow, (c + 1) * ow)``), with ``pack`` = 1 bits 7:0 of lane c in byte c (upper bits
       0). Done when the beat with ``last`` is written. The counts must be those of
-      :func:`sim.golden.gemm.weight_beats` and :func:`sim.golden.gemm.act_beats`. A command the
+      :func:`sim.golden.gemm.weight_beats` and :func:`sim.golden.gemm.act_beats`. A count too
+      large leaves words the engine does not take: the GEMM still ends with its last beat (and
+      counts in ``gemms``), and is counted in ``errors`` if a reader then holds a word or has
+      addresses left. A count too small makes the engine wait for ever for the missing words:
+      the command never ends and the tile hangs (the host bench, :mod:`sim.tb.system`, reports a
+      phase without progress after its timeout). A command the
       engine drops (a size of 0 or above its maximum, a mode not built, a VSQ or post-processing
       request it cannot run: the tile reads the engine's :attr:`gen.gemm.GemmEngine.cmd_ok` as
       the engine takes it) must carry counts of 0; it is done at once and counted in
@@ -180,7 +185,9 @@ class Tile(wiring.Component):
       stride + r`` and feeds the unit a beat whose lane l is signed byte l of the word (mask 0,
       ``last`` when ``j = beats - 1``); output beat ``(r, j)`` is written to ``o_addr + j * stride
       + r`` with byte l = ``min(p_l, 127)``. Done when the last beat is written (at once when
-      ``rows`` or ``beats`` is 0).
+      ``rows`` or ``beats`` is 0). A command with ``beats`` above the unit's ``max_beats`` or
+      ``rows`` above ``max_m`` is dropped like a dropped GEMM: done at once and counted in
+      ``errors``.
     - ``op`` 2, SEND: reads ``a_count`` words from ``a_addr, ...`` and injects them on ``net_o``
       as packets of up to ``max_packet_flits - 1`` payload words, in order; a header of kind
       ``kind`` and ``addr = o_addr + `` the offset of the packet's first word leads each; they go
@@ -226,7 +233,8 @@ class Tile(wiring.Component):
     gemms : Out(16)
         GEMM commands finished (their last beat written; saturating).
     errors : Out(16)
-        GEMM commands dropped, SOFTMAX commands without a unit, and dropped packets (saturating).
+        GEMM commands dropped or ending with operand words left, SOFTMAX commands dropped
+        (without a unit, or too long), and dropped packets (saturating).
     idle : Out(1)
         The command FIFO is empty and no command runs.
     """
@@ -365,8 +373,9 @@ class Tile(wiring.Component):
         m.d.comb += new.eq(cmd_fifo.r_data)
         cur = Signal(self._command)
         cmd_pending = Signal()          # GEMM: the engine has not taken the command yet
-        dropped = Signal()              # a GEMM command the engine drops, or SOFTMAX without a unit
+        dropped = Signal()              # a GEMM command the engine drops, a SOFTMAX refused
         gemm_done = Signal()
+        leftover = Signal()             # a GEMM ends with operand words not taken
         o_ptr = Signal(A)
         send_left = Signal(A + 1)
         pkt_words = Signal(range(lp))
@@ -408,10 +417,14 @@ class Tile(wiring.Component):
                             m.next = "GEMM"
                         with m.Case(OPS["softmax"]):
                             if sm is not None:
-                                m.d.comb += [walk_x.load.eq(1), walk_x.l_rows.eq(new.rows),
-                                             walk_x.l_beats.eq(new.beats),
-                                             walk_x.l_stride.eq(new.stride)]
-                                m.next = "SOFTMAX"
+                                with m.If((new.beats > sm.max_beats)
+                                          | (new.rows > self._gemm_args["max_m"])):
+                                    m.d.comb += dropped.eq(1)
+                                with m.Else():
+                                    m.d.comb += [walk_x.load.eq(1), walk_x.l_rows.eq(new.rows),
+                                                 walk_x.l_beats.eq(new.beats),
+                                                 walk_x.l_stride.eq(new.stride)]
+                                    m.next = "SOFTMAX"
                             else:
                                 m.d.comb += dropped.eq(1)
                         with m.Case(OPS["send"]):
@@ -431,7 +444,9 @@ class Tile(wiring.Component):
                         m.d.comb += dropped.eq(1)
                         m.next = "IDLE"
                 with m.If(engine.o.valid & engine_o.last):
-                    m.d.comb += gemm_done.eq(1)
+                    # Words the engine did not take (a count too large) are an error.
+                    m.d.comb += [gemm_done.eq(1),
+                                 leftover.eq(walk_x.active | rx.valid | walk_y.active | ry.valid)]
                     m.next = "IDLE"
             if sm is not None:
                 with m.State("SOFTMAX"):
@@ -493,7 +508,7 @@ class Tile(wiring.Component):
         with m.If(gemm_done & (gemms != 0xFFFF)):
             m.d.sync += gemms.eq(gemms + 1)
         errors_next = Signal(18)
-        m.d.comb += errors_next.eq(errors + dropped + stray)
+        m.d.comb += errors_next.eq(errors + dropped + leftover + stray)
         m.d.sync += errors.eq(Mux(errors_next > 0xFFFF, 0xFFFF, errors_next))
         m.d.comb += [self.busy.eq(busy), self.gemms.eq(gemms), self.errors.eq(errors),
                      self.idle.eq(seq.ongoing("IDLE") & ~cmd_fifo.r_rdy)]

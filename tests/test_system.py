@@ -26,6 +26,28 @@ SMOKE = {"system": {"top": "system_smoke", "kx": 2, "ky": 1, "spad_words": 256, 
                     "softmax": SOFTMAX}}
 
 
+def _word(layout, **fields):
+    return layout.const(fields).as_value().value
+
+
+async def _put(ctx, tile, words):
+    """Offers ``words`` (a packet: ``last`` on the final one) on the tile's ``net_i``."""
+    for i, data in enumerate(words):
+        ctx.set(tile.net_i.valid, 1)
+        ctx.set(tile.net_i.payload.data, data)
+        ctx.set(tile.net_i.payload.last, int(i == len(words) - 1))
+        await ctx.tick().until(tile.net_i.ready)
+    ctx.set(tile.net_i.valid, 0)
+
+
+def _simulate(tile, bench):
+    from amaranth.sim import Simulator
+    sim = Simulator(tile)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
 def system(**over):
     base = {"gemm": dict(GEMM), "softmax": dict(SOFTMAX), "vc_depth": 4, "max_packet_flits": 4}
     base.update(over)
@@ -150,40 +172,25 @@ def test_tile_streams_one_word_per_cycle():
     """Amaranth simulation of one tile (no HDL simulator, ~0.5 s): DATA words are written as they
     arrive, a SEND of 7 words leaves as packets of 3 + 3 + 1 payload words with one header each and
     no idle cycle between beats, and a WAIT ends once the DATA words it counts have arrived."""
-    from amaranth.sim import Simulator
-
     from gen.tile import KINDS, OPS, Tile
     tile = Tile(gemm=GEMM, softmax=SOFTMAX, spad_words=256, cmd_depth=4, kx=2, ky=1,
                 max_packet_flits=4)
     head, command = tile.header_layout, tile.command_layout
-
-    def word(layout, **fields):
-        return layout.const(fields).as_value().value
-
+    word = _word
     words = [0x1000 + i for i in range(7)]
     sent = []
-
-    async def put(ctx, beats):
-        for data, last in beats:
-            ctx.set(tile.net_i.valid, 1)
-            ctx.set(tile.net_i.payload.data, data)
-            ctx.set(tile.net_i.payload.last, last)
-            await ctx.tick().until(tile.net_i.ready)
-        ctx.set(tile.net_i.valid, 0)
 
     async def bench(ctx):
         ctx.set(tile.net_o.ready, 1)
         cmds = [word(command, op=OPS["wait"], a_count=7),
                 word(command, op=OPS["send"], a_addr=20, a_count=7, o_addr=5,
                      kind=KINDS["host"], dest_x=1)]
-        await put(ctx, [(word(head, kind=KINDS["cmd"]), 0), (cmds[0], 0), (cmds[1], 1)])
+        await _put(ctx, tile, [word(head, kind=KINDS["cmd"]), *cmds])
         for _ in range(5):
             await ctx.tick()
         assert not ctx.get(tile.net_o.valid) and not ctx.get(tile.idle)   # waiting
         for i in range(0, 7, 3):
-            chunk = words[i:i + 3]
-            await put(ctx, [(word(head, kind=KINDS["data"], addr=20 + i), 0)]
-                      + [(w, int(j == len(chunk) - 1)) for j, w in enumerate(chunk)])
+            await _put(ctx, tile, [word(head, kind=KINDS["data"], addr=20 + i), *words[i:i + 3]])
         for cycle in range(40):
             await ctx.tick()
             if ctx.get(tile.net_o.valid):
@@ -191,10 +198,7 @@ def test_tile_streams_one_word_per_cycle():
                              ctx.get(tile.net_o.payload.last), ctx.get(tile.net_o.payload.dest_x)))
         assert ctx.get(tile.idle) and ctx.get(tile.errors) == 0
 
-    sim = Simulator(tile)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    _simulate(tile, bench)
     host = KINDS["host"]
     assert [(d, last) for _, d, last, _ in sent] == [
         (word(head, kind=host, addr=5), 0), (words[0], 0), (words[1], 0), (words[2], 1),
@@ -224,8 +228,6 @@ def test_tile_drops_what_the_engine_drops():
     vector size not built, and post-processing in an FP8 mode, the tile's and the engine's error
     counts agree and the tile goes idle; stray packets are counted too (Amaranth simulation,
     ~1.5 s)."""
-    from amaranth.sim import Simulator
-
     from gen.tile import KINDS, OPS, Tile
     gemm = dict(GEMM, modes=("int8", "fp8_e4m3"), acc_width=32, vsq_vector_sizes=(16,),
                 vsq_scale_bits=4, post_mult_bits=8)
@@ -239,14 +241,8 @@ def test_tile_drops_what_the_engine_drops():
 
     async def bench(ctx):
         for gemm_cmd in bad:
-            beats = [(head.const({"kind": KINDS["cmd"], "addr": 0}).as_value().value, 0),
-                     (command.const({"op": OPS["gemm"], "gemm": gemm_cmd}).as_value().value, 1)]
-            for data, last in beats:
-                ctx.set(tile.net_i.valid, 1)
-                ctx.set(tile.net_i.payload.data, data)
-                ctx.set(tile.net_i.payload.last, last)
-                await ctx.tick().until(tile.net_i.ready)
-            ctx.set(tile.net_i.valid, 0)
+            await _put(ctx, tile, [_word(head, kind=KINDS["cmd"], addr=0),
+                                   _word(command, op=OPS["gemm"], gemm=gemm_cmd)])
             await ctx.tick().repeat(6)
             assert ctx.get(tile.idle), gemm_cmd
         assert ctx.get(tile.errors) == ctx.get(tile.engine.errors) == len(bad)
@@ -255,17 +251,50 @@ def test_tile_drops_what_the_engine_drops():
         # packet is not an error.
         for kind, words in ((KINDS["host"], [5, 6]), (3, []), (KINDS["host"], []),
                             (KINDS["data"], [])):
-            beats = [head.const({"kind": kind, "addr": 9}).as_value().value] + words
-            for i, data in enumerate(beats):
-                ctx.set(tile.net_i.valid, 1)
-                ctx.set(tile.net_i.payload.data, data)
-                ctx.set(tile.net_i.payload.last, int(i == len(beats) - 1))
-                await ctx.tick().until(tile.net_i.ready)
-            ctx.set(tile.net_i.valid, 0)
+            await _put(ctx, tile, [_word(head, kind=kind, addr=9), *words])
         await ctx.tick()
         assert ctx.get(tile.errors) == len(bad) + 3 and ctx.get(tile.idle)
 
-    sim = Simulator(tile)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    _simulate(tile, bench)
+
+
+def test_tile_counts_wrong_gemm_counts_and_refused_softmax():
+    """A GEMM whose a_count or w_count is too large ends (and counts in `gemms`) and is counted in
+    `errors`; a SOFTMAX with beats above max_beats or rows above max_m is dropped and counted; the
+    right counts and a SOFTMAX within the limits are not errors; a GEMM whose a_count is too small
+    never ends (Amaranth simulation, ~2 s)."""
+    from gen.tile import KINDS, OPS, Tile
+    tile = Tile(gemm=GEMM, softmax=SOFTMAX, spad_words=256, cmd_depth=4, kx=1, ky=1,
+                max_packet_flits=4)
+    head, command = tile.header_layout, tile.command_layout
+    max_beats, max_m = tile.softmax.max_beats, GEMM["max_m"]
+    # A 1 x 1 x 1 INT8 GEMM on the 2 x 2 array takes 1 a word and R = 2 w words.
+    one = {"m": 1, "n": 1, "k": 1, "mode": 0}
+
+    def gemm(a_count, w_count):
+        return _word(command, op=OPS["gemm"], a_addr=0, w_addr=8, o_addr=16, a_count=a_count,
+                     w_count=w_count, gemm=one)
+
+    def softmax(rows, beats):
+        return _word(command, op=OPS["softmax"], a_addr=0, o_addr=32, rows=rows, beats=beats,
+                     stride=1)
+
+    # (command, errors after it, gemms after it)
+    steps = [(gemm(1, 2), 0, 1), (gemm(2, 2), 1, 2), (gemm(1, 3), 2, 3), (gemm(1, 2), 2, 4),
+             (softmax(2, max_beats), 2, 4), (softmax(1, max_beats + 1), 3, 4),
+             (softmax(max_m + 1, 1), 4, 4), (softmax(max_m, 1), 4, 4)]
+
+    async def bench(ctx):
+        for i, (cmd, errors, gemms) in enumerate(steps):
+            await _put(ctx, tile, [_word(head, kind=KINDS["cmd"]), cmd])
+            for _ in range(2000):
+                await ctx.tick()
+                if ctx.get(tile.idle):
+                    break
+            assert ctx.get(tile.idle), f"step {i}"
+            assert (ctx.get(tile.errors), ctx.get(tile.gemms)) == (errors, gemms), f"step {i}"
+        await _put(ctx, tile, [_word(head, kind=KINDS["cmd"]), gemm(0, 2)])
+        await ctx.tick().repeat(100)
+        assert not ctx.get(tile.idle) and ctx.get(tile.gemms) == 4 and ctx.get(tile.errors) == 4
+
+    _simulate(tile, bench)
