@@ -192,7 +192,14 @@ class Tile(wiring.Component):
       as packets of up to ``max_packet_flits - 1`` payload words, in order; a header of kind
       ``kind`` and ``addr = o_addr + `` the offset of the packet's first word leads each; they go
       to the nodes of ``mask`` if ``mcast``, else to node ``(dest_x, dest_y)`` (possibly this
-      tile). Done when the last word is taken by the network.
+      tile). Done when the last word is taken by the network. A tile must not SEND CMD packets
+      (``kind`` 0) to itself while its command FIFO can be full: their ejection stalls until the
+      FIFO has room, the FIFO is read only once the SEND is done, and the SEND cannot finish
+      while the network holds its words behind the stalled ejection, so the tile deadlocks (and
+      with it the links the packet occupies). A CMD packet to a tile whose FIFO is full likewise
+      stalls that tile's ejection, and what follows it (such as DATA a running WAIT needs),
+      until the running command ends; programs keep at most ``cmd_depth`` commands outstanding
+      per tile (as :mod:`sim.host`'s builder checks).
     - ``op`` 3, WAIT: waits until the received-word counter (32 bits) is at least ``a_count``,
       then subtracts ``a_count`` from it.
 
