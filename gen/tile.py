@@ -6,6 +6,7 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .config import _is_power_of_two
 from .gemm import GemmEngine
 from .lib.noc import NocParams, eject_layout, inject_layout
 from .softmax import Softmax
@@ -18,10 +19,6 @@ OPS = {"gemm": 0, "softmax": 1, "send": 2, "wait": 3}
 KINDS = {"cmd": 0, "data": 1, "host": 2}
 """Values of a packet header's ``kind`` field (3 is not used: such packets are dropped and
 counted)."""
-
-
-def _is_power_of_two(n):
-    return n > 0 and n & (n - 1) == 0
 
 
 def header_layout(addr_bits):
@@ -258,9 +255,9 @@ class Tile(wiring.Component):
         if softmax is not None:
             if softmax.get("in_width") != 8:
                 raise ValueError(f"softmax in_width = {softmax.get('in_width')}: must be 8")
-            if softmax.get("out_frac", 8) > 7:
-                raise ValueError(f"softmax out_frac = {softmax.get('out_frac', 8)}: must be at "
-                                 f"most 7")
+            out_frac = softmax.get("out_frac")
+            if out_frac is not None and out_frac > 7:
+                raise ValueError(f"softmax out_frac = {out_frac}: must be at most 7")
         self._gemm_args = dict(gemm)
         self._softmax_args = dict(softmax) if softmax is not None else None
         self._engine = GemmEngine(**self._gemm_args)
@@ -284,6 +281,8 @@ class Tile(wiring.Component):
             self._header.size,
         ]
         self._word_bits = -(-max(widths) // 8) * 8
+        # A configuration cannot get here (system.softmax.lanes must equal system.gemm.cols, and
+        # W holds an `a` beat of 8 * rows = 8 * cols bits), but a Tile built directly can.
         if self._softmax is not None and 8 * self._softmax.lanes > self._word_bits:
             raise ValueError(f"softmax lanes = {self._softmax.lanes}: {8 * self._softmax.lanes} "
                              f"bits do not fit a {self._word_bits}-bit word")

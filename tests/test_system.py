@@ -4,11 +4,14 @@
 word layouts, and one smoke run of the RTL through the host port (bench:
 ``sim/tb/system_smoke.py``)."""
 
+import gc
 import json
 import shutil
 import subprocess
+import warnings
 
 import pytest
+from amaranth.hdl import UnusedElaboratable
 
 from gen.config import ConfigError, GemmConfig, SystemConfig, parse_config
 from gen.emit import render
@@ -139,6 +142,17 @@ def test_word_width_and_manifest_words():
     with pytest.raises(ValueError, match="in_width = 10: must be 8"):
         Tile(gemm=dict(GEMM, modes=("int8",)), softmax=dict(SOFTMAX, in_width=10),
              spad_words=256, cmd_depth=4, kx=1, ky=1, max_packet_flits=4)
+    with pytest.raises(ValueError, match="out_frac = 8: must be at most 7"):
+        Tile(gemm=GEMM, softmax=dict(SOFTMAX, out_frac=8), spad_words=256, cmd_depth=4, kx=1,
+             ky=1, max_packet_flits=4)
+    # Built directly (a configuration requires lanes = cols), a softmax beat may not fit W. The
+    # refusal comes after the engine and the unit are built: they are collected here, unused.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        with pytest.raises(ValueError, match="lanes = 16: 128 bits do not fit a 88-bit word"):
+            Tile(gemm=GEMM, softmax=dict(SOFTMAX, lanes=16), spad_words=256, cmd_depth=4, kx=1,
+                 ky=1, max_packet_flits=4)
+        gc.collect()
 
 
 def test_verilog_ports_and_lint(tmp_path):
