@@ -87,12 +87,20 @@ def system(**over):
      "system.gemm.vsq_post_row_mult_bits = 8: must be 0 unless system.gemm.vsq_post_mult_bits "
      "is set (the per-row factor is part of the post-processing unit)"),
     (system(gemm=dict(GEMM, colls=2)),
-     "system.gemm.colls = 2: unknown key; allowed keys are top, rows, cols, modes, acc_width, "
+     "system.gemm.colls = 2: unknown key; allowed keys are rows, cols, modes, acc_width, "
      "max_m, max_n, max_k, out_fifo_depth, vsq_vector_sizes, vsq_scale_bits, vsq_post_mult_bits, "
      "vsq_post_row_mult_bits"),
     (system(softmax=dict(SOFTMAX, lane=2)),
-     "system.softmax.lane = 2: unknown key; allowed keys are top, lanes, in_width, in_frac, "
+     "system.softmax.lane = 2: unknown key; allowed keys are lanes, in_width, in_frac, "
      "out_frac, max_len, sum_frac, recip_bits"),
+    (system(gemm=dict(GEMM, top="tile_gemm")),
+     'system.gemm.top = "tile_gemm": not allowed: a tile\'s engine is not a Verilog module of '
+     "its own (system.top names the system's)"),
+    (system(softmax=dict(SOFTMAX, top="tile_softmax")),
+     'system.softmax.top = "tile_softmax": not allowed: a tile\'s softmax unit is not a Verilog '
+     "module of its own (system.top names the system's)"),
+    (system(vc_depth=0), "system.vc_depth = 0: must be an integer from 1 to 64"),
+    (system(router_cycles=3), "system.router_cycles = 3: must be an integer from 1 to 2"),
     (system(gemm=3), "system.gemm = 3: must be a table"),
     (system(mesh=1),
      "system.mesh = 1: unknown key; allowed keys are top, kx, ky, spad_words, cmd_depth, vcs, "
@@ -111,6 +119,11 @@ def test_config_nested_defaults_and_round_trip():
     full = parse_config(SMOKE)
     assert parse_config(full.to_dict()) == full
     assert "softmax" not in parse_config({"system": {}}).to_dict()["system"]
+    assert "top" not in full.to_dict()["system"]["gemm"]
+    assert "top" not in full.to_dict()["system"]["softmax"]
+    # The mesh keys are NocConfig's, with the system's defaults.
+    assert (cfg.kx, cfg.ky, cfg.vcs, cfg.vc_depth, cfg.max_packet_flits, cfg.routing,
+            cfg.router_cycles) == (2, 2, 2, 8, 8, "xy", 1)
 
 
 def test_word_width_and_manifest_words():
