@@ -185,12 +185,22 @@ def test_verilog_ports_and_lint(tmp_path):
 
 
 @pytest.mark.sim
-def test_smoke(seed):
+@pytest.mark.parametrize("kx, sim", [(2, None), (1, "icarus")], ids=["2x1", "1x1-icarus"])
+def test_smoke(seed, kx, sim):
     """GEMMs with pack 0 and 1, a dropped GEMM, a SOFTMAX, SENDs to the host and one tile-to-tile
-    SEND + WAIT on a 2 x 1 system, with random idle cycles on host_i and backpressure on host_o,
-    bit-exact against the golden models (30 to 60 s with the Verilator build on 2 cores, ~4 s
-    without)."""
-    sim_build = build_block(SMOKE, "system")
+    SEND + WAIT, with random idle cycles on host_i and backpressure on host_o, bit-exact against
+    the golden models: on a 2 x 1 system (Verilator by default: 30 to 60 s with the build on 2
+    cores, ~4 s without), and on a 1 x 1 system (the host port and the one tile share the only
+    node; the tile-to-tile SEND goes to the tile itself) on Icarus Verilog when it is installed
+    (~5 s with the build)."""
+    if sim == "icarus" and shutil.which("iverilog") is None:
+        pytest.skip("iverilog is not installed (Debian package iverilog); Verilator covers 2 x 1")
+    sections = SMOKE if kx == 2 else {
+        "system": dict(SMOKE["system"], top=f"system_smoke_{kx}x1", kx=kx, ky=1)}
+    if sim is None:
+        sim_build = build_block(sections, "system")
+    else:
+        sim_build = runner.emit_and_build(parse_config(sections), sim=sim)["system"]
     runner.run(sim_build, "sim.tb.system_smoke", seed=seed,
                extra_env={"ACCELGEN_GAP": "0.3", "ACCELGEN_STALL": "0.3"})
 
@@ -234,19 +244,6 @@ def test_tile_streams_one_word_per_cycle():
     cycles = [c for c, *_ in sent]
     assert cycles == list(range(cycles[0], cycles[0] + len(sent)))
     assert {x for *_, x in sent} == {1}
-
-
-@pytest.mark.sim
-def test_smoke_1x1_on_icarus(seed):
-    """The same program on a 1 x 1 system (the host port and the one tile share the only node;
-    the tile-to-tile SEND goes to the tile itself), on Icarus Verilog when it is installed (~3 s
-    with the build)."""
-    if shutil.which("iverilog") is None:
-        pytest.skip("iverilog is not installed (Debian package iverilog); Verilator covers 2 x 1")
-    one = {"system": dict(SMOKE["system"], top="system_smoke_1x1", kx=1, ky=1)}
-    sim_build = runner.emit_and_build(parse_config(one), sim="icarus")["system"]
-    runner.run(sim_build, "sim.tb.system_smoke", seed=seed,
-               extra_env={"ACCELGEN_GAP": "0.3", "ACCELGEN_STALL": "0.3"})
 
 
 def test_tile_drops_what_the_engine_drops():
