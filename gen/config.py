@@ -21,10 +21,10 @@ The multi-tile system has nested tables for its tiles' blocks::
     [system]
     kx = 2
     ky = 2
-    [system.gemm]             # GemmConfig keys, checked as system.gemm.<key>
+    [system.gemm]             # GemmConfig keys but top, checked as system.gemm.<key>
     rows = 4
     cols = 4
-    [system.softmax]          # optional: SoftmaxConfig keys; absent = tiles without softmax
+    [system.softmax]          # optional: SoftmaxConfig keys but top; absent = no softmax
     lanes = 4
     out_frac = 7
 """
@@ -110,12 +110,23 @@ def _ints_field(default, doc, choices):
     return field(default=default, metadata={"kind": "ints", "choices": choices, "doc": doc})
 
 
-def _section_field(cls, doc, optional=False):
+def _section_field(cls, doc, optional=False, refused=None):
     """A nested table of ``cls`` keys (``[system.gemm]``); absent: ``cls()``, or ``None`` when
-    ``optional``."""
+    ``optional``. ``refused``: keys of ``cls`` the nested table does not take (key -> the
+    message's reason); they are left out of its dict."""
     return field(default=None if optional else dataclasses.MISSING,
                  default_factory=dataclasses.MISSING if optional else cls,
-                 metadata={"kind": "section", "cls": cls, "optional": optional, "doc": doc})
+                 metadata={"kind": "section", "cls": cls, "optional": optional, "doc": doc,
+                           "refused": dict(refused or {})})
+
+
+def _field_like(cls, name, **changes):
+    """Field ``name`` of the dataclass ``cls`` declared again for another one: the same kind,
+    range and doc, with ``default`` and metadata entries (``lo``, ``doc``, ...) in ``changes``
+    replaced."""
+    f = {f.name: f for f in dataclasses.fields(cls)}[name]
+    default = changes.pop("default", f.default)
+    return field(default=default, metadata={**f.metadata, **changes})
 
 
 def _check_field(section, f, value):
@@ -333,18 +344,24 @@ class SystemConfig:
     word width (derived)."""
 
     top: str = _str_field("accelgen_system", "name of the emitted Verilog module")
-    kx: int = _int_field(2, 1, 8, "mesh columns (x)")
-    ky: int = _int_field(2, 1, 8, "mesh rows (y)")
+    kx: int = _field_like(NocConfig, "kx", default=2)
+    ky: int = _field_like(NocConfig, "ky", default=2)
     spad_words: int = _int_field(4096, 256, 65536, "scratchpad words per tile (a power of two)")
     cmd_depth: int = _int_field(16, 4, 256, "commands each tile's command FIFO holds")
-    vcs: int = _int_field(2, 1, 4, "virtual channels per link: 1, 2 or 4")
-    vc_depth: int = _int_field(8, 1, 64, "flits buffered per virtual channel at every input")
-    max_packet_flits: int = _int_field(8, 2, 64, "longest packet in flits (header included)")
-    routing: str = _str_field("xy", "dimension order: x then y, or y then x", ("xy", "yx"))
-    router_cycles: int = _int_field(1, 1, 2, "zero-load cycles per hop: 1, or 2 (registered inputs)")
-    gemm: GemmConfig = _section_field(GemmConfig, "the GEMM engine of every tile")
+    vcs: int = _field_like(NocConfig, "vcs")
+    vc_depth: int = _field_like(NocConfig, "vc_depth", default=8)
+    max_packet_flits: int = _field_like(NocConfig, "max_packet_flits", default=8, lo=2,
+                                        doc="longest packet in flits (header included)")
+    routing: str = _field_like(NocConfig, "routing")
+    router_cycles: int = _field_like(NocConfig, "router_cycles")
+    gemm: GemmConfig = _section_field(
+        GemmConfig, "the GEMM engine of every tile",
+        refused={"top": "not allowed: a tile's engine is not a Verilog module of its own "
+                        "(system.top names the system's)"})
     softmax: SoftmaxConfig | None = _section_field(
-        SoftmaxConfig, "the softmax unit of every tile (absent: none)", optional=True)
+        SoftmaxConfig, "the softmax unit of every tile (absent: none)", optional=True,
+        refused={"top": "not allowed: a tile's softmax unit is not a Verilog module of its own "
+                        "(system.top names the system's)"})
 
     def _validate(self):
         if self.vcs not in (1, 2, 4):
@@ -407,25 +424,30 @@ class AccelConfig:
         return {name: getattr(self, name) for name in SECTIONS if getattr(self, name) is not None}
 
 
-def _section_dict(section):
-    """A section as a TOML-ready dict: tuples as lists, nested tables as dicts (absent ones left
-    out)."""
+def _section_dict(section, refused=()):
+    """A section as a TOML-ready dict: tuples as lists, nested tables as dicts (absent ones, and
+    the keys a nested table refuses, left out)."""
     out = {}
     for f in dataclasses.fields(section):
+        if f.name in refused:
+            continue
         value = getattr(section, f.name)
         if f.metadata["kind"] == "section":
             if value is not None:
-                out[f.name] = _section_dict(value)
+                out[f.name] = _section_dict(value, f.metadata["refused"])
         else:
             out[f.name] = list(value) if isinstance(value, tuple) else value
     return out
 
 
-def _parse_section(name, cls, data):
+def _parse_section(name, cls, data, refused=None):
     if not isinstance(data, dict):
         raise ConfigError(name, data, "must be a table")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    refused = refused or {}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in refused}
     for key in data:
+        if key in refused:
+            raise ConfigError(f"{name}.{key}", data[key], refused[key])
         if key not in fields:
             raise ConfigError(f"{name}.{key}", data[key],
                               "unknown key; allowed keys are " + ", ".join(fields))
@@ -433,7 +455,8 @@ def _parse_section(name, cls, data):
     for key, value in data.items():
         f = fields[key]
         if f.metadata["kind"] == "section":
-            values[key] = _parse_section(f"{name}.{key}", f.metadata["cls"], value)
+            values[key] = _parse_section(f"{name}.{key}", f.metadata["cls"], value,
+                                         f.metadata["refused"])
         else:
             values[key] = _check_field(name, f, value)
     section = cls(**values)

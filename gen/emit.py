@@ -50,6 +50,13 @@ def _gemm_args(cfg):
                 post_row_mult_bits=cfg.vsq_post_row_mult_bits)
 
 
+def _softmax_args(cfg):
+    """Keyword arguments of :class:`gen.softmax.Softmax` for a :class:`SoftmaxConfig`."""
+    return dict(lanes=cfg.lanes, in_width=cfg.in_width, in_frac=cfg.in_frac,
+                out_frac=cfg.out_frac, max_len=cfg.max_len, sum_frac=cfg.sum_frac,
+                recip_bits=cfg.recip_bits)
+
+
 def _gemm_top(cfg, engine=None):
     """The engine's top; ``engine``: an engine of ``cfg`` built elsewhere (a tile's)."""
     from .gemm import GemmEngine
@@ -139,9 +146,7 @@ def _gemm_top(cfg, engine=None):
 def _softmax_top(cfg):
     from .softmax import Softmax
 
-    unit = Softmax(lanes=cfg.lanes, in_width=cfg.in_width, in_frac=cfg.in_frac,
-                   out_frac=cfg.out_frac, max_len=cfg.max_len, sum_frac=cfg.sum_frac,
-                   recip_bits=cfg.recip_bits)
+    unit = Softmax(**_softmax_args(cfg))
     return Top(
         block="softmax", name=cfg.top, component=unit,
         formats={
@@ -226,9 +231,7 @@ def _system_top(cfg):
 
     g, sm = cfg.gemm, cfg.softmax
     gemm_args = _gemm_args(g)
-    sm_args = None if sm is None else dict(
-        lanes=sm.lanes, in_width=sm.in_width, in_frac=sm.in_frac, out_frac=sm.out_frac,
-        max_len=sm.max_len, sum_frac=sm.sum_frac, recip_bits=sm.recip_bits)
+    sm_args = None if sm is None else _softmax_args(sm)
     system = System(kx=cfg.kx, ky=cfg.ky, gemm=gemm_args, softmax=sm_args,
                     spad_words=cfg.spad_words, cmd_depth=cfg.cmd_depth, vcs=cfg.vcs,
                     vc_depth=cfg.vc_depth, max_packet_flits=cfg.max_packet_flits,

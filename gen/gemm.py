@@ -234,6 +234,14 @@ class GemmEngine(wiring.Component):
         Commands dropped as invalid, saturating.
     busy : Out(1)
         A command is in progress or results are waiting.
+
+    Attributes
+    ----------
+    cmd_ok : Signal(1)
+        Not a port: 1 when the command offered on ``cmd`` is valid (taken, it runs), 0 when it
+        would be dropped and counted in ``errors``; a function of ``cmd.payload`` alone. A parent
+        that must know the fate of a command it hands over (:class:`gen.tile.Tile`) reads it in
+        the cycle of the handshake.
     """
 
     def __init__(self, *, rows, cols, modes, acc_width, max_m, max_n, max_k, out_fifo_depth,
@@ -277,6 +285,7 @@ class GemmEngine(wiring.Component):
             "errors": Out(16),
             "busy": Out(1),
         })
+        self.cmd_ok = Signal(name="cmd_ok")
 
     @property
     def rows(self):
@@ -396,11 +405,13 @@ class GemmEngine(wiring.Component):
             for i, mode in enumerate(modes):
                 with m.Case(mode.code):
                     m.d.comb += [cmd_mode_ok.eq(1), cmd_mode_idx.eq(i)]
-        cmd_ok = Signal()
-        m.d.comb += cmd_ok.eq(cmd_mode_ok
-                              & (cmd.m != 0) & (cmd.m <= self._max_m)
-                              & (cmd.n != 0) & (cmd.n <= self._max_n)
-                              & (cmd.k != 0) & (cmd.k <= self._max_k))
+        # `cmd_ok` (the attribute :attr:`cmd_ok`): the command on `cmd` is valid; taken, it runs,
+        # else it is dropped.
+        cmd_ok = self.cmd_ok
+        ok = (cmd_mode_ok
+              & (cmd.m != 0) & (cmd.m <= self._max_m)
+              & (cmd.n != 0) & (cmd.n <= self._max_n)
+              & (cmd.k != 0) & (cmd.k <= self._max_k))
         cmd_desc = Signal(desc)
         m.d.comb += [cmd_desc.m.eq(cmd.m), cmd_desc.n.eq(cmd.n), cmd_desc.k.eq(cmd.k),
                      cmd_desc.mode.eq(cmd_mode_idx), desc_fifo.w_data.eq(cmd_desc)]
@@ -410,19 +421,16 @@ class GemmEngine(wiring.Component):
             m.d.comb += vsq_ok.eq(Cat(*(cmd.mode == mode_by_name(n).code
                                         for n in self._vsq_modes)).any()
                                   & (cmd.vsel < len(self._vsizes)))
-            cmd_ok_all = Signal()
-            m.d.comb += [cmd_ok_all.eq(cmd_ok & (~cmd.vsq | vsq_ok)),
-                         cmd_desc.vsq.eq(cmd.vsq), cmd_desc.vsel.eq(cmd.vsel)]
-            cmd_ok = cmd_ok_all
+            m.d.comb += [cmd_desc.vsq.eq(cmd.vsq), cmd_desc.vsel.eq(cmd.vsel)]
+            ok = ok & (~cmd.vsq | vsq_ok)
         if self._pmb:
             # Post-processing needs an integer mode and a known output.
             post_ok = Signal()
             int_mode = Cat(*(cmd.mode == mode_by_name(n).code for n in self._int_modes)).any()
             m.d.comb += post_ok.eq((cmd.out == 0) | (int_mode & (cmd.out < len(POST_OUTPUTS))))
-            cmd_ok_post = Signal()
-            m.d.comb += [cmd_ok_post.eq(cmd_ok & post_ok),
-                         cmd_desc.out.eq(cmd.out), cmd_desc.relu.eq(cmd.relu)]
-            cmd_ok = cmd_ok_post
+            m.d.comb += [cmd_desc.out.eq(cmd.out), cmd_desc.relu.eq(cmd.relu)]
+            ok = ok & post_ok
+        m.d.comb += cmd_ok.eq(ok)
 
         ld_n = Signal(self._max_n.bit_length())
         ld_k = Signal(self._max_k.bit_length())

@@ -51,9 +51,10 @@ class System(wiring.Component):
     gemms<n> : Out(16)
         GEMM commands tile n finished.
     errors : Out(16)
-        Dropped GEMM commands, SOFTMAX commands without a unit, stray packets (HOST packets ejected
-        at a tile), and packets the mesh's interfaces dropped (a bad destination), over every node;
-        saturating.
+        The tiles' errors (dropped GEMM commands and GEMMs ending with operand words left,
+        dropped SOFTMAX commands, stray packets such as HOST packets ejected at a tile; see
+        :class:`gen.tile.Tile`) and packets the mesh's interfaces dropped (a bad destination),
+        over every node; saturating.
     idle : Out(kx * ky)
         Bit n: tile n's command FIFO is empty and it runs no command.
     """

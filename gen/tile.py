@@ -6,8 +6,8 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .config import _is_power_of_two
 from .gemm import GemmEngine
-from .lib.formats import INT_MODE_NAMES, mode_by_name
 from .lib.noc import NocParams, eject_layout, inject_layout
 from .softmax import Softmax
 
@@ -19,10 +19,6 @@ OPS = {"gemm": 0, "softmax": 1, "send": 2, "wait": 3}
 KINDS = {"cmd": 0, "data": 1, "host": 2}
 """Values of a packet header's ``kind`` field (3 is not used: such packets are dropped and
 counted)."""
-
-
-def _is_power_of_two(n):
-    return n > 0 and n & (n - 1) == 0
 
 
 def header_layout(addr_bits):
@@ -171,21 +167,36 @@ class Tile(wiring.Component):
       writes output beat i to ``spad[o_addr + i]``: with ``pack`` = 0 the beat's lanes (lane c at
       bits ``[c * ow, (c + 1) * ow)``), with ``pack`` = 1 bits 7:0 of lane c in byte c (upper bits
       0). Done when the beat with ``last`` is written. The counts must be those of
-      :func:`sim.golden.gemm.weight_beats` and :func:`sim.golden.gemm.act_beats`. A command the
+      :func:`sim.golden.gemm.weight_beats` and :func:`sim.golden.gemm.act_beats`. A count too
+      large leaves words the engine does not take: the GEMM still ends with its last beat (and
+      counts in ``gemms``), and is counted in ``errors`` if a reader then holds a word or has
+      addresses left. A count too small makes the engine wait for ever for the missing words:
+      the command never ends and the tile hangs (the host bench, :mod:`sim.tb.system`, reports a
+      phase without progress after its timeout). A command the
       engine drops (a size of 0 or above its maximum, a mode not built, a VSQ or post-processing
-      request it cannot run: the tile applies the engine's intake rules itself) must carry counts
-      of 0; it is done at once and counted in ``errors``.
+      request it cannot run: the tile reads the engine's :attr:`gen.gemm.GemmEngine.cmd_ok` as
+      the engine takes it) must carry counts of 0; it is done at once and counted in
+      ``errors``.
     - ``op`` 1, SOFTMAX (a tile without a softmax unit counts it in ``errors`` and goes on): for
       ``r`` in ``0 .. rows - 1``, ``j`` in ``0 .. beats - 1``, reads the word at ``a_addr + j *
       stride + r`` and feeds the unit a beat whose lane l is signed byte l of the word (mask 0,
       ``last`` when ``j = beats - 1``); output beat ``(r, j)`` is written to ``o_addr + j * stride
       + r`` with byte l = ``min(p_l, 127)``. Done when the last beat is written (at once when
-      ``rows`` or ``beats`` is 0).
+      ``rows`` or ``beats`` is 0). A command with ``beats`` above the unit's ``max_beats`` or
+      ``rows`` above ``max_m`` is dropped like a dropped GEMM: done at once and counted in
+      ``errors``.
     - ``op`` 2, SEND: reads ``a_count`` words from ``a_addr, ...`` and injects them on ``net_o``
       as packets of up to ``max_packet_flits - 1`` payload words, in order; a header of kind
       ``kind`` and ``addr = o_addr + `` the offset of the packet's first word leads each; they go
       to the nodes of ``mask`` if ``mcast``, else to node ``(dest_x, dest_y)`` (possibly this
-      tile). Done when the last word is taken by the network.
+      tile). Done when the last word is taken by the network. A tile must not SEND CMD packets
+      (``kind`` 0) to itself while its command FIFO can be full: their ejection stalls until the
+      FIFO has room, the FIFO is read only once the SEND is done, and the SEND cannot finish
+      while the network holds its words behind the stalled ejection, so the tile deadlocks (and
+      with it the links the packet occupies). A CMD packet to a tile whose FIFO is full likewise
+      stalls that tile's ejection, and what follows it (such as DATA a running WAIT needs),
+      until the running command ends; programs keep at most ``cmd_depth`` commands outstanding
+      per tile (as :mod:`sim.host`'s builder checks).
     - ``op`` 3, WAIT: waits until the received-word counter (32 bits) is at least ``a_count``,
       then subtracts ``a_count`` from it.
 
@@ -226,7 +237,8 @@ class Tile(wiring.Component):
     gemms : Out(16)
         GEMM commands finished (their last beat written; saturating).
     errors : Out(16)
-        GEMM commands dropped, SOFTMAX commands without a unit, and dropped packets (saturating).
+        GEMM commands dropped or ending with operand words left, SOFTMAX commands dropped
+        (without a unit, or too long), and dropped packets (saturating).
     idle : Out(1)
         The command FIFO is empty and no command runs.
     """
@@ -243,9 +255,9 @@ class Tile(wiring.Component):
         if softmax is not None:
             if softmax.get("in_width") != 8:
                 raise ValueError(f"softmax in_width = {softmax.get('in_width')}: must be 8")
-            if softmax.get("out_frac", 8) > 7:
-                raise ValueError(f"softmax out_frac = {softmax.get('out_frac', 8)}: must be at "
-                                 f"most 7")
+            out_frac = softmax.get("out_frac")
+            if out_frac is not None and out_frac > 7:
+                raise ValueError(f"softmax out_frac = {out_frac}: must be at most 7")
         self._gemm_args = dict(gemm)
         self._softmax_args = dict(softmax) if softmax is not None else None
         self._engine = GemmEngine(**self._gemm_args)
@@ -269,6 +281,8 @@ class Tile(wiring.Component):
             self._header.size,
         ]
         self._word_bits = -(-max(widths) // 8) * 8
+        # A configuration cannot get here (system.softmax.lanes must equal system.gemm.cols, and
+        # W holds an `a` beat of 8 * rows = 8 * cols bits), but a Tile built directly can.
         if self._softmax is not None and 8 * self._softmax.lanes > self._word_bits:
             raise ValueError(f"softmax lanes = {self._softmax.lanes}: {8 * self._softmax.lanes} "
                              f"bits do not fit a {self._word_bits}-bit word")
@@ -294,25 +308,6 @@ class Tile(wiring.Component):
     command_layout = property(lambda self: self._command, doc="layout of a command word")
     header_layout = property(lambda self: self._header, doc="layout of a packet header word")
     noc_params = property(lambda self: self._noc, doc="the mesh parameters (flit_width = W)")
-
-    def _gemm_ok(self, m, cmd):
-        """1 when the engine takes ``cmd`` (its ``cmd`` payload) rather than dropping it: the
-        intake rules of :class:`gen.gemm.GemmEngine`, applied to the same payload."""
-        g = self._gemm_args
-        modes = [mode_by_name(n) for n in g["modes"]]
-        ints = [md for md in modes if md.name in INT_MODE_NAMES]
-        ok = Signal(name="gemm_ok")
-        mode_ok = Cat(cmd.mode == md.code for md in modes).any()
-        int_mode = Cat(cmd.mode == md.code for md in ints).any() if ints else 0
-        cond = (mode_ok & (cmd.m != 0) & (cmd.m <= g["max_m"]) & (cmd.n != 0)
-                & (cmd.n <= g["max_n"]) & (cmd.k != 0) & (cmd.k <= g["max_k"]))
-        sizes = tuple(g.get("vsq_vector_sizes", ()))
-        if sizes:
-            cond = cond & (~cmd.vsq | (int_mode & (cmd.vsel < len(sizes))))
-        if g.get("post_mult_bits", 0):
-            cond = cond & ((cmd.out == 0) | int_mode)
-        m.d.comb += ok.eq(cond)
-        return ok
 
     def elaborate(self, platform):
         m = Module()
@@ -384,9 +379,9 @@ class Tile(wiring.Component):
         m.d.comb += new.eq(cmd_fifo.r_data)
         cur = Signal(self._command)
         cmd_pending = Signal()          # GEMM: the engine has not taken the command yet
-        gemm_ok = self._gemm_ok(m, cur.gemm)
-        dropped = Signal()              # a GEMM command the engine drops, or SOFTMAX without a unit
+        dropped = Signal()              # a GEMM command the engine drops, a SOFTMAX refused
         gemm_done = Signal()
+        leftover = Signal()             # a GEMM ends with operand words not taken
         o_ptr = Signal(A)
         send_left = Signal(A + 1)
         pkt_words = Signal(range(lp))
@@ -428,10 +423,14 @@ class Tile(wiring.Component):
                             m.next = "GEMM"
                         with m.Case(OPS["softmax"]):
                             if sm is not None:
-                                m.d.comb += [walk_x.load.eq(1), walk_x.l_rows.eq(new.rows),
-                                             walk_x.l_beats.eq(new.beats),
-                                             walk_x.l_stride.eq(new.stride)]
-                                m.next = "SOFTMAX"
+                                with m.If((new.beats > sm.max_beats)
+                                          | (new.rows > self._gemm_args["max_m"])):
+                                    m.d.comb += dropped.eq(1)
+                                with m.Else():
+                                    m.d.comb += [walk_x.load.eq(1), walk_x.l_rows.eq(new.rows),
+                                                 walk_x.l_beats.eq(new.beats),
+                                                 walk_x.l_stride.eq(new.stride)]
+                                    m.next = "SOFTMAX"
                             else:
                                 m.d.comb += dropped.eq(1)
                         with m.Case(OPS["send"]):
@@ -447,11 +446,13 @@ class Tile(wiring.Component):
                              engine.a.valid.eq(rx.valid), rx.take.eq(engine.a.ready)]
                 with m.If(engine.cmd.valid & engine.cmd.ready):
                     m.d.sync += cmd_pending.eq(0)
-                    with m.If(~gemm_ok):
+                    with m.If(~engine.cmd_ok):
                         m.d.comb += dropped.eq(1)
                         m.next = "IDLE"
                 with m.If(engine.o.valid & engine_o.last):
-                    m.d.comb += gemm_done.eq(1)
+                    # Words the engine did not take (a count too large) are an error.
+                    m.d.comb += [gemm_done.eq(1),
+                                 leftover.eq(walk_x.active | rx.valid | walk_y.active | ry.valid)]
                     m.next = "IDLE"
             if sm is not None:
                 with m.State("SOFTMAX"):
@@ -513,7 +514,7 @@ class Tile(wiring.Component):
         with m.If(gemm_done & (gemms != 0xFFFF)):
             m.d.sync += gemms.eq(gemms + 1)
         errors_next = Signal(18)
-        m.d.comb += errors_next.eq(errors + dropped + stray)
+        m.d.comb += errors_next.eq(errors + dropped + leftover + stray)
         m.d.sync += errors.eq(Mux(errors_next > 0xFFFF, 0xFFFF, errors_next))
         m.d.comb += [self.busy.eq(busy), self.gemms.eq(gemms), self.errors.eq(errors),
                      self.idle.eq(seq.ongoing("IDLE") & ~cmd_fifo.r_rdy)]
