@@ -174,25 +174,3 @@ def test_executor_wait_blocks_until_data():
     ws.run()
     assert ws.host == [{"src": 0, "header": s.header_word("host", 5), "words": [7, 8, 9]}]
     assert ws.counter == [0]
-
-
-def test_plans_on_the_emitted_manifest(digits):
-    """The plans on the manifest the generator emits for the demo system (once gen/emit.py has
-    the ``system`` top): bit-exact through the word-level executor."""
-    from gen import emit
-    from gen.config import parse_config
-    if "system" not in emit.TOPS:
-        pytest.skip("gen/emit.py has no system top yet")
-    from tests.test_host import DEMO
-    cfg = parse_config({"system": DEMO})
-    man = emit.manifest_of(emit.TOPS["system"](cfg.blocks["system"]), cfg)
-    assert H.System(man).word_bits == man["parameters"]["word_bits"]
-    q, k, v = _qkv(3)
-    res, _, _ = GS.execute(man, H.attention_plan(man, q, k, v))
-    qu = res["quant"]
-    assert np.array_equal(res["acc"], GS.attention(qu["q"], qu["k"], qu["v"], qu["mult"],
-                                                   qu["shift"], _params(man))["acc"])
-    x = digits["x_test"][:10]
-    for setting in (W4A4, W4A8):
-        res, _, _ = GS.execute(man, H.mlp_plan(man, digits, x, setting))
-        assert np.array_equal(res["output"], GS.mlp_logits(digits, x, setting))

@@ -1,16 +1,20 @@
 """The host program builder (sim/host.py), without a simulator.
 
-The system's manifest comes from the RTL generator; until then these tests build one by hand
-(:func:`make_manifest`: word layouts with the fields and order of /work/system_spec.md, widths
-from the configuration), so the builder is checked against layouts it did not make itself.
+The manifests are the generator's: :func:`make_manifest` elaborates the system top of a
+configuration (``gen.emit.manifest_of``, no Verilog written), so the builder is checked against
+the word layouts the RTL really has.
 """
 
+import copy
+import functools
 import json
 import math
 
 import numpy as np
 import pytest
 
+from gen import emit
+from gen.config import parse_config
 from sim import host as H
 from sim.golden import gemm as G
 from sim.golden import system as GS
@@ -22,66 +26,22 @@ DEMO = {"kx": 2, "ky": 2, "spad_words": 4096, "cmd_depth": 16, "max_packet_flits
         "softmax": {"lanes": 4, "in_width": 8, "in_frac": 4, "out_frac": 7, "max_len": 64}}
 
 
-def _entry(fields):
-    out, off = [], 0
-    for name, width, signed in fields:
-        out.append({"name": name, "offset": off, "width": width,
-                    "format": ("sint" if signed else "uint") + str(width)})
-        off += width
-    return {"width": off, "fields": out}
+@functools.lru_cache(maxsize=None)
+def _emitted(key):
+    cfg = parse_config({"system": json.loads(key)})
+    return emit.manifest_of(emit.TOPS["system"](cfg.blocks["system"]), cfg)
 
 
-def make_manifest(kx=2, ky=2, softmax=True, layout_key="layouts", **over):
-    """A system manifest with the spec's word layouts, built from a configuration like DEMO."""
-    cfg = json.loads(json.dumps(DEMO))
+def make_manifest(kx=2, ky=2, softmax=True, **over):
+    """The emitted manifest of the system ``DEMO`` with ``kx`` x ``ky`` tiles and the settings of
+    ``over`` (``gemm={...}`` updates the engine's); without a softmax unit unless ``softmax``.
+    Elaborated once per configuration (a fresh copy each call: tests may edit it)."""
+    cfg = copy.deepcopy(DEMO)
     cfg.update(kx=kx, ky=ky, **{k: v for k, v in over.items() if k != "gemm"})
     cfg["gemm"].update(over.get("gemm", {}))
     if not softmax:
         del cfg["softmax"]
-    g = cfg["gemm"]
-    R, C, A = g["rows"], g["cols"], (cfg["spad_words"] - 1).bit_length()
-    M = g["vsq_scale_bits"] if g["vsq_vector_sizes"] else 0
-    pmb, rmb = g["vsq_post_mult_bits"], g["vsq_post_row_mult_bits"]
-    ow = max(g["acc_width"], 32) if pmb else g["acc_width"]
-    a = [(f"data.{r}", 8, False) for r in range(R)] + ([("scale", M, False)] if M else [])
-    a += [("mult", rmb, False), ("shift", 6, False)] if rmb else []
-    w = [(f"data.{c}", 8, False) for c in range(C)]
-    w += [(f"scale.{c}", M, False) for c in range(C)] if M else []
-    w += ([(f"mult.{c}", pmb, False) for c in range(C)]
-          + [(f"shift.{c}", 6, False) for c in range(C)]) if pmb else []
-    o = [(f"data.{c}", ow, True) for c in range(C)]
-    nodes = kx * ky
-    gemm = [("gemm.m", g["max_m"].bit_length(), False), ("gemm.n", g["max_n"].bit_length(), False),
-            ("gemm.k", g["max_k"].bit_length(), False), ("gemm.mode", 3, False)]
-    gemm += [("gemm.vsq", 1, False), ("gemm.vsel", 1, False)] if g["vsq_vector_sizes"] else []
-    gemm += [("gemm.out", 2, False), ("gemm.relu", 1, False)] if pmb else []
-    sm = cfg.get("softmax")
-    beats_bits = (-(-sm["max_len"] // sm["lanes"])).bit_length() if sm else 1
-    command = ([("op", 2, False), ("a_addr", A, False), ("w_addr", A, False), ("o_addr", A, False),
-                ("a_count", A + 1, False), ("w_count", A + 1, False)] + gemm
-               + [("pack", 1, False), ("rows", g["max_m"].bit_length(), False),
-                  ("beats", beats_bits, False), ("stride", A, False), ("kind", 2, False),
-                  ("mcast", 1, False), ("mask", nodes, False),
-                  ("dest_x", max(1, (kx - 1).bit_length()), False),
-                  ("dest_y", max(1, (ky - 1).bit_length()), False)])
-    layouts = {"command": _entry(command), "header": _entry([("kind", 2, False),
-                                                             ("addr", A, False)]),
-               "a": _entry(a), "w": _entry(w), "o": _entry(o)}
-    word_bits = -(-max(e["width"] for e in layouts.values()) // 8) * 8
-    params = {"word_bits": word_bits, "spad_words": cfg["spad_words"], "addr_bits": A,
-              "kx": kx, "ky": ky, "nodes": nodes, "max_packet_flits": cfg["max_packet_flits"],
-              "cmd_depth": cfg["cmd_depth"], "rows": R, "cols": C, "out_width": ow,
-              "modes": g["modes"], "mode_codes": {m: G.MODE_CODES[m] for m in g["modes"]},
-              "vsq_vector_sizes": g["vsq_vector_sizes"]}
-    if sm:
-        params.update({f"softmax_{k}": v for k, v in sm.items()})
-    man = {"top": "accelgen_system", "block": "system", "config": {"system": cfg},
-           "parameters": params, "streams": {}}
-    if layout_key:
-        man[layout_key] = layouts
-    else:
-        man.update(layouts)
-    return man
+    return copy.deepcopy(_emitted(json.dumps(cfg, sort_keys=True)))
 
 
 @pytest.fixture(scope="module")
@@ -123,18 +83,6 @@ def test_layout_errors(system):
         H.System({"parameters": {}})
     with pytest.raises(ValueError, match=r"manifest is a list: must be a dict"):
         H.System([])
-
-
-def test_manifest_layouts_found_anywhere():
-    a = H.System(make_manifest(layout_key="layouts"))
-    b = H.System(make_manifest(layout_key=None))
-    assert a.command.fields == b.command.fields
-    man = make_manifest()
-    del man["parameters"]["cmd_depth"]           # falls back to the configuration
-    assert H.System(man).cmd_depth == 16
-    del man["config"]["system"]["cmd_depth"]
-    with pytest.raises(ValueError, match=r"manifest parameter 'cmd_depth' missing"):
-        H.System(man)
 
 
 def test_command_words(system):
