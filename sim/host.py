@@ -52,12 +52,10 @@ import numpy as np
 
 from sim.golden import gemm as G
 
-__all__ = ["Layout", "System", "Packet", "Phase", "Plan", "HostPacket", "OPS", "KINDS", "OUTS",
+__all__ = ["Layout", "System", "Packet", "Phase", "Plan", "HostPacket", "OUTS",
            "mlp_plan", "attention_plan", "layer_plan", "quantize_attention", "split_tiles",
            "parse_host_packets"]
 
-OPS = {"gemm": 0, "softmax": 1, "send": 2, "wait": 3}
-KINDS = {"cmd": 0, "data": 1, "host": 2}
 OUTS = {"acc": 0, "int8": 1, "int4": 2, "fp32": 3}     # the GEMM command's post-unit `out`
 LOG2E = math.log2(math.e)
 
@@ -140,23 +138,31 @@ class Layout:
         return out
 
 
-def _find_layout(manifest, name):
-    for key in ("layouts", "words", "word_layouts"):
-        if isinstance(manifest.get(key), dict) and name in manifest[key]:
-            return manifest[key][name]
-    if isinstance(manifest.get(name), dict) and "fields" in manifest[name]:
-        return manifest[name]
-    raise ValueError(f"manifest has no word layout {name!r} (looked in 'layouts', 'words' and "
-                     "the top level)")
-
-
 # -- the system ------------------------------------------------------------------------------------
 
-class System:
-    """What the host needs to know of a generated system, read from its manifest (a dict).
+WORDS = ("command", "header", "a", "w", "o")
+"""The word layouts a system manifest describes under ``words``."""
 
-    Parameters are taken from ``manifest["parameters"]`` and, where absent, from the configuration
-    (``manifest["config"]["system"]`` with its ``gemm`` and ``softmax`` tables).
+PARAMETERS = ("kx", "ky", "nodes", "spad_words", "addr_bits", "word_bits", "max_packet_flits",
+              "cmd_depth", "ops", "kinds", "rows", "cols", "max_m", "max_n", "max_k", "modes",
+              "mode_codes", "out_width", "vsq_vector_sizes", "vsq_scale_bits",
+              "vsq_post_mult_bits", "softmax")
+"""The ``parameters`` of a system manifest the host reads."""
+
+SOFTMAX_PARAMETERS = ("lanes", "in_width", "in_frac", "out_frac", "max_len", "sum_frac",
+                      "recip_bits")
+"""The softmax unit's parameters (``softmax_<name>``), present when ``softmax`` is true."""
+
+
+class System:
+    """What the host needs to know of a generated system, read from its manifest (a dict, as
+    ``gen.emit.manifest_of`` makes it for the ``system`` top): the word layouts of
+    ``manifest["words"]`` (:data:`WORDS`) and the values of ``manifest["parameters"]``
+    (:data:`PARAMETERS`, and :data:`SOFTMAX_PARAMETERS` as ``softmax_<name>`` when the tiles
+    have a softmax unit). Anything missing is an error naming it; nothing is defaulted.
+
+    ``ops`` and ``kinds`` (name -> code of a command's ``op`` and a header's ``kind``) come from
+    the manifest too.
     """
 
     def __init__(self, manifest):
@@ -164,67 +170,48 @@ class System:
             raise ValueError(f"manifest is a {type(manifest).__name__}: must be a dict (the JSON "
                              "manifest of the system)")
         self.manifest = manifest
-        self.layouts = {n: Layout(_find_layout(manifest, n), n)
-                        for n in ("command", "header", "a", "w", "o")}
+        words = manifest.get("words")
+        if not isinstance(words, dict):
+            raise ValueError("manifest has no 'words' (the word layouts " + ", ".join(WORDS)
+                             + "): not the manifest of a system top")
+        missing = [n for n in WORDS if n not in words]
+        if missing:
+            raise ValueError("manifest 'words' lacks the layouts " + ", ".join(missing))
+        self.layouts = {n: Layout(words[n], n) for n in WORDS}
         self.command, self.header = self.layouts["command"], self.layouts["header"]
         self.a, self.w, self.o = self.layouts["a"], self.layouts["w"], self.layouts["o"]
-        params = manifest.get("parameters", {}) or {}
-        config = manifest.get("config", {}) or {}
-        system = config.get(manifest.get("block", "system"), config.get("system", {})) or {}
-        gemm = system.get("gemm", {}) or {}
-        soft = system.get("softmax") or None
-
-        def get(name, *sources, default=None, required=True):
-            for src in (params,) + sources:
-                if isinstance(src, dict) and name in src:
-                    return src[name]
-            if required and default is None:
-                raise ValueError(f"manifest parameter {name!r} missing (looked in 'parameters' "
-                                 "and the configuration)")
-            return default
-
-        self.kx = int(get("kx", system))
-        self.ky = int(get("ky", system))
-        self.nodes = int(get("nodes", default=self.kx * self.ky))
-        self.spad_words = int(get("spad_words", system))
-        self.addr_bits = int(get("addr_bits", default=(self.spad_words - 1).bit_length()))
-        self.max_packet_flits = int(get("max_packet_flits", system))
-        self.cmd_depth = int(get("cmd_depth", system))
-        self.rows = int(get("rows", gemm))
-        self.cols = int(get("cols", gemm))
-        self.max_m = int(get("max_m", gemm))
-        self.max_n = int(get("max_n", gemm))
-        self.max_k = int(get("max_k", gemm))
-        self.modes = tuple(get("modes", gemm))
-        self.mode_codes = dict(get("mode_codes", default=G.MODE_CODES))
-        self.vector_sizes = tuple(get("vsq_vector_sizes", gemm, default=(), required=False) or ())
-        self.scale_bits = int(get("vsq_scale_bits", gemm, default=0, required=False) or 0)
-        self.post_mult_bits = int(get("vsq_post_mult_bits", gemm, default=0, required=False) or 0)
-        self.out_width = int(get("out_width", default=self.o.field_width("data.0")))
-        self.word_bits = int(get("word_bits", default=max(
-            lay.width for lay in self.layouts.values())))
-        self.softmax = None
-        sparams = params.get("softmax") if isinstance(params.get("softmax"), dict) else {}
-        if soft is not None or sparams or "softmax_lanes" in params:
-            soft = soft or {}
-
-            def sget(name, default):
-                for src in (sparams, {k[len("softmax_"):]: v for k, v in params.items()
-                                      if k.startswith("softmax_")}, soft):
-                    if name in src:
-                        return int(src[name])
-                return default
-            self.softmax = {"lanes": sget("lanes", 4), "in_width": sget("in_width", 8),
-                            "in_frac": sget("in_frac", 4), "out_frac": sget("out_frac", 8),
-                            "max_len": sget("max_len", 1024), "sum_frac": sget("sum_frac", 0),
-                            "recip_bits": sget("recip_bits", 0)}
+        params = manifest.get("parameters")
+        if not isinstance(params, dict):
+            raise ValueError("manifest has no 'parameters': not the manifest of a system top")
+        need = list(PARAMETERS)
+        if params.get("softmax"):
+            need += [f"softmax_{n}" for n in SOFTMAX_PARAMETERS]
+        missing = [n for n in need if n not in params]
+        if missing:
+            raise ValueError("manifest 'parameters' lacks " + ", ".join(missing))
+        for name in ("kx", "ky", "nodes", "spad_words", "addr_bits", "word_bits",
+                     "max_packet_flits", "cmd_depth", "rows", "cols", "max_m", "max_n", "max_k",
+                     "out_width"):
+            setattr(self, name, int(params[name]))
+        self.scale_bits = int(params["vsq_scale_bits"])
+        self.post_mult_bits = int(params["vsq_post_mult_bits"])
+        self.ops = {str(k): int(v) for k, v in params["ops"].items()}
+        self.kinds = {str(k): int(v) for k, v in params["kinds"].items()}
+        for what, table, names in (("ops", self.ops, ("gemm", "softmax", "send", "wait")),
+                                   ("kinds", self.kinds, ("cmd", "data", "host"))):
+            lack = [n for n in names if n not in table]
+            if lack:
+                raise ValueError(f"manifest parameter {what!r} lacks " + ", ".join(lack))
+        self.modes = tuple(params["modes"])
+        self.mode_codes = {str(k): int(v) for k, v in params["mode_codes"].items()}
+        self.vector_sizes = tuple(int(v) for v in params["vsq_vector_sizes"])
+        self.softmax = ({n: int(params[f"softmax_{n}"]) for n in SOFTMAX_PARAMETERS}
+                        if params["softmax"] else None)
         if self.nodes != self.kx * self.ky:
             raise ValueError(f"manifest: nodes = {self.nodes} is not kx * ky = {self.kx * self.ky}")
         if self.rows != self.cols:
             raise ValueError(f"manifest: rows = {self.rows} and cols = {self.cols}: the system "
                              "needs rows == cols")
-        self.x_bits = self.command.field_width("dest_x") if "dest_x" in self.command.fields else 0
-        self.y_bits = self.command.field_width("dest_y") if "dest_y" in self.command.fields else 0
 
     # -- addressing --------------------------------------------------------------------------------
 
@@ -247,11 +234,17 @@ class System:
 
     # -- words -------------------------------------------------------------------------------------
 
+    def kind_code(self, kind):
+        """The header ``kind`` code of ``kind`` (a name of the manifest's ``kinds`` or a code)."""
+        if kind in self.kinds:
+            return self.kinds[kind]
+        if isinstance(kind, (int, np.integer)) and int(kind) in self.kinds.values():
+            return int(kind)
+        raise ValueError(f"kind = {kind!r}: must be one of " + ", ".join(self.kinds))
+
     def header_word(self, kind, addr=0):
         """Header of a packet: ``kind`` ``cmd``, ``data`` or ``host`` (or 0 to 2) and ``addr``."""
-        k = KINDS.get(kind, kind)
-        if k not in KINDS.values():
-            raise ValueError(f"kind = {kind!r}: must be one of " + ", ".join(KINDS))
+        k = self.kind_code(kind)
         if not 0 <= addr < self.spad_words:
             raise ValueError(f"header addr = {addr}: must be 0 to {self.spad_words - 1}")
         return self.header.pack(kind=k, addr=addr)
@@ -285,13 +278,13 @@ class System:
             if not self.post_mult_bits:
                 raise ValueError(f"out = {out!r}: the engines have no post-processing unit")
             g.update(out=OUTS[out], relu=int(relu))
-        return self.command.pack(op=OPS["gemm"], a_addr=a_addr, a_count=a_count, w_addr=w_addr,
+        return self.command.pack(op=self.ops["gemm"], a_addr=a_addr, a_count=a_count, w_addr=w_addr,
                                  w_count=w_count, o_addr=o_addr, gemm=g, pack=pack)
 
     def softmax_command(self, *, a_addr, o_addr, rows, beats, stride):
         if self.softmax is None:
             raise ValueError("SOFTMAX: the system's tiles have no softmax unit")
-        return self.command.pack(op=OPS["softmax"], a_addr=a_addr, o_addr=o_addr, rows=rows,
+        return self.command.pack(op=self.ops["softmax"], a_addr=a_addr, o_addr=o_addr, rows=rows,
                                  beats=beats, stride=stride)
 
     def send_command(self, *, a_addr, a_count, kind, tag=0, node=None, mask=None):
@@ -305,14 +298,14 @@ class System:
                              f"spad_words = {self.spad_words}")
         dest = {"mcast": 1, "mask": mask} if mask is not None else dict(
             zip(("dest_x", "dest_y"), self.xy(node), strict=True))
-        return self.command.pack(op=OPS["send"], a_addr=a_addr, a_count=a_count,
-                                 kind=KINDS.get(kind, kind), o_addr=tag, **dest)
+        return self.command.pack(op=self.ops["send"], a_addr=a_addr, a_count=a_count,
+                                 kind=self.kind_code(kind), o_addr=tag, **dest)
 
     def wait_command(self, count):
         top = (1 << self.command.field_width("a_count")) - 1
         if not 0 <= count <= top:
             raise ValueError(f"WAIT count = {count}: must be 0 to {top}")
-        return self.command.pack(op=OPS["wait"], a_count=count)
+        return self.command.pack(op=self.ops["wait"], a_count=count)
 
     def a_words(self, a, mode, *, vector_size=None, s_qa=None, row_mult=None, row_shift=None):
         """The ``a`` beats of A (M x K codes) as words (:func:`sim.golden.gemm.act_beats`), with
@@ -441,9 +434,9 @@ def parse_host_packets(system, received):
         else:
             _, header, words = p
         h = system.header.unpack(header)
-        if h["kind"] != KINDS["host"]:
+        if h["kind"] != system.kinds["host"]:
             raise ValueError(f"received packet with header kind {h['kind']}: the host takes only "
-                             f"HOST packets (kind {KINDS['host']})")
+                             f"HOST packets (kind {system.kinds['host']})")
         out.append((h["addr"], [int(w) for w in words]))
     return out
 

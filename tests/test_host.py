@@ -26,7 +26,7 @@ DEMO = {"kx": 2, "ky": 2, "spad_words": 4096, "cmd_depth": 16, "max_packet_flits
         "softmax": {"lanes": 4, "in_width": 8, "in_frac": 4, "out_frac": 7, "max_len": 64}}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _emitted(key):
     cfg = parse_config({"system": json.loads(key)})
     return emit.manifest_of(emit.TOPS["system"](cfg.blocks["system"]), cfg)
@@ -79,10 +79,52 @@ def test_layout_errors(system):
         system.command.pack(gemm={"m": 128})
     with pytest.raises(ValueError, match=r"a.data: 3 values for 4 lanes"):
         system.a.pack(data=[1, 2, 3])
-    with pytest.raises(ValueError, match=r"manifest has no word layout 'command'"):
+    with pytest.raises(ValueError, match=r"manifest has no 'words' \(the word layouts command, "
+                                         r"header, a, w, o\): not the manifest of a system top"):
         H.System({"parameters": {}})
     with pytest.raises(ValueError, match=r"manifest is a list: must be a dict"):
         H.System([])
+
+
+def test_manifest_read_strictly():
+    """Every layout and parameter the host reads must be in the manifest: nothing is defaulted,
+    and the error names what is missing."""
+    man = make_manifest()
+    del man["words"]["w"], man["words"]["o"]
+    with pytest.raises(ValueError, match=r"manifest 'words' lacks the layouts w, o$"):
+        H.System(man)
+    man = make_manifest()
+    del man["parameters"]["cmd_depth"], man["parameters"]["ops"]
+    with pytest.raises(ValueError, match=r"manifest 'parameters' lacks cmd_depth, ops$"):
+        H.System(man)
+    man = make_manifest()
+    del man["parameters"]["softmax_out_frac"]
+    with pytest.raises(ValueError, match=r"manifest 'parameters' lacks softmax_out_frac$"):
+        H.System(man)
+    man = make_manifest()
+    del man["parameters"]["kinds"]["host"]
+    with pytest.raises(ValueError, match=r"manifest parameter 'kinds' lacks host$"):
+        H.System(man)
+    man = make_manifest()
+    del man["parameters"]
+    with pytest.raises(ValueError, match=r"manifest has no 'parameters'"):
+        H.System(man)
+    man = make_manifest()
+    del man["words"]["command"]["fields"]
+    with pytest.raises(ValueError, match=r"manifest layout 'command': needs 'width' and 'fields'"):
+        H.System(man)
+
+
+def test_codes_from_the_manifest():
+    """ops and kinds are the manifest's (the generator's gen.tile.OPS / KINDS), not copies."""
+    from gen.tile import KINDS, OPS
+    s = H.System(make_manifest(softmax=False))
+    assert s.ops == OPS and s.kinds == KINDS and s.softmax is None
+    man = make_manifest()
+    man["parameters"]["kinds"] = {"cmd": 1, "data": 2, "host": 0}
+    s = H.System(man)
+    assert s.header.unpack(s.header_word("host", 5)) == {"kind": 0, "addr": 5}
+    assert s.header.unpack(s.header_word(2, 5))["kind"] == 2
 
 
 def test_command_words(system):
@@ -189,7 +231,7 @@ def _check_phase(system, phase, outstanding):
         assert 2 <= len(p.words) <= system.max_packet_flits
         assert (p.node is None) != (p.mask is None)
         kind = system.header.unpack(p.words[0])["kind"]
-        if kind == H.KINDS["cmd"]:
+        if kind == system.kinds["cmd"]:
             outstanding[p.node] += len(p.words) - 1
             assert outstanding[p.node] <= system.cmd_depth
 
@@ -351,12 +393,12 @@ def _sends(system, phase):
     """(node, tag, count) of every SEND to the host in the phase's CMD packets."""
     out = []
     for p in phase.packets:
-        if system.header.unpack(p.words[0])["kind"] != H.KINDS["cmd"]:
+        if system.header.unpack(p.words[0])["kind"] != system.kinds["cmd"]:
             continue
         for word in p.words[1:]:
             c = system.command.unpack(word)
-            if c["op"] == H.OPS["send"]:
-                assert c["kind"] == H.KINDS["host"] and not c["mcast"]
+            if c["op"] == system.ops["send"]:
+                assert c["kind"] == system.kinds["host"] and not c["mcast"]
                 assert (c["dest_x"], c["dest_y"]) == (0, 0)
                 out.append((p.node, c["o_addr"], c["a_count"]))
     return out

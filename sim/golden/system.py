@@ -126,17 +126,18 @@ class WordSystem:
         if not 1 <= len(payload) <= self.s.max_packet_flits - 1:
             raise ValueError(f"packet of {len(payload)} payload words: must be 1 to "
                              f"max_packet_flits - 1 = {self.s.max_packet_flits - 1}")
+        kinds = self.s.kinds
         for node in dest_nodes:
-            if h["kind"] == 2:
+            if h["kind"] == kinds["host"]:
                 if node != 0:
                     raise ValueError(f"HOST packet from node {src} to node {node}: dropped")
                 self.host.append({"src": src, "header": int(words[0]), "words": payload})
-            elif h["kind"] == 1:
+            elif h["kind"] == kinds["data"]:
                 if h["addr"] + len(payload) > self.s.spad_words:
                     raise ValueError(f"DATA packet at {h['addr']} runs past the scratchpad")
                 self.spad[node][h["addr"]:h["addr"] + len(payload)] = payload
                 self.counter[node] += len(payload)
-            elif h["kind"] == 0:
+            elif h["kind"] == kinds["cmd"]:
                 for word in payload:
                     if len(self.fifo[node]) == self.s.cmd_depth:
                         raise ValueError(f"tile {node}: {self.s.cmd_depth + 1} commands queued, "
@@ -179,17 +180,19 @@ class WordSystem:
 
     def _execute(self, node, word):
         c = self.s.command.unpack(word)
-        op = c["op"]
-        if op == 3:                                      # WAIT
+        op, ops = c["op"], self.s.ops
+        if op == ops["wait"]:
             if self.counter[node] < c["a_count"]:
                 return False
             self.counter[node] -= c["a_count"]
-        elif op == 0:
+        elif op == ops["gemm"]:
             self._gemm(node, c)
-        elif op == 1:
+        elif op == ops["softmax"]:
             self._softmax(node, c)
-        else:
+        elif op == ops["send"]:
             self._send(node, c)
+        else:
+            raise ValueError(f"tile {node}: command with op {op}")
         return True
 
     def _send(self, node, c):
