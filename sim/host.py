@@ -451,7 +451,7 @@ class _Builder:
 
     def start(self, name):
         self.phase = Phase(name, ideal_cycles=[0.0] * self.s.nodes)
-        self.sent_to_host = set()
+        self.ends_with_host_send = {}
         return self.phase
 
     def _packets(self, kind, addr, words, node=None, mask=None, addr_step=True):
@@ -477,22 +477,30 @@ class _Builder:
         """Count a GEMM's ideal cycles for ``node`` in this phase."""
         self.phase.ideal_cycles[node] += G.ideal_cycles(m, n, k, mode, self.s.rows, self.s.cols)
 
-    def commands(self, node, words, sends_to_host=False):
+    def commands(self, node, words):
+        """CMD packets of command ``words`` for ``node``; at most ``cmd_depth`` outstanding."""
         self.s._check_node(node)
         self.outstanding[node] += len(words)
         if self.outstanding[node] > self.s.cmd_depth:
             raise ValueError(f"tile {node} would have {self.outstanding[node]} commands "
                              f"outstanding: more than cmd_depth = {self.s.cmd_depth}")
         self._packets("cmd", 0, words, node=node, addr_step=False)
-        if sends_to_host:
-            self.sent_to_host.add(node)
+        if words:
+            self.ends_with_host_send[node] = self._host_send(words[-1])
+
+    def _host_send(self, word):
+        c = self.s.command.unpack(word)
+        return (c["op"] == self.s.ops["send"] and c["kind"] == self.s.kinds["host"]
+                and not c["mcast"] and (c["dest_x"], c["dest_y"]) == (0, 0) and c["a_count"] > 0)
 
     def finish(self, host_words):
-        """Close the phase; a tile whose last command was a SEND to the host has finished all its
-        commands once the host has the words, so its count starts again from 0."""
+        """Close the phase. A tile whose last command in the phase is a SEND to the host has
+        finished all its commands once the host has the phase's words (they include that SEND's),
+        so its count starts again from 0; any other tile's commands stay outstanding."""
         self.phase.host_words = int(host_words)
-        for node in self.sent_to_host:
-            self.outstanding[node] = 0
+        for node, done in self.ends_with_host_send.items():
+            if done:
+                self.outstanding[node] = 0
         phase, self.phase = self.phase, None
         return phase
 
@@ -762,7 +770,7 @@ def _mlp_program(system, model, images, setting, layers, batch, name):
                                             w_count=len(lm.w_words[node]), o_addr=o_addr,
                                             vector_size=V),
                         system.send_command(a_addr=o_addr, a_count=n_out, kind="host",
-                                            tag=t0 * mb, node=0)], sends_to_host=True)
+                                            tag=t0 * mb, node=0)])
                 received = yield b.finish(lm.t_total * mb)
                 got = _gather(system, received, lm.t_total * mb,
                               f"layer {li}, images {b0}-{b1 - 1}")
@@ -928,7 +936,7 @@ def attention_plan(manifest, q, k, v):
             system.gemm_command(m=mt, n=d, k=L, mode="int8", a_addr=p_addr, a_count=n_p,
                                 w_addr=v_addr, w_count=len(v_words), o_addr=y_addr),
             system.send_command(a_addr=y_addr, a_count=n_y, kind="host", tag=r0 * y_per_row,
-                                node=0)], sends_to_host=True)
+                                node=0)])
     phases = [b.finish(total)]
 
     def reassemble(received):

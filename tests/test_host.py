@@ -318,6 +318,25 @@ def test_cmd_depth_refused(digits):
         H.attention_plan(man, *np.random.default_rng(0).normal(size=(3, 64, 16)))
 
 
+def test_builder_frees_the_fifo_only_after_a_final_send_to_the_host(system):
+    """Commands count against cmd_depth until the phase's HOST words prove them done: only when a
+    tile's last command in the phase is its SEND to the host."""
+    send = system.send_command(a_addr=0, a_count=1, kind="host", tag=0, node=0)
+    b = H._Builder(system)
+    b.start("p")
+    b.commands(0, [system.wait_command(1), send])
+    b.commands(1, [send, system.wait_command(1)])             # a WAIT after the SEND
+    b.commands(2, [send])
+    b.commands(2, [system.wait_command(0)])                   # a later packet ends with a WAIT
+    b.commands(3, [system.send_command(a_addr=0, a_count=1, kind="host", tag=0, node=3)])
+    b.finish(3)
+    assert b.outstanding == [0, 2, 2, 1]
+    b.start("q")
+    b.commands(1, [send])
+    b.finish(1)
+    assert b.outstanding == [0, 0, 2, 1]
+
+
 def test_plan_errors(digits):
     man = make_manifest()
     x = digits["x_test"][:8]
