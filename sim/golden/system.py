@@ -153,6 +153,9 @@ class WordSystem:
 
     def inject(self, packet):
         """Deliver a :class:`sim.host.Packet` the host injects at node 0."""
+        if packet.mask is None and not 0 <= packet.node < self.s.nodes:
+            raise ValueError(f"packet to node {packet.node}: outside the {self.s.kx} x "
+                             f"{self.s.ky} mesh (the network drops and counts it)")
         self._deliver(0, self._dest(packet.mask, packet.node), packet.words)
 
     # commands
@@ -198,8 +201,13 @@ class WordSystem:
     def _send(self, node, c):
         words = self._read(node, c["a_addr"], c["a_count"])
         step = self.s.max_packet_flits - 1
-        dest = (self._dest(mask=c["mask"]) if c["mcast"]
-                else [c["dest_y"] * self.s.kx + c["dest_x"]])
+        if c["mcast"]:
+            dest = self._dest(mask=c["mask"])
+        elif c["dest_x"] >= self.s.kx or c["dest_y"] >= self.s.ky:
+            raise ValueError(f"tile {node}: SEND to ({c['dest_x']}, {c['dest_y']}), outside the "
+                             f"{self.s.kx} x {self.s.ky} mesh (the network drops and counts it)")
+        else:
+            dest = [c["dest_y"] * self.s.kx + c["dest_x"]]
         for i in range(0, len(words), step):
             header = self.s.header.pack(kind=c["kind"], addr=c["o_addr"] + i)
             self._deliver(node, dest, [header] + words[i:i + step])
