@@ -8,8 +8,9 @@ offset and width comes from the system's manifest (the word layouts ``command``,
 
 Pieces, bottom up:
 
-* :class:`Layout`: packs and unpacks one word layout of the manifest by field name (nested fields
-  as ``gemm.m``, arrays as ``data.0``, or given as dicts and lists).
+* :class:`sim.layout.Layout` (re-exported here): packs and unpacks one word layout of the
+  manifest by field name (nested fields as ``gemm.m``, arrays as ``data.0``, or given as dicts
+  and lists).
 * :class:`System`: the manifest's parameters and layouts, and the word builders (header words,
   the four command words, the engine's ``a`` / ``w`` beats as words via :mod:`sim.golden.gemm`,
   output words back to matrices).
@@ -51,6 +52,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sim.golden import gemm as G
+from sim.layout import Layout
 
 __all__ = ["Layout", "System", "Packet", "Phase", "Plan", "HostPacket", "OUTS",
            "mlp_plan", "attention_plan", "layer_plan", "quantize_attention", "split_tiles",
@@ -58,84 +60,6 @@ __all__ = ["Layout", "System", "Packet", "Phase", "Plan", "HostPacket", "OUTS",
 
 OUTS = {"acc": 0, "int8": 1, "int4": 2, "fp32": 3}     # the GEMM command's post-unit `out`
 LOG2E = math.log2(math.e)
-
-
-# -- word layouts ----------------------------------------------------------------------------------
-
-class Layout:
-    """One word layout of the manifest (``{"width", "fields": [{"name", "offset", "width",
-    "format"}]}``): packs and unpacks words by field name."""
-
-    def __init__(self, entry, name="layout"):
-        try:
-            self.width = int(entry["width"])
-            self.fields = {f["name"]: (int(f["offset"]), int(f["width"]),
-                                       str(f.get("format", "")).startswith("sint"))
-                           for f in entry["fields"]}
-        except (KeyError, TypeError) as e:
-            raise ValueError(f"manifest layout {name!r}: needs 'width' and 'fields' with 'name', "
-                             f"'offset', 'width' ({e!r} missing)") from None
-        self.name = name
-
-    def has(self, name):
-        """True if ``name`` is a field or a group of fields (``data`` for ``data.0``, ...)."""
-        return name in self.fields or any(f.startswith(name + ".") for f in self.fields)
-
-    def count(self, name):
-        """Number of array elements of ``name`` (``data`` -> C), 0 if absent."""
-        head = name + "."
-        return sum(1 for f in self.fields if f.startswith(head) and f[len(head):].isdigit())
-
-    def field_width(self, name):
-        return self.fields[name][1]
-
-    def _flatten(self, values, prefix=""):
-        for key, value in values.items():
-            name = f"{prefix}{key}"
-            if isinstance(value, dict):
-                yield from self._flatten(value, name + ".")
-            elif isinstance(value, (list, tuple, np.ndarray)):
-                n = self.count(name)
-                if len(value) != n:
-                    raise ValueError(f"{self.name}.{name}: {len(value)} values for {n} lanes")
-                for i, v in enumerate(value):
-                    yield f"{name}.{i}", v
-            else:
-                yield name, value
-
-    def pack(self, values=None, **kw):
-        """A word from field values: ``pack(op=0, gemm={"m": 4})`` or ``pack({"gemm.m": 4})``;
-        lists fill arrays (``data=[...]``). Unnamed fields are 0."""
-        values = dict(values or {}, **kw)
-        word = 0
-        for name, value in self._flatten(values):
-            if name not in self.fields:
-                raise ValueError(f"layout {self.name!r} has no field {name!r}")
-            offset, width, signed = self.fields[name]
-            value = int(value)
-            lo, hi = (-(1 << (width - 1)), (1 << width) - 1) if signed else (0, (1 << width) - 1)
-            if not lo <= value <= hi:
-                raise ValueError(f"{self.name}.{name} = {value}: does not fit {width} bits")
-            word |= (value & ((1 << width) - 1)) << offset
-        return word
-
-    def unpack(self, word):
-        """Field name -> int (signed fields sign-extended); arrays also as lists under their
-        group name (``data`` -> [data.0, data.1, ...])."""
-        out = {}
-        for name, (offset, width, signed) in self.fields.items():
-            v = (int(word) >> offset) & ((1 << width) - 1)
-            if signed and v >> (width - 1):
-                v -= 1 << width
-            out[name] = v
-        groups = {}
-        for name in self.fields:
-            head, _, tail = name.rpartition(".")
-            if head and tail.isdigit():
-                groups.setdefault(head, []).append((int(tail), name))
-        for head, names in groups.items():
-            out[head] = [out[n] for _, n in sorted(names)]
-        return out
 
 
 # -- the system ------------------------------------------------------------------------------------
@@ -673,7 +597,7 @@ def _setting(system, setting):
 class _LayerMap:
     """One layer's placement: column tiles per node, weight words per node."""
 
-    def __init__(self, system, w_codes, s_qw, mode, k, n, nodes_used):
+    def __init__(self, system, w_codes, s_qw, mode, k, n, nodes_used, vector_size):
         C = system.cols
         self.k, self.n, self.mode = k, n, mode
         self.t_total = -(-n // C)
@@ -682,7 +606,7 @@ class _LayerMap:
         self.cols = {i: (a * C, min(b * C, n)) for i, (a, b) in enumerate(self.ranges) if b > a}
         self.w_words = {}
         for node, (c0, c1) in self.cols.items():
-            self.w_words[node] = system.w_words(w_codes[:, c0:c1], mode, vector_size=16,
+            self.w_words[node] = system.w_words(w_codes[:, c0:c1], mode, vector_size=vector_size,
                                                s_qw=s_qw[:, c0:c1])
             if c1 - c0 > system.max_n:
                 raise ValueError(f"{c1 - c0} columns on tile {node}: more than max_n = "
@@ -709,7 +633,7 @@ def _mlp_program(system, model, images, setting, layers, batch, name):
         if k > system.max_k:
             raise ValueError(f"layer {li}: K = {k} is more than max_k = {system.max_k}")
         ops = B.vsq_layer_operands(np.ones((1, k)), w, a_bits, w_bits, m_bits, cal)
-        maps.append(_LayerMap(system, ops["w"], ops["s_qw"], mode, k, n, system.nodes))
+        maps.append(_LayerMap(system, ops["w"], ops["s_qw"], mode, k, n, system.nodes, V))
     spad = _Spad(system)
     w_addr = {li: spad.alloc(f"weights of layer {li}", max(len(v) for v in lm.w_words.values()))
               for li, lm in zip(layers, maps, strict=True)}

@@ -62,7 +62,35 @@ def test_layout_roundtrip(system, seed):
         word = lay.pack(values)
         assert word < 1 << lay.width, name
         got = lay.unpack(word)
-        assert {k: got[k] for k in values} == values, name
+        flat = {}
+        for key, value in got.items():
+            if isinstance(value, list):
+                assert f"{key}.0" not in got
+                flat.update({f"{key}.{i}": v for i, v in enumerate(value)})
+            else:
+                flat[key] = value
+        assert flat == values, name
+        assert lay.pack(got) == word, name
+
+
+def test_stream_payload_is_the_layout_without_range_checks():
+    """sim.tb.streams.Payload (every bench's) is sim.layout.Layout cutting values to their
+    fields' widths, as the benches' drivers always had it."""
+    from sim.layout import Layout
+    from sim.tb.streams import Payload
+    entry = {"width": 12, "fields": [
+        {"name": "data.0", "offset": 0, "width": 4, "format": "sint4"},
+        {"name": "data.1", "offset": 4, "width": 4, "format": "sint4"},
+        {"name": "last", "offset": 8, "width": 1, "format": "uint1"},
+        {"name": "x", "offset": 9, "width": 3, "format": "uint3"}]}
+    pay = Payload(entry)
+    assert isinstance(pay, Layout) and pay.width == 12
+    assert pay.fields["data.1"] == (4, 4, True)
+    word = pay.pack(data=[-1, 3], last=1, x=9)                 # x = 9 cut to 1
+    assert word == 0xF | 3 << 4 | 1 << 8 | 1 << 9
+    assert pay.unpack(word) == {"data": [-1, 3], "last": 1, "x": 1}
+    with pytest.raises(ValueError, match=r"layout.x = 9: does not fit 3 bits"):
+        Layout(entry).pack(x=9)
 
 
 def test_layout_nested_and_lists(system):
