@@ -137,6 +137,12 @@ class System:
             raise ValueError(f"manifest: rows = {self.rows} and cols = {self.cols}: the system "
                              "needs rows == cols")
 
+    @property
+    def ack_tag(self):
+        """The HOST tag reserved for acknowledgements (``spad_words - 1``): a plan's result tags
+        stay below it."""
+        return self.spad_words - 1
+
     # -- addressing --------------------------------------------------------------------------------
 
     def xy(self, node):
@@ -346,23 +352,51 @@ class HostPacket:
     words: list
 
 
-def parse_host_packets(system, received):
-    """``[(tag, words)]`` from received HOST packets (HostPacket, dicts ``{"src", "header",
-    "words"}`` or tuples ``(src, header, words)``); refuses a header whose kind is not HOST."""
+def _host_packets(system, received):
+    """``[(src, tag, words)]`` of received HOST packets (see :func:`parse_host_packets`)."""
     out = []
     for p in received:
         if isinstance(p, dict):
-            header, words = p["header"], p["words"]
+            src, header, words = p.get("src"), p["header"], p["words"]
         elif isinstance(p, HostPacket):
-            header, words = p.header, p.words
+            src, header, words = p.src, p.header, p.words
         else:
-            _, header, words = p
+            src, header, words = p
         h = system.header.unpack(header)
         if h["kind"] != system.kinds["host"]:
             raise ValueError(f"received packet with header kind {h['kind']}: the host takes only "
                              f"HOST packets (kind {system.kinds['host']})")
-        out.append((h["addr"], [int(w) for w in words]))
+        out.append((src, h["addr"], [int(w) for w in words]))
     return out
+
+
+def parse_host_packets(system, received):
+    """``[(tag, words)]`` from received HOST packets (HostPacket, dicts ``{"src", "header",
+    "words"}`` or tuples ``(src, header, words)``); refuses a header whose kind is not HOST."""
+    return [(tag, words) for _, tag, words in _host_packets(system, received)]
+
+
+def _check_acks(system, received, expected, what):
+    """Check the acknowledgements of a phase: from every node of ``expected`` (node -> the word
+    it must send) exactly one HOST packet of that one word with the tag :attr:`System.ack_tag`,
+    and nothing else."""
+    got = {}
+    for src, tag, words in _host_packets(system, received):
+        if tag != system.ack_tag:
+            raise ValueError(f"{what}: HOST packet with tag {tag} from node {src}: the phase "
+                             f"expects only acknowledgements (tag {system.ack_tag})")
+        if src not in expected:
+            raise ValueError(f"{what}: acknowledgement from node {src}, which got no weights")
+        if src in got:
+            raise ValueError(f"{what}: node {src} acknowledged twice")
+        if words != [expected[src]]:
+            raise ValueError(f"{what}: node {src} acknowledged with {len(words)} words "
+                             f"{[hex(w) for w in words[:2]]}: expected its last weight word "
+                             f"{hex(expected[src])}")
+        got[src] = words
+    missing = sorted(set(expected) - set(got))
+    if missing:
+        raise ValueError(f"{what}: no acknowledgement from node(s) {missing}")
 
 
 class _Builder:
@@ -644,9 +678,9 @@ def _mlp_program(system, model, images, setting, layers, batch, name):
                   for lm in maps for c0, c1 in lm.cols.values())
     o_addr = spad.alloc("outputs", o_count)
     for lm in maps:
-        if lm.t_total * batch > system.spad_words:
+        if lm.t_total * batch > system.ack_tag:
             raise ValueError(f"{lm.t_total * batch} output words per batch: HOST tags must stay "
-                             f"below spad_words = {system.spad_words}")
+                             f"below the acknowledgement tag spad_words - 1 = {system.ack_tag}")
     ideal = [0.0] * system.nodes
     batches = [(s, min(s + batch, len(x))) for s in range(0, len(x), batch)]
     for b0, b1 in batches:
@@ -666,13 +700,18 @@ def _mlp_program(system, model, images, setting, layers, batch, name):
         for lm, li in zip(maps, layers, strict=True):
             for node, words in lm.w_words.items():
                 b.data(w_addr[li], words, node=node)
-        per_node = {}
-        for lm in maps:
+        per_node, last_word = {}, {}
+        for lm, li in zip(maps, layers, strict=True):
             for node, words in lm.w_words.items():
                 per_node[node] = per_node.get(node, 0) + len(words)
+                last_word[node] = (w_addr[li] + len(words) - 1, words[-1])
         for node, count in sorted(per_node.items()):
-            b.commands(node, [system.wait_command(count)])
-        yield b.finish(0)
+            b.commands(node, [
+                system.wait_command(count),
+                system.send_command(a_addr=last_word[node][0], a_count=1, kind="host",
+                                    tag=system.ack_tag, node=0)])
+        received = yield b.finish(len(per_node))
+        _check_acks(system, received, {n: w for n, (_, w) in last_word.items()}, "weights")
         outs, accs = [], []
         for b0, b1 in batches:
             h = x[b0:b1]
@@ -716,8 +755,11 @@ def mlp_plan(manifest, model, images, setting, batch=None):
     ``images`` (count x 64 floats) with a VS-Quant ``setting`` (a dict of
     :data:`sim.bench.vsq_rtl.SETTINGS`), in batches of ``batch`` (default ``max_m``) images.
 
-    Phases: ``weights`` (every layer's weights, each tile its own C-column tiles, then a WAIT for
-    them), then per batch and layer one phase: the quantized activations multicast to the tiles
+    Phases: ``weights`` (every layer's weights, each tile its own C-column tiles; on each tile
+    with weights a WAIT for them, then a SEND of one word, its last weight word, to the host with
+    the reserved tag :attr:`System.ack_tag`: the phase waits for these acknowledgements, one
+    word per tile, so it ends when the weights have landed; the plan checks each tile's word),
+    then per batch and layer one phase: the quantized activations multicast to the tiles
     with columns; on each of them WAIT, GEMM (VSQ, accumulator output, pack 0), SEND to the host
     (tag = the global output word index of its first column tile). The host applies the float
     steps of :mod:`sim.bench.vsq` between the layers, from the received accumulators.

@@ -391,7 +391,58 @@ def test_plan_errors(digits):
         H.mlp_plan(make_manifest(gemm={"modes": ["int8", "int4"]}), digits, x, W4A8)
     plan = H.layer_plan(man, digits, x, W4A4)
     with pytest.raises(ValueError, match=r"received packets for 1 phases: the plan has more"):
-        plan.finish([[]])
+        plan.finish([_weight_acks(man, plan)])
+
+
+def _weight_acks(man, plan):
+    """The acknowledgements of ``plan``'s weights phase, from the word-level executor."""
+    return GS.WordSystem(man).run_phase(plan.start())
+
+
+def test_weight_load_is_acknowledged(digits):
+    """The weights phase waits for one word from every tile with weights: after its WAIT for them
+    it SENDs its last weight word to the host with the reserved tag spad_words - 1; the plan
+    refuses a missing, doubled, wrong or stray acknowledgement."""
+    man = make_manifest()
+    system = H.System(man)
+    x = digits["x_test"][:8]
+    plan = H.layer_plan(man, digits, x, W4A4, layer=1)     # 10 columns: tiles 0, 1, 2
+    phase = plan.start()
+    assert phase.name == "weights" and phase.host_words == 3
+    acks = _weight_acks(man, plan)
+    assert sorted(p["src"] for p in acks) == [0, 1, 2]
+    region = plan.info["spad"]["weights of layer 1"]
+    assert system.ack_tag == 4095
+    for p in acks:
+        assert system.header.unpack(p["header"]) == {"kind": system.kinds["host"], "addr": 4095}
+        # the tile's last weight word: the last DATA word the host sent it
+        data = [q for q in phase.packets if q.node == p["src"]
+                and system.header.unpack(q.words[0])["kind"] == system.kinds["data"]]
+        assert p["words"] == [data[-1].words[-1]]
+        assert region[0] <= system.header.unpack(data[-1].words[0])["addr"] < sum(region)
+    # each tile's commands: WAIT for its weights, then the acknowledgement
+    for node in range(3):
+        cmds = [system.command.unpack(w) for q in phase.packets
+                if q.node == node and system.header.unpack(q.words[0])["kind"] == 0
+                for w in q.words[1:]]
+        assert [c["op"] for c in cmds] == [system.ops["wait"], system.ops["send"]]
+        assert cmds[0]["a_count"] == sum(len(q.words) - 1 for q in phase.packets
+                                         if q.node == node and
+                                         system.header.unpack(q.words[0])["kind"] == 1)
+    for bad, message in (
+            ([], r"weights: no acknowledgement from node\(s\) \[0, 1, 2\]"),
+            (acks[1:], r"weights: no acknowledgement from node\(s\) \[" + str(acks[0]["src"])),
+            (acks + acks[:1], r"weights: node \d acknowledged twice"),
+            ([dict(acks[0], words=[acks[0]["words"][0] ^ 1])] + acks[1:],
+             r"weights: node \d acknowledged with 1 words .*: expected its last weight word"),
+            ([dict(acks[0], header=system.header_word("host", 5))] + acks[1:],
+             r"weights: HOST packet with tag 5 from node \d: the phase expects only "
+             r"acknowledgements \(tag 4095\)"),
+            (acks + [dict(acks[0], src=3)],
+             r"weights: acknowledgement from node 3, which got no weights")):
+        plan.start()
+        with pytest.raises(ValueError, match=message):
+            plan.step(bad)
 
 
 def test_host_packets_reassembled_in_any_order(digits, seed):
@@ -412,16 +463,20 @@ def test_host_packets_reassembled_in_any_order(digits, seed):
             packets.append({"src": int(node), "header": system.header_word("host", t0 * 20 + i),
                             "words": mine[i:i + 7]})
     order = rng.permutation(len(packets))
-    result = plan.finish([[], [packets[i] for i in order]])
+    acks = _weight_acks(man, plan)
+    result = plan.finish([acks, [packets[i] for i in order]])
     assert np.array_equal(result["accumulators"][0], gold)
     with pytest.raises(ValueError, match=r"layer 0, images 0-19: 7 of 640 HOST words missing"):
-        plan.finish([[], packets[1:]])
+        plan.finish([acks, packets[1:]])
     with pytest.raises(ValueError, match=r"HOST word at tag 0 received twice"):
-        plan.finish([[], packets + packets[:1]])
+        plan.finish([acks, packets + packets[:1]])
     bad = dict(packets[0], header=system.header_word("data", 0))
     with pytest.raises(ValueError, match=r"received packet with header kind 1: the host takes "
                                          r"only HOST packets"):
-        plan.finish([[], [bad] + packets[1:]])
+        plan.finish([acks, [bad] + packets[1:]])
+    with pytest.raises(ValueError, match=r"layer 0, images 0-19: HOST word at tag 4095 outside "
+                                         r"0..639"):
+        plan.finish([acks, packets + acks[:1]])
 
 
 def test_split_tiles():
@@ -453,18 +508,28 @@ def _sends(system, phase):
 
 @pytest.mark.parametrize("kx,ky", [(1, 1), (2, 2), (4, 4)])
 def test_plans_cover_every_output_once(digits, kx, ky):
-    """The SEND commands' tag ranges of every phase tile 0 .. host_words - 1 exactly once."""
+    """The SEND commands' tag ranges of every compute phase tile 0 .. host_words - 1 exactly
+    once; a weights phase has only acknowledgements (one word with the reserved tag per tile),
+    host_words of them."""
     man = make_manifest(kx, ky)
     system = H.System(man)
     plans = [H.attention_plan(man, *np.random.default_rng(0).normal(size=(3, 64, 16))),
              H.layer_plan(man, digits, digits["x_test"][:30], W4A4)]
     if kx > 1:
-        plan = H.mlp_plan(man, digits, digits["x_test"][:70], W4A8)
-        plan.run(GS.WordSystem(man).run_phase)
-        plans.append(plan)
+        plans.append(H.mlp_plan(man, digits, digits["x_test"][:70], W4A8))
     for plan in plans:
+        plan.run(GS.WordSystem(man).run_phase)
+        assert plan.phases
         for phase in plan.phases:
+            sends = _sends(system, phase)
+            acks = [s for s in sends if s[1] == system.ack_tag]
+            if phase.name == "weights":
+                assert len(acks) == len(sends) == phase.host_words > 0
+                assert all(count == 1 for _, _, count in acks)
+                assert len({node for node, _, _ in acks}) == len(acks)
+                continue
+            assert not acks
             cover = np.zeros(phase.host_words, dtype=int)
-            for _, tag, count in _sends(system, phase):
+            for _, tag, count in sends:
                 cover[tag:tag + count] += 1
             assert np.all(cover == 1), (plan.name, phase.name)
