@@ -8,8 +8,9 @@ offset and width comes from the system's manifest (the word layouts ``command``,
 
 Pieces, bottom up:
 
-* :class:`Layout`: packs and unpacks one word layout of the manifest by field name (nested fields
-  as ``gemm.m``, arrays as ``data.0``, or given as dicts and lists).
+* :class:`sim.layout.Layout` (re-exported here): packs and unpacks one word layout of the
+  manifest by field name (nested fields as ``gemm.m``, arrays as ``data.0``, or given as dicts
+  and lists).
 * :class:`System`: the manifest's parameters and layouts, and the word builders (header words,
   the four command words, the engine's ``a`` / ``w`` beats as words via :mod:`sim.golden.gemm`,
   output words back to matrices).
@@ -51,112 +52,41 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sim.golden import gemm as G
+from sim.layout import Layout
 
-__all__ = ["Layout", "System", "Packet", "Phase", "Plan", "HostPacket", "OPS", "KINDS", "OUTS",
+__all__ = ["Layout", "System", "Packet", "Phase", "Plan", "HostPacket", "OUTS",
            "mlp_plan", "attention_plan", "layer_plan", "quantize_attention", "split_tiles",
            "parse_host_packets"]
 
-OPS = {"gemm": 0, "softmax": 1, "send": 2, "wait": 3}
-KINDS = {"cmd": 0, "data": 1, "host": 2}
 OUTS = {"acc": 0, "int8": 1, "int4": 2, "fp32": 3}     # the GEMM command's post-unit `out`
 LOG2E = math.log2(math.e)
 
 
-# -- word layouts ----------------------------------------------------------------------------------
-
-class Layout:
-    """One word layout of the manifest (``{"width", "fields": [{"name", "offset", "width",
-    "format"}]}``): packs and unpacks words by field name."""
-
-    def __init__(self, entry, name="layout"):
-        try:
-            self.width = int(entry["width"])
-            self.fields = {f["name"]: (int(f["offset"]), int(f["width"]),
-                                       str(f.get("format", "")).startswith("sint"))
-                           for f in entry["fields"]}
-        except (KeyError, TypeError) as e:
-            raise ValueError(f"manifest layout {name!r}: needs 'width' and 'fields' with 'name', "
-                             f"'offset', 'width' ({e!r} missing)") from None
-        self.name = name
-
-    def has(self, name):
-        """True if ``name`` is a field or a group of fields (``data`` for ``data.0``, ...)."""
-        return name in self.fields or any(f.startswith(name + ".") for f in self.fields)
-
-    def count(self, name):
-        """Number of array elements of ``name`` (``data`` -> C), 0 if absent."""
-        head = name + "."
-        return sum(1 for f in self.fields if f.startswith(head) and f[len(head):].isdigit())
-
-    def field_width(self, name):
-        return self.fields[name][1]
-
-    def _flatten(self, values, prefix=""):
-        for key, value in values.items():
-            name = f"{prefix}{key}"
-            if isinstance(value, dict):
-                yield from self._flatten(value, name + ".")
-            elif isinstance(value, (list, tuple, np.ndarray)):
-                n = self.count(name)
-                if len(value) != n:
-                    raise ValueError(f"{self.name}.{name}: {len(value)} values for {n} lanes")
-                for i, v in enumerate(value):
-                    yield f"{name}.{i}", v
-            else:
-                yield name, value
-
-    def pack(self, values=None, **kw):
-        """A word from field values: ``pack(op=0, gemm={"m": 4})`` or ``pack({"gemm.m": 4})``;
-        lists fill arrays (``data=[...]``). Unnamed fields are 0."""
-        values = dict(values or {}, **kw)
-        word = 0
-        for name, value in self._flatten(values):
-            if name not in self.fields:
-                raise ValueError(f"layout {self.name!r} has no field {name!r}")
-            offset, width, signed = self.fields[name]
-            value = int(value)
-            lo, hi = (-(1 << (width - 1)), (1 << width) - 1) if signed else (0, (1 << width) - 1)
-            if not lo <= value <= hi:
-                raise ValueError(f"{self.name}.{name} = {value}: does not fit {width} bits")
-            word |= (value & ((1 << width) - 1)) << offset
-        return word
-
-    def unpack(self, word):
-        """Field name -> int (signed fields sign-extended); arrays also as lists under their
-        group name (``data`` -> [data.0, data.1, ...])."""
-        out = {}
-        for name, (offset, width, signed) in self.fields.items():
-            v = (int(word) >> offset) & ((1 << width) - 1)
-            if signed and v >> (width - 1):
-                v -= 1 << width
-            out[name] = v
-        groups = {}
-        for name in self.fields:
-            head, _, tail = name.rpartition(".")
-            if head and tail.isdigit():
-                groups.setdefault(head, []).append((int(tail), name))
-        for head, names in groups.items():
-            out[head] = [out[n] for _, n in sorted(names)]
-        return out
-
-
-def _find_layout(manifest, name):
-    for key in ("layouts", "words", "word_layouts"):
-        if isinstance(manifest.get(key), dict) and name in manifest[key]:
-            return manifest[key][name]
-    if isinstance(manifest.get(name), dict) and "fields" in manifest[name]:
-        return manifest[name]
-    raise ValueError(f"manifest has no word layout {name!r} (looked in 'layouts', 'words' and "
-                     "the top level)")
-
-
 # -- the system ------------------------------------------------------------------------------------
 
-class System:
-    """What the host needs to know of a generated system, read from its manifest (a dict).
+WORDS = ("command", "header", "a", "w", "o")
+"""The word layouts a system manifest describes under ``words``."""
 
-    Parameters are taken from ``manifest["parameters"]`` and, where absent, from the configuration
-    (``manifest["config"]["system"]`` with its ``gemm`` and ``softmax`` tables).
+PARAMETERS = ("kx", "ky", "nodes", "spad_words", "addr_bits", "word_bits", "max_packet_flits",
+              "cmd_depth", "ops", "kinds", "rows", "cols", "max_m", "max_n", "max_k", "modes",
+              "mode_codes", "out_width", "vsq_vector_sizes", "vsq_scale_bits",
+              "vsq_post_mult_bits", "softmax")
+"""The ``parameters`` of a system manifest the host reads."""
+
+SOFTMAX_PARAMETERS = ("lanes", "in_width", "in_frac", "out_frac", "max_len", "sum_frac",
+                      "recip_bits")
+"""The softmax unit's parameters (``softmax_<name>``), present when ``softmax`` is true."""
+
+
+class System:
+    """What the host needs to know of a generated system, read from its manifest (a dict, as
+    ``gen.emit.manifest_of`` makes it for the ``system`` top): the word layouts of
+    ``manifest["words"]`` (:data:`WORDS`) and the values of ``manifest["parameters"]``
+    (:data:`PARAMETERS`, and :data:`SOFTMAX_PARAMETERS` as ``softmax_<name>`` when the tiles
+    have a softmax unit). Anything missing is an error naming it; nothing is defaulted.
+
+    ``ops`` and ``kinds`` (name -> code of a command's ``op`` and a header's ``kind``) come from
+    the manifest too.
     """
 
     def __init__(self, manifest):
@@ -164,67 +94,54 @@ class System:
             raise ValueError(f"manifest is a {type(manifest).__name__}: must be a dict (the JSON "
                              "manifest of the system)")
         self.manifest = manifest
-        self.layouts = {n: Layout(_find_layout(manifest, n), n)
-                        for n in ("command", "header", "a", "w", "o")}
+        words = manifest.get("words")
+        if not isinstance(words, dict):
+            raise ValueError("manifest has no 'words' (the word layouts " + ", ".join(WORDS)
+                             + "): not the manifest of a system top")
+        missing = [n for n in WORDS if n not in words]
+        if missing:
+            raise ValueError("manifest 'words' lacks the layouts " + ", ".join(missing))
+        self.layouts = {n: Layout(words[n], n) for n in WORDS}
         self.command, self.header = self.layouts["command"], self.layouts["header"]
         self.a, self.w, self.o = self.layouts["a"], self.layouts["w"], self.layouts["o"]
-        params = manifest.get("parameters", {}) or {}
-        config = manifest.get("config", {}) or {}
-        system = config.get(manifest.get("block", "system"), config.get("system", {})) or {}
-        gemm = system.get("gemm", {}) or {}
-        soft = system.get("softmax") or None
-
-        def get(name, *sources, default=None, required=True):
-            for src in (params,) + sources:
-                if isinstance(src, dict) and name in src:
-                    return src[name]
-            if required and default is None:
-                raise ValueError(f"manifest parameter {name!r} missing (looked in 'parameters' "
-                                 "and the configuration)")
-            return default
-
-        self.kx = int(get("kx", system))
-        self.ky = int(get("ky", system))
-        self.nodes = int(get("nodes", default=self.kx * self.ky))
-        self.spad_words = int(get("spad_words", system))
-        self.addr_bits = int(get("addr_bits", default=(self.spad_words - 1).bit_length()))
-        self.max_packet_flits = int(get("max_packet_flits", system))
-        self.cmd_depth = int(get("cmd_depth", system))
-        self.rows = int(get("rows", gemm))
-        self.cols = int(get("cols", gemm))
-        self.max_m = int(get("max_m", gemm))
-        self.max_n = int(get("max_n", gemm))
-        self.max_k = int(get("max_k", gemm))
-        self.modes = tuple(get("modes", gemm))
-        self.mode_codes = dict(get("mode_codes", default=G.MODE_CODES))
-        self.vector_sizes = tuple(get("vsq_vector_sizes", gemm, default=(), required=False) or ())
-        self.scale_bits = int(get("vsq_scale_bits", gemm, default=0, required=False) or 0)
-        self.post_mult_bits = int(get("vsq_post_mult_bits", gemm, default=0, required=False) or 0)
-        self.out_width = int(get("out_width", default=self.o.field_width("data.0")))
-        self.word_bits = int(get("word_bits", default=max(
-            lay.width for lay in self.layouts.values())))
-        self.softmax = None
-        sparams = params.get("softmax") if isinstance(params.get("softmax"), dict) else {}
-        if soft is not None or sparams or "softmax_lanes" in params:
-            soft = soft or {}
-
-            def sget(name, default):
-                for src in (sparams, {k[len("softmax_"):]: v for k, v in params.items()
-                                      if k.startswith("softmax_")}, soft):
-                    if name in src:
-                        return int(src[name])
-                return default
-            self.softmax = {"lanes": sget("lanes", 4), "in_width": sget("in_width", 8),
-                            "in_frac": sget("in_frac", 4), "out_frac": sget("out_frac", 8),
-                            "max_len": sget("max_len", 1024), "sum_frac": sget("sum_frac", 0),
-                            "recip_bits": sget("recip_bits", 0)}
+        params = manifest.get("parameters")
+        if not isinstance(params, dict):
+            raise ValueError("manifest has no 'parameters': not the manifest of a system top")
+        need = list(PARAMETERS)
+        if params.get("softmax"):
+            need += [f"softmax_{n}" for n in SOFTMAX_PARAMETERS]
+        missing = [n for n in need if n not in params]
+        if missing:
+            raise ValueError("manifest 'parameters' lacks " + ", ".join(missing))
+        for name in ("kx", "ky", "nodes", "spad_words", "addr_bits", "word_bits",
+                     "max_packet_flits", "cmd_depth", "rows", "cols", "max_m", "max_n", "max_k",
+                     "out_width"):
+            setattr(self, name, int(params[name]))
+        self.scale_bits = int(params["vsq_scale_bits"])
+        self.post_mult_bits = int(params["vsq_post_mult_bits"])
+        self.ops = {str(k): int(v) for k, v in params["ops"].items()}
+        self.kinds = {str(k): int(v) for k, v in params["kinds"].items()}
+        for what, table, names in (("ops", self.ops, ("gemm", "softmax", "send", "wait")),
+                                   ("kinds", self.kinds, ("cmd", "data", "host"))):
+            lack = [n for n in names if n not in table]
+            if lack:
+                raise ValueError(f"manifest parameter {what!r} lacks " + ", ".join(lack))
+        self.modes = tuple(params["modes"])
+        self.mode_codes = {str(k): int(v) for k, v in params["mode_codes"].items()}
+        self.vector_sizes = tuple(int(v) for v in params["vsq_vector_sizes"])
+        self.softmax = ({n: int(params[f"softmax_{n}"]) for n in SOFTMAX_PARAMETERS}
+                        if params["softmax"] else None)
         if self.nodes != self.kx * self.ky:
             raise ValueError(f"manifest: nodes = {self.nodes} is not kx * ky = {self.kx * self.ky}")
         if self.rows != self.cols:
             raise ValueError(f"manifest: rows = {self.rows} and cols = {self.cols}: the system "
                              "needs rows == cols")
-        self.x_bits = self.command.field_width("dest_x") if "dest_x" in self.command.fields else 0
-        self.y_bits = self.command.field_width("dest_y") if "dest_y" in self.command.fields else 0
+
+    @property
+    def ack_tag(self):
+        """The HOST tag reserved for acknowledgements (``spad_words - 1``): a plan's result tags
+        stay below it."""
+        return self.spad_words - 1
 
     # -- addressing --------------------------------------------------------------------------------
 
@@ -247,11 +164,17 @@ class System:
 
     # -- words -------------------------------------------------------------------------------------
 
+    def kind_code(self, kind):
+        """The header ``kind`` code of ``kind`` (a name of the manifest's ``kinds`` or a code)."""
+        if kind in self.kinds:
+            return self.kinds[kind]
+        if isinstance(kind, (int, np.integer)) and int(kind) in self.kinds.values():
+            return int(kind)
+        raise ValueError(f"kind = {kind!r}: must be one of " + ", ".join(self.kinds))
+
     def header_word(self, kind, addr=0):
         """Header of a packet: ``kind`` ``cmd``, ``data`` or ``host`` (or 0 to 2) and ``addr``."""
-        k = KINDS.get(kind, kind)
-        if k not in KINDS.values():
-            raise ValueError(f"kind = {kind!r}: must be one of " + ", ".join(KINDS))
+        k = self.kind_code(kind)
         if not 0 <= addr < self.spad_words:
             raise ValueError(f"header addr = {addr}: must be 0 to {self.spad_words - 1}")
         return self.header.pack(kind=k, addr=addr)
@@ -285,13 +208,13 @@ class System:
             if not self.post_mult_bits:
                 raise ValueError(f"out = {out!r}: the engines have no post-processing unit")
             g.update(out=OUTS[out], relu=int(relu))
-        return self.command.pack(op=OPS["gemm"], a_addr=a_addr, a_count=a_count, w_addr=w_addr,
+        return self.command.pack(op=self.ops["gemm"], a_addr=a_addr, a_count=a_count, w_addr=w_addr,
                                  w_count=w_count, o_addr=o_addr, gemm=g, pack=pack)
 
     def softmax_command(self, *, a_addr, o_addr, rows, beats, stride):
         if self.softmax is None:
             raise ValueError("SOFTMAX: the system's tiles have no softmax unit")
-        return self.command.pack(op=OPS["softmax"], a_addr=a_addr, o_addr=o_addr, rows=rows,
+        return self.command.pack(op=self.ops["softmax"], a_addr=a_addr, o_addr=o_addr, rows=rows,
                                  beats=beats, stride=stride)
 
     def send_command(self, *, a_addr, a_count, kind, tag=0, node=None, mask=None):
@@ -305,14 +228,14 @@ class System:
                              f"spad_words = {self.spad_words}")
         dest = {"mcast": 1, "mask": mask} if mask is not None else dict(
             zip(("dest_x", "dest_y"), self.xy(node), strict=True))
-        return self.command.pack(op=OPS["send"], a_addr=a_addr, a_count=a_count,
-                                 kind=KINDS.get(kind, kind), o_addr=tag, **dest)
+        return self.command.pack(op=self.ops["send"], a_addr=a_addr, a_count=a_count,
+                                 kind=self.kind_code(kind), o_addr=tag, **dest)
 
     def wait_command(self, count):
         top = (1 << self.command.field_width("a_count")) - 1
         if not 0 <= count <= top:
             raise ValueError(f"WAIT count = {count}: must be 0 to {top}")
-        return self.command.pack(op=OPS["wait"], a_count=count)
+        return self.command.pack(op=self.ops["wait"], a_count=count)
 
     def a_words(self, a, mode, *, vector_size=None, s_qa=None, row_mult=None, row_shift=None):
         """The ``a`` beats of A (M x K codes) as words (:func:`sim.golden.gemm.act_beats`), with
@@ -429,23 +352,51 @@ class HostPacket:
     words: list
 
 
-def parse_host_packets(system, received):
-    """``[(tag, words)]`` from received HOST packets (HostPacket, dicts ``{"src", "header",
-    "words"}`` or tuples ``(src, header, words)``); refuses a header whose kind is not HOST."""
+def _host_packets(system, received):
+    """``[(src, tag, words)]`` of received HOST packets (see :func:`parse_host_packets`)."""
     out = []
     for p in received:
         if isinstance(p, dict):
-            header, words = p["header"], p["words"]
+            src, header, words = p.get("src"), p["header"], p["words"]
         elif isinstance(p, HostPacket):
-            header, words = p.header, p.words
+            src, header, words = p.src, p.header, p.words
         else:
-            _, header, words = p
+            src, header, words = p
         h = system.header.unpack(header)
-        if h["kind"] != KINDS["host"]:
+        if h["kind"] != system.kinds["host"]:
             raise ValueError(f"received packet with header kind {h['kind']}: the host takes only "
-                             f"HOST packets (kind {KINDS['host']})")
-        out.append((h["addr"], [int(w) for w in words]))
+                             f"HOST packets (kind {system.kinds['host']})")
+        out.append((src, h["addr"], [int(w) for w in words]))
     return out
+
+
+def parse_host_packets(system, received):
+    """``[(tag, words)]`` from received HOST packets (HostPacket, dicts ``{"src", "header",
+    "words"}`` or tuples ``(src, header, words)``); refuses a header whose kind is not HOST."""
+    return [(tag, words) for _, tag, words in _host_packets(system, received)]
+
+
+def _check_acks(system, received, expected, what):
+    """Check the acknowledgements of a phase: from every node of ``expected`` (node -> the word
+    it must send) exactly one HOST packet of that one word with the tag :attr:`System.ack_tag`,
+    and nothing else."""
+    got = {}
+    for src, tag, words in _host_packets(system, received):
+        if tag != system.ack_tag:
+            raise ValueError(f"{what}: HOST packet with tag {tag} from node {src}: the phase "
+                             f"expects only acknowledgements (tag {system.ack_tag})")
+        if src not in expected:
+            raise ValueError(f"{what}: acknowledgement from node {src}, which got no weights")
+        if src in got:
+            raise ValueError(f"{what}: node {src} acknowledged twice")
+        if words != [expected[src]]:
+            raise ValueError(f"{what}: node {src} acknowledged with {len(words)} words "
+                             f"{[hex(w) for w in words[:2]]}: expected its last weight word "
+                             f"{hex(expected[src])}")
+        got[src] = words
+    missing = sorted(set(expected) - set(got))
+    if missing:
+        raise ValueError(f"{what}: no acknowledgement from node(s) {missing}")
 
 
 class _Builder:
@@ -458,7 +409,7 @@ class _Builder:
 
     def start(self, name):
         self.phase = Phase(name, ideal_cycles=[0.0] * self.s.nodes)
-        self.sent_to_host = set()
+        self.ends_with_host_send = {}
         return self.phase
 
     def _packets(self, kind, addr, words, node=None, mask=None, addr_step=True):
@@ -484,22 +435,30 @@ class _Builder:
         """Count a GEMM's ideal cycles for ``node`` in this phase."""
         self.phase.ideal_cycles[node] += G.ideal_cycles(m, n, k, mode, self.s.rows, self.s.cols)
 
-    def commands(self, node, words, sends_to_host=False):
+    def commands(self, node, words):
+        """CMD packets of command ``words`` for ``node``; at most ``cmd_depth`` outstanding."""
         self.s._check_node(node)
         self.outstanding[node] += len(words)
         if self.outstanding[node] > self.s.cmd_depth:
             raise ValueError(f"tile {node} would have {self.outstanding[node]} commands "
                              f"outstanding: more than cmd_depth = {self.s.cmd_depth}")
         self._packets("cmd", 0, words, node=node, addr_step=False)
-        if sends_to_host:
-            self.sent_to_host.add(node)
+        if words:
+            self.ends_with_host_send[node] = self._host_send(words[-1])
+
+    def _host_send(self, word):
+        c = self.s.command.unpack(word)
+        return (c["op"] == self.s.ops["send"] and c["kind"] == self.s.kinds["host"]
+                and not c["mcast"] and (c["dest_x"], c["dest_y"]) == (0, 0) and c["a_count"] > 0)
 
     def finish(self, host_words):
-        """Close the phase; a tile whose last command was a SEND to the host has finished all its
-        commands once the host has the words, so its count starts again from 0."""
+        """Close the phase. A tile whose last command in the phase is a SEND to the host has
+        finished all its commands once the host has the phase's words (they include that SEND's),
+        so its count starts again from 0; any other tile's commands stay outstanding."""
         self.phase.host_words = int(host_words)
-        for node in self.sent_to_host:
-            self.outstanding[node] = 0
+        for node, done in self.ends_with_host_send.items():
+            if done:
+                self.outstanding[node] = 0
         phase, self.phase = self.phase, None
         return phase
 
@@ -672,7 +631,7 @@ def _setting(system, setting):
 class _LayerMap:
     """One layer's placement: column tiles per node, weight words per node."""
 
-    def __init__(self, system, w_codes, s_qw, mode, k, n, nodes_used):
+    def __init__(self, system, w_codes, s_qw, mode, k, n, nodes_used, vector_size):
         C = system.cols
         self.k, self.n, self.mode = k, n, mode
         self.t_total = -(-n // C)
@@ -681,7 +640,7 @@ class _LayerMap:
         self.cols = {i: (a * C, min(b * C, n)) for i, (a, b) in enumerate(self.ranges) if b > a}
         self.w_words = {}
         for node, (c0, c1) in self.cols.items():
-            self.w_words[node] = system.w_words(w_codes[:, c0:c1], mode, vector_size=16,
+            self.w_words[node] = system.w_words(w_codes[:, c0:c1], mode, vector_size=vector_size,
                                                s_qw=s_qw[:, c0:c1])
             if c1 - c0 > system.max_n:
                 raise ValueError(f"{c1 - c0} columns on tile {node}: more than max_n = "
@@ -708,7 +667,7 @@ def _mlp_program(system, model, images, setting, layers, batch, name):
         if k > system.max_k:
             raise ValueError(f"layer {li}: K = {k} is more than max_k = {system.max_k}")
         ops = B.vsq_layer_operands(np.ones((1, k)), w, a_bits, w_bits, m_bits, cal)
-        maps.append(_LayerMap(system, ops["w"], ops["s_qw"], mode, k, n, system.nodes))
+        maps.append(_LayerMap(system, ops["w"], ops["s_qw"], mode, k, n, system.nodes, V))
     spad = _Spad(system)
     w_addr = {li: spad.alloc(f"weights of layer {li}", max(len(v) for v in lm.w_words.values()))
               for li, lm in zip(layers, maps, strict=True)}
@@ -719,9 +678,9 @@ def _mlp_program(system, model, images, setting, layers, batch, name):
                   for lm in maps for c0, c1 in lm.cols.values())
     o_addr = spad.alloc("outputs", o_count)
     for lm in maps:
-        if lm.t_total * batch > system.spad_words:
+        if lm.t_total * batch > system.ack_tag:
             raise ValueError(f"{lm.t_total * batch} output words per batch: HOST tags must stay "
-                             f"below spad_words = {system.spad_words}")
+                             f"below the acknowledgement tag spad_words - 1 = {system.ack_tag}")
     ideal = [0.0] * system.nodes
     batches = [(s, min(s + batch, len(x))) for s in range(0, len(x), batch)]
     for b0, b1 in batches:
@@ -741,13 +700,18 @@ def _mlp_program(system, model, images, setting, layers, batch, name):
         for lm, li in zip(maps, layers, strict=True):
             for node, words in lm.w_words.items():
                 b.data(w_addr[li], words, node=node)
-        per_node = {}
-        for lm in maps:
+        per_node, last_word = {}, {}
+        for lm, li in zip(maps, layers, strict=True):
             for node, words in lm.w_words.items():
                 per_node[node] = per_node.get(node, 0) + len(words)
+                last_word[node] = (w_addr[li] + len(words) - 1, words[-1])
         for node, count in sorted(per_node.items()):
-            b.commands(node, [system.wait_command(count)])
-        yield b.finish(0)
+            b.commands(node, [
+                system.wait_command(count),
+                system.send_command(a_addr=last_word[node][0], a_count=1, kind="host",
+                                    tag=system.ack_tag, node=0)])
+        received = yield b.finish(len(per_node))
+        _check_acks(system, received, {n: w for n, (_, w) in last_word.items()}, "weights")
         outs, accs = [], []
         for b0, b1 in batches:
             h = x[b0:b1]
@@ -769,7 +733,7 @@ def _mlp_program(system, model, images, setting, layers, batch, name):
                                             w_count=len(lm.w_words[node]), o_addr=o_addr,
                                             vector_size=V),
                         system.send_command(a_addr=o_addr, a_count=n_out, kind="host",
-                                            tag=t0 * mb, node=0)], sends_to_host=True)
+                                            tag=t0 * mb, node=0)])
                 received = yield b.finish(lm.t_total * mb)
                 got = _gather(system, received, lm.t_total * mb,
                               f"layer {li}, images {b0}-{b1 - 1}")
@@ -791,8 +755,11 @@ def mlp_plan(manifest, model, images, setting, batch=None):
     ``images`` (count x 64 floats) with a VS-Quant ``setting`` (a dict of
     :data:`sim.bench.vsq_rtl.SETTINGS`), in batches of ``batch`` (default ``max_m``) images.
 
-    Phases: ``weights`` (every layer's weights, each tile its own C-column tiles, then a WAIT for
-    them), then per batch and layer one phase: the quantized activations multicast to the tiles
+    Phases: ``weights`` (every layer's weights, each tile its own C-column tiles; on each tile
+    with weights a WAIT for them, then a SEND of one word, its last weight word, to the host with
+    the reserved tag :attr:`System.ack_tag`: the phase waits for these acknowledgements, one
+    word per tile, so it ends when the weights have landed; the plan checks each tile's word),
+    then per batch and layer one phase: the quantized activations multicast to the tiles
     with columns; on each of them WAIT, GEMM (VSQ, accumulator output, pack 0), SEND to the host
     (tag = the global output word index of its first column tile). The host applies the float
     steps of :mod:`sim.bench.vsq` between the layers, from the received accumulators.
@@ -935,7 +902,7 @@ def attention_plan(manifest, q, k, v):
             system.gemm_command(m=mt, n=d, k=L, mode="int8", a_addr=p_addr, a_count=n_p,
                                 w_addr=v_addr, w_count=len(v_words), o_addr=y_addr),
             system.send_command(a_addr=y_addr, a_count=n_y, kind="host", tag=r0 * y_per_row,
-                                node=0)], sends_to_host=True)
+                                node=0)])
     phases = [b.finish(total)]
 
     def reassemble(received):

@@ -1,16 +1,20 @@
 """The host program builder (sim/host.py), without a simulator.
 
-The system's manifest comes from the RTL generator; until then these tests build one by hand
-(:func:`make_manifest`: word layouts with the fields and order of /work/system_spec.md, widths
-from the configuration), so the builder is checked against layouts it did not make itself.
+The manifests are the generator's: :func:`make_manifest` elaborates the system top of a
+configuration (``gen.emit.manifest_of``, no Verilog written), so the builder is checked against
+the word layouts the RTL really has.
 """
 
+import copy
+import functools
 import json
 import math
 
 import numpy as np
 import pytest
 
+from gen import emit
+from gen.config import parse_config
 from sim import host as H
 from sim.golden import gemm as G
 from sim.golden import system as GS
@@ -22,66 +26,22 @@ DEMO = {"kx": 2, "ky": 2, "spad_words": 4096, "cmd_depth": 16, "max_packet_flits
         "softmax": {"lanes": 4, "in_width": 8, "in_frac": 4, "out_frac": 7, "max_len": 64}}
 
 
-def _entry(fields):
-    out, off = [], 0
-    for name, width, signed in fields:
-        out.append({"name": name, "offset": off, "width": width,
-                    "format": ("sint" if signed else "uint") + str(width)})
-        off += width
-    return {"width": off, "fields": out}
+@functools.cache
+def _emitted(key):
+    cfg = parse_config({"system": json.loads(key)})
+    return emit.manifest_of(emit.TOPS["system"](cfg.blocks["system"]), cfg)
 
 
-def make_manifest(kx=2, ky=2, softmax=True, layout_key="layouts", **over):
-    """A system manifest with the spec's word layouts, built from a configuration like DEMO."""
-    cfg = json.loads(json.dumps(DEMO))
+def make_manifest(kx=2, ky=2, softmax=True, **over):
+    """The emitted manifest of the system ``DEMO`` with ``kx`` x ``ky`` tiles and the settings of
+    ``over`` (``gemm={...}`` updates the engine's); without a softmax unit unless ``softmax``.
+    Elaborated once per configuration (a fresh copy each call: tests may edit it)."""
+    cfg = copy.deepcopy(DEMO)
     cfg.update(kx=kx, ky=ky, **{k: v for k, v in over.items() if k != "gemm"})
     cfg["gemm"].update(over.get("gemm", {}))
     if not softmax:
         del cfg["softmax"]
-    g = cfg["gemm"]
-    R, C, A = g["rows"], g["cols"], (cfg["spad_words"] - 1).bit_length()
-    M = g["vsq_scale_bits"] if g["vsq_vector_sizes"] else 0
-    pmb, rmb = g["vsq_post_mult_bits"], g["vsq_post_row_mult_bits"]
-    ow = max(g["acc_width"], 32) if pmb else g["acc_width"]
-    a = [(f"data.{r}", 8, False) for r in range(R)] + ([("scale", M, False)] if M else [])
-    a += [("mult", rmb, False), ("shift", 6, False)] if rmb else []
-    w = [(f"data.{c}", 8, False) for c in range(C)]
-    w += [(f"scale.{c}", M, False) for c in range(C)] if M else []
-    w += ([(f"mult.{c}", pmb, False) for c in range(C)]
-          + [(f"shift.{c}", 6, False) for c in range(C)]) if pmb else []
-    o = [(f"data.{c}", ow, True) for c in range(C)]
-    nodes = kx * ky
-    gemm = [("gemm.m", g["max_m"].bit_length(), False), ("gemm.n", g["max_n"].bit_length(), False),
-            ("gemm.k", g["max_k"].bit_length(), False), ("gemm.mode", 3, False)]
-    gemm += [("gemm.vsq", 1, False), ("gemm.vsel", 1, False)] if g["vsq_vector_sizes"] else []
-    gemm += [("gemm.out", 2, False), ("gemm.relu", 1, False)] if pmb else []
-    sm = cfg.get("softmax")
-    beats_bits = (-(-sm["max_len"] // sm["lanes"])).bit_length() if sm else 1
-    command = ([("op", 2, False), ("a_addr", A, False), ("w_addr", A, False), ("o_addr", A, False),
-                ("a_count", A + 1, False), ("w_count", A + 1, False)] + gemm
-               + [("pack", 1, False), ("rows", g["max_m"].bit_length(), False),
-                  ("beats", beats_bits, False), ("stride", A, False), ("kind", 2, False),
-                  ("mcast", 1, False), ("mask", nodes, False),
-                  ("dest_x", max(1, (kx - 1).bit_length()), False),
-                  ("dest_y", max(1, (ky - 1).bit_length()), False)])
-    layouts = {"command": _entry(command), "header": _entry([("kind", 2, False),
-                                                             ("addr", A, False)]),
-               "a": _entry(a), "w": _entry(w), "o": _entry(o)}
-    word_bits = -(-max(e["width"] for e in layouts.values()) // 8) * 8
-    params = {"word_bits": word_bits, "spad_words": cfg["spad_words"], "addr_bits": A,
-              "kx": kx, "ky": ky, "nodes": nodes, "max_packet_flits": cfg["max_packet_flits"],
-              "cmd_depth": cfg["cmd_depth"], "rows": R, "cols": C, "out_width": ow,
-              "modes": g["modes"], "mode_codes": {m: G.MODE_CODES[m] for m in g["modes"]},
-              "vsq_vector_sizes": g["vsq_vector_sizes"]}
-    if sm:
-        params.update({f"softmax_{k}": v for k, v in sm.items()})
-    man = {"top": "accelgen_system", "block": "system", "config": {"system": cfg},
-           "parameters": params, "streams": {}}
-    if layout_key:
-        man[layout_key] = layouts
-    else:
-        man.update(layouts)
-    return man
+    return copy.deepcopy(_emitted(json.dumps(cfg, sort_keys=True)))
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +62,35 @@ def test_layout_roundtrip(system, seed):
         word = lay.pack(values)
         assert word < 1 << lay.width, name
         got = lay.unpack(word)
-        assert {k: got[k] for k in values} == values, name
+        flat = {}
+        for key, value in got.items():
+            if isinstance(value, list):
+                assert f"{key}.0" not in got
+                flat.update({f"{key}.{i}": v for i, v in enumerate(value)})
+            else:
+                flat[key] = value
+        assert flat == values, name
+        assert lay.pack(got) == word, name
+
+
+def test_stream_payload_is_the_layout_without_range_checks():
+    """sim.tb.streams.Payload (every bench's) is sim.layout.Layout cutting values to their
+    fields' widths, as the benches' drivers always had it."""
+    from sim.layout import Layout
+    from sim.tb.streams import Payload
+    entry = {"width": 12, "fields": [
+        {"name": "data.0", "offset": 0, "width": 4, "format": "sint4"},
+        {"name": "data.1", "offset": 4, "width": 4, "format": "sint4"},
+        {"name": "last", "offset": 8, "width": 1, "format": "uint1"},
+        {"name": "x", "offset": 9, "width": 3, "format": "uint3"}]}
+    pay = Payload(entry)
+    assert isinstance(pay, Layout) and pay.width == 12
+    assert pay.fields["data.1"] == (4, 4, True)
+    word = pay.pack(data=[-1, 3], last=1, x=9)                 # x = 9 cut to 1
+    assert word == 0xF | 3 << 4 | 1 << 8 | 1 << 9
+    assert pay.unpack(word) == {"data": [-1, 3], "last": 1, "x": 1}
+    with pytest.raises(ValueError, match=r"layout.x = 9: does not fit 3 bits"):
+        Layout(entry).pack(x=9)
 
 
 def test_layout_nested_and_lists(system):
@@ -119,22 +107,52 @@ def test_layout_errors(system):
         system.command.pack(gemm={"m": 128})
     with pytest.raises(ValueError, match=r"a.data: 3 values for 4 lanes"):
         system.a.pack(data=[1, 2, 3])
-    with pytest.raises(ValueError, match=r"manifest has no word layout 'command'"):
+    with pytest.raises(ValueError, match=r"manifest has no 'words' \(the word layouts command, "
+                                         r"header, a, w, o\): not the manifest of a system top"):
         H.System({"parameters": {}})
     with pytest.raises(ValueError, match=r"manifest is a list: must be a dict"):
         H.System([])
 
 
-def test_manifest_layouts_found_anywhere():
-    a = H.System(make_manifest(layout_key="layouts"))
-    b = H.System(make_manifest(layout_key=None))
-    assert a.command.fields == b.command.fields
+def test_manifest_read_strictly():
+    """Every layout and parameter the host reads must be in the manifest: nothing is defaulted,
+    and the error names what is missing."""
     man = make_manifest()
-    del man["parameters"]["cmd_depth"]           # falls back to the configuration
-    assert H.System(man).cmd_depth == 16
-    del man["config"]["system"]["cmd_depth"]
-    with pytest.raises(ValueError, match=r"manifest parameter 'cmd_depth' missing"):
+    del man["words"]["w"], man["words"]["o"]
+    with pytest.raises(ValueError, match=r"manifest 'words' lacks the layouts w, o$"):
         H.System(man)
+    man = make_manifest()
+    del man["parameters"]["cmd_depth"], man["parameters"]["ops"]
+    with pytest.raises(ValueError, match=r"manifest 'parameters' lacks cmd_depth, ops$"):
+        H.System(man)
+    man = make_manifest()
+    del man["parameters"]["softmax_out_frac"]
+    with pytest.raises(ValueError, match=r"manifest 'parameters' lacks softmax_out_frac$"):
+        H.System(man)
+    man = make_manifest()
+    del man["parameters"]["kinds"]["host"]
+    with pytest.raises(ValueError, match=r"manifest parameter 'kinds' lacks host$"):
+        H.System(man)
+    man = make_manifest()
+    del man["parameters"]
+    with pytest.raises(ValueError, match=r"manifest has no 'parameters'"):
+        H.System(man)
+    man = make_manifest()
+    del man["words"]["command"]["fields"]
+    with pytest.raises(ValueError, match=r"manifest layout 'command': needs 'width' and 'fields'"):
+        H.System(man)
+
+
+def test_codes_from_the_manifest():
+    """ops and kinds are the manifest's (the generator's gen.tile.OPS / KINDS), not copies."""
+    from gen.tile import KINDS, OPS
+    s = H.System(make_manifest(softmax=False))
+    assert s.ops == OPS and s.kinds == KINDS and s.softmax is None
+    man = make_manifest()
+    man["parameters"]["kinds"] = {"cmd": 1, "data": 2, "host": 0}
+    s = H.System(man)
+    assert s.header.unpack(s.header_word("host", 5)) == {"kind": 0, "addr": 5}
+    assert s.header.unpack(s.header_word(2, 5))["kind"] == 2
 
 
 def test_command_words(system):
@@ -241,7 +259,7 @@ def _check_phase(system, phase, outstanding):
         assert 2 <= len(p.words) <= system.max_packet_flits
         assert (p.node is None) != (p.mask is None)
         kind = system.header.unpack(p.words[0])["kind"]
-        if kind == H.KINDS["cmd"]:
+        if kind == system.kinds["cmd"]:
             outstanding[p.node] += len(p.words) - 1
             assert outstanding[p.node] <= system.cmd_depth
 
@@ -328,6 +346,25 @@ def test_cmd_depth_refused(digits):
         H.attention_plan(man, *np.random.default_rng(0).normal(size=(3, 64, 16)))
 
 
+def test_builder_frees_the_fifo_only_after_a_final_send_to_the_host(system):
+    """Commands count against cmd_depth until the phase's HOST words prove them done: only when a
+    tile's last command in the phase is its SEND to the host."""
+    send = system.send_command(a_addr=0, a_count=1, kind="host", tag=0, node=0)
+    b = H._Builder(system)
+    b.start("p")
+    b.commands(0, [system.wait_command(1), send])
+    b.commands(1, [send, system.wait_command(1)])             # a WAIT after the SEND
+    b.commands(2, [send])
+    b.commands(2, [system.wait_command(0)])                   # a later packet ends with a WAIT
+    b.commands(3, [system.send_command(a_addr=0, a_count=1, kind="host", tag=0, node=3)])
+    b.finish(3)
+    assert b.outstanding == [0, 2, 2, 1]
+    b.start("q")
+    b.commands(1, [send])
+    b.finish(1)
+    assert b.outstanding == [0, 0, 2, 1]
+
+
 def test_plan_errors(digits):
     man = make_manifest()
     x = digits["x_test"][:8]
@@ -354,7 +391,58 @@ def test_plan_errors(digits):
         H.mlp_plan(make_manifest(gemm={"modes": ["int8", "int4"]}), digits, x, W4A8)
     plan = H.layer_plan(man, digits, x, W4A4)
     with pytest.raises(ValueError, match=r"received packets for 1 phases: the plan has more"):
-        plan.finish([[]])
+        plan.finish([_weight_acks(man, plan)])
+
+
+def _weight_acks(man, plan):
+    """The acknowledgements of ``plan``'s weights phase, from the word-level executor."""
+    return GS.WordSystem(man).run_phase(plan.start())
+
+
+def test_weight_load_is_acknowledged(digits):
+    """The weights phase waits for one word from every tile with weights: after its WAIT for them
+    it SENDs its last weight word to the host with the reserved tag spad_words - 1; the plan
+    refuses a missing, doubled, wrong or stray acknowledgement."""
+    man = make_manifest()
+    system = H.System(man)
+    x = digits["x_test"][:8]
+    plan = H.layer_plan(man, digits, x, W4A4, layer=1)     # 10 columns: tiles 0, 1, 2
+    phase = plan.start()
+    assert phase.name == "weights" and phase.host_words == 3
+    acks = _weight_acks(man, plan)
+    assert sorted(p["src"] for p in acks) == [0, 1, 2]
+    region = plan.info["spad"]["weights of layer 1"]
+    assert system.ack_tag == 4095
+    for p in acks:
+        assert system.header.unpack(p["header"]) == {"kind": system.kinds["host"], "addr": 4095}
+        # the tile's last weight word: the last DATA word the host sent it
+        data = [q for q in phase.packets if q.node == p["src"]
+                and system.header.unpack(q.words[0])["kind"] == system.kinds["data"]]
+        assert p["words"] == [data[-1].words[-1]]
+        assert region[0] <= system.header.unpack(data[-1].words[0])["addr"] < sum(region)
+    # each tile's commands: WAIT for its weights, then the acknowledgement
+    for node in range(3):
+        cmds = [system.command.unpack(w) for q in phase.packets
+                if q.node == node and system.header.unpack(q.words[0])["kind"] == 0
+                for w in q.words[1:]]
+        assert [c["op"] for c in cmds] == [system.ops["wait"], system.ops["send"]]
+        assert cmds[0]["a_count"] == sum(len(q.words) - 1 for q in phase.packets
+                                         if q.node == node and
+                                         system.header.unpack(q.words[0])["kind"] == 1)
+    for bad, message in (
+            ([], r"weights: no acknowledgement from node\(s\) \[0, 1, 2\]"),
+            (acks[1:], r"weights: no acknowledgement from node\(s\) \[" + str(acks[0]["src"])),
+            (acks + acks[:1], r"weights: node \d acknowledged twice"),
+            ([dict(acks[0], words=[acks[0]["words"][0] ^ 1])] + acks[1:],
+             r"weights: node \d acknowledged with 1 words .*: expected its last weight word"),
+            ([dict(acks[0], header=system.header_word("host", 5))] + acks[1:],
+             r"weights: HOST packet with tag 5 from node \d: the phase expects only "
+             r"acknowledgements \(tag 4095\)"),
+            (acks + [dict(acks[0], src=3)],
+             r"weights: acknowledgement from node 3, which got no weights")):
+        plan.start()
+        with pytest.raises(ValueError, match=message):
+            plan.step(bad)
 
 
 def test_host_packets_reassembled_in_any_order(digits, seed):
@@ -375,16 +463,20 @@ def test_host_packets_reassembled_in_any_order(digits, seed):
             packets.append({"src": int(node), "header": system.header_word("host", t0 * 20 + i),
                             "words": mine[i:i + 7]})
     order = rng.permutation(len(packets))
-    result = plan.finish([[], [packets[i] for i in order]])
+    acks = _weight_acks(man, plan)
+    result = plan.finish([acks, [packets[i] for i in order]])
     assert np.array_equal(result["accumulators"][0], gold)
     with pytest.raises(ValueError, match=r"layer 0, images 0-19: 7 of 640 HOST words missing"):
-        plan.finish([[], packets[1:]])
+        plan.finish([acks, packets[1:]])
     with pytest.raises(ValueError, match=r"HOST word at tag 0 received twice"):
-        plan.finish([[], packets + packets[:1]])
+        plan.finish([acks, packets + packets[:1]])
     bad = dict(packets[0], header=system.header_word("data", 0))
     with pytest.raises(ValueError, match=r"received packet with header kind 1: the host takes "
                                          r"only HOST packets"):
-        plan.finish([[], [bad] + packets[1:]])
+        plan.finish([acks, [bad] + packets[1:]])
+    with pytest.raises(ValueError, match=r"layer 0, images 0-19: HOST word at tag 4095 outside "
+                                         r"0..639"):
+        plan.finish([acks, packets + acks[:1]])
 
 
 def test_split_tiles():
@@ -403,12 +495,12 @@ def _sends(system, phase):
     """(node, tag, count) of every SEND to the host in the phase's CMD packets."""
     out = []
     for p in phase.packets:
-        if system.header.unpack(p.words[0])["kind"] != H.KINDS["cmd"]:
+        if system.header.unpack(p.words[0])["kind"] != system.kinds["cmd"]:
             continue
         for word in p.words[1:]:
             c = system.command.unpack(word)
-            if c["op"] == H.OPS["send"]:
-                assert c["kind"] == H.KINDS["host"] and not c["mcast"]
+            if c["op"] == system.ops["send"]:
+                assert c["kind"] == system.kinds["host"] and not c["mcast"]
                 assert (c["dest_x"], c["dest_y"]) == (0, 0)
                 out.append((p.node, c["o_addr"], c["a_count"]))
     return out
@@ -416,18 +508,28 @@ def _sends(system, phase):
 
 @pytest.mark.parametrize("kx,ky", [(1, 1), (2, 2), (4, 4)])
 def test_plans_cover_every_output_once(digits, kx, ky):
-    """The SEND commands' tag ranges of every phase tile 0 .. host_words - 1 exactly once."""
+    """The SEND commands' tag ranges of every compute phase tile 0 .. host_words - 1 exactly
+    once; a weights phase has only acknowledgements (one word with the reserved tag per tile),
+    host_words of them."""
     man = make_manifest(kx, ky)
     system = H.System(man)
     plans = [H.attention_plan(man, *np.random.default_rng(0).normal(size=(3, 64, 16))),
              H.layer_plan(man, digits, digits["x_test"][:30], W4A4)]
     if kx > 1:
-        plan = H.mlp_plan(man, digits, digits["x_test"][:70], W4A8)
-        plan.run(GS.WordSystem(man).run_phase)
-        plans.append(plan)
+        plans.append(H.mlp_plan(man, digits, digits["x_test"][:70], W4A8))
     for plan in plans:
+        plan.run(GS.WordSystem(man).run_phase)
+        assert plan.phases
         for phase in plan.phases:
+            sends = _sends(system, phase)
+            acks = [s for s in sends if s[1] == system.ack_tag]
+            if phase.name == "weights":
+                assert len(acks) == len(sends) == phase.host_words > 0
+                assert all(count == 1 for _, _, count in acks)
+                assert len({node for node, _, _ in acks}) == len(acks)
+                continue
+            assert not acks
             cover = np.zeros(phase.host_words, dtype=int)
-            for _, tag, count in _sends(system, phase):
+            for _, tag, count in sends:
                 cover[tag:tag + count] += 1
             assert np.all(cover == 1), (plan.name, phase.name)

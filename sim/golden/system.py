@@ -126,17 +126,18 @@ class WordSystem:
         if not 1 <= len(payload) <= self.s.max_packet_flits - 1:
             raise ValueError(f"packet of {len(payload)} payload words: must be 1 to "
                              f"max_packet_flits - 1 = {self.s.max_packet_flits - 1}")
+        kinds = self.s.kinds
         for node in dest_nodes:
-            if h["kind"] == 2:
+            if h["kind"] == kinds["host"]:
                 if node != 0:
                     raise ValueError(f"HOST packet from node {src} to node {node}: dropped")
                 self.host.append({"src": src, "header": int(words[0]), "words": payload})
-            elif h["kind"] == 1:
+            elif h["kind"] == kinds["data"]:
                 if h["addr"] + len(payload) > self.s.spad_words:
                     raise ValueError(f"DATA packet at {h['addr']} runs past the scratchpad")
                 self.spad[node][h["addr"]:h["addr"] + len(payload)] = payload
                 self.counter[node] += len(payload)
-            elif h["kind"] == 0:
+            elif h["kind"] == kinds["cmd"]:
                 for word in payload:
                     if len(self.fifo[node]) == self.s.cmd_depth:
                         raise ValueError(f"tile {node}: {self.s.cmd_depth + 1} commands queued, "
@@ -152,6 +153,9 @@ class WordSystem:
 
     def inject(self, packet):
         """Deliver a :class:`sim.host.Packet` the host injects at node 0."""
+        if packet.mask is None and not 0 <= packet.node < self.s.nodes:
+            raise ValueError(f"packet to node {packet.node}: outside the {self.s.kx} x "
+                             f"{self.s.ky} mesh (the network drops and counts it)")
         self._deliver(0, self._dest(packet.mask, packet.node), packet.words)
 
     # commands
@@ -179,24 +183,31 @@ class WordSystem:
 
     def _execute(self, node, word):
         c = self.s.command.unpack(word)
-        op = c["op"]
-        if op == 3:                                      # WAIT
+        op, ops = c["op"], self.s.ops
+        if op == ops["wait"]:
             if self.counter[node] < c["a_count"]:
                 return False
             self.counter[node] -= c["a_count"]
-        elif op == 0:
+        elif op == ops["gemm"]:
             self._gemm(node, c)
-        elif op == 1:
+        elif op == ops["softmax"]:
             self._softmax(node, c)
-        else:
+        elif op == ops["send"]:
             self._send(node, c)
+        else:
+            raise ValueError(f"tile {node}: command with op {op}")
         return True
 
     def _send(self, node, c):
         words = self._read(node, c["a_addr"], c["a_count"])
         step = self.s.max_packet_flits - 1
-        dest = (self._dest(mask=c["mask"]) if c["mcast"]
-                else [c["dest_y"] * self.s.kx + c["dest_x"]])
+        if c["mcast"]:
+            dest = self._dest(mask=c["mask"])
+        elif c["dest_x"] >= self.s.kx or c["dest_y"] >= self.s.ky:
+            raise ValueError(f"tile {node}: SEND to ({c['dest_x']}, {c['dest_y']}), outside the "
+                             f"{self.s.kx} x {self.s.ky} mesh (the network drops and counts it)")
+        else:
+            dest = [c["dest_y"] * self.s.kx + c["dest_x"]]
         for i in range(0, len(words), step):
             header = self.s.header.pack(kind=c["kind"], addr=c["o_addr"] + i)
             self._deliver(node, dest, [header] + words[i:i + step])

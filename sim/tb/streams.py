@@ -14,52 +14,20 @@ from collections import deque
 import cocotb
 from cocotb.triggers import Event, RisingEdge
 
+from sim.layout import Layout
+
 __all__ = ["Manifest", "Payload", "StreamSource", "StreamSink", "Scoreboard", "load_manifest",
            "reset", "start_clock"]
 
 
-class Payload:
-    """Packs and unpacks the payload of one stream from its manifest entry."""
+class Payload(Layout):
+    """Packs and unpacks the payload of one stream from its manifest entry:
+    :class:`sim.layout.Layout` with values cut to their fields' widths (``check=False``).
+    ``pack(data=[...], last=1)``: lists fill array fields ``data.0``, ``data.1``, ...;
+    ``unpack(word)``: a dict of field name -> int, signed fields sign-extended, arrays as lists."""
 
-    def __init__(self, stream_entry):
-        self.width = stream_entry["width"]
-        self.fields = {f["name"]: (f["offset"], f["width"], f["format"].startswith("sint"))
-                       for f in stream_entry["fields"]}
-        self._groups = {}
-        for name in self.fields:
-            head, _, tail = name.rpartition(".")
-            if tail.isdigit():
-                self._groups.setdefault(head, []).append(name)
-
-    def pack(self, **values):
-        """``pack(data=[...], last=1)``: lists fill array fields ``data.0``, ``data.1``, ..."""
-        word = 0
-        for name, value in values.items():
-            if name in self._groups:
-                names = self._groups[name]
-                if len(value) != len(names):
-                    raise ValueError(f"{name}: {len(value)} values for {len(names)} lanes")
-                for sub, v in zip(names, value, strict=True):
-                    word |= self._field(sub, v)
-            else:
-                word |= self._field(name, value)
-        return word
-
-    def _field(self, name, value):
-        offset, width, _ = self.fields[name]
-        return (int(value) & ((1 << width) - 1)) << offset
-
-    def unpack(self, word):
-        """A dict of field name -> int (signed fields sign-extended); arrays as lists."""
-        out = {}
-        for name, (offset, width, signed) in self.fields.items():
-            v = (word >> offset) & ((1 << width) - 1)
-            if signed and v >> (width - 1):
-                v -= 1 << width
-            out[name] = v
-        for head, names in self._groups.items():
-            out[head] = [out.pop(n) for n in names]
-        return out
+    def __init__(self, stream_entry, name="payload"):
+        super().__init__(stream_entry, name, check=False)
 
 
 class Manifest:
@@ -70,9 +38,9 @@ class Manifest:
         self.top = data["top"]
         self.parameters = data["parameters"]
         self.config = data["config"][data["block"]]
-        self.payloads = {name: Payload(entry) for name, entry in data["streams"].items()}
+        self.payloads = {name: Payload(entry, name) for name, entry in data["streams"].items()}
         # Memory word layouts (the system's command, header, a, w and o words), where a top has any.
-        self.words = {name: Payload(entry) for name, entry in data.get("words", {}).items()}
+        self.words = {name: Payload(entry, name) for name, entry in data.get("words", {}).items()}
 
 
 def load_manifest(path=None):
