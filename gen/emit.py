@@ -22,8 +22,8 @@ from amaranth.lib import data, stream, wiring
 from . import __version__
 from .config import AccelConfig, config_hash
 
-__all__ = ["Top", "elaborate_tops", "emit", "manifest_of", "payload_fields", "constraint_files",
-           "TOPS"]
+__all__ = ["Top", "elaborate_tops", "emit", "manifest_of", "manifest_without_verilog",
+           "payload_fields", "constraint_files", "TOPS"]
 
 
 @dataclass
@@ -421,6 +421,23 @@ def to_verilog(top: Top):
               f"// Do not edit; regenerate with `accelgen emit`. The manifest {top.name}.json "
               f"describes the ports.\n")
     return header + text
+
+
+def manifest_without_verilog(config: AccelConfig, block):
+    """The manifest of ``block``'s top, as :func:`render` writes it, without converting the top to
+    Verilog: the component is built for its signature and parameters only, then dropped (without
+    Amaranth's warning that it was never elaborated)."""
+    import gc
+    import warnings
+
+    from amaranth.hdl import UnusedElaboratable
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        top = TOPS[block](config.blocks[block])
+        manifest = manifest_of(top, config)
+        del top
+        gc.collect()
+    return manifest
 
 
 def render(config: AccelConfig):

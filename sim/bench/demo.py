@@ -116,13 +116,12 @@ def _phase_cycles(res, skip_weights=True):
 
 
 def _weights_cycles(res):
-    """Cycles of the one-time weight load: its phase's start to the first compute phase's start
-    (the tiles' WAITs finish during the next phase at the latest)."""
-    names = [p["name"] for p in res["phases"]]
-    if "weights" not in names:
-        return 0
-    i = names.index("weights")
-    return res["phases"][i + 1]["start"] - res["phases"][i]["start"] if i + 1 < len(names) else 0
+    """Cycles of the one-time weight load: from its first packet to the last tile's one-word
+    acknowledgement (each tile answers once its WAIT for the weights is over)."""
+    for p in res["phases"]:
+        if p["name"] == "weights":
+            return p["end"] - p["start"] + 1
+    return 0
 
 
 def _gemm_busy(res):

@@ -104,7 +104,7 @@ async def smoke(dut):
     # At most cmd_depth commands are outstanding at a tile at any time.
     inject(packets(system, "data", a_words, A0, node=0))
     inject(packets(system, "data", w_words, W0, mask=system.mask_of(range(min(system.nodes, 2)))))
-    bad = system.command.pack(op=H.OPS["gemm"], gemm={"m": 0, "n": N, "k": K,
+    bad = system.command.pack(op=system.ops["gemm"], gemm={"m": 0, "n": N, "k": K,
                                                        "mode": system.mode_codes["int8"]})
     inject(packets(system, "cmd", [gemm_cmd(O1, 0), gemm_cmd(O2, 1), bad, send(O1, o_count, 0)]))
     # A packet to node `nodes`, i.e. row ky of the mesh: its interface drops and counts it.
@@ -158,7 +158,7 @@ async def smoke(dut):
     board = Scoreboard("host_o", log=dut._log)
     got = {}
     for src_node, head, words in host_packets(man, system, sink.received):
-        board.compare(H.KINDS["host"], head["kind"], f"kind of a packet from {src_node}")
+        board.compare(system.kinds["host"], head["kind"], f"kind of a packet from {src_node}")
         for i, word in enumerate(words):
             got[head["addr"] + i] = (src_node, word)
     board.compare(sorted(expected), sorted(got), "tags received")
