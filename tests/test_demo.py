@@ -50,7 +50,7 @@ def test_attention_on_2x2_tiles_is_bit_exact_with_stalls(seed):
 def test_one_layer_on_1x1_and_2x2_gives_the_same_accumulators(seed):
     """Strong scaling's workload: the layer's accumulators are the golden model's on both systems,
     and four tiles take fewer cycles than one."""
-    r = D.demo_scaling(systems=((1, 1), (2, 2)), images=8, seed=seed, tile=SMALL_TILE, sim=SIM)
+    r = D.demo_scaling(systems=((1, 1), (2, 2)), images=8, seed=seed, **SMALL)
     assert r["passed"]
     one, four = r["rows"]
     assert one["bit_exact"] and four["bit_exact"]

@@ -233,14 +233,15 @@ SCALING_SYSTEMS = ((1, 1), (2, 2), (4, 4))
 
 
 def demo_scaling(quick=False, sim=None, systems=None, images=None, seed=1, tile=None,
-                 spad_words=4096):
+                 softmax=False, spad_words=4096):
     """The MLP's first layer (W4A8 VS-Quant, one batch) on 1 x 1, 2 x 2 and 4 x 4 systems.
 
     ``cycles``: from the batch's first activation packet at the host port to the last result word
     back (the one-time weight load apart). ``communication_fraction``: ``1 - g / cycles`` with
     ``g`` the busiest tile's GEMM cycles (its ``busy`` counter): the cycles in which that tile's
     engine runs no GEMM. A tile here only waits for its activations, computes and sends, so those
-    are the cycles of the multicast, the waits and the gather through node 0."""
+    are the cycles of the multicast, the waits and the gather through node 0. The tiles have no
+    softmax unit unless ``softmax`` (a ``[system.softmax]`` table) is given."""
     from sim.bench import vsq as B
     from sim.bench import vsq_rtl
     from sim.golden import system as GS
@@ -251,7 +252,7 @@ def demo_scaling(quick=False, sim=None, systems=None, images=None, seed=1, tile=
     _, accs = GS.mlp_logits(model, x, setting, return_accumulators=True)
     rows = []
     for kx, ky in systems or (SCALING_SYSTEMS[:2] if quick else SCALING_SYSTEMS):
-        sections = system_sections(kx, ky, tile=tile, softmax=False, spad_words=spad_words)
+        sections = system_sections(kx, ky, tile=tile, softmax=softmax, spad_words=spad_words)
         sim_build, build_s = _timed(build_system, sections, sim)
         res, sim_s = _timed(run_plan, sim_build, "layer", model_arrays(model, x), setting=setting,
                             layer=0, seed=seed)
