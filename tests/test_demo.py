@@ -22,6 +22,7 @@ SIM = "icarus" if shutil.which("iverilog") else None
 SMALL = {"tile": SMALL_TILE, "softmax": SMALL_SOFTMAX, "spad_words": 4096, "sim": SIM}
 
 
+@pytest.mark.slow
 def test_mlp_on_2x2_tiles_is_bit_exact_with_stalls(seed):
     """W4A4 and W4A8 logits of 12 images (two batches of max_m = 8 and 4) equal the golden
     model's, with random gaps on the host port's input and backpressure on its output."""
@@ -39,7 +40,8 @@ def test_mlp_on_2x2_tiles_is_bit_exact_with_stalls(seed):
 
 def test_attention_on_2x2_tiles_is_bit_exact_with_stalls(seed):
     """BMM1 -> softmax -> BMM2 with L = 32, d = 8 (8 rows of Q per tile): the accumulators equal
-    the golden model's, and the result is close to float64 attention."""
+    the golden model's, and the result is close to float64 attention. (The quick subset's end-to-end
+    check of the system; the MLP test, about 100 s, is slow.)"""
     r = D.demo_attention(seq=32, d=8, gap=0.2, stall=0.3, seed=seed, **SMALL)
     assert r["mismatches"] == 0 and r["bit_exact"], r
     assert r["error_vs_float64"]["rel_rms"] < 0.25
