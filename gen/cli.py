@@ -118,6 +118,14 @@ def _cmd_synth(args):
     return status
 
 
+def _run_options(parser, quick_help):
+    """``--quick``, ``--json`` and ``--sim``, which ``bench`` and ``demo`` share."""
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
+    parser.add_argument("--sim", choices=["verilator", "icarus"], default=None,
+                        help="simulator (default: $SIM, else verilator)")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="accelgen",
@@ -173,11 +181,7 @@ def build_parser():
         description="Run a block's benchmark in RTL simulation: " + "; ".join(
             f"{name}: {text}" for name, (_, text) in BENCHES.items()) + ".")
     bench.add_argument("block", choices=sorted(BENCHES), help="block to measure")
-    bench.add_argument("--quick", action="store_true",
-                       help="a small size that finishes in about a minute (for CI)")
-    bench.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
-    bench.add_argument("--sim", choices=["verilator", "icarus"], default=None,
-                       help="simulator (default: $SIM, else verilator)")
+    _run_options(bench, "a small size that finishes in about a minute (for CI)")
     bench.set_defaults(func=_cmd_bench)
 
     demo = sub.add_parser(
@@ -189,11 +193,7 @@ def build_parser():
                         f"{name}: {text}" for name, text in DEMOS.items()) + ". Exit status 1 "
                     "if any result differs from the golden model.")
     demo.add_argument("name", choices=[*DEMOS, "all"], help="what to run")
-    demo.add_argument("--quick", action="store_true",
-                      help="a small size that finishes in minutes (for CI)")
-    demo.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
-    demo.add_argument("--sim", choices=["verilator", "icarus"], default=None,
-                      help="simulator (default: $SIM, else verilator)")
+    _run_options(demo, "a small size that finishes in minutes")
     demo.set_defaults(func=_cmd_demo)
     return parser
 

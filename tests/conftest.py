@@ -40,6 +40,17 @@ def build_block(sections, block):
     return _BUILDS[key][block]
 
 
+def assert_lint_clean(tmp_path, verilog, top):
+    """``verilator --lint-only`` with the runner's waivers (each commented there) passes on the
+    Verilog text ``verilog`` of module ``top``."""
+    path = tmp_path / f"{top}.v"
+    path.write_text(verilog)
+    runner.verilator_env()
+    result = subprocess.run(["verilator", "--lint-only", *runner.VERILATOR_WAIVERS,
+                             "--top-module", top, str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[:3000]
+
+
 def write_json(tmp_path, name, value):
     path = tmp_path / name
     path.write_text(json.dumps(value))

@@ -11,7 +11,7 @@ import pytest
 
 from gen.config import parse_config
 from gen.emit import render
-from sim import runner
+from tests.conftest import assert_lint_clean
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = {"gemm": {"top": "gemm_small", "rows": 2, "cols": 3, "modes": ["int8", "int4", "w4a8"],
@@ -85,13 +85,7 @@ def test_verilator_lint(tmp_path, modes):
     """The Verilog passes `verilator --lint-only` with the runner's waivers (each commented there)."""
     sections = SMALL if modes is None else {"gemm": dict(SMALL["gemm"], modes=modes)}
     files = render(parse_config(sections))
-    path = tmp_path / "gemm_small.v"
-    path.write_text(files["gemm_small.v"])
-    runner.verilator_env()
-    result = subprocess.run(["verilator", "--lint-only", *runner.VERILATOR_WAIVERS,
-                             "--top-module", "gemm_small", str(path)],
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[:3000]
+    assert_lint_clean(tmp_path, files["gemm_small.v"], "gemm_small")
 
 
 FP_SIGNALS = ("fa_sig", "fw_exp", "fp_mag", "fp_flags", "cv_norm", "flags_0")

@@ -13,7 +13,7 @@ from gen.lib.formats import VSQ_VECTOR_SIZES, vsq_acc_width, vsq_partial_width
 from sim import runner
 from sim.golden import gemm as golden
 from sim.golden import vsq as golden_vsq
-from tests.conftest import build_block, write_json
+from tests.conftest import assert_lint_clean, build_block, write_json
 
 MODES = ("int8", "int4", "w4a8")
 SIZES = [16, 32, 64]
@@ -261,17 +261,10 @@ VSQ_FP8 = {"gemm": {"top": "gemm_vsq_fp8", "rows": 2, "cols": 2,
 @pytest.mark.parametrize("sections", [VSQ, VSQ_PLAIN, VSQ_FP8], ids=["vsq", "plain", "fp8"])
 def test_verilator_lint(tmp_path, sections):
     """The VSQ builds pass `verilator --lint-only` with the runner's waivers."""
-    import subprocess
-
     from gen.emit import render
 
     top = sections["gemm"]["top"]
-    path = tmp_path / f"{top}.v"
-    path.write_text(render(parse_config(sections))[f"{top}.v"])
-    runner.verilator_env()
-    result = subprocess.run(["verilator", "--lint-only", *runner.VERILATOR_WAIVERS,
-                             "--top-module", top, str(path)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[:3000]
+    assert_lint_clean(tmp_path, render(parse_config(sections))[f"{top}.v"], top)
 
 
 @pytest.mark.sim

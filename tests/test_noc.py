@@ -14,6 +14,7 @@ import pytest
 from gen.config import ConfigError, parse_config
 from sim import runner
 from sim.golden import noc as golden
+from tests.conftest import assert_lint_clean
 
 # Small meshes keep the builds short: narrow flits, shallow buffers.
 MESH_2X2 = {"noc": {"top": "noc_2x2", "kx": 2, "ky": 2, "flit_width": 8, "vcs": 2, "vc_depth": 4,
@@ -140,17 +141,11 @@ def test_verilator_lint_and_ports(tmp_path):
     """A small mesh's Verilog passes `verilator --lint-only` with the runner's waivers, and its ports
     are the manifest's."""
     import re
-    import subprocess
 
     from gen.emit import render
     files = render(parse_config(MESH_3X2_YX))
     top = MESH_3X2_YX["noc"]["top"]
-    path = tmp_path / f"{top}.v"
-    path.write_text(files[f"{top}.v"])
-    runner.verilator_env()
-    result = subprocess.run(["verilator", "--lint-only", *runner.VERILATOR_WAIVERS,
-                             "--top-module", top, str(path)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[:3000]
+    assert_lint_clean(tmp_path, files[f"{top}.v"], top)
     text = files[f"{top}.v"]
     module = text[text.index(f"module {top}("):]
     module = module[:module.index("endmodule")]

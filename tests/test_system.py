@@ -7,7 +7,6 @@ word layouts, and one smoke run of the RTL through the host port (bench:
 import gc
 import json
 import shutil
-import subprocess
 import warnings
 
 import pytest
@@ -16,7 +15,7 @@ from amaranth.hdl import UnusedElaboratable
 from gen.config import ConfigError, GemmConfig, SystemConfig, parse_config
 from gen.emit import render
 from sim import runner
-from tests.conftest import build_block
+from tests.conftest import assert_lint_clean, build_block
 from tests.test_emit import _verilog_ports
 
 GEMM = {"rows": 2, "cols": 2, "modes": ["int8"], "acc_width": 20, "max_m": 16, "max_n": 16,
@@ -175,13 +174,7 @@ def test_verilog_ports_and_lint(tmp_path):
     man = json.loads(files["system_smoke.json"])
     ports = _verilog_ports(files["system_smoke.v"], "system_smoke")
     assert {p["name"]: (p["direction"], p["width"]) for p in man["ports"]} == ports
-    path = tmp_path / "system_smoke.v"
-    path.write_text(files["system_smoke.v"])
-    runner.verilator_env()
-    result = subprocess.run(["verilator", "--lint-only", *runner.VERILATOR_WAIVERS,
-                             "--top-module", "system_smoke", str(path)],
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[:3000]
+    assert_lint_clean(tmp_path, files["system_smoke.v"], "system_smoke")
 
 
 @pytest.mark.sim
