@@ -113,32 +113,25 @@ def test_layout_errors(system):
         H.System([])
 
 
-def test_manifest_read_strictly():
+@pytest.mark.parametrize("missing, message", [
+    ((("words", "w"), ("words", "o")), r"manifest 'words' lacks the layouts w, o$"),
+    ((("parameters", "cmd_depth"), ("parameters", "ops")),
+     r"manifest 'parameters' lacks cmd_depth, ops$"),
+    ((("parameters", "softmax_out_frac"),), r"manifest 'parameters' lacks softmax_out_frac$"),
+    ((("parameters", "kinds", "host"),), r"manifest parameter 'kinds' lacks host$"),
+    ((("parameters",),), r"manifest has no 'parameters'"),
+    ((("words", "command", "fields"),), r"manifest layout 'command': needs 'width' and 'fields'"),
+], ids=["layouts", "parameters", "softmax", "kinds", "no-parameters", "layout-fields"])
+def test_manifest_read_strictly(missing, message):
     """Every layout and parameter the host reads must be in the manifest: nothing is defaulted,
     and the error names what is missing."""
     man = make_manifest()
-    del man["words"]["w"], man["words"]["o"]
-    with pytest.raises(ValueError, match=r"manifest 'words' lacks the layouts w, o$"):
-        H.System(man)
-    man = make_manifest()
-    del man["parameters"]["cmd_depth"], man["parameters"]["ops"]
-    with pytest.raises(ValueError, match=r"manifest 'parameters' lacks cmd_depth, ops$"):
-        H.System(man)
-    man = make_manifest()
-    del man["parameters"]["softmax_out_frac"]
-    with pytest.raises(ValueError, match=r"manifest 'parameters' lacks softmax_out_frac$"):
-        H.System(man)
-    man = make_manifest()
-    del man["parameters"]["kinds"]["host"]
-    with pytest.raises(ValueError, match=r"manifest parameter 'kinds' lacks host$"):
-        H.System(man)
-    man = make_manifest()
-    del man["parameters"]
-    with pytest.raises(ValueError, match=r"manifest has no 'parameters'"):
-        H.System(man)
-    man = make_manifest()
-    del man["words"]["command"]["fields"]
-    with pytest.raises(ValueError, match=r"manifest layout 'command': needs 'width' and 'fields'"):
+    for path in missing:
+        node = man
+        for key in path[:-1]:
+            node = node[key]
+        del node[path[-1]]
+    with pytest.raises(ValueError, match=message):
         H.System(man)
 
 
