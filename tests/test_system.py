@@ -315,3 +315,20 @@ def test_tile_counts_wrong_gemm_counts_and_refused_softmax():
         assert not ctx.get(tile.idle) and ctx.get(tile.gemms) == 4 and ctx.get(tile.errors) == 4
 
     _simulate(tile, bench)
+
+
+def test_readme_example_configures_the_demo_tile():
+    """The README's `[system]` example is a valid configuration, and it is the demos' tile."""
+    import tomllib
+    from pathlib import Path
+
+    from sim.bench import demo
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = text[text.index("### Tile and multi-tile system"):]
+    example = tomllib.loads(section.split("```toml\n", 1)[1].split("```", 1)[0])
+    cfg = parse_config(example).system
+    for key in ("rows", "cols", "modes", "max_m", "max_n", "max_k", "vsq_vector_sizes",
+                "vsq_post_mult_bits"):
+        want = demo.DEMO_TILE[key]
+        assert getattr(cfg.gemm, key) == (tuple(want) if isinstance(want, list) else want), key
+    assert (cfg.kx, cfg.ky, cfg.spad_words) == (2, 2, 4096)
