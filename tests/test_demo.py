@@ -73,3 +73,29 @@ def test_system_sections_are_a_valid_configuration():
     cfg = parse_config(D.system_sections(2, 2))
     assert cfg.system.kx == 2 and cfg.system.gemm.rows == 4
     assert np.all([m in cfg.system.gemm.modes for m in ("int4", "w4a8", "int8")])
+
+
+def test_demo_command_writes_json_and_fails_on_a_mismatch(tmp_path, monkeypatch, capsys, seed):
+    """`accelgen demo attention --json F` on the small tile: the table, the JSON, exit status 0;
+    and exit status 1 once a result is made to differ from the golden model."""
+    import json
+
+    from sim.golden import system as GS
+    small = {k: v for k, v in SMALL.items() if k != "sim"}
+    monkeypatch.setitem(D.DEMOS, "attention", lambda quick, sim: D.demo_attention(
+        seq=32, d=8, seed=seed, sim=sim, **small))
+    argv = ["demo", "attention", "--json", str(tmp_path / "a.json")] + (["--sim", SIM] if SIM
+                                                                          else [])
+    assert cli.main(argv) == 0
+    assert "bit-exact" in capsys.readouterr().out
+    assert json.loads((tmp_path / "a.json").read_text())["bit_exact"] is True
+    real = GS.attention
+
+    def off_by_one(*args, **kwargs):
+        out = real(*args, **kwargs)
+        out["acc"] = out["acc"].copy()
+        out["acc"][0, 0] += 1
+        return out
+    monkeypatch.setattr(GS, "attention", off_by_one)
+    assert cli.main(argv) == 1
+    assert "MISMATCH (1 of 256 outputs differ)" in capsys.readouterr().out
