@@ -29,7 +29,15 @@ from cocotb.utils import get_sim_time
 from sim.golden import gemm as golden
 from sim.golden import vsq as golden_vsq
 from sim.runner import seed_from_env
-from sim.tb.streams import Scoreboard, StreamSink, StreamSource, load_manifest, reset, start_clock
+from sim.tb.streams import (
+    Scoreboard,
+    StreamSink,
+    StreamSource,
+    gap_and_stall,
+    load_manifest,
+    reset,
+    start_clock,
+)
 
 PERIOD_NS = 10
 
@@ -191,10 +199,6 @@ def _cases():
         return json.load(f)
 
 
-def _knobs():
-    return float(os.environ.get("ACCELGEN_GAP", "0")), float(os.environ.get("ACCELGEN_STALL", "0"))
-
-
 def _cycle_budget(tb, cases, gap, stall):
     """A generous bound on the cycles ``cases`` take, for the timeout: every tile costs at least its M
     rows and a weight load plus the array's drain."""
@@ -243,7 +247,7 @@ def _queue_cases(tb, cases):
 @cocotb.test()
 async def cases(dut):
     """Every case of ACCELGEN_GEMM_CASES, queued back to back, against the golden model."""
-    gap, stall = _knobs()
+    gap, stall = gap_and_stall()
     tb = GemmTB(dut, seed=seed_from_env(), gap=gap, stall=stall)
     await tb.start()
     expected, labels, macs = _queue_cases(tb, _cases())

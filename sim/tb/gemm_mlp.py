@@ -37,7 +37,8 @@ from sim.bench import vsq as bench_vsq
 from sim.golden import gemm as golden
 from sim.golden import vsq as golden_vsq
 from sim.runner import seed_from_env
-from sim.tb.gemm import PERIOD_NS, GemmTB, _knobs
+from sim.tb.gemm import PERIOD_NS, GemmTB
+from sim.tb.streams import gap_and_stall
 
 VECTOR_SIZE = bench_vsq.VECTOR_SIZE
 
@@ -86,7 +87,7 @@ async def mlp(dut):
     weights, biases, x = load_model(os.environ["ACCELGEN_MLP_MODEL"])
     with open(os.environ["ACCELGEN_MLP_SETTINGS"], encoding="utf-8") as f:
         settings = json.load(f)
-    gap, stall = _knobs()
+    gap, stall = gap_and_stall()
     tb = GemmTB(dut, seed=seed_from_env(1), gap=gap, stall=stall)
     await tb.start()
     p = tb.man.parameters

@@ -20,7 +20,15 @@ from cocotb.triggers import RisingEdge, with_timeout
 
 from sim.golden import softmax as golden
 from sim.runner import seed_from_env
-from sim.tb.streams import Scoreboard, StreamSink, StreamSource, load_manifest, reset, start_clock
+from sim.tb.streams import (
+    Scoreboard,
+    StreamSink,
+    StreamSource,
+    gap_and_stall,
+    load_manifest,
+    reset,
+    start_clock,
+)
 
 PERIOD_NS = 10
 
@@ -122,14 +130,10 @@ def _rows():
         return json.load(f)
 
 
-def _knobs():
-    return float(os.environ.get("ACCELGEN_GAP", "0")), float(os.environ.get("ACCELGEN_STALL", "0"))
-
-
 @cocotb.test()
 async def rows(dut):
     """Every row of ACCELGEN_SOFTMAX_ROWS, back to back, against the bit-exact model."""
-    gap, stall = _knobs()
+    gap, stall = gap_and_stall()
     tb = SoftmaxTB(dut, seed=seed_from_env(), gap=gap, stall=stall)
     await tb.start()
     beats = 0

@@ -17,7 +17,7 @@ from cocotb.triggers import Event, RisingEdge
 from sim.layout import Layout
 
 __all__ = ["Manifest", "Payload", "StreamSource", "StreamSink", "Scoreboard", "load_manifest",
-           "reset", "start_clock"]
+           "gap_and_stall", "reset", "start_clock"]
 
 
 class Payload(Layout):
@@ -47,6 +47,12 @@ def load_manifest(path=None):
     path = path or os.environ["ACCELGEN_MANIFEST"]
     with open(path, encoding="utf-8") as f:
         return Manifest(json.load(f))
+
+
+def gap_and_stall():
+    """``(gap, stall)`` from ACCELGEN_GAP and ACCELGEN_STALL: the probabilities of an idle input
+    cycle and of a stalled output cycle (0 when unset)."""
+    return float(os.environ.get("ACCELGEN_GAP", "0")), float(os.environ.get("ACCELGEN_STALL", "0"))
 
 
 def _value(handle):

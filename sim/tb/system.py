@@ -32,11 +32,14 @@ from cocotb.triggers import RisingEdge
 
 from sim import host as H
 from sim.runner import seed_from_env
-from sim.tb.streams import StreamSink, StreamSource, load_manifest, reset, start_clock
-
-
-def _knobs():
-    return float(os.environ.get("ACCELGEN_GAP", "0")), float(os.environ.get("ACCELGEN_STALL", "0"))
+from sim.tb.streams import (
+    StreamSink,
+    StreamSource,
+    gap_and_stall,
+    load_manifest,
+    reset,
+    start_clock,
+)
 
 
 def load_plan(manifest, spec, arrays):
@@ -152,7 +155,7 @@ async def plan(dut):
     with open(os.environ["ACCELGEN_PLAN"], encoding="utf-8") as f:
         spec = json.load(f)
     arrays = dict(np.load(os.environ["ACCELGEN_DATA"]))
-    gap, stall = _knobs()
+    gap, stall = gap_and_stall()
     seed = seed_from_env(1)
     dut._log.info(f"plan {spec['kind']}: seed {seed}, gap {gap}, stall {stall}")
     tb = SystemTB(dut, seed, gap, stall)
