@@ -2,10 +2,12 @@
 blocks in RTL simulation."""
 
 import argparse
+import os
 import sys
 
-from . import __version__
+from . import __version__, outdir
 from .config import ConfigError, load_config
+from .outdir import OutputError
 from .synth import ToolMissing
 
 __all__ = ["main"]
@@ -27,37 +29,106 @@ BENCHES = {
 }
 
 
+BENCH_FILES = {
+    "noc": ("noc_latency.csv", "noc_table.txt", "noc_latency.png"),
+    "vsq": ("vsq_sqnr.png",),
+    "softmax": ("softmax_error.png",),
+}
+"""Files a bench writes beside its results (in :func:`_bench_out_dir`)."""
+
+
+def _json_text(value):
+    import json
+    return json.dumps(value, indent=2, sort_keys=True) + "\n"
+
+
+def _check_emit(args):
+    keep = [args.config]
+    outdir.check_folder(args.out, what="--out folder", keep=keep)
+    if args.constraints is not None:
+        outdir.check_folder(args.constraints, what="--constraints folder", keep=keep)
+        if _same_path(args.constraints, args.out):
+            raise OutputError(args.constraints, "is the --out folder too; give --constraints "
+                                                "another folder")
+
+
+def _same_path(a, b):
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
 def _cmd_emit(args):
-    from .emit import constraint_files, render, write_atomically
+    from .emit import constraint_files, render
     config = load_config(args.config)
     files = render(config)
-    out = write_atomically(files, args.out)
+    constraints = constraint_files(files) if args.constraints is not None else {}
+    keep = [args.config]
+    # Both folders are checked with the names they will get before either is written.
+    outdir.check_folder(args.out, what="--out folder", keep=keep, names=sorted(files))
+    if args.constraints is not None:
+        outdir.check_folder(args.constraints, what="--constraints folder", keep=keep,
+                            names=sorted(constraints))
+    out = outdir.write_folder(files, args.out, what="--out folder", keep=keep)
     for name in sorted(files):
         print(out / name)
-    if args.constraints:
-        constraints = constraint_files(files)
-        out = write_atomically(constraints, args.constraints)
+    if args.constraints is not None:
+        out = outdir.write_folder(constraints, args.constraints, what="--constraints folder",
+                                  keep=keep)
         for name in sorted(constraints):
             print(out / name)
     return 0
 
 
+def _bench_out_dir(args):
+    """Where a bench writes its plots and tables: ``$ACCELGEN_BENCH_OUT``, else the folder of
+    ``--json``, else ``bench_out``."""
+    env = os.environ.get("ACCELGEN_BENCH_OUT")
+    if env is not None:
+        return env
+    if args.json:
+        return os.path.dirname(os.path.abspath(args.json))
+    return "bench_out"
+
+
+def _check_bench(args):
+    if args.json is not None:
+        outdir.check_file(args.json, what="--json file")
+    names = BENCH_FILES.get(args.block, ())
+    if names:
+        folder = _bench_out_dir(args)
+        what = "bench output folder" + (" (ACCELGEN_BENCH_OUT)"
+                                        if "ACCELGEN_BENCH_OUT" in os.environ else "")
+        path = outdir.check_folder_for_files(folder, names, what=what)
+        if args.json is not None and os.path.abspath(args.json) in [str(path / n) for n in names]:
+            raise OutputError(args.json, f"is the name of a file the {args.block} bench writes "
+                                         f"itself; choose another name")
+    _check_build_root()
+
+
+def _check_build_root():
+    from sim import runner
+    runner.build_root(create=False)
+
+
 def _cmd_bench(args):
     import importlib
     import inspect
-    import json
-    import os
     module = importlib.import_module(BENCHES[args.block][0])
     kwargs = {}
+    names = BENCH_FILES.get(args.block, ())
+    folder = _bench_out_dir(args)
     if "out_dir" in inspect.signature(module.run).parameters:
-        # Files beside the results: the folder of --json, else bench_out/.
-        kwargs["out_dir"] = os.path.dirname(os.path.abspath(args.json)) if args.json else "bench_out"
-    result = module.run(quick=args.quick, sim=args.sim, **kwargs)
+        kwargs["out_dir"] = folder
+    if names:
+        os.environ["ACCELGEN_BENCH_OUT"] = folder
+    try:
+        result = module.run(quick=args.quick, sim=args.sim, **kwargs)
+    finally:
+        written = [n for n in names if os.path.isfile(os.path.join(folder, n))]
+        if written:
+            outdir.record(folder, written)
     print(module.format_table(result))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=2, sort_keys=True)
-            f.write("\n")
+        outdir.write_file(args.json, _json_text(result), what="--json file")
     return 0
 
 
@@ -73,9 +144,13 @@ DEMOS = {
 }
 
 
-def _cmd_demo(args):
-    import json
+def _check_demo(args):
+    if args.json is not None:
+        outdir.check_file(args.json, what="--json file")
+    _check_build_root()
 
+
+def _cmd_demo(args):
     from sim.bench import demo
     names = list(DEMOS) if args.name == "all" else [args.name]
     results = {}
@@ -83,11 +158,19 @@ def _cmd_demo(args):
         results[name] = demo.run(name, quick=args.quick, sim=args.sim)
         print(demo.format_table(name, results[name]))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(results if args.name == "all" else results[args.name], f, indent=2,
-                      sort_keys=True)
-            f.write("\n")
+        outdir.write_file(args.json, _json_text(results if args.name == "all"
+                                                else results[args.name]), what="--json file")
     return 0 if all(r["passed"] for r in results.values()) else 1
+
+
+def _check_synth(args):
+    keep = [args.config, args.baseline]
+    if args.json is not None:
+        outdir.check_file(args.json, what="--json file", keep=keep)
+    if args.update_baseline is not None:
+        outdir.check_file(args.update_baseline, what="--update-baseline file", keep=keep)
+        if args.json is not None and _same_path(args.json, args.update_baseline):
+            raise OutputError(args.update_baseline, "is the --json file too; give another name")
 
 
 def _cmd_synth(args):
@@ -97,15 +180,13 @@ def _cmd_synth(args):
     config = load_config(args.config)
     result = synth.run(config, args.target, fmax=not args.no_fmax, device=args.device, seed=args.seed)
     print(synth.format_table(result))
+    keep = [args.config, args.baseline]
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=2, sort_keys=True)
-            f.write("\n")
+        outdir.write_file(args.json, _json_text(result), what="--json file", keep=keep)
     status = 0 if all(top["check_passed"] for top in result["tops"]) else 1
     if args.update_baseline:
-        with open(args.update_baseline, "w", encoding="utf-8") as f:
-            json.dump(synth.baseline_of(result), f, indent=2, sort_keys=True)
-            f.write("\n")
+        outdir.write_file(args.update_baseline, _json_text(synth.baseline_of(result)),
+                          what="--update-baseline file", keep=keep)
     if args.baseline:
         with open(args.baseline, encoding="utf-8") as f:
             problems = synth.compare_baseline(result, json.load(f))
@@ -140,15 +221,17 @@ def build_parser():
                     "throughput), <top>.f (filelist), <top>.sdc and <top>.xdc (clock, I/O delays, "
                     "reset false path from the [flow] section) and <top>.core (FuseSoC CAPI2) for "
                     "every block of the configuration, and accelgen_lint.vlt (Verilator waivers). "
-                    "The output folder is replaced whole; on an error nothing is written.")
+                    "The output folder must be new, empty or written by accelgen before (it holds "
+                    "a .accelgen-stamp file listing accelgen's files there); only those files "
+                    "are replaced. On an error nothing is written.")
     emit.add_argument("config", nargs="?", metavar="CONFIG.toml",
                       help="configuration file (default: the embedded default configuration)")
     emit.add_argument("--out", default="rtl_out", metavar="DIR",
-                      help="output folder, replaced whole (default: rtl_out)")
+                      help="output folder: new, empty, or written by accelgen (default: rtl_out)")
     emit.add_argument("--constraints", metavar="DIR",
-                      help="also write the SDC and XDC files into DIR, replaced whole "
+                      help="also write the SDC and XDC files into DIR (new, empty, or written by accelgen) "
                            "(the repository keeps the default configuration's in constraints/)")
-    emit.set_defaults(func=_cmd_emit)
+    emit.set_defaults(func=_cmd_emit, check=_check_emit)
 
     synth = sub.add_parser(
         "synth", help="synthesize every block with Yosys; cells, flip-flops, LUTs and fmax",
@@ -174,7 +257,7 @@ def build_parser():
                             "qor/baseline_generic.json)")
     synth.add_argument("--update-baseline", metavar="FILE",
                        help="write the figures as a new baseline to FILE")
-    synth.set_defaults(func=_cmd_synth)
+    synth.set_defaults(func=_cmd_synth, check=_check_synth)
 
     bench = sub.add_parser(
         "bench", help="measure a block in RTL simulation and print a table",
@@ -182,7 +265,7 @@ def build_parser():
             f"{name}: {text}" for name, (_, text) in BENCHES.items()) + ".")
     bench.add_argument("block", choices=sorted(BENCHES), help="block to measure")
     _run_options(bench, "a small size that finishes in about a minute (for CI)")
-    bench.set_defaults(func=_cmd_bench)
+    bench.set_defaults(func=_cmd_bench, check=_check_bench)
 
     demo = sub.add_parser(
         "demo", help="run real models on a multi-tile system through the RTL",
@@ -194,19 +277,19 @@ def build_parser():
                     "if any result differs from the golden model.")
     demo.add_argument("name", choices=[*DEMOS, "all"], help="what to run")
     _run_options(demo, "a small size that finishes in minutes")
-    demo.set_defaults(func=_cmd_demo)
+    demo.set_defaults(func=_cmd_demo, check=_check_demo)
     return parser
 
 
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    from sim.runner import ToolMissing as SimToolMissing
     try:
+        # Every output path is checked before any work starts.
+        args.check(args)
         return args.func(args)
-    except ConfigError as exc:
-        print(f"accelgen: error: {exc}", file=sys.stderr)
-        return 2
-    except ToolMissing as exc:
+    except (ConfigError, OutputError, ToolMissing, SimToolMissing) as exc:
         print(f"accelgen: error: {exc}", file=sys.stderr)
         return 2
     except FileNotFoundError as exc:

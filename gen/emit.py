@@ -5,16 +5,13 @@ uses (:mod:`gen.flow`).
 
 Emission is deterministic: the same configuration gives byte-identical files on any machine (Amaranth is
 asked for no source locations, the builtin Yosys is pinned, and nothing records paths or dates). Files are
-written to a temporary folder beside the destination and moved into place whole, so a failure leaves the
-destination as it was.
+written by :mod:`gen.outdir`: only into a new, empty or accelgen-stamped folder, each file renamed into
+place whole, and nothing accelgen did not write is replaced or removed.
 """
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from amaranth.hdl import Shape
 from amaranth.lib import data, stream, wiring
@@ -460,28 +457,12 @@ def constraint_files(files):
 
 
 def write_atomically(files, out_dir):
-    """Write ``files`` into ``out_dir``, replacing it whole, via a temporary folder beside it."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    tmp.chmod(0o755)
-    try:
-        for name, text in sorted(files.items()):
-            (tmp / name).write_text(text, encoding="utf-8")
-        old = None
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
-            old.rmdir()
-            out_dir.rename(old)
-        tmp.rename(out_dir)
-        if old is not None:
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+    """Write ``files`` into ``out_dir`` by :func:`gen.outdir.write_folder`: a new, empty or
+    accelgen-stamped folder, of which only accelgen's files are replaced."""
+    from .outdir import write_folder
+    return write_folder(files, out_dir)
 
 
 def emit(config: AccelConfig, out_dir):
-    """Render every top of ``config`` and write them into ``out_dir`` (replaced whole)."""
+    """Render every top of ``config`` and write them into ``out_dir`` (see :func:`write_atomically`)."""
     return write_atomically(render(config), out_dir)

@@ -99,8 +99,21 @@ class SimBuild:
     waves: bool
 
 
+def build_root(create=True):
+    """The root of the build folders, ``$ACCELGEN_SIM_BUILD`` or ``sim_build``, checked by
+    :func:`gen.outdir.check_build_root` (:class:`gen.outdir.OutputError` when accelgen may not
+    write there); created and stamped unless ``create`` is false."""
+    from gen.outdir import check_build_root, mark_build_root
+    path = check_build_root(os.environ.get("ACCELGEN_SIM_BUILD", "sim_build"),
+                            what="build folder" + (" (ACCELGEN_SIM_BUILD)"
+                                                   if "ACCELGEN_SIM_BUILD" in os.environ else ""))
+    if create:
+        mark_build_root(path)
+    return path
+
+
 def _build_root():
-    return Path(os.environ.get("ACCELGEN_SIM_BUILD", "sim_build")).resolve()
+    return build_root()
 
 
 @contextmanager
@@ -269,7 +282,9 @@ def cached_emission(key, write, prefix=""):
     out = _build_root() / "rtl" / (prefix + digest[:16])
     with _locked(out.with_suffix(".lock")):
         if not (out / ".complete").exists():
-            out.mkdir(parents=True, exist_ok=True)
+            # A folder left incomplete by an interrupted run is this cache's own: start again.
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir(parents=True)
             write(out)
             (out / ".complete").write_text("ok\n")
     return out

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from gen import cli
+from gen.outdir import STAMP
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,19 +34,20 @@ def test_emit_default(default_emission):
     freshness tests of rtl_out/ and constraints/: tests/conftest.py)."""
     rtl, con, done = default_emission
     assert done["returncode"] == 0, done["stderr"]
-    names = sorted(p.name for p in rtl.iterdir())
+    names = sorted(p.name for p in rtl.iterdir() if p.name != STAMP)
     tops = ("accelgen_gemm", "accelgen_noc", "accelgen_softmax")
     assert names == sorted([f"{top}.{ext}" for top in tops
                             for ext in ("core", "f", "json", "sdc", "v", "xdc")]
                            + ["accelgen_lint.vlt"])
-    con_names = sorted(p.name for p in con.iterdir())
+    con_names = sorted(p.name for p in con.iterdir() if p.name != STAMP)
     assert done["stdout"].split() == ([str(rtl / name) for name in names]
                                       + [str(con / name) for name in con_names])
     for top in tops:
         for ext in ("sdc", "xdc"):
             assert (con / f"{top}.{ext}").read_text() == (rtl / f"{top}.{ext}").read_text()
-    assert sorted(p.name for p in con.iterdir()) == sorted(
-        f"{top}.{ext}" for top in tops for ext in ("sdc", "xdc"))
+    assert con_names == sorted(f"{top}.{ext}" for top in tops for ext in ("sdc", "xdc"))
+    for folder, listed in ((rtl, names), (con, con_names)):
+        assert (folder / STAMP).read_text().splitlines()[1:] == listed
 
 
 @pytest.mark.parametrize("toml, message", [
@@ -67,12 +69,14 @@ def test_bad_config_one_line_status_2_nothing_written(tmp_path, toml, message):
     config.write_text(toml)
     out = tmp_path / "out"
     out.mkdir()
+    (out / STAMP).write_text("# accelgen wrote the files below\nkeep.txt\n")
     (out / "keep.txt").write_text("untouched")
     result = run_cli("emit", str(config), "--out", str(out))
     assert result.returncode == 2
     assert result.stderr == f"accelgen: error: {message}\n"
     assert result.stdout == ""
-    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [STAMP, "keep.txt"]
+    assert (out / "keep.txt").read_text() == "untouched"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
 
 
@@ -87,3 +91,69 @@ def test_bad_arguments_exit_2():
     result = run_cli("bench", "nonsense")
     assert result.returncode == 2
     assert "invalid choice" in result.stderr
+
+
+def _tree(root):
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None)
+            for p in sorted(root.rglob("*"))}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["emit", "--out", "mine"],
+     "mine: holds files accelgen did not write (notes.txt) and no .accelgen-stamp; choose a new or "
+     "empty folder"),
+    (["emit", "--out", "."],
+     ".: is the current folder; the --out folder must be a folder of its own (for example rtl_out)"),
+    (["emit", "cfg/my.toml", "--out", "cfg"],
+     "cfg: holds the configuration file cfg/my.toml; the --out folder must be a folder of its own"),
+    (["emit", "--out", "notes.txt"],
+     "notes.txt: is a file, not a folder; the --out folder must be a folder (new, empty, or written "
+     "by accelgen)"),
+    (["emit", "--out", ""], '"": --out folder is an empty path; give a name'),
+    (["emit", "--out", "/proc/x"],
+     "/proc/x: is under /proc, a system folder; choose a folder of your own for the --out folder"),
+    (["emit", "--out", "new", "--constraints", "notes.txt"],
+     "notes.txt: is a file, not a folder; the --constraints folder must be a folder (new, empty, "
+     "or written by accelgen)"),
+    (["emit", "--out", "new", "--constraints", "new"],
+     "new: is the --out folder too; give --constraints another folder"),
+    (["bench", "gemm", "--quick", "--json", "notes.txt/g.json"],
+     "notes.txt/g.json: cannot be created: a part of the path is a file, not a folder"),
+    (["bench", "gemm", "--quick", "--json", "notes.txt"],
+     "notes.txt: exists and accelgen did not write it (no .accelgen-stamp beside it lists it); "
+     "remove it or choose another name"),
+    (["demo", "attention", "--quick", "--json", "mine"],
+     "mine: is a folder, not a file; the --json file must be a file name"),
+    (["synth", "--json", "cfg/my.toml"],
+     "cfg/my.toml: exists and accelgen did not write it (no .accelgen-stamp beside it lists it); "
+     "remove it or choose another name"),
+])
+def test_refused_output_paths_touch_nothing(tmp_path, argv, message):
+    """Output paths are checked before any work: one line, exit status 2, every file as it was."""
+    (tmp_path / "notes.txt").write_text("a user's notes")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("a user's notes")
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "my.toml").write_text("[gemm]\nrows = 2\ncols = 2\n")
+    before = _tree(tmp_path)
+    result = run_cli(*argv, cwd=tmp_path)
+    assert (result.returncode, result.stderr, result.stdout) == (2, f"accelgen: error: {message}\n",
+                                                                 "")
+    assert _tree(tmp_path) == before
+
+
+def test_out_rewrites_only_its_own_files(tmp_path):
+    """A folder accelgen wrote is rewritten: its files replaced, a user's file beside them kept."""
+    config = tmp_path / "small.toml"
+    config.write_text("[gemm]\ntop = 'g'\nrows = 2\ncols = 2\nmax_k = 8\nmax_m = 8\nmax_n = 8\n"
+                      "acc_width = 20\n")
+    out = tmp_path / "out"
+    assert run_cli("emit", str(config), "--out", str(out)).returncode == 0
+    (out / "notes.txt").write_text("a user's notes")
+    config.write_text(config.read_text().replace("top = 'g'", "top = 'h'"))
+    result = run_cli("emit", str(config), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [STAMP, "notes.txt", "accelgen_lint.vlt"] + [f"h.{e}" for e in
+                                                      ("core", "f", "json", "sdc", "v", "xdc")])
+    assert (out / "notes.txt").read_text() == "a user's notes"

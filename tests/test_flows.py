@@ -15,6 +15,7 @@ import pytest
 from gen.config import default_config, parse_config
 from gen.emit import constraint_files, render
 from gen.flow import LINT_WAIVERS
+from gen.outdir import STAMP, stamped_names
 from sim import runner
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,12 +41,14 @@ def small_dir(tmp_path_factory):
 def test_constraints_dir_is_fresh(default_files):
     """constraints/ holds exactly the default configuration's SDC and XDC."""
     on_disk = {p.name: p.read_text(encoding="utf-8") for p in (ROOT / "constraints").iterdir()
-               if p.is_file()}
+               if p.is_file() and p.name != STAMP}
     wanted = constraint_files(default_files)
     tops = [section.top for section in default_config().blocks.values()]
     assert sorted(wanted) == sorted(f"{top}.{ext}" for top in tops for ext in ("sdc", "xdc"))
     assert sorted(on_disk) == sorted(wanted), \
         "constraints/ has other files; run `accelgen emit --constraints constraints`"
+    assert stamped_names(ROOT / "constraints") == sorted(wanted), \
+        f"constraints/{STAMP} is stale; run `accelgen emit --constraints constraints`"
     stale = [name for name in wanted if on_disk[name] != wanted[name]]
     assert not stale, f"constraints/ is stale ({', '.join(stale)}): run " \
                       "`accelgen emit --constraints constraints`"
