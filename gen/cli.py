@@ -6,7 +6,7 @@ import os
 import sys
 
 from . import __version__, outdir
-from .config import ConfigError, load_config
+from .config import ConfigError, ConfigFileError, load_config
 from .outdir import OutputError
 from .synth import ToolMissing
 
@@ -60,6 +60,7 @@ def _cmd_emit(args):
     from .emit import constraint_files, render
     config = load_config(args.config)
     files = render(config)
+    _check_module_names(config, files)
     constraints = constraint_files(files) if args.constraints is not None else {}
     keep = [args.config]
     # Both folders are checked with the names they will get before either is written.
@@ -76,6 +77,25 @@ def _cmd_emit(args):
         for name in sorted(constraints):
             print(out / name)
     return 0
+
+
+def _check_module_names(config, files):
+    """No Verilog module is defined in two blocks' files (a top named like a module inside another
+    block's top would clash when both are compiled together)."""
+    import re
+    defined = {}
+    tops = {section.top: block for block, section in config.blocks.items()}
+    for top, block in tops.items():
+        text = files.get(f"{top}.v", "")
+        for name in re.findall(r"^module\s+(\\\S+|[A-Za-z_][A-Za-z0-9_$]*)", text, re.M):
+            other = defined.get(name)
+            if other is not None and other != block:
+                culprit = block if name != config.blocks[other].top else other
+                owner = other if culprit == block else block
+                raise ConfigError(f"{culprit}.top", config.blocks[culprit].top,
+                                  f"gives a module name ({name}) that {owner}'s Verilog also "
+                                  f"defines; choose another name")
+            defined[name] = block
 
 
 def _bench_out_dir(args):
@@ -102,11 +122,36 @@ def _check_bench(args):
             raise OutputError(args.json, f"is the name of a file the {args.block} bench writes "
                                          f"itself; choose another name")
     _check_build_root()
+    if args.block in SIMULATING_BENCHES:
+        _check_simulation(args)
+    if args.block == "noc-stress" and args.sim == "icarus":
+        raise UsageError("--sim icarus: the noc-stress bench runs on Verilator only (Icarus "
+                         "simulates its 10^6 cycles at about 60 cycles/s)")
+    if args.block == "area":
+        _check_tool("yosys", "accelgen bench area")
+    _check_bench_environment(args)
 
 
 def _check_build_root():
     from sim import runner
     runner.build_root(create=False)
+
+
+SIMULATING_BENCHES = ("gemm", "vsq-rtl", "softmax", "noc", "noc-stress")
+"""Benches that build and run a simulator (vsq computes with the golden models, area with Yosys)."""
+
+
+def _check_simulation(args):
+    """SIM, SEED, WAVES and the simulator itself, before any build starts."""
+    from sim import runner
+    runner.check_environment()
+    runner.simulator(args.sim)
+
+
+def _check_tool(name, why):
+    import shutil
+    if shutil.which(name) is None:
+        raise ToolMissing(f"{name} is not on PATH (Debian package {name}); {why} needs it")
 
 
 def _cmd_bench(args):
@@ -148,6 +193,7 @@ def _check_demo(args):
     if args.json is not None:
         outdir.check_file(args.json, what="--json file")
     _check_build_root()
+    _check_simulation(args)
 
 
 def _cmd_demo(args):
@@ -165,6 +211,12 @@ def _cmd_demo(args):
 
 def _check_synth(args):
     keep = [args.config, args.baseline]
+    _check_tool("yosys", "accelgen synth")
+    if args.seed < 0 or args.seed >= 1 << 31:
+        raise UsageError(f"--seed {args.seed}: the nextpnr placer seed must be from 0 to "
+                         f"{(1 << 31) - 1}")
+    if args.baseline is not None:
+        _read_baseline(args.baseline, args.target)
     if args.json is not None:
         outdir.check_file(args.json, what="--json file", keep=keep)
     if args.update_baseline is not None:
@@ -173,9 +225,29 @@ def _check_synth(args):
             raise OutputError(args.update_baseline, "is the --json file too; give another name")
 
 
-def _cmd_synth(args):
+def _read_baseline(path, target):
+    """The QoR baseline in ``path``, checked: a JSON object of ``target`` with figures per top."""
     import json
 
+    from .config import _read_text
+    text = _read_text(path)
+    try:
+        baseline = json.loads(text)
+    except ValueError as exc:
+        raise ConfigFileError(path, f"is not valid JSON ({exc})") from None
+    tops = baseline.get("tops") if isinstance(baseline, dict) else None
+    if (not isinstance(tops, dict) or not all(
+            isinstance(v, dict) and all(isinstance(n, int) and not isinstance(n, bool)
+                                        for n in v.values()) for v in tops.values())):
+        raise ConfigFileError(path, "is not a QoR baseline (a JSON object with target and tops: "
+                                    "figures per top, as --update-baseline writes)")
+    if baseline.get("target") != target:
+        raise ConfigFileError(path, f"is a baseline for target {baseline.get('target')!r}, not "
+                                    f"--target {target}")
+    return baseline
+
+
+def _cmd_synth(args):
     from . import synth
     config = load_config(args.config)
     result = synth.run(config, args.target, fmax=not args.no_fmax, device=args.device, seed=args.seed)
@@ -188,8 +260,7 @@ def _cmd_synth(args):
         outdir.write_file(args.update_baseline, _json_text(synth.baseline_of(result)),
                           what="--update-baseline file", keep=keep)
     if args.baseline:
-        with open(args.baseline, encoding="utf-8") as f:
-            problems = synth.compare_baseline(result, json.load(f))
+        problems = synth.compare_baseline(result, _read_baseline(args.baseline, args.target))
         for line in problems:
             print(f"QoR change: {line}")
         if problems:
@@ -207,12 +278,20 @@ def _run_options(parser, quick_help):
                         help="simulator (default: $SIM, else verilator)")
 
 
+def _debug_option(parser):
+    """``--debug`` after the command too (``accelgen emit --debug``)."""
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the Python traceback of an error")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="accelgen",
         description="Generate synthesizable Verilog for ML-accelerator blocks from one configuration, "
                     "and measure it in RTL simulation.")
     parser.add_argument("--version", action="version", version=f"accelgen {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the Python traceback of an error (also ACCELGEN_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     emit = sub.add_parser(
@@ -231,6 +310,7 @@ def build_parser():
     emit.add_argument("--constraints", metavar="DIR",
                       help="also write the SDC and XDC files into DIR (new, empty, or written by accelgen) "
                            "(the repository keeps the default configuration's in constraints/)")
+    _debug_option(emit)
     emit.set_defaults(func=_cmd_emit, check=_check_emit)
 
     synth = sub.add_parser(
@@ -257,6 +337,7 @@ def build_parser():
                             "qor/baseline_generic.json)")
     synth.add_argument("--update-baseline", metavar="FILE",
                        help="write the figures as a new baseline to FILE")
+    _debug_option(synth)
     synth.set_defaults(func=_cmd_synth, check=_check_synth)
 
     bench = sub.add_parser(
@@ -265,6 +346,7 @@ def build_parser():
             f"{name}: {text}" for name, (_, text) in BENCHES.items()) + ".")
     bench.add_argument("block", choices=sorted(BENCHES), help="block to measure")
     _run_options(bench, "a small size that finishes in about a minute (for CI)")
+    _debug_option(bench)
     bench.set_defaults(func=_cmd_bench, check=_check_bench)
 
     demo = sub.add_parser(
@@ -277,24 +359,133 @@ def build_parser():
                     "if any result differs from the golden model.")
     demo.add_argument("name", choices=[*DEMOS, "all"], help="what to run")
     _run_options(demo, "a small size that finishes in minutes")
+    _debug_option(demo)
     demo.set_defaults(func=_cmd_demo, check=_check_demo)
     return parser
+
+
+class UsageError(ValueError):
+    """A command line or environment value accelgen cannot use; the message is one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (with the command's --help to read)."""
+
+    def error(self, message):
+        self.exit(2, f"accelgen: error: {message} (see `{self.prog} --help`)\n")
+
+
+KNOWN_ENVIRONMENT = {
+    "ACCELGEN_SIM_BUILD": "root of the simulator build folders",
+    "ACCELGEN_BENCH_OUT": "folder of the benches' plots and tables",
+    "ACCELGEN_DEBUG": "1: show Python tracebacks",
+    "ACCELGEN_NOC_BENCH_MESHES": "bench noc: mesh sizes k, comma-separated",
+    "ACCELGEN_NOC_BENCH_VCS": "bench noc: virtual channel counts, comma-separated",
+    "ACCELGEN_NOC_BENCH_PATTERNS": "bench noc: traffic patterns, comma-separated",
+    "ACCELGEN_NOC_BENCH_FRACTIONS": "bench noc: offered loads as fractions, comma-separated",
+}
+"""The ACCELGEN_* environment variables a user may set."""
+
+INTERNAL_ENVIRONMENT = (
+    "ACCELGEN_MANIFEST", "ACCELGEN_RESULTS", "ACCELGEN_DATA", "ACCELGEN_PLAN", "ACCELGEN_GAP",
+    "ACCELGEN_STALL", "ACCELGEN_GEMM_CASES", "ACCELGEN_MLP_MODEL", "ACCELGEN_MLP_SETTINGS",
+    "ACCELGEN_SOFTMAX_ROWS", "ACCELGEN_STRESS_CYCLES", "ACCELGEN_STRESS_DRAIN",
+    "ACCELGEN_STRESS_FAULT", "ACCELGEN_NOC_BADS", "ACCELGEN_NOC_CYCLES", "ACCELGEN_NOC_LOADS",
+    "ACCELGEN_NOC_MCAST", "ACCELGEN_NOC_PACKETS", "ACCELGEN_NOC_POINTS", "ACCELGEN_NOC_WINDOW",
+)
+"""Variables accelgen sets itself for its cocotb benches (in their processes only)."""
+
+
+def _check_environment():
+    """Every ACCELGEN_* variable is one accelgen reads, with a usable value."""
+    for name in sorted(os.environ):
+        if not name.startswith("ACCELGEN_") or name in KNOWN_ENVIRONMENT:
+            continue
+        if name in INTERNAL_ENVIRONMENT:
+            raise UsageError(f"{name} is set: accelgen sets it for its own benches; unset it")
+        raise UsageError(f"{name} is set, but accelgen reads no such variable (it reads "
+                         + ", ".join(KNOWN_ENVIRONMENT) + ")")
+    _flag_variable("ACCELGEN_DEBUG")
+
+
+def _flag_variable(name):
+    value = os.environ.get(name, "")
+    if value not in ("", "0", "1"):
+        raise UsageError(f"{name} = {_quoted(value)}: must be 0 or 1")
+
+
+def _quoted(text):
+    import json
+    return json.dumps(text)
+
+
+def _check_bench_environment(args):
+    """The NoC bench's ACCELGEN_NOC_BENCH_* lists, when set."""
+    from sim.golden.noc import PATTERNS
+    checks = {
+        "ACCELGEN_NOC_BENCH_MESHES": (int, lambda k: 2 <= k <= 8, "integers from 2 to 8"),
+        "ACCELGEN_NOC_BENCH_VCS": (int, lambda v: v in (1, 2, 4), "1, 2 or 4"),
+        "ACCELGEN_NOC_BENCH_PATTERNS": (str, lambda p: p in PATTERNS, ", ".join(PATTERNS)),
+        "ACCELGEN_NOC_BENCH_FRACTIONS": (float, lambda f: 0 < f <= 1,
+                                         "numbers above 0, at most 1"),
+    }
+    for name, (cast, good, allowed) in checks.items():
+        text = os.environ.get(name)
+        if text is None:
+            continue
+        try:
+            values = [cast(v) for v in text.split(",")]
+            ok = bool(values) and all(good(v) for v in values)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise UsageError(f"{name} = {_quoted(text)}: must be a comma-separated list of "
+                             f"{allowed}")
+
+
+def _debugging(args):
+    return getattr(args, "debug", False) or os.environ.get("ACCELGEN_DEBUG", "") == "1"
 
 
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    from sim.runner import BadSetting
     from sim.runner import ToolMissing as SimToolMissing
     try:
-        # Every output path is checked before any work starts.
-        args.check(args)
-        return args.func(args)
-    except (ConfigError, OutputError, ToolMissing, SimToolMissing) as exc:
+        try:
+            # The environment, every output path and the tools are checked before any work.
+            _check_environment()
+            args.check(args)
+            return args.func(args)
+        except BrokenPipeError:
+            # The reader of the output went away (accelgen ... | head): nothing to report.
+            sys.stderr.close()
+            return 1
+    except (ConfigError, OutputError, ToolMissing, SimToolMissing, UsageError, BadSetting) as exc:
+        if _debugging(args):
+            raise
         print(f"accelgen: error: {exc}", file=sys.stderr)
         return 2
-    except FileNotFoundError as exc:
-        print(f"accelgen: error: {exc.filename}: no such file", file=sys.stderr)
+    except ModuleNotFoundError as exc:
+        if _debugging(args):
+            raise
+        print(f"accelgen: error: the Python package {exc.name} is missing; install it (pip install "
+              f"{exc.name}) or accelgen's extras (pip install 'accelgen[bench]')", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if _debugging(args):
+            raise
+        print("accelgen: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if _debugging(args):
+            raise
+        first = str(exc).strip().splitlines()
+        print(f"accelgen: error: {type(exc).__name__}: {first[0] if first else '(no message)'}"
+              f"{' ...' if len(first) > 1 else ''} (run with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

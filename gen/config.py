@@ -32,7 +32,9 @@ The multi-tile system has nested tables for its tiles' blocks::
 import dataclasses
 import hashlib
 import json
+import os
 import re
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -47,10 +49,11 @@ from .lib.formats import (
 )
 
 __all__ = [
-    "ConfigError", "GemmConfig", "SoftmaxConfig", "NocConfig", "SystemConfig", "FlowConfig",
+    "ConfigError", "ConfigFileError", "GemmConfig", "SoftmaxConfig", "NocConfig", "SystemConfig", "FlowConfig",
     "AccelConfig",
     "SECTIONS", "SETTINGS",
     "load_config", "parse_config", "default_config", "config_hash", "gemm_acc_width_needed",
+    "VERILOG_KEYWORDS",
 ]
 
 
@@ -71,7 +74,38 @@ class ConfigError(ValueError):
         self.field = field
         self.value = value
         self.allowed = allowed
-        super().__init__(f"{field} = {_show(value)}: {allowed}")
+        super().__init__(f"{_key(field)} = {_shorter(_show(value))}: {allowed}")
+
+
+class ConfigFileError(ConfigError):
+    """A configuration file cannot be read as one: the message is ``<path>: <why>``."""
+
+    def __init__(self, path, why):
+        self.field = "config"
+        self.value = str(path)
+        self.allowed = why
+        ValueError.__init__(self, f"{_path_shown(path)}: {why}")
+
+
+def _path_shown(path):
+    text = str(path)
+    return text if text and text.isprintable() and text.strip() == text else json.dumps(text)
+
+
+_SHOWN_MAX = 120
+
+
+def _shorter(text):
+    """``text`` cut to :data:`_SHOWN_MAX` characters, so that a message stays one readable line."""
+    if len(text) <= _SHOWN_MAX:
+        return text
+    return text[:_SHOWN_MAX - 4] + "..." + {"[": "]", "{": "}", '"': '"'}.get(text[0], "")
+
+
+def _key(name):
+    """A dotted key as written in TOML: parts that are not bare keys in quotes."""
+    return ".".join(part if re.fullmatch(r"[A-Za-z0-9_-]+", part) else json.dumps(part)
+                    for part in str(name).split(".")) if isinstance(name, str) else str(name)
 
 
 def _show(value):
@@ -80,10 +114,11 @@ def _show(value):
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_show(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} = {_show(v)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{_key(k)} = {_show(v)}" for k, v in value.items()) + "}"
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    text = str(value)
+    return text if text.isprintable() else json.dumps(text)
 
 
 def _int_field(default, lo, hi, doc):
@@ -159,6 +194,11 @@ def _check_field(section, f, value):
         if choices is None and not _is_identifier(value):
             raise ConfigError(name, value,
                               "must be a Verilog identifier: a letter or _, then letters, digits or _")
+        if choices is None and value in VERILOG_KEYWORDS:
+            raise ConfigError(name, value, "is a Verilog or SystemVerilog keyword; choose another "
+                                           "module name")
+        if choices is None and len(value) > IDENTIFIER_MAX:
+            raise ConfigError(name, value, f"must be at most {IDENTIFIER_MAX} characters long")
         return value
     if kind == "strs":
         choices = meta["choices"]
@@ -178,6 +218,37 @@ def _check_field(section, f, value):
             raise ConfigError(name, value, allowed)
         return tuple(value)
     raise AssertionError(kind)
+
+
+IDENTIFIER_MAX = 128
+"""Longest module name accepted (files are named after it)."""
+
+VERILOG_KEYWORDS = frozenset("""
+    always and assign automatic begin buf bufif0 bufif1 case casex casez cell cmos config deassign
+    default defparam design disable edge else end endcase endconfig endfunction endgenerate endmodule
+    endprimitive endspecify endtable endtask event for force forever fork function generate genvar
+    highz0 highz1 if ifnone incdir include initial inout input instance integer join large liblist
+    library localparam macromodule medium module nand negedge nmos nor noshowcancelled not notif0
+    notif1 or output parameter pmos posedge primitive pull0 pull1 pulldown pullup
+    pulsestyle_ondetect pulsestyle_onevent rcmos real realtime reg release repeat rnmos rpmos rtran
+    rtranif0 rtranif1 scalared showcancelled signed small specify specparam strong0 strong1 supply0
+    supply1 table task time tran tranif0 tranif1 tri tri0 tri1 triand trior trireg unsigned use
+    uwire vectored wait wand weak0 weak1 while wire wor xnor xor
+
+    accept_on alias always_comb always_ff always_latch assert assume before bind bins binsof bit
+    break byte chandle checker class clocking const constraint context continue cover covergroup
+    coverpoint cross dist do endchecker endclass endclocking endgroup endinterface endpackage
+    endprogram endproperty endsequence enum eventually expect export extends extern final
+    first_match foreach forkjoin global iff ignore_bins illegal_bins implements implies import
+    inside int interconnect interface intersect join_any join_none let local logic longint matches
+    modport nettype new nexttime null package packed priority program property protected pure rand
+    randc randcase randsequence ref reject_on restrict return s_always s_eventually s_nexttime
+    s_until s_until_with sequence shortint shortreal soft solve static string strong struct super
+    sync_accept_on sync_reject_on tagged this throughout timeprecision timeunit type typedef union
+    unique unique0 until until_with untyped var virtual void wait_order weak wildcard with within
+""".split())
+"""Reserved words of Verilog-2005 (IEEE 1364-2005, annex B) and SystemVerilog (IEEE 1800-2017,
+annex B): a module may not be named after one."""
 
 
 def _is_identifier(text):
@@ -491,7 +562,24 @@ def parse_config(data):
     if not any(key in SECTIONS for key in data):
         raise ConfigError("config", data,
                           "must have at least one section of: " + ", ".join(SECTIONS))
-    return AccelConfig(**{name: _parse_section(name, every[name], data[name]) for name in data})
+    config = AccelConfig(**{name: _parse_section(name, every[name], data[name]) for name in data})
+    _check_tops(config)
+    return config
+
+
+def _check_tops(config):
+    """Every block's top is a module and a file name of its own (letter case aside: file systems
+    that ignore it would merge the files)."""
+    seen = {}
+    for block, section in config.blocks.items():
+        other = seen.get(section.top.lower())
+        if other is not None:
+            same = "" if getattr(config, other).top == section.top else " when letter case is ignored"
+            raise ConfigError(f"{block}.top", section.top,
+                              f"must differ from {other}.top = {_show(getattr(config, other).top)}"
+                              f"{same} (each block is a Verilog module and a set of files of its "
+                              f"own)")
+        seen[section.top.lower()] = block
 
 
 def load_config(path=None):
@@ -500,14 +588,61 @@ def load_config(path=None):
         text = resources.files("gen").joinpath("default.toml").read_text(encoding="utf-8")
         source = "default.toml"
     else:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        text = _read_text(path)
         source = str(path)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("config", source, f"is not valid TOML ({exc})") from None
+        raise ConfigFileError(source, f"is not valid TOML ({exc})") from None
     return parse_config(data)
+
+
+CONFIG_MAX_BYTES = 1 << 20
+"""Largest configuration file read (a configuration is a few hundred bytes)."""
+
+
+def _read_text(path):
+    """The text of the configuration file ``path``: UTF-8, with or without a byte-order mark.
+    Raises :class:`ConfigFileError` when it is not a readable, regular UTF-8 file."""
+    text = os.fspath(path)
+    if text == "":
+        raise ConfigFileError(path, "the configuration path is empty; give a .toml file")
+    try:
+        st = os.stat(text)
+    except FileNotFoundError:
+        raise ConfigFileError(path, "no such file") from None
+    except NotADirectoryError:
+        raise ConfigFileError(path, "no such file (a part of the path is a file, not a "
+                                    "folder)") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigFileError(path, f"cannot be read ({_reason(exc)})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ConfigFileError(path, "is a folder, not a configuration file; give a .toml file")
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigFileError(path, "is not a regular file (a device, pipe or socket); give a .toml "
+                                    "file")
+    if st.st_size > CONFIG_MAX_BYTES:
+        raise ConfigFileError(path, f"is {st.st_size} bytes long; a configuration file is at most "
+                                    f"{CONFIG_MAX_BYTES} bytes")
+    try:
+        with open(text, "rb") as f:
+            raw = f.read(CONFIG_MAX_BYTES + 1)
+    except OSError as exc:
+        raise ConfigFileError(path, f"cannot be read ({_reason(exc)})") from None
+    if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark, as some editors write
+        raw = raw[3:]
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigFileError(path, f"is not UTF-8 text (byte 0x{raw[exc.start]:02x} on line "
+                                    f"{line}); save it as UTF-8") from None
+
+
+def _reason(exc):
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc)
 
 
 def default_config():

@@ -26,8 +26,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["SimBuild", "simulator", "seed_from_env", "verilator_env", "build", "run", "emit_and_build",
-           "ToolMissing"]
+__all__ = ["SimBuild", "simulator", "seed_from_env", "parse_seed", "check_environment",
+           "verilator_env", "build", "run", "emit_and_build", "ToolMissing", "BadSetting"]
 
 SIMULATORS = ("verilator", "icarus")
 
@@ -36,16 +36,62 @@ class ToolMissing(RuntimeError):
     """The requested simulator is not installed."""
 
 
+class BadSetting(ValueError):
+    """An environment variable (``SIM``, ``SEED``, ``WAVES``) has a value that cannot be used; the
+    message is one line naming the variable, the value and what is allowed."""
+
+
+SEED_MAX = 2**32 - 1
+
+
+def _quoted(text):
+    return json.dumps(text)
+
+
 def simulator(name=None):
-    """The simulator to use: ``name``, else ``$SIM``, else ``verilator``; checked for presence."""
-    name = (name or os.environ.get("SIM") or "verilator").lower()
+    """The simulator to use: ``name``, else ``$SIM``, else ``verilator``; checked for presence
+    (:class:`ToolMissing`) and for what a Verilator build needs (make and a C++ compiler)."""
+    given = name or os.environ.get("SIM") or "verilator"
+    name = given.lower()
     if name not in SIMULATORS:
-        raise ValueError(f"SIM = {name!r}: must be one of " + ", ".join(SIMULATORS))
+        raise BadSetting(f"SIM = {_quoted(given)}: must be one of " + ", ".join(SIMULATORS))
     if name == "icarus" and shutil.which("iverilog") is None:
         raise ToolMissing("SIM=icarus needs iverilog on PATH (Debian package iverilog)")
     if name == "verilator":
         verilator_env()
+        if shutil.which("make") is None:
+            raise ToolMissing("Verilator builds need make on PATH (Debian package make)")
+        cxx = os.environ.get("CXX") or "g++"
+        if shutil.which(cxx.split()[0] if cxx.split() else "g++") is None:
+            raise ToolMissing(f"Verilator builds need the C++ compiler {cxx} on PATH (Debian "
+                              f"package g++; or set CXX)")
     return name
+
+
+def parse_seed(text):
+    """The seed written in ``text`` (decimal, or 0x hexadecimal); :class:`BadSetting` otherwise."""
+    try:
+        seed = int(text.strip(), 0)
+    except ValueError:
+        raise BadSetting(f"SEED = {_quoted(text)}: must be an integer from 0 to {SEED_MAX}") from None
+    if not 0 <= seed <= SEED_MAX:
+        raise BadSetting(f"SEED = {_quoted(text)}: must be an integer from 0 to {SEED_MAX}")
+    return seed
+
+
+def check_environment():
+    """Check ``SIM``, ``SEED`` and ``WAVES`` (when set) and the build folder, before any work;
+    raises :class:`BadSetting` or :class:`gen.outdir.OutputError`."""
+    sim = os.environ.get("SIM")
+    if sim and sim.lower() not in SIMULATORS:
+        raise BadSetting(f"SIM = {_quoted(sim)}: must be one of " + ", ".join(SIMULATORS))
+    seed = os.environ.get("SEED")
+    if seed:
+        parse_seed(seed)
+    waves = os.environ.get("WAVES", "")
+    if waves not in ("", "0", "1"):
+        raise BadSetting(f"WAVES = {_quoted(waves)}: must be 0 or 1 (1: dump waveforms)")
+    build_root(create=False)
 
 
 def verilator_env():
@@ -72,10 +118,7 @@ def seed_from_env(default=None):
     """The seed of this run: ``$SEED`` if set, else ``default``, else a fresh random one. Printed."""
     text = os.environ.get("SEED")
     if text is not None and text != "":
-        try:
-            seed = int(text, 0)
-        except ValueError:
-            raise ValueError(f"SEED = {text!r}: must be an integer") from None
+        seed = parse_seed(text)
     elif default is not None:
         seed = default
     else:

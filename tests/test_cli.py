@@ -12,9 +12,10 @@ from gen.outdir import STAMP
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_cli(*args, cwd=None):
+def run_cli(*args, cwd=None, env=None):
     return subprocess.run([sys.executable, "-m", "gen", *args], capture_output=True, text=True,
-                          cwd=cwd, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+                          cwd=cwd, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin",
+                                        **(env or {})})
 
 
 def test_help_explains_every_option(capsys):
@@ -157,3 +158,120 @@ def test_out_rewrites_only_its_own_files(tmp_path):
         [STAMP, "notes.txt", "accelgen_lint.vlt"] + [f"h.{e}" for e in
                                                       ("core", "f", "json", "sdc", "v", "xdc")])
     assert (out / "notes.txt").read_text() == "a user's notes"
+
+
+@pytest.mark.parametrize("argv, env, message", [
+    (["bench", "gemm", "--quick"], {"SIM": "modelsim"},
+     'SIM = "modelsim": must be one of verilator, icarus'),
+    (["demo", "attention", "--quick"], {"SIM": "modelsim"},
+     'SIM = "modelsim": must be one of verilator, icarus'),
+    (["bench", "gemm", "--quick"], {"SEED": "abc"},
+     'SEED = "abc": must be an integer from 0 to 4294967295'),
+    (["bench", "softmax", "--quick"], {"SEED": "-1"},
+     'SEED = "-1": must be an integer from 0 to 4294967295'),
+    (["bench", "gemm", "--quick"], {"WAVES": "yes"},
+     'WAVES = "yes": must be 0 or 1 (1: dump waveforms)'),
+    (["bench", "gemm", "--quick", "--sim", "icarus"], {"PATH": "EMPTY"},
+     "SIM=icarus needs iverilog on PATH (Debian package iverilog)"),
+    (["bench", "gemm", "--quick"], {"SIM": "icarus", "PATH": "EMPTY"},
+     "SIM=icarus needs iverilog on PATH (Debian package iverilog)"),
+    (["bench", "gemm", "--quick"], {"PATH": "EMPTY"},
+     "Verilator builds need make on PATH (Debian package make)"),
+    (["synth"], {"PATH": "EMPTY"},
+     "yosys is not on PATH (Debian package yosys); accelgen synth needs it"),
+    (["bench", "area", "--quick"], {"PATH": "EMPTY"},
+     "yosys is not on PATH (Debian package yosys); accelgen bench area needs it"),
+    (["bench", "gemm", "--quick"], {"ACCELGEN_SIM_BUILD": "notes.txt"},
+     "notes.txt: is a file, not a folder; the build folder (ACCELGEN_SIM_BUILD) must be a folder "
+     "(new, empty, or written by accelgen)"),
+    (["bench", "gemm", "--quick"], {"ACCELGEN_SIM_BUILD": ""},
+     '"": build folder (ACCELGEN_SIM_BUILD) is an empty path; give a name'),
+    (["bench", "gemm", "--quick"], {"ACCELGEN_SIM_BUILD": "mine"},
+     "mine: holds files accelgen did not write (notes.txt) and no .accelgen-stamp; choose a new or "
+     "empty folder for the build folder (ACCELGEN_SIM_BUILD)"),
+    (["bench", "noc", "--quick"], {"ACCELGEN_BENCH_OUT": "notes.txt"},
+     "notes.txt: is a file, not a folder; the bench output folder (ACCELGEN_BENCH_OUT) must be a "
+     "folder"),
+    (["emit", "--out", "new"], {"ACCELGEN_SIMBUILD": "x"},
+     "ACCELGEN_SIMBUILD is set, but accelgen reads no such variable (it reads ACCELGEN_SIM_BUILD, "
+     "ACCELGEN_BENCH_OUT, ACCELGEN_DEBUG, ACCELGEN_NOC_BENCH_MESHES, ACCELGEN_NOC_BENCH_VCS, "
+     "ACCELGEN_NOC_BENCH_PATTERNS, ACCELGEN_NOC_BENCH_FRACTIONS)"),
+    (["emit", "--out", "new"], {"ACCELGEN_MANIFEST": "x"},
+     "ACCELGEN_MANIFEST is set: accelgen sets it for its own benches; unset it"),
+    (["emit", "--out", "new"], {"ACCELGEN_DEBUG": "yes"}, 'ACCELGEN_DEBUG = "yes": must be 0 or 1'),
+    (["bench", "noc"], {"ACCELGEN_NOC_BENCH_VCS": "3"},
+     'ACCELGEN_NOC_BENCH_VCS = "3": must be a comma-separated list of 1, 2 or 4'),
+    (["bench", "noc"], {"ACCELGEN_NOC_BENCH_FRACTIONS": "0.5,x"},
+     'ACCELGEN_NOC_BENCH_FRACTIONS = "0.5,x": must be a comma-separated list of numbers above 0, '
+     "at most 1"),
+    (["bench", "noc-stress", "--quick", "--sim", "icarus"], {},
+     "--sim icarus: the noc-stress bench runs on Verilator only (Icarus simulates its 10^6 cycles "
+     "at about 60 cycles/s)"),
+    (["emit", "mine"], {}, "mine: is a folder, not a configuration file; give a .toml file"),
+    (["emit", "/dev/null"], {},
+     "/dev/null: is not a regular file (a device, pipe or socket); give a .toml file"),
+    (["emit", "latin1.toml"], {}, "latin1.toml: is not UTF-8 text (byte 0xe9 on line 2); save it as "
+                                  "UTF-8"),
+    (["emit", "same.toml"], {},
+     'softmax.top = "same": must differ from gemm.top = "same" (each block is a Verilog module and a '
+     "set of files of its own)"),
+    (["emit", "keyword.toml"], {},
+     'gemm.top = "logic": is a Verilog or SystemVerilog keyword; choose another module name'),
+    (["emit", "", "--out", "new"], {}, '"": the configuration path is empty; give a .toml file'),
+    (["synth", "--seed", "-1"], {},
+     "--seed -1: the nextpnr placer seed must be from 0 to 2147483647"),
+    (["synth", "--baseline", "notes.txt"], {},
+     "notes.txt: is not valid JSON (Expecting value: line 1 column 1 (char 0))"),
+    (["synth", "--baseline", "other.json"], {},
+     "other.json: is a baseline for target 'ice40', not --target generic"),
+    (["bench", "nonsense"], {},
+     "argument block: invalid choice: 'nonsense' (choose from 'area', 'gemm', 'noc', 'noc-stress', "
+     "'softmax', 'vsq', 'vsq-rtl') (see `accelgen bench --help`)"),
+    (["emit", "--bogus"], {}, "unrecognized arguments: --bogus (see `accelgen --help`)"),
+])
+def test_bad_input_one_line_status_2(tmp_path, argv, env, message):
+    """Bad settings, files, tools and command lines: one line, exit status 2, before any work, and
+    nothing written."""
+    (tmp_path / "notes.txt").write_text("a user's notes")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("a user's notes")
+    (tmp_path / "latin1.toml").write_bytes("[gemm]\ntop = 'caf\u00e9'\n".encode("latin-1"))
+    (tmp_path / "same.toml").write_text("[gemm]\ntop = 'same'\n[softmax]\ntop = 'same'\n")
+    (tmp_path / "keyword.toml").write_text("[gemm]\ntop = 'logic'\n")
+    (tmp_path / "other.json").write_text('{"target": "ice40", "tops": {}}')
+    (tmp_path / "empty").mkdir()
+    if env.get("PATH") == "EMPTY":
+        env = {**env, "PATH": str(tmp_path / "empty")}
+    before = _tree(tmp_path)
+    result = run_cli(*argv, cwd=tmp_path, env=env)
+    assert (result.returncode, result.stderr, result.stdout) == (2, f"accelgen: error: {message}\n",
+                                                                 "")
+    assert _tree(tmp_path) == before
+
+
+def test_utf8_byte_order_mark_is_accepted(tmp_path):
+    config = tmp_path / "bom.toml"
+    config.write_bytes(b"\xef\xbb\xbf[gemm]\ntop = 'g'\nrows = 2\ncols = 2\nmax_k = 8\n"
+                       b"max_m = 8\nmax_n = 8\nacc_width = 20\n")
+    result = run_cli("emit", str(config), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "g.v").exists()
+
+
+def test_unexpected_errors_are_one_line_unless_debug(tmp_path, monkeypatch, capsys):
+    """An unexpected failure is one line and exit status 1; --debug or ACCELGEN_DEBUG=1 shows the
+    traceback."""
+    def broken(config):
+        raise RuntimeError("something broke\nsecond line")
+    monkeypatch.setattr("gen.emit.render", broken)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["emit", "--out", "o"]) == 1
+    assert capsys.readouterr().err == ("accelgen: error: RuntimeError: something broke ... (run with "
+                                       "--debug for the traceback)\n")
+    for argv in (["--debug", "emit", "--out", "o"], ["emit", "--out", "o", "--debug"]):
+        with pytest.raises(RuntimeError):
+            cli.main(argv)
+    monkeypatch.setenv("ACCELGEN_DEBUG", "1")
+    with pytest.raises(RuntimeError):
+        cli.main(["emit", "--out", "o"])
+    assert not (tmp_path / "o").exists()

@@ -300,7 +300,8 @@ def test_synth_without_yosys_is_one_line_error(tmp_path):
     result = subprocess.run([sys.executable, "-m", "gen", "synth", str(config)],
                             capture_output=True, text=True, cwd=tmp_path, env=env)
     assert result.returncode == 2
-    assert result.stderr == "accelgen: error: yosys is not on PATH (Debian package yosys)\n"
+    assert result.stderr == ("accelgen: error: yosys is not on PATH (Debian package yosys); "
+                             "accelgen synth needs it\n")
 
 
 # --- QoR baseline -----------------------------------------------------------------------------------
