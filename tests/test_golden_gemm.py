@@ -258,3 +258,35 @@ def test_fp8_kinds_and_packing(mode, seed):
     y = _dot_from_beats(a_beats, w_beats, "int8", 3, 5, 5, 7, 11)  # bytes travel as in INT8
     assert np.array_equal(y, golden.gemm(np.where(a >= 128, a - 256, a),
                                          np.where(w >= 128, w - 256, w), "int8"))
+
+
+@pytest.mark.parametrize("a, w, mode, message", [
+    ([[1.5, 2]], [[1], [2]], "int8",
+     "A has non-integer values (first: 1.5 at [0, 0]): must hold integers (integral floats are "
+     "accepted)"),
+    ([[1, 2]], [[1], [np.nan]], "int8", "W has NaN values (first at [1, 0]): must hold integers"),
+    ([[1, 2]], [[1], [np.inf]], "int8", "W has infinite values (first at [1, 0]): must hold integers"),
+    ([[1, 300]], [[1], [2]], "int8",
+     "A has values outside [-128, 127] allowed in mode int8 (first: 300 at [0, 1])"),
+    ([[1, 2]], [[1], [8]], "w4a8", "W has values outside [-8, 7] allowed in mode w4a8 (first: 8 at "
+                                   "[1, 0])"),
+    ([[1, 2], [3]], [[1], [2]], "int8", "A is not a rectangular array of numbers"),
+    ([["1", "2"]], [[1], [2]], "int8", "A has dtype <U1: must hold integers"),
+    ([[2**70, 1]], [[1], [2]], "int8",
+     "A has values outside [-128, 127] allowed in mode int8 (first: 1180591620717411303424 at "
+     "[0, 0])"),
+    ([[1, 256]], [[1], [2]], "fp8_e4m3",
+     "A has values outside [0, 255] allowed in mode fp8_e4m3 (first: 256 at [0, 1])"),
+])
+def test_bad_operands_are_named(a, w, mode, message):
+    """No truncation of fractions, no NaN cast warnings: every bad operand gets a message."""
+    with pytest.raises(ValueError) as info:
+        golden.gemm(a, w, mode)
+    assert str(info.value) == message
+
+
+def test_integral_operands_of_any_dtype_are_taken():
+    a, w = [[1, -2, 3]], [[4], [5], [-6]]
+    want = golden.gemm(a, w)
+    for dtype in (np.int8, np.int16, np.float32, np.float64, object):
+        assert np.array_equal(golden.gemm(np.array(a, dtype=dtype), np.array(w, dtype=dtype)), want)

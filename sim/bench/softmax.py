@@ -67,7 +67,7 @@ def accuracy(max_len, reps, seed=7, widths=WIDTHS):
         rows.append((golden.random_row(rng, L, base, "gaussian"), rng.random(L) < 0.3))
         rows += list(golden.edge_rows(base, L).values())
     one = 1 << base.out_frac
-    refs = [golden.reference(x, m, base.in_frac) * one for x, m in rows]
+    refs = [golden.reference(x, m, in_frac=base.in_frac) * one for x, m in rows]
     out = []
     for label, s, m in widths:
         p = golden.SoftmaxParams(max_len=max_len, sum_frac=s, recip_bits=m, **FORMAT)
@@ -76,7 +76,7 @@ def accuracy(max_len, reps, seed=7, widths=WIDTHS):
         sum_worst = sum_ratio = 0.0
         agree = eligible = 0
         for (x, mask), ref in zip(rows, refs, strict=True):
-            y, empty = golden.softmax(x, mask, p, table)
+            y, empty = golden.softmax(x, mask, p=p, table=table)
             err = np.abs(y - ref)
             live = np.ones(x.size, bool) if mask is None else ~mask
             worst = max(worst, float(err.max()))

@@ -23,6 +23,8 @@ from fractions import Fraction
 
 import numpy as np
 
+from .checks import as_array, int_array
+
 __all__ = [
     "MODES", "MODE_CODES", "RANGES", "gemm", "wrap", "acc_width_needed", "random_operands",
     "pack_int4_pairs", "unpack_int4_pairs", "weight_beats", "act_beats", "output_beats",
@@ -67,17 +69,15 @@ def _check_mode(mode):
 
 
 def _check_operands(a, w, mode):
+    """``a`` and ``w`` as int64 matrices of codes that fit ``mode`` (:mod:`sim.golden.checks`:
+    integer dtype or exactly integral values, no NaN, in range)."""
     _check_mode(mode)
-    a = np.asarray(a)
-    w = np.asarray(w)
+    a, w = as_array("A", a), as_array("W", w)
     if a.ndim != 2 or w.ndim != 2 or a.shape[1] != w.shape[0]:
         raise ValueError(f"shapes {a.shape} and {w.shape}: need A (M x K) and W (K x N)")
     (alo, ahi), (wlo, whi) = RANGES[mode]
-    if a.size and (a.min() < alo or a.max() > ahi):
-        raise ValueError(f"A has values outside [{alo}, {ahi}] allowed in mode {mode}")
-    if w.size and (w.min() < wlo or w.max() > whi):
-        raise ValueError(f"W has values outside [{wlo}, {whi}] allowed in mode {mode}")
-    return a.astype(np.int64), w.astype(np.int64)
+    return (int_array("A", a, alo, ahi, allowed=f"allowed in mode {mode}"),
+            int_array("W", w, wlo, whi, allowed=f"allowed in mode {mode}"))
 
 
 def gemm(a, w, mode="int8"):

@@ -64,9 +64,11 @@ Edge cases (each tested)
   its own; the unit counts such cuts); :func:`split_rows` models it.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
+
+from .checks import as_array, bool_array, int_array, int_param
 
 __all__ = ["SoftmaxParams", "derive_widths", "exp2_table", "softmax_beats", "softmax", "reference",
            "random_row", "ROW_KINDS", "edge_rows", "split_rows", "to_beats"]
@@ -81,9 +83,14 @@ def derive_widths(out_frac, max_len):
     return out_frac + _clog2(2 * max_len + 3) + 8, out_frac + 8
 
 
+_PARAM_RANGES = {"in_width": (2, 24), "in_frac": (0, 10), "out_frac": (1, 16), "max_len": (1, 16384),
+                 "lanes": (1, 16), "sum_frac": (0, 48), "recip_bits": (0, 40)}
+
+
 @dataclass(frozen=True)
 class SoftmaxParams:
-    """Everything the arithmetic depends on.
+    """Everything the arithmetic depends on, checked on construction (:class:`ValueError` naming
+    the field; the ranges are the unit's).
 
     ``sum_frac`` (S) and ``recip_bits`` (M) of 0 mean "derived" (:func:`derive_widths`).
     """
@@ -97,11 +104,25 @@ class SoftmaxParams:
     recip_bits: int = 0
 
     def __post_init__(self):
+        for f in fields(self):
+            lo, hi = _PARAM_RANGES[f.name]
+            int_param(f"SoftmaxParams.{f.name}", getattr(self, f.name), lo, hi)
+            object.__setattr__(self, f.name, int(getattr(self, f.name)))
+        if self.in_frac > self.in_width - 1:
+            raise ValueError(f"SoftmaxParams.in_frac = {self.in_frac}: must be at most in_width - 1 "
+                             f"= {self.in_width - 1}")
+        if self.recip_bits and self.recip_bits < 4:
+            raise ValueError(f"SoftmaxParams.recip_bits = {self.recip_bits}: must be 0 (derived) or "
+                             f"from 4 to 40")
         s, m = derive_widths(self.out_frac, self.max_len)
         if not self.sum_frac:
             object.__setattr__(self, "sum_frac", s)
         if not self.recip_bits:
             object.__setattr__(self, "recip_bits", m)
+        if self.sum_frac + self.recip_bits < self.out_frac + 1:
+            raise ValueError(f"SoftmaxParams.sum_frac + recip_bits = "
+                             f"{self.sum_frac + self.recip_bits}: must be at least out_frac + 1 = "
+                             f"{self.out_frac + 1} (the final rounding shifts right)")
 
     @property
     def max_beats(self):
@@ -150,16 +171,35 @@ def exp2_table(p):
     return out
 
 
+def _check_params(p, mask=None):
+    if isinstance(mask, SoftmaxParams):
+        raise TypeError("the parameters were given as the mask: p is keyword-only "
+                        "(softmax(x, p=p) or softmax(x, mask, p=p))")
+    if p is None:
+        return SoftmaxParams()
+    if not isinstance(p, SoftmaxParams):
+        raise TypeError(f"p is a {type(p).__name__}: must be a SoftmaxParams")
+    return p
+
+
+def _check_table(table, p):
+    if table is None:
+        return exp2_table(p)
+    if len(table) != 1 << p.in_frac:
+        raise ValueError(f"table has {len(table)} entries: must be exp2_table(p), 2**in_frac = "
+                         f"{1 << p.in_frac} entries")
+    return table
+
+
 def _check_row(x, mask, p):
-    x = np.asarray(x, dtype=np.int64)
-    if x.ndim != 1:
-        raise ValueError(f"a row must be one-dimensional; shape {x.shape}")
-    if x.size and (x.min() < p.in_min or x.max() > p.in_max):
-        raise ValueError(f"row has values outside [{p.in_min}, {p.in_max}] "
-                         f"(signed {p.in_width}-bit)")
-    mask = np.zeros(x.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
-    if mask.shape != x.shape:
-        raise ValueError(f"mask shape {mask.shape} differs from the row's {x.shape}")
+    x = int_array("row", x, p.in_min, p.in_max, ndim=1, shape_text="one dimension (a row)",
+                  allowed=f"of signed {p.in_width}-bit inputs")
+    limit = p.max_beats * p.lanes
+    if x.size > limit:
+        raise ValueError(f"row has {x.size} elements: at most {limit} (max_len = {p.max_len} in "
+                         f"beats of {p.lanes}); the unit cuts longer rows, split_rows gives the "
+                         f"pieces it computes")
+    mask = np.zeros(x.shape, dtype=bool) if mask is None else bool_array("mask", mask, x.shape)
     return x, mask
 
 
@@ -178,11 +218,17 @@ def to_beats(x, mask, lanes):
 def softmax_beats(xb, mb, p, table=None):
     """The unit's output for one row given as beats: ``(y, all_masked)``, ``y`` of shape (beats, lanes).
 
-    ``xb``/``mb``: int and bool arrays of shape (beats, lanes); ``mb`` True masks a lane.
+    ``xb``/``mb``: int and bool arrays of shape (beats, lanes), at most ``p.max_beats`` beats; ``mb``
+    True masks a lane.
     """
-    xb = np.asarray(xb, dtype=np.int64)
-    mb = np.asarray(mb, dtype=bool)
-    T = table if table is not None else exp2_table(p)
+    p = _check_params(p, mb)
+    xb = as_array("xb", xb)
+    if xb.ndim != 2 or xb.shape[1] != p.lanes or not 1 <= xb.shape[0] <= p.max_beats:
+        raise ValueError(f"xb has shape {xb.shape}: must be (beats, lanes = {p.lanes}) with 1 to "
+                         f"max_beats = {p.max_beats} beats")
+    xb = int_array("xb", xb, p.in_min, p.in_max, allowed=f"of signed {p.in_width}-bit inputs")
+    mb = bool_array("mb", mb, xb.shape)
+    T = _check_table(table, p)
     F, M, Of = p.in_frac, p.recip_bits, p.out_frac
     Wd, cap = p.sum_width, p.shift_cap
     fl = xb >> F
@@ -217,19 +263,24 @@ def softmax_beats(xb, mb, p, table=None):
     return y, False
 
 
-def softmax(x, mask=None, p=None, table=None):
-    """Bit-exact output of the unit for one row ``x`` (any length); ``(y, all_masked)``.
+def softmax(x, mask=None, *, p=None, table=None):
+    """Bit-exact output of the unit for one row ``x``; ``(y, all_masked)``.
 
+    ``x``: integers (any integer dtype, or exactly integral floats) in the signed ``p.in_width``-bit
+    range, at most ``p.max_beats * p.lanes`` of them (longer rows are cut by the unit:
+    :func:`split_rows`). ``mask``: booleans (or 0 and 1) of the row's shape, True masks an element.
+    ``p`` (default ``SoftmaxParams()``) and ``table`` (:func:`exp2_table` of ``p``) are keyword-only.
     The row is sent as ``ceil(L / P)`` beats, the last one padded with masked lanes; ``y`` has length L.
+    Bad inputs raise :class:`ValueError` (:class:`TypeError` for parameters of the wrong kind).
     """
-    p = p or SoftmaxParams()
+    p = _check_params(p, mask)
     x, mask = _check_row(x, mask, p)
     xb, mb = to_beats(x, mask, p.lanes)
     y, empty = softmax_beats(xb, mb, p, table)
     return y.reshape(-1)[:x.size], empty
 
 
-def reference(x, mask=None, in_frac=4):
+def reference(x, mask=None, *, in_frac=4):
     """float64 base-2 softmax of the real inputs ``x / 2**in_frac``; masked elements get 0.
 
     Returns probabilities (not scaled to the output format); all-masked rows give all zeros.
@@ -250,6 +301,8 @@ def random_row(rng, length, p, kind="uniform"):
     """A random row of ``length`` input integers of kind ``uniform`` (the whole range), ``gaussian``
     (sigma 2 in real units, clipped), ``heavy`` (Student-t with 1.5 degrees of freedom, clipped: a few
     large outliers) or ``narrow`` (within 2 units of a random centre: many comparable terms)."""
+    p = _check_params(p)
+    length = int_param("length", length, 0, 1 << 24)
     lo, hi, one = p.in_min, p.in_max, 1 << p.in_frac
     if kind == "uniform":
         x = rng.integers(lo, hi + 1, length)

@@ -136,7 +136,7 @@ async def smoke(dut):
     for r in range(M):
         row = np.zeros(beats_per_row * C, dtype=np.int64)
         row[:N] = scores[r]
-        probs[r], _ = golden_softmax.softmax(row, None, p)
+        probs[r], _ = golden_softmax.softmax(row, p=p)
     prob_words = [0] * o_count
     for r in range(M):
         for j in range(beats_per_row):
