@@ -1,5 +1,5 @@
-"""The ``accelgen`` command: ``emit`` Verilog and manifests, ``synth`` them with Yosys, ``bench`` the
-blocks in RTL simulation."""
+"""The ``accelgen`` command: ``emit`` Verilog and manifests, ``synth`` them with Yosys, ``bench``
+the blocks in RTL simulation, ``sweep`` many configurations."""
 
 import argparse
 import os
@@ -270,6 +270,36 @@ def _cmd_synth(args):
     return status
 
 
+def _check_sweep(args):
+    from sim.sweep import execute, spec
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError("--workers", args.workers, "must be at least 1")
+    if args.workers is not None and args.scheduler:
+        raise ConfigError("--workers", args.workers,
+                          "applies to the local cluster only; the cluster at --scheduler has its "
+                          "own workers")
+    args.sweep_spec = spec.load_sweep(args.sweep)
+    if args.out is None:
+        args.out = os.path.join("sweep_out", args.sweep_spec.name)
+    execute.check_out_dir(args.out, keep=[args.sweep])
+
+
+def _cmd_sweep(args):
+    from sim.sweep import execute, results
+    sweep = args.sweep_spec
+    rows = execute.run_sweep(sweep, args.out, workers=args.workers, scheduler=args.scheduler,
+                             retry_failed=args.retry_failed, keep=[args.sweep],
+                             log=lambda line: print(line, flush=True))
+    written, notes = results.write_results(sweep, rows, args.out)
+    for path in written:
+        print(path)
+    for note in notes:
+        print(note)
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "invalid", "error")}
+    print(f"{counts['ok']} ok, {counts['invalid']} invalid, {counts['error']} failed")
+    return 1 if counts["error"] else 0
+
+
 def _run_options(parser, quick_help):
     """``--quick``, ``--json`` and ``--sim``, which ``bench`` and ``demo`` share."""
     parser.add_argument("--quick", action="store_true", help=quick_help)
@@ -361,6 +391,27 @@ def build_parser():
     _run_options(demo, "a small size that finishes in minutes")
     _debug_option(demo)
     demo.set_defaults(func=_cmd_demo, check=_check_demo)
+
+    sweep = sub.add_parser(
+        "sweep", help="measure many configurations (a grid or a list) on a local or Dask cluster",
+        description="Vary keys of a base configuration (a grid or a list of points, in SWEEP.toml) "
+                    "and measure every point as one task on Dask: emission, synthesis, RTL "
+                    "cycles and golden-model accuracy. Invalid points are reported and skipped, "
+                    "failed points record their error; results are cached by configuration, so "
+                    "a rerun computes only missing points. Writes results.csv, results.json and "
+                    "PNG plots (Pareto front of area against throughput, accuracy against area) "
+                    "into --out. Exit status 1 if a point failed.")
+    sweep.add_argument("sweep", metavar="SWEEP.toml", help="sweep file")
+    sweep.add_argument("--workers", type=int, metavar="N",
+                       help="worker processes of the local cluster (default: one per core)")
+    sweep.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run on an existing Dask cluster (tcp://HOST:PORT) instead")
+    sweep.add_argument("--out", metavar="DIR",
+                       help="output folder: results, cache and build folders (default: "
+                            "sweep_out/<sweep name>); only a new, empty or earlier sweep's folder")
+    sweep.add_argument("--retry-failed", action="store_true",
+                       help="compute the points that failed in an earlier run again")
+    sweep.set_defaults(func=_cmd_sweep, check=_check_sweep)
     return parser
 
 

@@ -143,7 +143,8 @@ _MODE = {(8, 8): "int8", (4, 4): "int4", (3, 3): "int4", (8, 4): "w4a8"}
 VECTOR_SIZE = 16
 
 
-def _quantized_layer(h, w, a_bits, w_bits, scheme, m, calibration, static_clip):
+def _quantized_layer(h, w, a_bits, w_bits, scheme, m, calibration, static_clip,
+                     vector_size=VECTOR_SIZE):
     """One GEMM through the bit-exact model: FP32 ``h @ w`` as the VSQ hardware would give it."""
     mode = _MODE[a_bits, w_bits]
     k = w.shape[0]
@@ -155,22 +156,22 @@ def _quantized_layer(h, w, a_bits, w_bits, scheme, m, calibration, static_clip):
                          mode=mode, vector_size=k, scale_bits=3)
         gamma = a_scale * qw.scale
     else:
-        ops = vsq_layer_operands(h, w, a_bits, w_bits, m, calibration)
+        ops = vsq_layer_operands(h, w, a_bits, w_bits, m, calibration, vector_size)
         acc = S.vsq_gemm(ops["a"], ops["w"], ops["s_qa"], ops["s_qw"], mode=mode,
-                         vector_size=VECTOR_SIZE, scale_bits=m)
+                         vector_size=vector_size, scale_bits=m)
         gamma = ops["gamma"]
     return layer_output(acc, gamma)
 
 
-def vsq_layer_operands(h, w, a_bits, w_bits, m, calibration):
+def vsq_layer_operands(h, w, a_bits, w_bits, m, calibration, vector_size=VECTOR_SIZE):
     """The integer operands of one VSQ GEMM ``h @ w``: a dict with ``mode``, the codes ``a`` (M x K)
     and ``w`` (K x N), the M-bit per-vector scales ``s_qa`` (M x K/V) and ``s_qw`` (K/V x N) and the
     second-level scales' product ``gamma`` (M x N). What :func:`_quantized_layer` gives
     :func:`sim.golden.vsq.vsq_gemm`, and what ``sim/tb/gemm_mlp.py`` sends to the engine."""
     qw = Q.quantize_tensor(w, w_bits, "two_level", vector_axis=0, channel_axis=1,
-                           vector_size=VECTOR_SIZE, scale_bits=m, calibration=calibration)
+                           vector_size=vector_size, scale_bits=m, calibration=calibration)
     qa = Q.quantize_tensor(h, a_bits, "two_level", vector_axis=1, channel_axis=0,
-                           vector_size=VECTOR_SIZE, scale_bits=m, calibration=calibration)
+                           vector_size=vector_size, scale_bits=m, calibration=calibration)
     return {"mode": _MODE[a_bits, w_bits], "a": qa.codes, "w": qw.codes,
             "s_qa": qa.vector_scale, "s_qw": qw.vector_scale, "gamma": qa.gamma * qw.gamma}
 
@@ -195,14 +196,16 @@ def static_activation_clips(model, bits, calibration):
     return clips
 
 
-def mlp_forward_quantized(model, x, a_bits, w_bits, scheme, m, calibration):
-    """Logits of the quantized model, every GEMM through :func:`_quantized_layer`."""
+def mlp_forward_quantized(model, x, a_bits, w_bits, scheme, m, calibration,
+                          vector_size=VECTOR_SIZE):
+    """Logits of the quantized model, every GEMM through :func:`_quantized_layer` (``vector_size``:
+    V of the ``vsq`` scheme)."""
     clips = static_activation_clips(model, a_bits, calibration) if scheme == "channel" else None
     h = x
     last = len(model["weights"]) - 1
     for i, (w, b) in enumerate(zip(model["weights"], model["biases"], strict=True)):
         h = _quantized_layer(h, w, a_bits, w_bits, scheme, m, calibration,
-                             clips[i] if clips else None) + b
+                             clips[i] if clips else None, vector_size) + b
         if i < last:
             h = np.maximum(h, 0)
     return h
