@@ -137,7 +137,7 @@ SPEC_ERRORS = [
     ("[sweep]\nmetrics = [\"emit\"]\ntimeout_s = 0\n" + BASE + "[grid]\n\"gemm.cols\" = [4]\n",
      "sweep.timeout_s = 0: must be a number of seconds greater than 0"),
     ("[sweep]\nmetrics = [\"emit\"]\n" + BASE + "[[points]]\n\"sweep.retries\" = 2\n",
-     "points[0].sweep.retries = 2: unknown point setting; allowed: sweep.timeout_s"),
+     "points.0.sweep.retries = 2: unknown point setting; allowed: sweep.timeout_s"),
     ("[sweep]\nmetrics = [\"emit\"]\nsim = \"vcs\"\n" + BASE + "[grid]\n\"gemm.cols\" = [4]\n",
      'sweep.sim = "vcs": must be one of verilator, icarus'),
 ]

@@ -3,7 +3,8 @@
 Without a scheduler address, a ``dask.distributed`` ``LocalCluster`` with one single-threaded worker
 process per core (or ``workers``); with one (``tcp://HOST:PORT``), a ``Client`` of that cluster.
 Every point to compute is one task (:func:`sim.sweep.point.run_point`) whose Dask key is the point's
-cache key, so a point is computed once however many times it appears. Results arrive as they
+cache key, so a point is computed once however many times it appears; the dearest points (by
+:func:`cost_estimate`) go first. Results arrive as they
 complete: each is written to the cache at once (``OUT/cache/<key>.json``), and a progress line is
 printed. A rerun reads the cache and computes only the points it lacks; when nothing is missing,
 no cluster is started at all.
@@ -30,7 +31,7 @@ from .point import _first_line, make_task, run_point
 from .spec import point_config_data
 
 __all__ = ["run_sweep", "point_key", "code_digest", "check_out_dir", "prepare_out_dir",
-           "default_workers", "RESULT_FILES"]
+           "default_workers", "cost_estimate", "RESULT_FILES"]
 
 # Sources of the sweep that do not change a point's figures.
 _CLIENT_ONLY = {"sweep/__init__.py", "sweep/execute.py", "sweep/results.py", "sweep/spec.py"}
@@ -92,6 +93,23 @@ def prepare_out_dir(out_dir, keep=()):
         outdir.record(folder, [])
     outdir.mark_build_root(path / "build")
     return path
+
+
+def cost_estimate(data):
+    """A rough relative cost of a point from its configuration data: Dask runs the dearest points
+    first (a higher priority), so that the sweep does not end waiting for one large point."""
+    def gemm_cost(g):
+        return g["rows"] * g["cols"] * len(g["modes"]) * (2 if g["vsq_vector_sizes"] else 1)
+    cost = 0
+    if data.get("gemm"):
+        cost += gemm_cost(data["gemm"])
+    if data.get("system"):
+        cost += data["system"]["kx"] * data["system"]["ky"] * gemm_cost(data["system"]["gemm"])
+    if data.get("noc"):
+        cost += data["noc"]["kx"] * data["noc"]["ky"] * data["noc"]["vcs"] * 8
+    if data.get("softmax"):
+        cost += data["softmax"]["lanes"] * 8
+    return cost
 
 
 def _read_cache(path):
@@ -221,7 +239,8 @@ def _compute(tasks, where, values, rows, cache, workers, scheduler, log):
     with _Cluster(workers, scheduler) as client:
         log(f"computing {len(tasks)} points on {_client_text(client, scheduler, workers)}")
         futures = {client.submit(run_point, task, key=f"accelgen-point-{key}", pure=False,
-                                 retries=0): key for key, task in tasks.items()}
+                                 retries=0, priority=cost_estimate(task["config"])): key
+                   for key, task in tasks.items()}
         for future in as_completed(futures):
             key = futures[future]
             try:

@@ -36,7 +36,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from gen.config import SECTIONS, SETTINGS, ConfigError, parse_config
+from gen.config import SECTIONS, SETTINGS, ConfigError, ConfigFileError, load_config, parse_config
 
 from .metrics import METRICS, check_workload
 
@@ -191,7 +191,7 @@ def _explicit_points(points):
                           f"must have at most {MAX_POINTS} points")
     names, out = [], []
     for i, point in enumerate(points):
-        where = f"points[{i}]"
+        where = f"points.{i}"
         if not isinstance(point, dict) or not point:
             raise ConfigError(where, point, "must be a non-empty table of dotted keys and values")
         values = _flatten(point, "", leaf=lambda v: False)
@@ -213,7 +213,7 @@ def parse_sweep(data, *, source=None, name=None):
     """A :class:`Sweep` from TOML ``data``; ``source``: the file it came from (a relative
     ``sweep.base`` is read beside it)."""
     if not isinstance(data, dict):
-        raise ConfigError("sweep file", data, "must be a TOML document")
+        raise ConfigError("sweep", data, "must be a TOML document")
     for key in data:
         if key not in ("sweep", "base", "grid", "points"):
             raise ConfigError(key, data[key],
@@ -237,14 +237,7 @@ def parse_sweep(data, *, source=None, name=None):
         if not isinstance(path, str) or not path:
             raise ConfigError("sweep.base", path, "must be the path of a configuration file")
         full = Path(path) if source is None else Path(source).parent / path
-        try:
-            text = full.read_text(encoding="utf-8")
-        except OSError:
-            raise ConfigError("sweep.base", path, f"no such file ({full})") from None
-        try:
-            base = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError("sweep.base", path, f"is not valid TOML ({exc})") from None
+        base = load_config(full).to_dict()
     else:
         base = data["base"]
         if not isinstance(base, dict):
@@ -290,13 +283,17 @@ def parse_sweep(data, *, source=None, name=None):
 def load_sweep(path):
     """Read and parse the sweep file ``path``."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigFileError(path, "is a folder, not a sweep file; give a .toml file")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError("sweep file", str(path), "no such file") from None
+        raise ConfigFileError(path, "no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigFileError(path, f"cannot be read as UTF-8 text ({exc})") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("sweep file", str(path), f"is not valid TOML ({exc})") from None
+        raise ConfigFileError(path, f"is not valid TOML ({exc})") from None
     return parse_sweep(data, source=path, name=path.stem)
 
