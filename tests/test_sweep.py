@@ -167,6 +167,17 @@ def test_cli_sweep_errors_exit_2_and_write_nothing(tmp_path, capsys):
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
     assert main(["sweep", str(good), "--workers", "0"]) == 2
     assert capsys.readouterr().err == "accelgen: error: --workers = 0: must be at least 1\n"
+    assert main(["sweep", str(good), "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"]) == 2
+    assert capsys.readouterr().err == (
+        "accelgen: error: --workers = 2: applies to the local cluster only; the cluster at "
+        "--scheduler has its own workers\n")
+    missing = tmp_path / "nope.toml"
+    assert main(["sweep", str(missing)]) == 2
+    assert capsys.readouterr().err == f"accelgen: error: {missing}: no such file\n"
+    based = write(tmp_path, '[sweep]\nbase = "nope.toml"\nmetrics = ["emit"]\n'
+                            '[grid]\n"gemm.cols" = [2]\n', "based.toml")
+    assert main(["sweep", str(based)]) == 2
+    assert capsys.readouterr().err == f"accelgen: error: {missing}: no such file\n"
 
 
 def test_pareto_front():

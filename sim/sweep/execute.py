@@ -238,9 +238,12 @@ def _compute(tasks, where, values, rows, cache, workers, scheduler, log):
     start = time.monotonic()
     with _Cluster(workers, scheduler) as client:
         log(f"computing {len(tasks)} points on {_client_text(client, scheduler, workers)}")
-        futures = {client.submit(run_point, task, key=f"accelgen-point-{key}", pure=False,
-                                 retries=0, priority=cost_estimate(task["config"])): key
-                   for key, task in tasks.items()}
+        # Dearest first, in the order of submission too: an idle worker starts the first task
+        # it is given before the later ones (and their priorities) arrive.
+        order = sorted(tasks, key=lambda k: -cost_estimate(tasks[k]["config"]))
+        futures = {client.submit(run_point, tasks[key], key=f"accelgen-point-{key}", pure=False,
+                                 retries=0, priority=cost_estimate(tasks[key]["config"])): key
+                   for key in order}
         for future in as_completed(futures):
             key = futures[future]
             try:

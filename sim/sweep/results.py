@@ -8,7 +8,7 @@ empty list as ``-``.
 The plots (matplotlib, PNG): the area of every computed point against its throughput (MACs per
 cycle of the primary mode) with the Pareto front, the points no other point beats in both, marked
 and labelled; and the digits accuracy against the area, with its Pareto front likewise. The area is
-``cells`` (Yosys generic gates), else ``luts``.
+``cells`` (Yosys generic gates), else ``luts``; points are coloured by their primary mode.
 """
 
 import csv
@@ -138,15 +138,27 @@ def plot_front(sweep, points, area, y, title):
     fig = Figure(figsize=(9, 6))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    ax.scatter([p[x_key] for p in points], [p[y_key] for p in points], s=28, color="0.6",
-               label=f"{len(points)} points", zorder=2)
+    # Points coloured by their primary mode where the accuracy metric names it.
+    groups = {}
+    for p in points:
+        groups.setdefault(p.get("accuracy_mode"), []).append(p)
+    colors = iter(["tab:blue", "tab:green", "tab:orange", "tab:purple", "tab:brown"])
+    for mode, members in sorted(groups.items(), key=lambda g: str(g[0])):
+        ax.scatter([p[x_key] for p in members], [p[y_key] for p in members], s=28,
+                   color="0.6" if mode is None else next(colors, "0.6"), zorder=2,
+                   label=f"{len(members)} points" + ("" if mode is None else f", {mode}"))
     ax.step([p[x_key] for p in front], [p[y_key] for p in front], where="post", color="tab:red",
             alpha=0.5, zorder=1)
-    ax.scatter([p[x_key] for p in front], [p[y_key] for p in front], s=60, color="tab:red",
-               marker="D", label=f"Pareto front ({len(front)} points)", zorder=3)
+    ax.scatter([p[x_key] for p in front], [p[y_key] for p in front], s=90, facecolors="none",
+               edgecolors="tab:red", linewidths=1.5, marker="D",
+               label=f"Pareto front ({len(front)} points)", zorder=3)
+    xs = sorted(p[x_key] for p in points)
     for p in front:
+        # Labels of the right half's points go to their left, so that they stay inside the axes.
+        right = p[x_key] > xs[len(xs) // 2] and len(xs) > 1
         ax.annotate(_label(sweep, p), (p[x_key], p[y_key]), textcoords="offset points",
-                    xytext=(6, -10), fontsize=7, color="tab:red")
+                    xytext=(-6, 6) if right else (6, -10), ha="right" if right else "left",
+                    fontsize=7, color="tab:red")
     ax.set_xscale("log")
     ax.set_xlabel(x_label + ", log scale")
     ax.set_ylabel(y_label)
