@@ -173,7 +173,7 @@ class MixedPE(wiring.Component):
             self.a_o.eq(self.a_i),
             self.bank_o.eq(self.bank_i),
             self.mode_o.eq(self.mode_i),
-            self.ps_o.eq(self.ps_i + term),
+            self.ps_o.eq(self.ps_i + _sign_extend(term, self._psum_width)),
         ]
         return m
 
@@ -262,6 +262,17 @@ class MixedPE(wiring.Component):
                 m.d.comb += product.eq(p_ll + (p_hl << 4))
             with m.Default():   # int8: the four partial products of an 8 x 8 multiply
                 m.d.comb += product.eq(p_ll + ((p_hl + p_lh) << 4) + (p_hh << 8))
+
+
+def _sign_extend(value, width):
+    """``value`` (signed) sign-extended to ``width`` bits, its upper bits written as a multiplexer of
+    all ones and zeros. Amaranth would turn a replicated sign bit back into a narrow signed operand,
+    and Yosys would then merge a multiplier feeding the adder into one multiply-accumulate whose
+    partial products are all as wide as the sum; this form keeps the product at its own width."""
+    n = len(value)
+    if n >= width:
+        return value
+    return Cat(value, Mux(value[n - 1], Const(-1, width - n), Const(0, width - n))).as_signed()
 
 
 MODES_BY_NAME = tuple(mode.name for mode in MODES)

@@ -5197,7 +5197,7 @@ module accelgen_gemm(cmd__valid, a__payload, a__valid, w__payload, w__valid, o__
   );
   \accelgen_gemm.out_fifo  out_fifo (
     .clk(clk),
-    .\port$3197$3 (sc[3]),
+    .\port$3229$3 (sc[3]),
     .\port$416$0 (\$182 [31:0]),
     .\port$578$0 (\$198 [31:0]),
     .\port$740$0 (\$214 [31:0]),
@@ -9021,20 +9021,22 @@ module \accelgen_gemm.array.pe_0_0 (rst, \port$146$0 , \port$151$0 , w_ok, a_i, 
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [2:0] \$1 ;
   wire \$10 ;
-  reg \$100 ;
-  reg [2:0] \$101 ;
-  reg [66:0] \$102 ;
-  wire [10:0] \$11 ;
-  wire [16:0] \$12 ;
-  wire [17:0] \$13 ;
-  wire [10:0] \$14 ;
+  reg [2:0] \$100 ;
+  reg [7:0] \$101 ;
+  reg \$102 ;
+  reg [2:0] \$103 ;
+  reg [66:0] \$104 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire [10:0] \$13 ;
+  wire [16:0] \$14 ;
   wire [17:0] \$15 ;
-  wire [18:0] \$16 ;
-  wire [24:0] \$17 ;
-  wire [25:0] \$18 ;
-  wire \$19 ;
+  wire [10:0] \$16 ;
+  wire [17:0] \$17 ;
+  wire [18:0] \$18 ;
+  wire [24:0] \$19 ;
   wire [2:0] \$2 ;
-  wire \$20 ;
+  wire [25:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
   wire \$23 ;
@@ -9043,19 +9045,19 @@ module \accelgen_gemm.array.pe_0_0 (rst, \port$146$0 , \port$151$0 , w_ok, a_i, 
   wire \$26 ;
   wire \$27 ;
   wire \$28 ;
-  wire [2:0] \$29 ;
+  wire \$29 ;
   wire [64:0] \$3 ;
   wire \$30 ;
-  wire [3:0] \$31 ;
+  wire [2:0] \$31 ;
   wire \$32 ;
-  wire [4:0] \$33 ;
+  wire [3:0] \$33 ;
   wire \$34 ;
-  wire [3:0] \$35 ;
+  wire [4:0] \$35 ;
   wire \$36 ;
-  wire \$37 ;
+  wire [3:0] \$37 ;
   wire \$38 ;
   wire \$39 ;
-  wire [67:0] \$4 ;
+  wire [64:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
@@ -9066,7 +9068,7 @@ module \accelgen_gemm.array.pe_0_0 (rst, \port$146$0 , \port$151$0 , w_ok, a_i, 
   wire \$47 ;
   wire \$48 ;
   wire \$49 ;
-  wire \$5 ;
+  wire [2:0] \$5 ;
   wire \$50 ;
   wire \$51 ;
   wire \$52 ;
@@ -9075,16 +9077,16 @@ module \accelgen_gemm.array.pe_0_0 (rst, \port$146$0 , \port$151$0 , w_ok, a_i, 
   wire \$55 ;
   wire \$56 ;
   wire \$57 ;
-  wire [2:0] \$58 ;
+  wire \$58 ;
   wire \$59 ;
-  wire \$6 ;
-  wire [3:0] \$60 ;
+  wire [68:0] \$6 ;
+  wire [2:0] \$60 ;
   wire \$61 ;
-  wire [4:0] \$62 ;
+  wire [3:0] \$62 ;
   wire \$63 ;
-  wire [3:0] \$64 ;
+  wire [4:0] \$64 ;
   wire \$65 ;
-  wire \$66 ;
+  wire [3:0] \$66 ;
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
@@ -9097,13 +9099,13 @@ module \accelgen_gemm.array.pe_0_0 (rst, \port$146$0 , \port$151$0 , w_ok, a_i, 
   wire \$75 ;
   wire \$76 ;
   wire \$77 ;
-  wire [5:0] \$78 ;
-  wire [6:0] \$79 ;
+  wire \$78 ;
+  wire \$79 ;
   wire \$8 ;
-  wire [70:0] \$80 ;
-  wire [64:0] \$81 ;
-  wire \$82 ;
-  wire \$83 ;
+  wire [5:0] \$80 ;
+  wire [6:0] \$81 ;
+  wire [70:0] \$82 ;
+  wire [64:0] \$83 ;
   wire \$84 ;
   wire \$85 ;
   wire \$86 ;
@@ -9115,12 +9117,12 @@ module \accelgen_gemm.array.pe_0_0 (rst, \port$146$0 , \port$151$0 , w_ok, a_i, 
   wire \$91 ;
   wire \$92 ;
   wire \$93 ;
-  reg [7:0] \$94 ;
-  reg [7:0] \$95 ;
-  reg \$96 ;
-  reg \$97 ;
-  reg [2:0] \$98 ;
-  reg [7:0] \$99 ;
+  wire \$94 ;
+  wire \$95 ;
+  reg [7:0] \$96 ;
+  reg [7:0] \$97 ;
+  reg \$98 ;
+  reg \$99 ;
   reg \$signal  = 1'h0;
   wire [9:0] \$signal$27 ;
   wire [9:0] \$signal$29 ;
@@ -9188,209 +9190,211 @@ module \accelgen_gemm.array.pe_0_0 (rst, \port$146$0 , \port$151$0 , w_ok, a_i, 
   wire [1:0] w_we;
   assign \$1  = is_fp ? fp_flags : 3'h0;
   assign \$3  = is_fp ? fp_term : { product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product };
-  assign \$4  = $signed(1'h0) + $signed(\$3 );
+  assign \$4  = is_fp ? fp_term : { product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product };
+  assign \$5  = \$4 [64] ? 3'h7 : 3'h0;
+  assign \$6  = $signed(1'h0) + $signed({ \$5 , \$3  });
   assign w = bank_i ? w1 : w0;
   assign is_int8 = ! mode_i;
   assign is_int4 = mode_i == 1'h1;
   assign is_w4a8 = mode_i == 2'h2;
-  assign \$5  = a_i[3] & is_int4;
-  assign \$6  = is_int4 | is_w4a8;
-  assign \$7  = w[3] & \$6 ;
-  assign \$signal$27  = $signed({ \$5 , a_i[3:0] }) * $signed({ \$7 , w[3:0] });
-  assign p_hh = $signed(a_i[7:4]) * $signed(w[7:4]);
+  assign \$7  = a_i[3] & is_int4;
   assign \$8  = is_int4 | is_w4a8;
   assign \$9  = w[3] & \$8 ;
-  assign \$signal$29  = $signed(a_i[7:4]) * $signed({ \$9 , w[3:0] });
-  assign \$10  = a_i[3] & is_int4;
-  assign p_lh = $signed({ \$10 , a_i[3:0] }) * $signed(w[7:4]);
-  assign \$11  = $signed(\$signal$27 ) + $signed(p_hh);
-  assign \$13  = $signed(\$signal$27 ) + $signed(\$12 );
-  assign \$14  = $signed(\$signal$29 ) + $signed(p_lh);
-  assign \$16  = $signed(\$signal$27 ) + $signed(\$15 );
-  assign \$18  = $signed(\$16 ) + $signed(\$17 );
-  assign \$19  = mode_i == 3'h4;
-  assign \$20  = a_i[6:2] == 5'h1f;
-  assign \$21  = | a_i[1:0];
-  assign \$22  = \$20  & \$21 ;
-  assign \$23  = a_i[6:3] == 4'hf;
-  assign \$24  = a_i[2:0] == 3'h7;
-  assign \$25  = \$23  & \$24 ;
-  assign \$26  = is_fp8_e5m2 ? \$22  : \$25 ;
-  assign \$27  = a_i[6:2] == 5'h1f;
-  assign \$28  = | a_i[6:2];
-  assign \$29  = \$27  ? 3'h0 : { \$28 , a_i[1:0] };
-  assign \$30  = | a_i[6:3];
-  assign \$31  = is_fp8_e5m2 ? { 1'h0, \$29  } : { \$30 , a_i[2:0] };
-  assign fa_sig = \$26  ? 4'h0 : \$31 ;
-  assign \$32  = ! a_i[6:2];
-  assign \$33  = \$32  ? 5'h01 : a_i[6:2];
-  assign \$34  = ! a_i[6:3];
-  assign \$35  = \$34  ? 4'h1 : a_i[6:3];
-  assign fa_exp = is_fp8_e5m2 ? \$33  : { 1'h0, \$35  };
-  assign \$36  = a_i[6:2] == 5'h1f;
-  assign \$37  = | a_i[1:0];
-  assign \$38  = \$36  & \$37 ;
-  assign \$39  = a_i[6:3] == 4'hf;
-  assign \$40  = a_i[2:0] == 3'h7;
-  assign \$41  = \$39  & \$40 ;
-  assign fa_nan = is_fp8_e5m2 ? \$38  : \$41 ;
-  assign \$42  = a_i[6:2] == 5'h1f;
-  assign \$43  = ! a_i[1:0];
-  assign \$44  = \$42  & \$43 ;
-  assign fa_inf = is_fp8_e5m2 ? \$44  : 1'h0;
-  assign \$45  = ! fa_sig;
-  assign \$46  = ~ fa_nan;
-  assign \$47  = \$45  & \$46 ;
-  assign \$48  = ~ fa_inf;
-  assign fa_zero = \$47  & \$48 ;
-  assign \$49  = w[6:2] == 5'h1f;
-  assign \$50  = | w[1:0];
-  assign \$51  = \$49  & \$50 ;
-  assign \$52  = w[6:3] == 4'hf;
-  assign \$53  = w[2:0] == 3'h7;
-  assign \$54  = \$52  & \$53 ;
-  assign \$55  = is_fp8_e5m2 ? \$51  : \$54 ;
-  assign \$56  = w[6:2] == 5'h1f;
-  assign \$57  = | w[6:2];
-  assign \$58  = \$56  ? 3'h0 : { \$57 , w[1:0] };
-  assign \$59  = | w[6:3];
-  assign \$60  = is_fp8_e5m2 ? { 1'h0, \$58  } : { \$59 , w[2:0] };
-  assign fw_sig = \$55  ? 4'h0 : \$60 ;
-  assign \$61  = ! w[6:2];
-  assign \$62  = \$61  ? 5'h01 : w[6:2];
-  assign \$63  = ! w[6:3];
-  assign \$64  = \$63  ? 4'h1 : w[6:3];
-  assign fw_exp = is_fp8_e5m2 ? \$62  : { 1'h0, \$64  };
-  assign \$65  = w[6:2] == 5'h1f;
-  assign \$66  = | w[1:0];
-  assign \$67  = \$65  & \$66 ;
-  assign \$68  = w[6:3] == 4'hf;
-  assign \$69  = w[2:0] == 3'h7;
-  assign \$70  = \$68  & \$69 ;
-  assign fw_nan = is_fp8_e5m2 ? \$67  : \$70 ;
-  assign \$71  = w[6:2] == 5'h1f;
-  assign \$72  = ! w[1:0];
-  assign \$73  = \$71  & \$72 ;
-  assign fw_inf = is_fp8_e5m2 ? \$73  : 1'h0;
-  assign \$74  = ! fw_sig;
-  assign \$75  = ~ fw_nan;
-  assign \$76  = \$74  & \$75 ;
-  assign \$77  = ~ fw_inf;
-  assign fw_zero = \$76  & \$77 ;
+  assign \$signal$27  = $signed({ \$7 , a_i[3:0] }) * $signed({ \$9 , w[3:0] });
+  assign p_hh = $signed(a_i[7:4]) * $signed(w[7:4]);
+  assign \$10  = is_int4 | is_w4a8;
+  assign \$11  = w[3] & \$10 ;
+  assign \$signal$29  = $signed(a_i[7:4]) * $signed({ \$11 , w[3:0] });
+  assign \$12  = a_i[3] & is_int4;
+  assign p_lh = $signed({ \$12 , a_i[3:0] }) * $signed(w[7:4]);
+  assign \$13  = $signed(\$signal$27 ) + $signed(p_hh);
+  assign \$15  = $signed(\$signal$27 ) + $signed(\$14 );
+  assign \$16  = $signed(\$signal$29 ) + $signed(p_lh);
+  assign \$18  = $signed(\$signal$27 ) + $signed(\$17 );
+  assign \$20  = $signed(\$18 ) + $signed(\$19 );
+  assign \$21  = mode_i == 3'h4;
+  assign \$22  = a_i[6:2] == 5'h1f;
+  assign \$23  = | a_i[1:0];
+  assign \$24  = \$22  & \$23 ;
+  assign \$25  = a_i[6:3] == 4'hf;
+  assign \$26  = a_i[2:0] == 3'h7;
+  assign \$27  = \$25  & \$26 ;
+  assign \$28  = is_fp8_e5m2 ? \$24  : \$27 ;
+  assign \$29  = a_i[6:2] == 5'h1f;
+  assign \$30  = | a_i[6:2];
+  assign \$31  = \$29  ? 3'h0 : { \$30 , a_i[1:0] };
+  assign \$32  = | a_i[6:3];
+  assign \$33  = is_fp8_e5m2 ? { 1'h0, \$31  } : { \$32 , a_i[2:0] };
+  assign fa_sig = \$28  ? 4'h0 : \$33 ;
+  assign \$34  = ! a_i[6:2];
+  assign \$35  = \$34  ? 5'h01 : a_i[6:2];
+  assign \$36  = ! a_i[6:3];
+  assign \$37  = \$36  ? 4'h1 : a_i[6:3];
+  assign fa_exp = is_fp8_e5m2 ? \$35  : { 1'h0, \$37  };
+  assign \$38  = a_i[6:2] == 5'h1f;
+  assign \$39  = | a_i[1:0];
+  assign \$40  = \$38  & \$39 ;
+  assign \$41  = a_i[6:3] == 4'hf;
+  assign \$42  = a_i[2:0] == 3'h7;
+  assign \$43  = \$41  & \$42 ;
+  assign fa_nan = is_fp8_e5m2 ? \$40  : \$43 ;
+  assign \$44  = a_i[6:2] == 5'h1f;
+  assign \$45  = ! a_i[1:0];
+  assign \$46  = \$44  & \$45 ;
+  assign fa_inf = is_fp8_e5m2 ? \$46  : 1'h0;
+  assign \$47  = ! fa_sig;
+  assign \$48  = ~ fa_nan;
+  assign \$49  = \$47  & \$48 ;
+  assign \$50  = ~ fa_inf;
+  assign fa_zero = \$49  & \$50 ;
+  assign \$51  = w[6:2] == 5'h1f;
+  assign \$52  = | w[1:0];
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = w[6:3] == 4'hf;
+  assign \$55  = w[2:0] == 3'h7;
+  assign \$56  = \$54  & \$55 ;
+  assign \$57  = is_fp8_e5m2 ? \$53  : \$56 ;
+  assign \$58  = w[6:2] == 5'h1f;
+  assign \$59  = | w[6:2];
+  assign \$60  = \$58  ? 3'h0 : { \$59 , w[1:0] };
+  assign \$61  = | w[6:3];
+  assign \$62  = is_fp8_e5m2 ? { 1'h0, \$60  } : { \$61 , w[2:0] };
+  assign fw_sig = \$57  ? 4'h0 : \$62 ;
+  assign \$63  = ! w[6:2];
+  assign \$64  = \$63  ? 5'h01 : w[6:2];
+  assign \$65  = ! w[6:3];
+  assign \$66  = \$65  ? 4'h1 : w[6:3];
+  assign fw_exp = is_fp8_e5m2 ? \$64  : { 1'h0, \$66  };
+  assign \$67  = w[6:2] == 5'h1f;
+  assign \$68  = | w[1:0];
+  assign \$69  = \$67  & \$68 ;
+  assign \$70  = w[6:3] == 4'hf;
+  assign \$71  = w[2:0] == 3'h7;
+  assign \$72  = \$70  & \$71 ;
+  assign fw_nan = is_fp8_e5m2 ? \$69  : \$72 ;
+  assign \$73  = w[6:2] == 5'h1f;
+  assign \$74  = ! w[1:0];
+  assign \$75  = \$73  & \$74 ;
+  assign fw_inf = is_fp8_e5m2 ? \$75  : 1'h0;
+  assign \$76  = ! fw_sig;
+  assign \$77  = ~ fw_nan;
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = ~ fw_inf;
+  assign fw_zero = \$78  & \$79 ;
   assign fp_sig_p = fa_sig * fw_sig;
-  assign \$78  = fa_exp + fw_exp;
-  assign \$79  = \$78  - 2'h2;
-  assign \$80  = fp_sig_p << \$79 [5:0];
+  assign \$80  = fa_exp + fw_exp;
+  assign \$81  = \$80  - 2'h2;
+  assign \$82  = fp_sig_p << \$81 [5:0];
   assign fp_neg = a_i[7] ^ w[7];
-  assign \$81  = - \$80 [63:0];
-  assign fp_term = fp_neg ? \$81  : { 1'h0, \$80 [63:0] };
-  assign \$82  = fa_nan | fw_nan;
-  assign \$83  = fa_inf & fw_zero;
-  assign \$84  = \$82  | \$83 ;
-  assign \$85  = fa_zero & fw_inf;
-  assign fp_nan = \$84  | \$85 ;
-  assign \$86  = fa_inf | fw_inf;
-  assign \$87  = ~ fp_nan;
-  assign fp_inf = \$86  & \$87 ;
-  assign \$88  = bank_i ? ok1 : \$signal ;
-  assign \$89  = ~ fp_neg;
-  assign \$90  = fp_inf & \$89 ;
-  assign \$91  = fp_inf & fp_neg;
-  assign fp_flags = \$88  ? { \$91 , \$90 , fp_nan } : 3'h0;
-  assign \$92  = mode_i == 2'h3;
-  assign \$93  = mode_i == 3'h4;
-  assign is_fp = | { \$93 , \$92  };
+  assign \$83  = - \$82 [63:0];
+  assign fp_term = fp_neg ? \$83  : { 1'h0, \$82 [63:0] };
+  assign \$84  = fa_nan | fw_nan;
+  assign \$85  = fa_inf & fw_zero;
+  assign \$86  = \$84  | \$85 ;
+  assign \$87  = fa_zero & fw_inf;
+  assign fp_nan = \$86  | \$87 ;
+  assign \$88  = fa_inf | fw_inf;
+  assign \$89  = ~ fp_nan;
+  assign fp_inf = \$88  & \$89 ;
+  assign \$90  = bank_i ? ok1 : \$signal ;
+  assign \$91  = ~ fp_neg;
+  assign \$92  = fp_inf & \$91 ;
+  assign \$93  = fp_inf & fp_neg;
+  assign fp_flags = \$90  ? { \$93 , \$92 , fp_nan } : 3'h0;
+  assign \$94  = mode_i == 2'h3;
+  assign \$95  = mode_i == 3'h4;
+  assign is_fp = | { \$95 , \$94  };
   always @(posedge clk)
-    w0 <= \$94 ;
+    w0 <= \$96 ;
   always @(posedge clk)
-    w1 <= \$95 ;
+    w1 <= \$97 ;
   always @(posedge clk)
-    \$signal  <= \$96 ;
+    \$signal  <= \$98 ;
   always @(posedge clk)
-    ok1 <= \$97 ;
+    ok1 <= \$99 ;
   always @(posedge clk)
-    fl_o <= \$98 ;
+    fl_o <= \$100 ;
   always @(posedge clk)
-    a_o <= \$99 ;
+    a_o <= \$101 ;
   always @(posedge clk)
-    bank_o <= \$100 ;
+    bank_o <= \$102 ;
   always @(posedge clk)
-    mode_o <= \$101 ;
+    mode_o <= \$103 ;
   always @(posedge clk)
-    ps_o <= \$102 ;
+    ps_o <= \$104 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$94  = w0;
+    \$96  = w0;
     if (w_we[0]) begin
-      \$94  = { \port$151$0 , \port$146$0  };
+      \$96  = { \port$151$0 , \port$146$0  };
     end
     if (rst) begin
-      \$94  = 8'h00;
+      \$96  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$95  = w1;
+    \$97  = w1;
     if (w_we[1]) begin
-      \$95  = { \port$151$0 , \port$146$0  };
+      \$97  = { \port$151$0 , \port$146$0  };
     end
     if (rst) begin
-      \$95  = 8'h00;
+      \$97  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$96  = \$signal ;
+    \$98  = \$signal ;
     if (w_we[0]) begin
-      \$96  = w_ok;
+      \$98  = w_ok;
     end
     if (rst) begin
-      \$96  = 1'h0;
+      \$98  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$97  = ok1;
+    \$99  = ok1;
     if (w_we[1]) begin
-      \$97  = w_ok;
+      \$99  = w_ok;
     end
     if (rst) begin
-      \$97  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$98  = \$2 ;
-    if (rst) begin
-      \$98  = 3'h0;
+      \$99  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$99  = a_i;
+    \$100  = \$2 ;
     if (rst) begin
-      \$99  = 8'h00;
+      \$100  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$100  = bank_i;
+    \$101  = a_i;
     if (rst) begin
-      \$100  = 1'h0;
+      \$101  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$101  = mode_i;
+    \$102  = bank_i;
     if (rst) begin
-      \$101  = 3'h0;
+      \$102  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$102  = \$4 [66:0];
+    \$103  = mode_i;
     if (rst) begin
-      \$102  = 67'h00000000000000000;
+      \$103  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$104  = \$6 [66:0];
+    if (rst) begin
+      \$104  = 67'h00000000000000000;
     end
   end
   always @* begin
@@ -9398,24 +9402,24 @@ module \accelgen_gemm.array.pe_0_0 (rst, \port$146$0 , \port$151$0 , w_ok, a_i, 
     (* full_case = 32'd1 *)
     casez ({ is_w4a8, is_int4 })
       2'h1:
-          product = { \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11  };
+          product = { \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13  };
       2'h2:
-          product = \$13 [16:0];
+          product = \$15 [16:0];
       default:
-          product = \$18 [16:0];
+          product = \$20 [16:0];
     endcase
   end
   assign w_data = { \port$151$0 , \port$146$0  };
   assign fl_i = 3'h0;
   assign ps_i = 67'h00000000000000000;
-  assign fp_shift = \$79 [5:0];
-  assign fp_mag = \$80 [63:0];
+  assign fp_shift = \$81 [5:0];
+  assign fp_mag = \$82 [63:0];
   assign is_fp8_e4m3_fp8_e5m2 = is_fp;
-  assign is_fp8_e5m2 = \$19 ;
+  assign is_fp8_e5m2 = \$21 ;
   assign \$2  = \$1 ;
-  assign \$12  = { \$signal$29 [9], \$signal$29 [9], \$signal$29 [9], \$signal$29 , 4'h0 };
-  assign \$15  = { \$14 [10], \$14 [10], \$14 [10], \$14 , 4'h0 };
-  assign \$17  = { p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh, 8'h00 };
+  assign \$14  = { \$signal$29 [9], \$signal$29 [9], \$signal$29 [9], \$signal$29 , 4'h0 };
+  assign \$17  = { \$16 [10], \$16 [10], \$16 [10], \$16 , 4'h0 };
+  assign \$19  = { p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh, 8'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -9423,20 +9427,22 @@ module \accelgen_gemm.array.pe_0_1 (rst, \port$158$0 , \port$163$0 , w_ok, w_we,
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [2:0] \$1 ;
   wire \$10 ;
-  reg \$100 ;
-  reg [2:0] \$101 ;
-  reg [66:0] \$102 ;
-  wire [10:0] \$11 ;
-  wire [16:0] \$12 ;
-  wire [17:0] \$13 ;
-  wire [10:0] \$14 ;
+  reg [2:0] \$100 ;
+  reg [7:0] \$101 ;
+  reg \$102 ;
+  reg [2:0] \$103 ;
+  reg [66:0] \$104 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire [10:0] \$13 ;
+  wire [16:0] \$14 ;
   wire [17:0] \$15 ;
-  wire [18:0] \$16 ;
-  wire [24:0] \$17 ;
-  wire [25:0] \$18 ;
-  wire \$19 ;
+  wire [10:0] \$16 ;
+  wire [17:0] \$17 ;
+  wire [18:0] \$18 ;
+  wire [24:0] \$19 ;
   wire [2:0] \$2 ;
-  wire \$20 ;
+  wire [25:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
   wire \$23 ;
@@ -9445,19 +9451,19 @@ module \accelgen_gemm.array.pe_0_1 (rst, \port$158$0 , \port$163$0 , w_ok, w_we,
   wire \$26 ;
   wire \$27 ;
   wire \$28 ;
-  wire [2:0] \$29 ;
+  wire \$29 ;
   wire [64:0] \$3 ;
   wire \$30 ;
-  wire [3:0] \$31 ;
+  wire [2:0] \$31 ;
   wire \$32 ;
-  wire [4:0] \$33 ;
+  wire [3:0] \$33 ;
   wire \$34 ;
-  wire [3:0] \$35 ;
+  wire [4:0] \$35 ;
   wire \$36 ;
-  wire \$37 ;
+  wire [3:0] \$37 ;
   wire \$38 ;
   wire \$39 ;
-  wire [67:0] \$4 ;
+  wire [64:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
@@ -9468,7 +9474,7 @@ module \accelgen_gemm.array.pe_0_1 (rst, \port$158$0 , \port$163$0 , w_ok, w_we,
   wire \$47 ;
   wire \$48 ;
   wire \$49 ;
-  wire \$5 ;
+  wire [2:0] \$5 ;
   wire \$50 ;
   wire \$51 ;
   wire \$52 ;
@@ -9477,16 +9483,16 @@ module \accelgen_gemm.array.pe_0_1 (rst, \port$158$0 , \port$163$0 , w_ok, w_we,
   wire \$55 ;
   wire \$56 ;
   wire \$57 ;
-  wire [2:0] \$58 ;
+  wire \$58 ;
   wire \$59 ;
-  wire \$6 ;
-  wire [3:0] \$60 ;
+  wire [68:0] \$6 ;
+  wire [2:0] \$60 ;
   wire \$61 ;
-  wire [4:0] \$62 ;
+  wire [3:0] \$62 ;
   wire \$63 ;
-  wire [3:0] \$64 ;
+  wire [4:0] \$64 ;
   wire \$65 ;
-  wire \$66 ;
+  wire [3:0] \$66 ;
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
@@ -9499,13 +9505,13 @@ module \accelgen_gemm.array.pe_0_1 (rst, \port$158$0 , \port$163$0 , w_ok, w_we,
   wire \$75 ;
   wire \$76 ;
   wire \$77 ;
-  wire [5:0] \$78 ;
-  wire [6:0] \$79 ;
+  wire \$78 ;
+  wire \$79 ;
   wire \$8 ;
-  wire [70:0] \$80 ;
-  wire [64:0] \$81 ;
-  wire \$82 ;
-  wire \$83 ;
+  wire [5:0] \$80 ;
+  wire [6:0] \$81 ;
+  wire [70:0] \$82 ;
+  wire [64:0] \$83 ;
   wire \$84 ;
   wire \$85 ;
   wire \$86 ;
@@ -9517,12 +9523,12 @@ module \accelgen_gemm.array.pe_0_1 (rst, \port$158$0 , \port$163$0 , w_ok, w_we,
   wire \$91 ;
   wire \$92 ;
   wire \$93 ;
-  reg [7:0] \$94 ;
-  reg [7:0] \$95 ;
-  reg \$96 ;
-  reg \$97 ;
-  reg [2:0] \$98 ;
-  reg [7:0] \$99 ;
+  wire \$94 ;
+  wire \$95 ;
+  reg [7:0] \$96 ;
+  reg [7:0] \$97 ;
+  reg \$98 ;
+  reg \$99 ;
   reg \$signal  = 1'h0;
   wire [9:0] \$signal$27 ;
   wire [9:0] \$signal$29 ;
@@ -9590,209 +9596,211 @@ module \accelgen_gemm.array.pe_0_1 (rst, \port$158$0 , \port$163$0 , w_ok, w_we,
   wire [1:0] w_we;
   assign \$1  = is_fp ? fp_flags : 3'h0;
   assign \$3  = is_fp ? fp_term : { product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product };
-  assign \$4  = $signed(1'h0) + $signed(\$3 );
+  assign \$4  = is_fp ? fp_term : { product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product };
+  assign \$5  = \$4 [64] ? 3'h7 : 3'h0;
+  assign \$6  = $signed(1'h0) + $signed({ \$5 , \$3  });
   assign w = bank_i ? w1 : w0;
   assign is_int8 = ! mode_i;
   assign is_int4 = mode_i == 1'h1;
   assign is_w4a8 = mode_i == 2'h2;
-  assign \$5  = a_i[3] & is_int4;
-  assign \$6  = is_int4 | is_w4a8;
-  assign \$7  = w[3] & \$6 ;
-  assign \$signal$27  = $signed({ \$5 , a_i[3:0] }) * $signed({ \$7 , w[3:0] });
-  assign p_hh = $signed(a_i[7:4]) * $signed(w[7:4]);
+  assign \$7  = a_i[3] & is_int4;
   assign \$8  = is_int4 | is_w4a8;
   assign \$9  = w[3] & \$8 ;
-  assign \$signal$29  = $signed(a_i[7:4]) * $signed({ \$9 , w[3:0] });
-  assign \$10  = a_i[3] & is_int4;
-  assign p_lh = $signed({ \$10 , a_i[3:0] }) * $signed(w[7:4]);
-  assign \$11  = $signed(\$signal$27 ) + $signed(p_hh);
-  assign \$13  = $signed(\$signal$27 ) + $signed(\$12 );
-  assign \$14  = $signed(\$signal$29 ) + $signed(p_lh);
-  assign \$16  = $signed(\$signal$27 ) + $signed(\$15 );
-  assign \$18  = $signed(\$16 ) + $signed(\$17 );
-  assign \$19  = mode_i == 3'h4;
-  assign \$20  = a_i[6:2] == 5'h1f;
-  assign \$21  = | a_i[1:0];
-  assign \$22  = \$20  & \$21 ;
-  assign \$23  = a_i[6:3] == 4'hf;
-  assign \$24  = a_i[2:0] == 3'h7;
-  assign \$25  = \$23  & \$24 ;
-  assign \$26  = is_fp8_e5m2 ? \$22  : \$25 ;
-  assign \$27  = a_i[6:2] == 5'h1f;
-  assign \$28  = | a_i[6:2];
-  assign \$29  = \$27  ? 3'h0 : { \$28 , a_i[1:0] };
-  assign \$30  = | a_i[6:3];
-  assign \$31  = is_fp8_e5m2 ? { 1'h0, \$29  } : { \$30 , a_i[2:0] };
-  assign fa_sig = \$26  ? 4'h0 : \$31 ;
-  assign \$32  = ! a_i[6:2];
-  assign \$33  = \$32  ? 5'h01 : a_i[6:2];
-  assign \$34  = ! a_i[6:3];
-  assign \$35  = \$34  ? 4'h1 : a_i[6:3];
-  assign fa_exp = is_fp8_e5m2 ? \$33  : { 1'h0, \$35  };
-  assign \$36  = a_i[6:2] == 5'h1f;
-  assign \$37  = | a_i[1:0];
-  assign \$38  = \$36  & \$37 ;
-  assign \$39  = a_i[6:3] == 4'hf;
-  assign \$40  = a_i[2:0] == 3'h7;
-  assign \$41  = \$39  & \$40 ;
-  assign fa_nan = is_fp8_e5m2 ? \$38  : \$41 ;
-  assign \$42  = a_i[6:2] == 5'h1f;
-  assign \$43  = ! a_i[1:0];
-  assign \$44  = \$42  & \$43 ;
-  assign fa_inf = is_fp8_e5m2 ? \$44  : 1'h0;
-  assign \$45  = ! fa_sig;
-  assign \$46  = ~ fa_nan;
-  assign \$47  = \$45  & \$46 ;
-  assign \$48  = ~ fa_inf;
-  assign fa_zero = \$47  & \$48 ;
-  assign \$49  = w[6:2] == 5'h1f;
-  assign \$50  = | w[1:0];
-  assign \$51  = \$49  & \$50 ;
-  assign \$52  = w[6:3] == 4'hf;
-  assign \$53  = w[2:0] == 3'h7;
-  assign \$54  = \$52  & \$53 ;
-  assign \$55  = is_fp8_e5m2 ? \$51  : \$54 ;
-  assign \$56  = w[6:2] == 5'h1f;
-  assign \$57  = | w[6:2];
-  assign \$58  = \$56  ? 3'h0 : { \$57 , w[1:0] };
-  assign \$59  = | w[6:3];
-  assign \$60  = is_fp8_e5m2 ? { 1'h0, \$58  } : { \$59 , w[2:0] };
-  assign fw_sig = \$55  ? 4'h0 : \$60 ;
-  assign \$61  = ! w[6:2];
-  assign \$62  = \$61  ? 5'h01 : w[6:2];
-  assign \$63  = ! w[6:3];
-  assign \$64  = \$63  ? 4'h1 : w[6:3];
-  assign fw_exp = is_fp8_e5m2 ? \$62  : { 1'h0, \$64  };
-  assign \$65  = w[6:2] == 5'h1f;
-  assign \$66  = | w[1:0];
-  assign \$67  = \$65  & \$66 ;
-  assign \$68  = w[6:3] == 4'hf;
-  assign \$69  = w[2:0] == 3'h7;
-  assign \$70  = \$68  & \$69 ;
-  assign fw_nan = is_fp8_e5m2 ? \$67  : \$70 ;
-  assign \$71  = w[6:2] == 5'h1f;
-  assign \$72  = ! w[1:0];
-  assign \$73  = \$71  & \$72 ;
-  assign fw_inf = is_fp8_e5m2 ? \$73  : 1'h0;
-  assign \$74  = ! fw_sig;
-  assign \$75  = ~ fw_nan;
-  assign \$76  = \$74  & \$75 ;
-  assign \$77  = ~ fw_inf;
-  assign fw_zero = \$76  & \$77 ;
+  assign \$signal$27  = $signed({ \$7 , a_i[3:0] }) * $signed({ \$9 , w[3:0] });
+  assign p_hh = $signed(a_i[7:4]) * $signed(w[7:4]);
+  assign \$10  = is_int4 | is_w4a8;
+  assign \$11  = w[3] & \$10 ;
+  assign \$signal$29  = $signed(a_i[7:4]) * $signed({ \$11 , w[3:0] });
+  assign \$12  = a_i[3] & is_int4;
+  assign p_lh = $signed({ \$12 , a_i[3:0] }) * $signed(w[7:4]);
+  assign \$13  = $signed(\$signal$27 ) + $signed(p_hh);
+  assign \$15  = $signed(\$signal$27 ) + $signed(\$14 );
+  assign \$16  = $signed(\$signal$29 ) + $signed(p_lh);
+  assign \$18  = $signed(\$signal$27 ) + $signed(\$17 );
+  assign \$20  = $signed(\$18 ) + $signed(\$19 );
+  assign \$21  = mode_i == 3'h4;
+  assign \$22  = a_i[6:2] == 5'h1f;
+  assign \$23  = | a_i[1:0];
+  assign \$24  = \$22  & \$23 ;
+  assign \$25  = a_i[6:3] == 4'hf;
+  assign \$26  = a_i[2:0] == 3'h7;
+  assign \$27  = \$25  & \$26 ;
+  assign \$28  = is_fp8_e5m2 ? \$24  : \$27 ;
+  assign \$29  = a_i[6:2] == 5'h1f;
+  assign \$30  = | a_i[6:2];
+  assign \$31  = \$29  ? 3'h0 : { \$30 , a_i[1:0] };
+  assign \$32  = | a_i[6:3];
+  assign \$33  = is_fp8_e5m2 ? { 1'h0, \$31  } : { \$32 , a_i[2:0] };
+  assign fa_sig = \$28  ? 4'h0 : \$33 ;
+  assign \$34  = ! a_i[6:2];
+  assign \$35  = \$34  ? 5'h01 : a_i[6:2];
+  assign \$36  = ! a_i[6:3];
+  assign \$37  = \$36  ? 4'h1 : a_i[6:3];
+  assign fa_exp = is_fp8_e5m2 ? \$35  : { 1'h0, \$37  };
+  assign \$38  = a_i[6:2] == 5'h1f;
+  assign \$39  = | a_i[1:0];
+  assign \$40  = \$38  & \$39 ;
+  assign \$41  = a_i[6:3] == 4'hf;
+  assign \$42  = a_i[2:0] == 3'h7;
+  assign \$43  = \$41  & \$42 ;
+  assign fa_nan = is_fp8_e5m2 ? \$40  : \$43 ;
+  assign \$44  = a_i[6:2] == 5'h1f;
+  assign \$45  = ! a_i[1:0];
+  assign \$46  = \$44  & \$45 ;
+  assign fa_inf = is_fp8_e5m2 ? \$46  : 1'h0;
+  assign \$47  = ! fa_sig;
+  assign \$48  = ~ fa_nan;
+  assign \$49  = \$47  & \$48 ;
+  assign \$50  = ~ fa_inf;
+  assign fa_zero = \$49  & \$50 ;
+  assign \$51  = w[6:2] == 5'h1f;
+  assign \$52  = | w[1:0];
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = w[6:3] == 4'hf;
+  assign \$55  = w[2:0] == 3'h7;
+  assign \$56  = \$54  & \$55 ;
+  assign \$57  = is_fp8_e5m2 ? \$53  : \$56 ;
+  assign \$58  = w[6:2] == 5'h1f;
+  assign \$59  = | w[6:2];
+  assign \$60  = \$58  ? 3'h0 : { \$59 , w[1:0] };
+  assign \$61  = | w[6:3];
+  assign \$62  = is_fp8_e5m2 ? { 1'h0, \$60  } : { \$61 , w[2:0] };
+  assign fw_sig = \$57  ? 4'h0 : \$62 ;
+  assign \$63  = ! w[6:2];
+  assign \$64  = \$63  ? 5'h01 : w[6:2];
+  assign \$65  = ! w[6:3];
+  assign \$66  = \$65  ? 4'h1 : w[6:3];
+  assign fw_exp = is_fp8_e5m2 ? \$64  : { 1'h0, \$66  };
+  assign \$67  = w[6:2] == 5'h1f;
+  assign \$68  = | w[1:0];
+  assign \$69  = \$67  & \$68 ;
+  assign \$70  = w[6:3] == 4'hf;
+  assign \$71  = w[2:0] == 3'h7;
+  assign \$72  = \$70  & \$71 ;
+  assign fw_nan = is_fp8_e5m2 ? \$69  : \$72 ;
+  assign \$73  = w[6:2] == 5'h1f;
+  assign \$74  = ! w[1:0];
+  assign \$75  = \$73  & \$74 ;
+  assign fw_inf = is_fp8_e5m2 ? \$75  : 1'h0;
+  assign \$76  = ! fw_sig;
+  assign \$77  = ~ fw_nan;
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = ~ fw_inf;
+  assign fw_zero = \$78  & \$79 ;
   assign fp_sig_p = fa_sig * fw_sig;
-  assign \$78  = fa_exp + fw_exp;
-  assign \$79  = \$78  - 2'h2;
-  assign \$80  = fp_sig_p << \$79 [5:0];
+  assign \$80  = fa_exp + fw_exp;
+  assign \$81  = \$80  - 2'h2;
+  assign \$82  = fp_sig_p << \$81 [5:0];
   assign fp_neg = a_i[7] ^ w[7];
-  assign \$81  = - \$80 [63:0];
-  assign fp_term = fp_neg ? \$81  : { 1'h0, \$80 [63:0] };
-  assign \$82  = fa_nan | fw_nan;
-  assign \$83  = fa_inf & fw_zero;
-  assign \$84  = \$82  | \$83 ;
-  assign \$85  = fa_zero & fw_inf;
-  assign fp_nan = \$84  | \$85 ;
-  assign \$86  = fa_inf | fw_inf;
-  assign \$87  = ~ fp_nan;
-  assign fp_inf = \$86  & \$87 ;
-  assign \$88  = bank_i ? ok1 : \$signal ;
-  assign \$89  = ~ fp_neg;
-  assign \$90  = fp_inf & \$89 ;
-  assign \$91  = fp_inf & fp_neg;
-  assign fp_flags = \$88  ? { \$91 , \$90 , fp_nan } : 3'h0;
-  assign \$92  = mode_i == 2'h3;
-  assign \$93  = mode_i == 3'h4;
-  assign is_fp = | { \$93 , \$92  };
+  assign \$83  = - \$82 [63:0];
+  assign fp_term = fp_neg ? \$83  : { 1'h0, \$82 [63:0] };
+  assign \$84  = fa_nan | fw_nan;
+  assign \$85  = fa_inf & fw_zero;
+  assign \$86  = \$84  | \$85 ;
+  assign \$87  = fa_zero & fw_inf;
+  assign fp_nan = \$86  | \$87 ;
+  assign \$88  = fa_inf | fw_inf;
+  assign \$89  = ~ fp_nan;
+  assign fp_inf = \$88  & \$89 ;
+  assign \$90  = bank_i ? ok1 : \$signal ;
+  assign \$91  = ~ fp_neg;
+  assign \$92  = fp_inf & \$91 ;
+  assign \$93  = fp_inf & fp_neg;
+  assign fp_flags = \$90  ? { \$93 , \$92 , fp_nan } : 3'h0;
+  assign \$94  = mode_i == 2'h3;
+  assign \$95  = mode_i == 3'h4;
+  assign is_fp = | { \$95 , \$94  };
   always @(posedge clk)
-    w0 <= \$94 ;
+    w0 <= \$96 ;
   always @(posedge clk)
-    w1 <= \$95 ;
+    w1 <= \$97 ;
   always @(posedge clk)
-    \$signal  <= \$96 ;
+    \$signal  <= \$98 ;
   always @(posedge clk)
-    ok1 <= \$97 ;
+    ok1 <= \$99 ;
   always @(posedge clk)
-    fl_o <= \$98 ;
+    fl_o <= \$100 ;
   always @(posedge clk)
-    a_o <= \$99 ;
+    a_o <= \$101 ;
   always @(posedge clk)
-    bank_o <= \$100 ;
+    bank_o <= \$102 ;
   always @(posedge clk)
-    mode_o <= \$101 ;
+    mode_o <= \$103 ;
   always @(posedge clk)
-    ps_o <= \$102 ;
+    ps_o <= \$104 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$94  = w0;
+    \$96  = w0;
     if (w_we[0]) begin
-      \$94  = { \port$163$0 , \port$158$0  };
+      \$96  = { \port$163$0 , \port$158$0  };
     end
     if (rst) begin
-      \$94  = 8'h00;
+      \$96  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$95  = w1;
+    \$97  = w1;
     if (w_we[1]) begin
-      \$95  = { \port$163$0 , \port$158$0  };
+      \$97  = { \port$163$0 , \port$158$0  };
     end
     if (rst) begin
-      \$95  = 8'h00;
+      \$97  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$96  = \$signal ;
+    \$98  = \$signal ;
     if (w_we[0]) begin
-      \$96  = w_ok;
+      \$98  = w_ok;
     end
     if (rst) begin
-      \$96  = 1'h0;
+      \$98  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$97  = ok1;
+    \$99  = ok1;
     if (w_we[1]) begin
-      \$97  = w_ok;
+      \$99  = w_ok;
     end
     if (rst) begin
-      \$97  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$98  = \$2 ;
-    if (rst) begin
-      \$98  = 3'h0;
+      \$99  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$99  = a_i;
+    \$100  = \$2 ;
     if (rst) begin
-      \$99  = 8'h00;
+      \$100  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$100  = bank_i;
+    \$101  = a_i;
     if (rst) begin
-      \$100  = 1'h0;
+      \$101  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$101  = mode_i;
+    \$102  = bank_i;
     if (rst) begin
-      \$101  = 3'h0;
+      \$102  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$102  = \$4 [66:0];
+    \$103  = mode_i;
     if (rst) begin
-      \$102  = 67'h00000000000000000;
+      \$103  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$104  = \$6 [66:0];
+    if (rst) begin
+      \$104  = 67'h00000000000000000;
     end
   end
   always @* begin
@@ -9800,24 +9808,24 @@ module \accelgen_gemm.array.pe_0_1 (rst, \port$158$0 , \port$163$0 , w_ok, w_we,
     (* full_case = 32'd1 *)
     casez ({ is_w4a8, is_int4 })
       2'h1:
-          product = { \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11  };
+          product = { \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13  };
       2'h2:
-          product = \$13 [16:0];
+          product = \$15 [16:0];
       default:
-          product = \$18 [16:0];
+          product = \$20 [16:0];
     endcase
   end
   assign w_data = { \port$163$0 , \port$158$0  };
   assign fl_i = 3'h0;
   assign ps_i = 67'h00000000000000000;
-  assign fp_shift = \$79 [5:0];
-  assign fp_mag = \$80 [63:0];
+  assign fp_shift = \$81 [5:0];
+  assign fp_mag = \$82 [63:0];
   assign is_fp8_e4m3_fp8_e5m2 = is_fp;
-  assign is_fp8_e5m2 = \$19 ;
+  assign is_fp8_e5m2 = \$21 ;
   assign \$2  = \$1 ;
-  assign \$12  = { \$signal$29 [9], \$signal$29 [9], \$signal$29 [9], \$signal$29 , 4'h0 };
-  assign \$15  = { \$14 [10], \$14 [10], \$14 [10], \$14 , 4'h0 };
-  assign \$17  = { p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh, 8'h00 };
+  assign \$14  = { \$signal$29 [9], \$signal$29 [9], \$signal$29 [9], \$signal$29 , 4'h0 };
+  assign \$17  = { \$16 [10], \$16 [10], \$16 [10], \$16 , 4'h0 };
+  assign \$19  = { p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh, 8'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -9825,20 +9833,22 @@ module \accelgen_gemm.array.pe_0_2 (rst, \port$170$0 , \port$175$0 , w_ok, w_we,
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire [2:0] \$1 ;
   wire \$10 ;
-  reg \$100 ;
-  reg [2:0] \$101 ;
-  reg [66:0] \$102 ;
-  wire [10:0] \$11 ;
-  wire [16:0] \$12 ;
-  wire [17:0] \$13 ;
-  wire [10:0] \$14 ;
+  reg [2:0] \$100 ;
+  reg [7:0] \$101 ;
+  reg \$102 ;
+  reg [2:0] \$103 ;
+  reg [66:0] \$104 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire [10:0] \$13 ;
+  wire [16:0] \$14 ;
   wire [17:0] \$15 ;
-  wire [18:0] \$16 ;
-  wire [24:0] \$17 ;
-  wire [25:0] \$18 ;
-  wire \$19 ;
+  wire [10:0] \$16 ;
+  wire [17:0] \$17 ;
+  wire [18:0] \$18 ;
+  wire [24:0] \$19 ;
   wire [2:0] \$2 ;
-  wire \$20 ;
+  wire [25:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
   wire \$23 ;
@@ -9847,19 +9857,19 @@ module \accelgen_gemm.array.pe_0_2 (rst, \port$170$0 , \port$175$0 , w_ok, w_we,
   wire \$26 ;
   wire \$27 ;
   wire \$28 ;
-  wire [2:0] \$29 ;
+  wire \$29 ;
   wire [64:0] \$3 ;
   wire \$30 ;
-  wire [3:0] \$31 ;
+  wire [2:0] \$31 ;
   wire \$32 ;
-  wire [4:0] \$33 ;
+  wire [3:0] \$33 ;
   wire \$34 ;
-  wire [3:0] \$35 ;
+  wire [4:0] \$35 ;
   wire \$36 ;
-  wire \$37 ;
+  wire [3:0] \$37 ;
   wire \$38 ;
   wire \$39 ;
-  wire [67:0] \$4 ;
+  wire [64:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
@@ -9870,7 +9880,7 @@ module \accelgen_gemm.array.pe_0_2 (rst, \port$170$0 , \port$175$0 , w_ok, w_we,
   wire \$47 ;
   wire \$48 ;
   wire \$49 ;
-  wire \$5 ;
+  wire [2:0] \$5 ;
   wire \$50 ;
   wire \$51 ;
   wire \$52 ;
@@ -9879,16 +9889,16 @@ module \accelgen_gemm.array.pe_0_2 (rst, \port$170$0 , \port$175$0 , w_ok, w_we,
   wire \$55 ;
   wire \$56 ;
   wire \$57 ;
-  wire [2:0] \$58 ;
+  wire \$58 ;
   wire \$59 ;
-  wire \$6 ;
-  wire [3:0] \$60 ;
+  wire [68:0] \$6 ;
+  wire [2:0] \$60 ;
   wire \$61 ;
-  wire [4:0] \$62 ;
+  wire [3:0] \$62 ;
   wire \$63 ;
-  wire [3:0] \$64 ;
+  wire [4:0] \$64 ;
   wire \$65 ;
-  wire \$66 ;
+  wire [3:0] \$66 ;
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
@@ -9901,13 +9911,13 @@ module \accelgen_gemm.array.pe_0_2 (rst, \port$170$0 , \port$175$0 , w_ok, w_we,
   wire \$75 ;
   wire \$76 ;
   wire \$77 ;
-  wire [5:0] \$78 ;
-  wire [6:0] \$79 ;
+  wire \$78 ;
+  wire \$79 ;
   wire \$8 ;
-  wire [70:0] \$80 ;
-  wire [64:0] \$81 ;
-  wire \$82 ;
-  wire \$83 ;
+  wire [5:0] \$80 ;
+  wire [6:0] \$81 ;
+  wire [70:0] \$82 ;
+  wire [64:0] \$83 ;
   wire \$84 ;
   wire \$85 ;
   wire \$86 ;
@@ -9919,12 +9929,12 @@ module \accelgen_gemm.array.pe_0_2 (rst, \port$170$0 , \port$175$0 , w_ok, w_we,
   wire \$91 ;
   wire \$92 ;
   wire \$93 ;
-  reg [7:0] \$94 ;
-  reg [7:0] \$95 ;
-  reg \$96 ;
-  reg \$97 ;
-  reg [2:0] \$98 ;
-  reg [7:0] \$99 ;
+  wire \$94 ;
+  wire \$95 ;
+  reg [7:0] \$96 ;
+  reg [7:0] \$97 ;
+  reg \$98 ;
+  reg \$99 ;
   reg \$signal  = 1'h0;
   wire [9:0] \$signal$27 ;
   wire [9:0] \$signal$29 ;
@@ -9992,209 +10002,211 @@ module \accelgen_gemm.array.pe_0_2 (rst, \port$170$0 , \port$175$0 , w_ok, w_we,
   wire [1:0] w_we;
   assign \$1  = is_fp ? fp_flags : 3'h0;
   assign \$3  = is_fp ? fp_term : { product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product };
-  assign \$4  = $signed(1'h0) + $signed(\$3 );
+  assign \$4  = is_fp ? fp_term : { product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product };
+  assign \$5  = \$4 [64] ? 3'h7 : 3'h0;
+  assign \$6  = $signed(1'h0) + $signed({ \$5 , \$3  });
   assign w = bank_i ? w1 : w0;
   assign is_int8 = ! mode_i;
   assign is_int4 = mode_i == 1'h1;
   assign is_w4a8 = mode_i == 2'h2;
-  assign \$5  = a_i[3] & is_int4;
-  assign \$6  = is_int4 | is_w4a8;
-  assign \$7  = w[3] & \$6 ;
-  assign \$signal$27  = $signed({ \$5 , a_i[3:0] }) * $signed({ \$7 , w[3:0] });
-  assign p_hh = $signed(a_i[7:4]) * $signed(w[7:4]);
+  assign \$7  = a_i[3] & is_int4;
   assign \$8  = is_int4 | is_w4a8;
   assign \$9  = w[3] & \$8 ;
-  assign \$signal$29  = $signed(a_i[7:4]) * $signed({ \$9 , w[3:0] });
-  assign \$10  = a_i[3] & is_int4;
-  assign p_lh = $signed({ \$10 , a_i[3:0] }) * $signed(w[7:4]);
-  assign \$11  = $signed(\$signal$27 ) + $signed(p_hh);
-  assign \$13  = $signed(\$signal$27 ) + $signed(\$12 );
-  assign \$14  = $signed(\$signal$29 ) + $signed(p_lh);
-  assign \$16  = $signed(\$signal$27 ) + $signed(\$15 );
-  assign \$18  = $signed(\$16 ) + $signed(\$17 );
-  assign \$19  = mode_i == 3'h4;
-  assign \$20  = a_i[6:2] == 5'h1f;
-  assign \$21  = | a_i[1:0];
-  assign \$22  = \$20  & \$21 ;
-  assign \$23  = a_i[6:3] == 4'hf;
-  assign \$24  = a_i[2:0] == 3'h7;
-  assign \$25  = \$23  & \$24 ;
-  assign \$26  = is_fp8_e5m2 ? \$22  : \$25 ;
-  assign \$27  = a_i[6:2] == 5'h1f;
-  assign \$28  = | a_i[6:2];
-  assign \$29  = \$27  ? 3'h0 : { \$28 , a_i[1:0] };
-  assign \$30  = | a_i[6:3];
-  assign \$31  = is_fp8_e5m2 ? { 1'h0, \$29  } : { \$30 , a_i[2:0] };
-  assign fa_sig = \$26  ? 4'h0 : \$31 ;
-  assign \$32  = ! a_i[6:2];
-  assign \$33  = \$32  ? 5'h01 : a_i[6:2];
-  assign \$34  = ! a_i[6:3];
-  assign \$35  = \$34  ? 4'h1 : a_i[6:3];
-  assign fa_exp = is_fp8_e5m2 ? \$33  : { 1'h0, \$35  };
-  assign \$36  = a_i[6:2] == 5'h1f;
-  assign \$37  = | a_i[1:0];
-  assign \$38  = \$36  & \$37 ;
-  assign \$39  = a_i[6:3] == 4'hf;
-  assign \$40  = a_i[2:0] == 3'h7;
-  assign \$41  = \$39  & \$40 ;
-  assign fa_nan = is_fp8_e5m2 ? \$38  : \$41 ;
-  assign \$42  = a_i[6:2] == 5'h1f;
-  assign \$43  = ! a_i[1:0];
-  assign \$44  = \$42  & \$43 ;
-  assign fa_inf = is_fp8_e5m2 ? \$44  : 1'h0;
-  assign \$45  = ! fa_sig;
-  assign \$46  = ~ fa_nan;
-  assign \$47  = \$45  & \$46 ;
-  assign \$48  = ~ fa_inf;
-  assign fa_zero = \$47  & \$48 ;
-  assign \$49  = w[6:2] == 5'h1f;
-  assign \$50  = | w[1:0];
-  assign \$51  = \$49  & \$50 ;
-  assign \$52  = w[6:3] == 4'hf;
-  assign \$53  = w[2:0] == 3'h7;
-  assign \$54  = \$52  & \$53 ;
-  assign \$55  = is_fp8_e5m2 ? \$51  : \$54 ;
-  assign \$56  = w[6:2] == 5'h1f;
-  assign \$57  = | w[6:2];
-  assign \$58  = \$56  ? 3'h0 : { \$57 , w[1:0] };
-  assign \$59  = | w[6:3];
-  assign \$60  = is_fp8_e5m2 ? { 1'h0, \$58  } : { \$59 , w[2:0] };
-  assign fw_sig = \$55  ? 4'h0 : \$60 ;
-  assign \$61  = ! w[6:2];
-  assign \$62  = \$61  ? 5'h01 : w[6:2];
-  assign \$63  = ! w[6:3];
-  assign \$64  = \$63  ? 4'h1 : w[6:3];
-  assign fw_exp = is_fp8_e5m2 ? \$62  : { 1'h0, \$64  };
-  assign \$65  = w[6:2] == 5'h1f;
-  assign \$66  = | w[1:0];
-  assign \$67  = \$65  & \$66 ;
-  assign \$68  = w[6:3] == 4'hf;
-  assign \$69  = w[2:0] == 3'h7;
-  assign \$70  = \$68  & \$69 ;
-  assign fw_nan = is_fp8_e5m2 ? \$67  : \$70 ;
-  assign \$71  = w[6:2] == 5'h1f;
-  assign \$72  = ! w[1:0];
-  assign \$73  = \$71  & \$72 ;
-  assign fw_inf = is_fp8_e5m2 ? \$73  : 1'h0;
-  assign \$74  = ! fw_sig;
-  assign \$75  = ~ fw_nan;
-  assign \$76  = \$74  & \$75 ;
-  assign \$77  = ~ fw_inf;
-  assign fw_zero = \$76  & \$77 ;
+  assign \$signal$27  = $signed({ \$7 , a_i[3:0] }) * $signed({ \$9 , w[3:0] });
+  assign p_hh = $signed(a_i[7:4]) * $signed(w[7:4]);
+  assign \$10  = is_int4 | is_w4a8;
+  assign \$11  = w[3] & \$10 ;
+  assign \$signal$29  = $signed(a_i[7:4]) * $signed({ \$11 , w[3:0] });
+  assign \$12  = a_i[3] & is_int4;
+  assign p_lh = $signed({ \$12 , a_i[3:0] }) * $signed(w[7:4]);
+  assign \$13  = $signed(\$signal$27 ) + $signed(p_hh);
+  assign \$15  = $signed(\$signal$27 ) + $signed(\$14 );
+  assign \$16  = $signed(\$signal$29 ) + $signed(p_lh);
+  assign \$18  = $signed(\$signal$27 ) + $signed(\$17 );
+  assign \$20  = $signed(\$18 ) + $signed(\$19 );
+  assign \$21  = mode_i == 3'h4;
+  assign \$22  = a_i[6:2] == 5'h1f;
+  assign \$23  = | a_i[1:0];
+  assign \$24  = \$22  & \$23 ;
+  assign \$25  = a_i[6:3] == 4'hf;
+  assign \$26  = a_i[2:0] == 3'h7;
+  assign \$27  = \$25  & \$26 ;
+  assign \$28  = is_fp8_e5m2 ? \$24  : \$27 ;
+  assign \$29  = a_i[6:2] == 5'h1f;
+  assign \$30  = | a_i[6:2];
+  assign \$31  = \$29  ? 3'h0 : { \$30 , a_i[1:0] };
+  assign \$32  = | a_i[6:3];
+  assign \$33  = is_fp8_e5m2 ? { 1'h0, \$31  } : { \$32 , a_i[2:0] };
+  assign fa_sig = \$28  ? 4'h0 : \$33 ;
+  assign \$34  = ! a_i[6:2];
+  assign \$35  = \$34  ? 5'h01 : a_i[6:2];
+  assign \$36  = ! a_i[6:3];
+  assign \$37  = \$36  ? 4'h1 : a_i[6:3];
+  assign fa_exp = is_fp8_e5m2 ? \$35  : { 1'h0, \$37  };
+  assign \$38  = a_i[6:2] == 5'h1f;
+  assign \$39  = | a_i[1:0];
+  assign \$40  = \$38  & \$39 ;
+  assign \$41  = a_i[6:3] == 4'hf;
+  assign \$42  = a_i[2:0] == 3'h7;
+  assign \$43  = \$41  & \$42 ;
+  assign fa_nan = is_fp8_e5m2 ? \$40  : \$43 ;
+  assign \$44  = a_i[6:2] == 5'h1f;
+  assign \$45  = ! a_i[1:0];
+  assign \$46  = \$44  & \$45 ;
+  assign fa_inf = is_fp8_e5m2 ? \$46  : 1'h0;
+  assign \$47  = ! fa_sig;
+  assign \$48  = ~ fa_nan;
+  assign \$49  = \$47  & \$48 ;
+  assign \$50  = ~ fa_inf;
+  assign fa_zero = \$49  & \$50 ;
+  assign \$51  = w[6:2] == 5'h1f;
+  assign \$52  = | w[1:0];
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = w[6:3] == 4'hf;
+  assign \$55  = w[2:0] == 3'h7;
+  assign \$56  = \$54  & \$55 ;
+  assign \$57  = is_fp8_e5m2 ? \$53  : \$56 ;
+  assign \$58  = w[6:2] == 5'h1f;
+  assign \$59  = | w[6:2];
+  assign \$60  = \$58  ? 3'h0 : { \$59 , w[1:0] };
+  assign \$61  = | w[6:3];
+  assign \$62  = is_fp8_e5m2 ? { 1'h0, \$60  } : { \$61 , w[2:0] };
+  assign fw_sig = \$57  ? 4'h0 : \$62 ;
+  assign \$63  = ! w[6:2];
+  assign \$64  = \$63  ? 5'h01 : w[6:2];
+  assign \$65  = ! w[6:3];
+  assign \$66  = \$65  ? 4'h1 : w[6:3];
+  assign fw_exp = is_fp8_e5m2 ? \$64  : { 1'h0, \$66  };
+  assign \$67  = w[6:2] == 5'h1f;
+  assign \$68  = | w[1:0];
+  assign \$69  = \$67  & \$68 ;
+  assign \$70  = w[6:3] == 4'hf;
+  assign \$71  = w[2:0] == 3'h7;
+  assign \$72  = \$70  & \$71 ;
+  assign fw_nan = is_fp8_e5m2 ? \$69  : \$72 ;
+  assign \$73  = w[6:2] == 5'h1f;
+  assign \$74  = ! w[1:0];
+  assign \$75  = \$73  & \$74 ;
+  assign fw_inf = is_fp8_e5m2 ? \$75  : 1'h0;
+  assign \$76  = ! fw_sig;
+  assign \$77  = ~ fw_nan;
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = ~ fw_inf;
+  assign fw_zero = \$78  & \$79 ;
   assign fp_sig_p = fa_sig * fw_sig;
-  assign \$78  = fa_exp + fw_exp;
-  assign \$79  = \$78  - 2'h2;
-  assign \$80  = fp_sig_p << \$79 [5:0];
+  assign \$80  = fa_exp + fw_exp;
+  assign \$81  = \$80  - 2'h2;
+  assign \$82  = fp_sig_p << \$81 [5:0];
   assign fp_neg = a_i[7] ^ w[7];
-  assign \$81  = - \$80 [63:0];
-  assign fp_term = fp_neg ? \$81  : { 1'h0, \$80 [63:0] };
-  assign \$82  = fa_nan | fw_nan;
-  assign \$83  = fa_inf & fw_zero;
-  assign \$84  = \$82  | \$83 ;
-  assign \$85  = fa_zero & fw_inf;
-  assign fp_nan = \$84  | \$85 ;
-  assign \$86  = fa_inf | fw_inf;
-  assign \$87  = ~ fp_nan;
-  assign fp_inf = \$86  & \$87 ;
-  assign \$88  = bank_i ? ok1 : \$signal ;
-  assign \$89  = ~ fp_neg;
-  assign \$90  = fp_inf & \$89 ;
-  assign \$91  = fp_inf & fp_neg;
-  assign fp_flags = \$88  ? { \$91 , \$90 , fp_nan } : 3'h0;
-  assign \$92  = mode_i == 2'h3;
-  assign \$93  = mode_i == 3'h4;
-  assign is_fp = | { \$93 , \$92  };
+  assign \$83  = - \$82 [63:0];
+  assign fp_term = fp_neg ? \$83  : { 1'h0, \$82 [63:0] };
+  assign \$84  = fa_nan | fw_nan;
+  assign \$85  = fa_inf & fw_zero;
+  assign \$86  = \$84  | \$85 ;
+  assign \$87  = fa_zero & fw_inf;
+  assign fp_nan = \$86  | \$87 ;
+  assign \$88  = fa_inf | fw_inf;
+  assign \$89  = ~ fp_nan;
+  assign fp_inf = \$88  & \$89 ;
+  assign \$90  = bank_i ? ok1 : \$signal ;
+  assign \$91  = ~ fp_neg;
+  assign \$92  = fp_inf & \$91 ;
+  assign \$93  = fp_inf & fp_neg;
+  assign fp_flags = \$90  ? { \$93 , \$92 , fp_nan } : 3'h0;
+  assign \$94  = mode_i == 2'h3;
+  assign \$95  = mode_i == 3'h4;
+  assign is_fp = | { \$95 , \$94  };
   always @(posedge clk)
-    w0 <= \$94 ;
+    w0 <= \$96 ;
   always @(posedge clk)
-    w1 <= \$95 ;
+    w1 <= \$97 ;
   always @(posedge clk)
-    \$signal  <= \$96 ;
+    \$signal  <= \$98 ;
   always @(posedge clk)
-    ok1 <= \$97 ;
+    ok1 <= \$99 ;
   always @(posedge clk)
-    fl_o <= \$98 ;
+    fl_o <= \$100 ;
   always @(posedge clk)
-    a_o <= \$99 ;
+    a_o <= \$101 ;
   always @(posedge clk)
-    bank_o <= \$100 ;
+    bank_o <= \$102 ;
   always @(posedge clk)
-    mode_o <= \$101 ;
+    mode_o <= \$103 ;
   always @(posedge clk)
-    ps_o <= \$102 ;
+    ps_o <= \$104 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$94  = w0;
+    \$96  = w0;
     if (w_we[0]) begin
-      \$94  = { \port$175$0 , \port$170$0  };
+      \$96  = { \port$175$0 , \port$170$0  };
     end
     if (rst) begin
-      \$94  = 8'h00;
+      \$96  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$95  = w1;
+    \$97  = w1;
     if (w_we[1]) begin
-      \$95  = { \port$175$0 , \port$170$0  };
+      \$97  = { \port$175$0 , \port$170$0  };
     end
     if (rst) begin
-      \$95  = 8'h00;
+      \$97  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$96  = \$signal ;
+    \$98  = \$signal ;
     if (w_we[0]) begin
-      \$96  = w_ok;
+      \$98  = w_ok;
     end
     if (rst) begin
-      \$96  = 1'h0;
+      \$98  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$97  = ok1;
+    \$99  = ok1;
     if (w_we[1]) begin
-      \$97  = w_ok;
+      \$99  = w_ok;
     end
     if (rst) begin
-      \$97  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$98  = \$2 ;
-    if (rst) begin
-      \$98  = 3'h0;
+      \$99  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$99  = a_i;
+    \$100  = \$2 ;
     if (rst) begin
-      \$99  = 8'h00;
+      \$100  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$100  = bank_i;
+    \$101  = a_i;
     if (rst) begin
-      \$100  = 1'h0;
+      \$101  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$101  = mode_i;
+    \$102  = bank_i;
     if (rst) begin
-      \$101  = 3'h0;
+      \$102  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$102  = \$4 [66:0];
+    \$103  = mode_i;
     if (rst) begin
-      \$102  = 67'h00000000000000000;
+      \$103  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$104  = \$6 [66:0];
+    if (rst) begin
+      \$104  = 67'h00000000000000000;
     end
   end
   always @* begin
@@ -10202,24 +10214,24 @@ module \accelgen_gemm.array.pe_0_2 (rst, \port$170$0 , \port$175$0 , w_ok, w_we,
     (* full_case = 32'd1 *)
     casez ({ is_w4a8, is_int4 })
       2'h1:
-          product = { \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11  };
+          product = { \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13  };
       2'h2:
-          product = \$13 [16:0];
+          product = \$15 [16:0];
       default:
-          product = \$18 [16:0];
+          product = \$20 [16:0];
     endcase
   end
   assign w_data = { \port$175$0 , \port$170$0  };
   assign fl_i = 3'h0;
   assign ps_i = 67'h00000000000000000;
-  assign fp_shift = \$79 [5:0];
-  assign fp_mag = \$80 [63:0];
+  assign fp_shift = \$81 [5:0];
+  assign fp_mag = \$82 [63:0];
   assign is_fp8_e4m3_fp8_e5m2 = is_fp;
-  assign is_fp8_e5m2 = \$19 ;
+  assign is_fp8_e5m2 = \$21 ;
   assign \$2  = \$1 ;
-  assign \$12  = { \$signal$29 [9], \$signal$29 [9], \$signal$29 [9], \$signal$29 , 4'h0 };
-  assign \$15  = { \$14 [10], \$14 [10], \$14 [10], \$14 , 4'h0 };
-  assign \$17  = { p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh, 8'h00 };
+  assign \$14  = { \$signal$29 [9], \$signal$29 [9], \$signal$29 [9], \$signal$29 , 4'h0 };
+  assign \$17  = { \$16 [10], \$16 [10], \$16 [10], \$16 , 4'h0 };
+  assign \$19  = { p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh, 8'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -10227,20 +10239,22 @@ module \accelgen_gemm.array.pe_0_3 (rst, \port$182$0 , \port$187$0 , w_ok, w_we,
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire [2:0] \$1 ;
   wire \$10 ;
-  reg \$100 ;
-  reg [2:0] \$101 ;
-  reg [66:0] \$102 ;
-  wire [10:0] \$11 ;
-  wire [16:0] \$12 ;
-  wire [17:0] \$13 ;
-  wire [10:0] \$14 ;
+  reg [2:0] \$100 ;
+  reg [7:0] \$101 ;
+  reg \$102 ;
+  reg [2:0] \$103 ;
+  reg [66:0] \$104 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire [10:0] \$13 ;
+  wire [16:0] \$14 ;
   wire [17:0] \$15 ;
-  wire [18:0] \$16 ;
-  wire [24:0] \$17 ;
-  wire [25:0] \$18 ;
-  wire \$19 ;
+  wire [10:0] \$16 ;
+  wire [17:0] \$17 ;
+  wire [18:0] \$18 ;
+  wire [24:0] \$19 ;
   wire [2:0] \$2 ;
-  wire \$20 ;
+  wire [25:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
   wire \$23 ;
@@ -10249,19 +10263,19 @@ module \accelgen_gemm.array.pe_0_3 (rst, \port$182$0 , \port$187$0 , w_ok, w_we,
   wire \$26 ;
   wire \$27 ;
   wire \$28 ;
-  wire [2:0] \$29 ;
+  wire \$29 ;
   wire [64:0] \$3 ;
   wire \$30 ;
-  wire [3:0] \$31 ;
+  wire [2:0] \$31 ;
   wire \$32 ;
-  wire [4:0] \$33 ;
+  wire [3:0] \$33 ;
   wire \$34 ;
-  wire [3:0] \$35 ;
+  wire [4:0] \$35 ;
   wire \$36 ;
-  wire \$37 ;
+  wire [3:0] \$37 ;
   wire \$38 ;
   wire \$39 ;
-  wire [67:0] \$4 ;
+  wire [64:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
@@ -10272,7 +10286,7 @@ module \accelgen_gemm.array.pe_0_3 (rst, \port$182$0 , \port$187$0 , w_ok, w_we,
   wire \$47 ;
   wire \$48 ;
   wire \$49 ;
-  wire \$5 ;
+  wire [2:0] \$5 ;
   wire \$50 ;
   wire \$51 ;
   wire \$52 ;
@@ -10281,16 +10295,16 @@ module \accelgen_gemm.array.pe_0_3 (rst, \port$182$0 , \port$187$0 , w_ok, w_we,
   wire \$55 ;
   wire \$56 ;
   wire \$57 ;
-  wire [2:0] \$58 ;
+  wire \$58 ;
   wire \$59 ;
-  wire \$6 ;
-  wire [3:0] \$60 ;
+  wire [68:0] \$6 ;
+  wire [2:0] \$60 ;
   wire \$61 ;
-  wire [4:0] \$62 ;
+  wire [3:0] \$62 ;
   wire \$63 ;
-  wire [3:0] \$64 ;
+  wire [4:0] \$64 ;
   wire \$65 ;
-  wire \$66 ;
+  wire [3:0] \$66 ;
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
@@ -10303,13 +10317,13 @@ module \accelgen_gemm.array.pe_0_3 (rst, \port$182$0 , \port$187$0 , w_ok, w_we,
   wire \$75 ;
   wire \$76 ;
   wire \$77 ;
-  wire [5:0] \$78 ;
-  wire [6:0] \$79 ;
+  wire \$78 ;
+  wire \$79 ;
   wire \$8 ;
-  wire [70:0] \$80 ;
-  wire [64:0] \$81 ;
-  wire \$82 ;
-  wire \$83 ;
+  wire [5:0] \$80 ;
+  wire [6:0] \$81 ;
+  wire [70:0] \$82 ;
+  wire [64:0] \$83 ;
   wire \$84 ;
   wire \$85 ;
   wire \$86 ;
@@ -10321,12 +10335,12 @@ module \accelgen_gemm.array.pe_0_3 (rst, \port$182$0 , \port$187$0 , w_ok, w_we,
   wire \$91 ;
   wire \$92 ;
   wire \$93 ;
-  reg [7:0] \$94 ;
-  reg [7:0] \$95 ;
-  reg \$96 ;
-  reg \$97 ;
-  reg [2:0] \$98 ;
-  reg [7:0] \$99 ;
+  wire \$94 ;
+  wire \$95 ;
+  reg [7:0] \$96 ;
+  reg [7:0] \$97 ;
+  reg \$98 ;
+  reg \$99 ;
   reg \$signal  = 1'h0;
   wire [9:0] \$signal$27 ;
   wire [9:0] \$signal$29 ;
@@ -10391,209 +10405,211 @@ module \accelgen_gemm.array.pe_0_3 (rst, \port$182$0 , \port$187$0 , w_ok, w_we,
   wire [1:0] w_we;
   assign \$1  = is_fp ? fp_flags : 3'h0;
   assign \$3  = is_fp ? fp_term : { product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product };
-  assign \$4  = $signed(1'h0) + $signed(\$3 );
+  assign \$4  = is_fp ? fp_term : { product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product };
+  assign \$5  = \$4 [64] ? 3'h7 : 3'h0;
+  assign \$6  = $signed(1'h0) + $signed({ \$5 , \$3  });
   assign w = bank_i ? w1 : w0;
   assign is_int8 = ! mode_i;
   assign is_int4 = mode_i == 1'h1;
   assign is_w4a8 = mode_i == 2'h2;
-  assign \$5  = a_i[3] & is_int4;
-  assign \$6  = is_int4 | is_w4a8;
-  assign \$7  = w[3] & \$6 ;
-  assign \$signal$27  = $signed({ \$5 , a_i[3:0] }) * $signed({ \$7 , w[3:0] });
-  assign p_hh = $signed(a_i[7:4]) * $signed(w[7:4]);
+  assign \$7  = a_i[3] & is_int4;
   assign \$8  = is_int4 | is_w4a8;
   assign \$9  = w[3] & \$8 ;
-  assign \$signal$29  = $signed(a_i[7:4]) * $signed({ \$9 , w[3:0] });
-  assign \$10  = a_i[3] & is_int4;
-  assign p_lh = $signed({ \$10 , a_i[3:0] }) * $signed(w[7:4]);
-  assign \$11  = $signed(\$signal$27 ) + $signed(p_hh);
-  assign \$13  = $signed(\$signal$27 ) + $signed(\$12 );
-  assign \$14  = $signed(\$signal$29 ) + $signed(p_lh);
-  assign \$16  = $signed(\$signal$27 ) + $signed(\$15 );
-  assign \$18  = $signed(\$16 ) + $signed(\$17 );
-  assign \$19  = mode_i == 3'h4;
-  assign \$20  = a_i[6:2] == 5'h1f;
-  assign \$21  = | a_i[1:0];
-  assign \$22  = \$20  & \$21 ;
-  assign \$23  = a_i[6:3] == 4'hf;
-  assign \$24  = a_i[2:0] == 3'h7;
-  assign \$25  = \$23  & \$24 ;
-  assign \$26  = is_fp8_e5m2 ? \$22  : \$25 ;
-  assign \$27  = a_i[6:2] == 5'h1f;
-  assign \$28  = | a_i[6:2];
-  assign \$29  = \$27  ? 3'h0 : { \$28 , a_i[1:0] };
-  assign \$30  = | a_i[6:3];
-  assign \$31  = is_fp8_e5m2 ? { 1'h0, \$29  } : { \$30 , a_i[2:0] };
-  assign fa_sig = \$26  ? 4'h0 : \$31 ;
-  assign \$32  = ! a_i[6:2];
-  assign \$33  = \$32  ? 5'h01 : a_i[6:2];
-  assign \$34  = ! a_i[6:3];
-  assign \$35  = \$34  ? 4'h1 : a_i[6:3];
-  assign fa_exp = is_fp8_e5m2 ? \$33  : { 1'h0, \$35  };
-  assign \$36  = a_i[6:2] == 5'h1f;
-  assign \$37  = | a_i[1:0];
-  assign \$38  = \$36  & \$37 ;
-  assign \$39  = a_i[6:3] == 4'hf;
-  assign \$40  = a_i[2:0] == 3'h7;
-  assign \$41  = \$39  & \$40 ;
-  assign fa_nan = is_fp8_e5m2 ? \$38  : \$41 ;
-  assign \$42  = a_i[6:2] == 5'h1f;
-  assign \$43  = ! a_i[1:0];
-  assign \$44  = \$42  & \$43 ;
-  assign fa_inf = is_fp8_e5m2 ? \$44  : 1'h0;
-  assign \$45  = ! fa_sig;
-  assign \$46  = ~ fa_nan;
-  assign \$47  = \$45  & \$46 ;
-  assign \$48  = ~ fa_inf;
-  assign fa_zero = \$47  & \$48 ;
-  assign \$49  = w[6:2] == 5'h1f;
-  assign \$50  = | w[1:0];
-  assign \$51  = \$49  & \$50 ;
-  assign \$52  = w[6:3] == 4'hf;
-  assign \$53  = w[2:0] == 3'h7;
-  assign \$54  = \$52  & \$53 ;
-  assign \$55  = is_fp8_e5m2 ? \$51  : \$54 ;
-  assign \$56  = w[6:2] == 5'h1f;
-  assign \$57  = | w[6:2];
-  assign \$58  = \$56  ? 3'h0 : { \$57 , w[1:0] };
-  assign \$59  = | w[6:3];
-  assign \$60  = is_fp8_e5m2 ? { 1'h0, \$58  } : { \$59 , w[2:0] };
-  assign fw_sig = \$55  ? 4'h0 : \$60 ;
-  assign \$61  = ! w[6:2];
-  assign \$62  = \$61  ? 5'h01 : w[6:2];
-  assign \$63  = ! w[6:3];
-  assign \$64  = \$63  ? 4'h1 : w[6:3];
-  assign fw_exp = is_fp8_e5m2 ? \$62  : { 1'h0, \$64  };
-  assign \$65  = w[6:2] == 5'h1f;
-  assign \$66  = | w[1:0];
-  assign \$67  = \$65  & \$66 ;
-  assign \$68  = w[6:3] == 4'hf;
-  assign \$69  = w[2:0] == 3'h7;
-  assign \$70  = \$68  & \$69 ;
-  assign fw_nan = is_fp8_e5m2 ? \$67  : \$70 ;
-  assign \$71  = w[6:2] == 5'h1f;
-  assign \$72  = ! w[1:0];
-  assign \$73  = \$71  & \$72 ;
-  assign fw_inf = is_fp8_e5m2 ? \$73  : 1'h0;
-  assign \$74  = ! fw_sig;
-  assign \$75  = ~ fw_nan;
-  assign \$76  = \$74  & \$75 ;
-  assign \$77  = ~ fw_inf;
-  assign fw_zero = \$76  & \$77 ;
+  assign \$signal$27  = $signed({ \$7 , a_i[3:0] }) * $signed({ \$9 , w[3:0] });
+  assign p_hh = $signed(a_i[7:4]) * $signed(w[7:4]);
+  assign \$10  = is_int4 | is_w4a8;
+  assign \$11  = w[3] & \$10 ;
+  assign \$signal$29  = $signed(a_i[7:4]) * $signed({ \$11 , w[3:0] });
+  assign \$12  = a_i[3] & is_int4;
+  assign p_lh = $signed({ \$12 , a_i[3:0] }) * $signed(w[7:4]);
+  assign \$13  = $signed(\$signal$27 ) + $signed(p_hh);
+  assign \$15  = $signed(\$signal$27 ) + $signed(\$14 );
+  assign \$16  = $signed(\$signal$29 ) + $signed(p_lh);
+  assign \$18  = $signed(\$signal$27 ) + $signed(\$17 );
+  assign \$20  = $signed(\$18 ) + $signed(\$19 );
+  assign \$21  = mode_i == 3'h4;
+  assign \$22  = a_i[6:2] == 5'h1f;
+  assign \$23  = | a_i[1:0];
+  assign \$24  = \$22  & \$23 ;
+  assign \$25  = a_i[6:3] == 4'hf;
+  assign \$26  = a_i[2:0] == 3'h7;
+  assign \$27  = \$25  & \$26 ;
+  assign \$28  = is_fp8_e5m2 ? \$24  : \$27 ;
+  assign \$29  = a_i[6:2] == 5'h1f;
+  assign \$30  = | a_i[6:2];
+  assign \$31  = \$29  ? 3'h0 : { \$30 , a_i[1:0] };
+  assign \$32  = | a_i[6:3];
+  assign \$33  = is_fp8_e5m2 ? { 1'h0, \$31  } : { \$32 , a_i[2:0] };
+  assign fa_sig = \$28  ? 4'h0 : \$33 ;
+  assign \$34  = ! a_i[6:2];
+  assign \$35  = \$34  ? 5'h01 : a_i[6:2];
+  assign \$36  = ! a_i[6:3];
+  assign \$37  = \$36  ? 4'h1 : a_i[6:3];
+  assign fa_exp = is_fp8_e5m2 ? \$35  : { 1'h0, \$37  };
+  assign \$38  = a_i[6:2] == 5'h1f;
+  assign \$39  = | a_i[1:0];
+  assign \$40  = \$38  & \$39 ;
+  assign \$41  = a_i[6:3] == 4'hf;
+  assign \$42  = a_i[2:0] == 3'h7;
+  assign \$43  = \$41  & \$42 ;
+  assign fa_nan = is_fp8_e5m2 ? \$40  : \$43 ;
+  assign \$44  = a_i[6:2] == 5'h1f;
+  assign \$45  = ! a_i[1:0];
+  assign \$46  = \$44  & \$45 ;
+  assign fa_inf = is_fp8_e5m2 ? \$46  : 1'h0;
+  assign \$47  = ! fa_sig;
+  assign \$48  = ~ fa_nan;
+  assign \$49  = \$47  & \$48 ;
+  assign \$50  = ~ fa_inf;
+  assign fa_zero = \$49  & \$50 ;
+  assign \$51  = w[6:2] == 5'h1f;
+  assign \$52  = | w[1:0];
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = w[6:3] == 4'hf;
+  assign \$55  = w[2:0] == 3'h7;
+  assign \$56  = \$54  & \$55 ;
+  assign \$57  = is_fp8_e5m2 ? \$53  : \$56 ;
+  assign \$58  = w[6:2] == 5'h1f;
+  assign \$59  = | w[6:2];
+  assign \$60  = \$58  ? 3'h0 : { \$59 , w[1:0] };
+  assign \$61  = | w[6:3];
+  assign \$62  = is_fp8_e5m2 ? { 1'h0, \$60  } : { \$61 , w[2:0] };
+  assign fw_sig = \$57  ? 4'h0 : \$62 ;
+  assign \$63  = ! w[6:2];
+  assign \$64  = \$63  ? 5'h01 : w[6:2];
+  assign \$65  = ! w[6:3];
+  assign \$66  = \$65  ? 4'h1 : w[6:3];
+  assign fw_exp = is_fp8_e5m2 ? \$64  : { 1'h0, \$66  };
+  assign \$67  = w[6:2] == 5'h1f;
+  assign \$68  = | w[1:0];
+  assign \$69  = \$67  & \$68 ;
+  assign \$70  = w[6:3] == 4'hf;
+  assign \$71  = w[2:0] == 3'h7;
+  assign \$72  = \$70  & \$71 ;
+  assign fw_nan = is_fp8_e5m2 ? \$69  : \$72 ;
+  assign \$73  = w[6:2] == 5'h1f;
+  assign \$74  = ! w[1:0];
+  assign \$75  = \$73  & \$74 ;
+  assign fw_inf = is_fp8_e5m2 ? \$75  : 1'h0;
+  assign \$76  = ! fw_sig;
+  assign \$77  = ~ fw_nan;
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = ~ fw_inf;
+  assign fw_zero = \$78  & \$79 ;
   assign fp_sig_p = fa_sig * fw_sig;
-  assign \$78  = fa_exp + fw_exp;
-  assign \$79  = \$78  - 2'h2;
-  assign \$80  = fp_sig_p << \$79 [5:0];
+  assign \$80  = fa_exp + fw_exp;
+  assign \$81  = \$80  - 2'h2;
+  assign \$82  = fp_sig_p << \$81 [5:0];
   assign fp_neg = a_i[7] ^ w[7];
-  assign \$81  = - \$80 [63:0];
-  assign fp_term = fp_neg ? \$81  : { 1'h0, \$80 [63:0] };
-  assign \$82  = fa_nan | fw_nan;
-  assign \$83  = fa_inf & fw_zero;
-  assign \$84  = \$82  | \$83 ;
-  assign \$85  = fa_zero & fw_inf;
-  assign fp_nan = \$84  | \$85 ;
-  assign \$86  = fa_inf | fw_inf;
-  assign \$87  = ~ fp_nan;
-  assign fp_inf = \$86  & \$87 ;
-  assign \$88  = bank_i ? ok1 : \$signal ;
-  assign \$89  = ~ fp_neg;
-  assign \$90  = fp_inf & \$89 ;
-  assign \$91  = fp_inf & fp_neg;
-  assign fp_flags = \$88  ? { \$91 , \$90 , fp_nan } : 3'h0;
-  assign \$92  = mode_i == 2'h3;
-  assign \$93  = mode_i == 3'h4;
-  assign is_fp = | { \$93 , \$92  };
+  assign \$83  = - \$82 [63:0];
+  assign fp_term = fp_neg ? \$83  : { 1'h0, \$82 [63:0] };
+  assign \$84  = fa_nan | fw_nan;
+  assign \$85  = fa_inf & fw_zero;
+  assign \$86  = \$84  | \$85 ;
+  assign \$87  = fa_zero & fw_inf;
+  assign fp_nan = \$86  | \$87 ;
+  assign \$88  = fa_inf | fw_inf;
+  assign \$89  = ~ fp_nan;
+  assign fp_inf = \$88  & \$89 ;
+  assign \$90  = bank_i ? ok1 : \$signal ;
+  assign \$91  = ~ fp_neg;
+  assign \$92  = fp_inf & \$91 ;
+  assign \$93  = fp_inf & fp_neg;
+  assign fp_flags = \$90  ? { \$93 , \$92 , fp_nan } : 3'h0;
+  assign \$94  = mode_i == 2'h3;
+  assign \$95  = mode_i == 3'h4;
+  assign is_fp = | { \$95 , \$94  };
   always @(posedge clk)
-    w0 <= \$94 ;
+    w0 <= \$96 ;
   always @(posedge clk)
-    w1 <= \$95 ;
+    w1 <= \$97 ;
   always @(posedge clk)
-    \$signal  <= \$96 ;
+    \$signal  <= \$98 ;
   always @(posedge clk)
-    ok1 <= \$97 ;
+    ok1 <= \$99 ;
   always @(posedge clk)
-    fl_o <= \$98 ;
+    fl_o <= \$100 ;
   always @(posedge clk)
-    a_o <= \$99 ;
+    a_o <= \$101 ;
   always @(posedge clk)
-    bank_o <= \$100 ;
+    bank_o <= \$102 ;
   always @(posedge clk)
-    mode_o <= \$101 ;
+    mode_o <= \$103 ;
   always @(posedge clk)
-    ps_o <= \$102 ;
+    ps_o <= \$104 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$94  = w0;
+    \$96  = w0;
     if (w_we[0]) begin
-      \$94  = { \port$187$0 , \port$182$0  };
+      \$96  = { \port$187$0 , \port$182$0  };
     end
     if (rst) begin
-      \$94  = 8'h00;
+      \$96  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$95  = w1;
+    \$97  = w1;
     if (w_we[1]) begin
-      \$95  = { \port$187$0 , \port$182$0  };
+      \$97  = { \port$187$0 , \port$182$0  };
     end
     if (rst) begin
-      \$95  = 8'h00;
+      \$97  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$96  = \$signal ;
+    \$98  = \$signal ;
     if (w_we[0]) begin
-      \$96  = w_ok;
+      \$98  = w_ok;
     end
     if (rst) begin
-      \$96  = 1'h0;
+      \$98  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$97  = ok1;
+    \$99  = ok1;
     if (w_we[1]) begin
-      \$97  = w_ok;
+      \$99  = w_ok;
     end
     if (rst) begin
-      \$97  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$98  = \$2 ;
-    if (rst) begin
-      \$98  = 3'h0;
+      \$99  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$99  = a_i;
+    \$100  = \$2 ;
     if (rst) begin
-      \$99  = 8'h00;
+      \$100  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$100  = bank_i;
+    \$101  = a_i;
     if (rst) begin
-      \$100  = 1'h0;
+      \$101  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$101  = mode_i;
+    \$102  = bank_i;
     if (rst) begin
-      \$101  = 3'h0;
+      \$102  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$102  = \$4 [66:0];
+    \$103  = mode_i;
     if (rst) begin
-      \$102  = 67'h00000000000000000;
+      \$103  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$104  = \$6 [66:0];
+    if (rst) begin
+      \$104  = 67'h00000000000000000;
     end
   end
   always @* begin
@@ -10601,24 +10617,24 @@ module \accelgen_gemm.array.pe_0_3 (rst, \port$182$0 , \port$187$0 , w_ok, w_we,
     (* full_case = 32'd1 *)
     casez ({ is_w4a8, is_int4 })
       2'h1:
-          product = { \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11  };
+          product = { \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13  };
       2'h2:
-          product = \$13 [16:0];
+          product = \$15 [16:0];
       default:
-          product = \$18 [16:0];
+          product = \$20 [16:0];
     endcase
   end
   assign w_data = { \port$187$0 , \port$182$0  };
   assign fl_i = 3'h0;
   assign ps_i = 67'h00000000000000000;
-  assign fp_shift = \$79 [5:0];
-  assign fp_mag = \$80 [63:0];
+  assign fp_shift = \$81 [5:0];
+  assign fp_mag = \$82 [63:0];
   assign is_fp8_e4m3_fp8_e5m2 = is_fp;
-  assign is_fp8_e5m2 = \$19 ;
+  assign is_fp8_e5m2 = \$21 ;
   assign \$2  = \$1 ;
-  assign \$12  = { \$signal$29 [9], \$signal$29 [9], \$signal$29 [9], \$signal$29 , 4'h0 };
-  assign \$15  = { \$14 [10], \$14 [10], \$14 [10], \$14 , 4'h0 };
-  assign \$17  = { p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh, 8'h00 };
+  assign \$14  = { \$signal$29 [9], \$signal$29 [9], \$signal$29 [9], \$signal$29 , 4'h0 };
+  assign \$17  = { \$16 [10], \$16 [10], \$16 [10], \$16 , 4'h0 };
+  assign \$19  = { p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh, 8'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -10626,20 +10642,22 @@ module \accelgen_gemm.array.pe_1_0 (rst, \port$146$0 , \port$151$0 , w_ok, w_we,
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire [2:0] \$1 ;
   wire \$10 ;
-  reg \$100 ;
-  reg [2:0] \$101 ;
-  reg [66:0] \$102 ;
-  wire [10:0] \$11 ;
-  wire [16:0] \$12 ;
-  wire [17:0] \$13 ;
-  wire [10:0] \$14 ;
+  reg [2:0] \$100 ;
+  reg [7:0] \$101 ;
+  reg \$102 ;
+  reg [2:0] \$103 ;
+  reg [66:0] \$104 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire [10:0] \$13 ;
+  wire [16:0] \$14 ;
   wire [17:0] \$15 ;
-  wire [18:0] \$16 ;
-  wire [24:0] \$17 ;
-  wire [25:0] \$18 ;
-  wire \$19 ;
+  wire [10:0] \$16 ;
+  wire [17:0] \$17 ;
+  wire [18:0] \$18 ;
+  wire [24:0] \$19 ;
   wire [2:0] \$2 ;
-  wire \$20 ;
+  wire [25:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
   wire \$23 ;
@@ -10648,19 +10666,19 @@ module \accelgen_gemm.array.pe_1_0 (rst, \port$146$0 , \port$151$0 , w_ok, w_we,
   wire \$26 ;
   wire \$27 ;
   wire \$28 ;
-  wire [2:0] \$29 ;
+  wire \$29 ;
   wire [64:0] \$3 ;
   wire \$30 ;
-  wire [3:0] \$31 ;
+  wire [2:0] \$31 ;
   wire \$32 ;
-  wire [4:0] \$33 ;
+  wire [3:0] \$33 ;
   wire \$34 ;
-  wire [3:0] \$35 ;
+  wire [4:0] \$35 ;
   wire \$36 ;
-  wire \$37 ;
+  wire [3:0] \$37 ;
   wire \$38 ;
   wire \$39 ;
-  wire [67:0] \$4 ;
+  wire [64:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
@@ -10671,7 +10689,7 @@ module \accelgen_gemm.array.pe_1_0 (rst, \port$146$0 , \port$151$0 , w_ok, w_we,
   wire \$47 ;
   wire \$48 ;
   wire \$49 ;
-  wire \$5 ;
+  wire [2:0] \$5 ;
   wire \$50 ;
   wire \$51 ;
   wire \$52 ;
@@ -10680,16 +10698,16 @@ module \accelgen_gemm.array.pe_1_0 (rst, \port$146$0 , \port$151$0 , w_ok, w_we,
   wire \$55 ;
   wire \$56 ;
   wire \$57 ;
-  wire [2:0] \$58 ;
+  wire \$58 ;
   wire \$59 ;
-  wire \$6 ;
-  wire [3:0] \$60 ;
+  wire [68:0] \$6 ;
+  wire [2:0] \$60 ;
   wire \$61 ;
-  wire [4:0] \$62 ;
+  wire [3:0] \$62 ;
   wire \$63 ;
-  wire [3:0] \$64 ;
+  wire [4:0] \$64 ;
   wire \$65 ;
-  wire \$66 ;
+  wire [3:0] \$66 ;
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
@@ -10702,13 +10720,13 @@ module \accelgen_gemm.array.pe_1_0 (rst, \port$146$0 , \port$151$0 , w_ok, w_we,
   wire \$75 ;
   wire \$76 ;
   wire \$77 ;
-  wire [5:0] \$78 ;
-  wire [6:0] \$79 ;
+  wire \$78 ;
+  wire \$79 ;
   wire \$8 ;
-  wire [70:0] \$80 ;
-  wire [64:0] \$81 ;
-  wire \$82 ;
-  wire \$83 ;
+  wire [5:0] \$80 ;
+  wire [6:0] \$81 ;
+  wire [70:0] \$82 ;
+  wire [64:0] \$83 ;
   wire \$84 ;
   wire \$85 ;
   wire \$86 ;
@@ -10720,12 +10738,12 @@ module \accelgen_gemm.array.pe_1_0 (rst, \port$146$0 , \port$151$0 , w_ok, w_we,
   wire \$91 ;
   wire \$92 ;
   wire \$93 ;
-  reg [7:0] \$94 ;
-  reg [7:0] \$95 ;
-  reg \$96 ;
-  reg \$97 ;
-  reg [2:0] \$98 ;
-  reg [7:0] \$99 ;
+  wire \$94 ;
+  wire \$95 ;
+  reg [7:0] \$96 ;
+  reg [7:0] \$97 ;
+  reg \$98 ;
+  reg \$99 ;
   reg \$signal  = 1'h0;
   wire [9:0] \$signal$27 ;
   wire [9:0] \$signal$29 ;
@@ -10796,209 +10814,211 @@ module \accelgen_gemm.array.pe_1_0 (rst, \port$146$0 , \port$151$0 , w_ok, w_we,
   assign \$1  = is_fp ? fp_flags : 3'h0;
   assign \$2  = fl_i | \$1 ;
   assign \$3  = is_fp ? fp_term : { product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product };
-  assign \$4  = $signed(ps_i) + $signed(\$3 );
+  assign \$4  = is_fp ? fp_term : { product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product };
+  assign \$5  = \$4 [64] ? 3'h7 : 3'h0;
+  assign \$6  = $signed(ps_i) + $signed({ \$5 , \$3  });
   assign w = bank_i ? w1 : w0;
   assign is_int8 = ! mode_i;
   assign is_int4 = mode_i == 1'h1;
   assign is_w4a8 = mode_i == 2'h2;
-  assign \$5  = a_i[3] & is_int4;
-  assign \$6  = is_int4 | is_w4a8;
-  assign \$7  = w[3] & \$6 ;
-  assign \$signal$27  = $signed({ \$5 , a_i[3:0] }) * $signed({ \$7 , w[3:0] });
-  assign p_hh = $signed(a_i[7:4]) * $signed(w[7:4]);
+  assign \$7  = a_i[3] & is_int4;
   assign \$8  = is_int4 | is_w4a8;
   assign \$9  = w[3] & \$8 ;
-  assign \$signal$29  = $signed(a_i[7:4]) * $signed({ \$9 , w[3:0] });
-  assign \$10  = a_i[3] & is_int4;
-  assign p_lh = $signed({ \$10 , a_i[3:0] }) * $signed(w[7:4]);
-  assign \$11  = $signed(\$signal$27 ) + $signed(p_hh);
-  assign \$13  = $signed(\$signal$27 ) + $signed(\$12 );
-  assign \$14  = $signed(\$signal$29 ) + $signed(p_lh);
-  assign \$16  = $signed(\$signal$27 ) + $signed(\$15 );
-  assign \$18  = $signed(\$16 ) + $signed(\$17 );
-  assign \$19  = mode_i == 3'h4;
-  assign \$20  = a_i[6:2] == 5'h1f;
-  assign \$21  = | a_i[1:0];
-  assign \$22  = \$20  & \$21 ;
-  assign \$23  = a_i[6:3] == 4'hf;
-  assign \$24  = a_i[2:0] == 3'h7;
-  assign \$25  = \$23  & \$24 ;
-  assign \$26  = is_fp8_e5m2 ? \$22  : \$25 ;
-  assign \$27  = a_i[6:2] == 5'h1f;
-  assign \$28  = | a_i[6:2];
-  assign \$29  = \$27  ? 3'h0 : { \$28 , a_i[1:0] };
-  assign \$30  = | a_i[6:3];
-  assign \$31  = is_fp8_e5m2 ? { 1'h0, \$29  } : { \$30 , a_i[2:0] };
-  assign fa_sig = \$26  ? 4'h0 : \$31 ;
-  assign \$32  = ! a_i[6:2];
-  assign \$33  = \$32  ? 5'h01 : a_i[6:2];
-  assign \$34  = ! a_i[6:3];
-  assign \$35  = \$34  ? 4'h1 : a_i[6:3];
-  assign fa_exp = is_fp8_e5m2 ? \$33  : { 1'h0, \$35  };
-  assign \$36  = a_i[6:2] == 5'h1f;
-  assign \$37  = | a_i[1:0];
-  assign \$38  = \$36  & \$37 ;
-  assign \$39  = a_i[6:3] == 4'hf;
-  assign \$40  = a_i[2:0] == 3'h7;
-  assign \$41  = \$39  & \$40 ;
-  assign fa_nan = is_fp8_e5m2 ? \$38  : \$41 ;
-  assign \$42  = a_i[6:2] == 5'h1f;
-  assign \$43  = ! a_i[1:0];
-  assign \$44  = \$42  & \$43 ;
-  assign fa_inf = is_fp8_e5m2 ? \$44  : 1'h0;
-  assign \$45  = ! fa_sig;
-  assign \$46  = ~ fa_nan;
-  assign \$47  = \$45  & \$46 ;
-  assign \$48  = ~ fa_inf;
-  assign fa_zero = \$47  & \$48 ;
-  assign \$49  = w[6:2] == 5'h1f;
-  assign \$50  = | w[1:0];
-  assign \$51  = \$49  & \$50 ;
-  assign \$52  = w[6:3] == 4'hf;
-  assign \$53  = w[2:0] == 3'h7;
-  assign \$54  = \$52  & \$53 ;
-  assign \$55  = is_fp8_e5m2 ? \$51  : \$54 ;
-  assign \$56  = w[6:2] == 5'h1f;
-  assign \$57  = | w[6:2];
-  assign \$58  = \$56  ? 3'h0 : { \$57 , w[1:0] };
-  assign \$59  = | w[6:3];
-  assign \$60  = is_fp8_e5m2 ? { 1'h0, \$58  } : { \$59 , w[2:0] };
-  assign fw_sig = \$55  ? 4'h0 : \$60 ;
-  assign \$61  = ! w[6:2];
-  assign \$62  = \$61  ? 5'h01 : w[6:2];
-  assign \$63  = ! w[6:3];
-  assign \$64  = \$63  ? 4'h1 : w[6:3];
-  assign fw_exp = is_fp8_e5m2 ? \$62  : { 1'h0, \$64  };
-  assign \$65  = w[6:2] == 5'h1f;
-  assign \$66  = | w[1:0];
-  assign \$67  = \$65  & \$66 ;
-  assign \$68  = w[6:3] == 4'hf;
-  assign \$69  = w[2:0] == 3'h7;
-  assign \$70  = \$68  & \$69 ;
-  assign fw_nan = is_fp8_e5m2 ? \$67  : \$70 ;
-  assign \$71  = w[6:2] == 5'h1f;
-  assign \$72  = ! w[1:0];
-  assign \$73  = \$71  & \$72 ;
-  assign fw_inf = is_fp8_e5m2 ? \$73  : 1'h0;
-  assign \$74  = ! fw_sig;
-  assign \$75  = ~ fw_nan;
-  assign \$76  = \$74  & \$75 ;
-  assign \$77  = ~ fw_inf;
-  assign fw_zero = \$76  & \$77 ;
+  assign \$signal$27  = $signed({ \$7 , a_i[3:0] }) * $signed({ \$9 , w[3:0] });
+  assign p_hh = $signed(a_i[7:4]) * $signed(w[7:4]);
+  assign \$10  = is_int4 | is_w4a8;
+  assign \$11  = w[3] & \$10 ;
+  assign \$signal$29  = $signed(a_i[7:4]) * $signed({ \$11 , w[3:0] });
+  assign \$12  = a_i[3] & is_int4;
+  assign p_lh = $signed({ \$12 , a_i[3:0] }) * $signed(w[7:4]);
+  assign \$13  = $signed(\$signal$27 ) + $signed(p_hh);
+  assign \$15  = $signed(\$signal$27 ) + $signed(\$14 );
+  assign \$16  = $signed(\$signal$29 ) + $signed(p_lh);
+  assign \$18  = $signed(\$signal$27 ) + $signed(\$17 );
+  assign \$20  = $signed(\$18 ) + $signed(\$19 );
+  assign \$21  = mode_i == 3'h4;
+  assign \$22  = a_i[6:2] == 5'h1f;
+  assign \$23  = | a_i[1:0];
+  assign \$24  = \$22  & \$23 ;
+  assign \$25  = a_i[6:3] == 4'hf;
+  assign \$26  = a_i[2:0] == 3'h7;
+  assign \$27  = \$25  & \$26 ;
+  assign \$28  = is_fp8_e5m2 ? \$24  : \$27 ;
+  assign \$29  = a_i[6:2] == 5'h1f;
+  assign \$30  = | a_i[6:2];
+  assign \$31  = \$29  ? 3'h0 : { \$30 , a_i[1:0] };
+  assign \$32  = | a_i[6:3];
+  assign \$33  = is_fp8_e5m2 ? { 1'h0, \$31  } : { \$32 , a_i[2:0] };
+  assign fa_sig = \$28  ? 4'h0 : \$33 ;
+  assign \$34  = ! a_i[6:2];
+  assign \$35  = \$34  ? 5'h01 : a_i[6:2];
+  assign \$36  = ! a_i[6:3];
+  assign \$37  = \$36  ? 4'h1 : a_i[6:3];
+  assign fa_exp = is_fp8_e5m2 ? \$35  : { 1'h0, \$37  };
+  assign \$38  = a_i[6:2] == 5'h1f;
+  assign \$39  = | a_i[1:0];
+  assign \$40  = \$38  & \$39 ;
+  assign \$41  = a_i[6:3] == 4'hf;
+  assign \$42  = a_i[2:0] == 3'h7;
+  assign \$43  = \$41  & \$42 ;
+  assign fa_nan = is_fp8_e5m2 ? \$40  : \$43 ;
+  assign \$44  = a_i[6:2] == 5'h1f;
+  assign \$45  = ! a_i[1:0];
+  assign \$46  = \$44  & \$45 ;
+  assign fa_inf = is_fp8_e5m2 ? \$46  : 1'h0;
+  assign \$47  = ! fa_sig;
+  assign \$48  = ~ fa_nan;
+  assign \$49  = \$47  & \$48 ;
+  assign \$50  = ~ fa_inf;
+  assign fa_zero = \$49  & \$50 ;
+  assign \$51  = w[6:2] == 5'h1f;
+  assign \$52  = | w[1:0];
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = w[6:3] == 4'hf;
+  assign \$55  = w[2:0] == 3'h7;
+  assign \$56  = \$54  & \$55 ;
+  assign \$57  = is_fp8_e5m2 ? \$53  : \$56 ;
+  assign \$58  = w[6:2] == 5'h1f;
+  assign \$59  = | w[6:2];
+  assign \$60  = \$58  ? 3'h0 : { \$59 , w[1:0] };
+  assign \$61  = | w[6:3];
+  assign \$62  = is_fp8_e5m2 ? { 1'h0, \$60  } : { \$61 , w[2:0] };
+  assign fw_sig = \$57  ? 4'h0 : \$62 ;
+  assign \$63  = ! w[6:2];
+  assign \$64  = \$63  ? 5'h01 : w[6:2];
+  assign \$65  = ! w[6:3];
+  assign \$66  = \$65  ? 4'h1 : w[6:3];
+  assign fw_exp = is_fp8_e5m2 ? \$64  : { 1'h0, \$66  };
+  assign \$67  = w[6:2] == 5'h1f;
+  assign \$68  = | w[1:0];
+  assign \$69  = \$67  & \$68 ;
+  assign \$70  = w[6:3] == 4'hf;
+  assign \$71  = w[2:0] == 3'h7;
+  assign \$72  = \$70  & \$71 ;
+  assign fw_nan = is_fp8_e5m2 ? \$69  : \$72 ;
+  assign \$73  = w[6:2] == 5'h1f;
+  assign \$74  = ! w[1:0];
+  assign \$75  = \$73  & \$74 ;
+  assign fw_inf = is_fp8_e5m2 ? \$75  : 1'h0;
+  assign \$76  = ! fw_sig;
+  assign \$77  = ~ fw_nan;
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = ~ fw_inf;
+  assign fw_zero = \$78  & \$79 ;
   assign fp_sig_p = fa_sig * fw_sig;
-  assign \$78  = fa_exp + fw_exp;
-  assign \$79  = \$78  - 2'h2;
-  assign \$80  = fp_sig_p << \$79 [5:0];
+  assign \$80  = fa_exp + fw_exp;
+  assign \$81  = \$80  - 2'h2;
+  assign \$82  = fp_sig_p << \$81 [5:0];
   assign fp_neg = a_i[7] ^ w[7];
-  assign \$81  = - \$80 [63:0];
-  assign fp_term = fp_neg ? \$81  : { 1'h0, \$80 [63:0] };
-  assign \$82  = fa_nan | fw_nan;
-  assign \$83  = fa_inf & fw_zero;
-  assign \$84  = \$82  | \$83 ;
-  assign \$85  = fa_zero & fw_inf;
-  assign fp_nan = \$84  | \$85 ;
-  assign \$86  = fa_inf | fw_inf;
-  assign \$87  = ~ fp_nan;
-  assign fp_inf = \$86  & \$87 ;
-  assign \$88  = bank_i ? ok1 : \$signal ;
-  assign \$89  = ~ fp_neg;
-  assign \$90  = fp_inf & \$89 ;
-  assign \$91  = fp_inf & fp_neg;
-  assign fp_flags = \$88  ? { \$91 , \$90 , fp_nan } : 3'h0;
-  assign \$92  = mode_i == 2'h3;
-  assign \$93  = mode_i == 3'h4;
-  assign is_fp = | { \$93 , \$92  };
+  assign \$83  = - \$82 [63:0];
+  assign fp_term = fp_neg ? \$83  : { 1'h0, \$82 [63:0] };
+  assign \$84  = fa_nan | fw_nan;
+  assign \$85  = fa_inf & fw_zero;
+  assign \$86  = \$84  | \$85 ;
+  assign \$87  = fa_zero & fw_inf;
+  assign fp_nan = \$86  | \$87 ;
+  assign \$88  = fa_inf | fw_inf;
+  assign \$89  = ~ fp_nan;
+  assign fp_inf = \$88  & \$89 ;
+  assign \$90  = bank_i ? ok1 : \$signal ;
+  assign \$91  = ~ fp_neg;
+  assign \$92  = fp_inf & \$91 ;
+  assign \$93  = fp_inf & fp_neg;
+  assign fp_flags = \$90  ? { \$93 , \$92 , fp_nan } : 3'h0;
+  assign \$94  = mode_i == 2'h3;
+  assign \$95  = mode_i == 3'h4;
+  assign is_fp = | { \$95 , \$94  };
   always @(posedge clk)
-    w0 <= \$94 ;
+    w0 <= \$96 ;
   always @(posedge clk)
-    w1 <= \$95 ;
+    w1 <= \$97 ;
   always @(posedge clk)
-    \$signal  <= \$96 ;
+    \$signal  <= \$98 ;
   always @(posedge clk)
-    ok1 <= \$97 ;
+    ok1 <= \$99 ;
   always @(posedge clk)
-    fl_o <= \$98 ;
+    fl_o <= \$100 ;
   always @(posedge clk)
-    a_o <= \$99 ;
+    a_o <= \$101 ;
   always @(posedge clk)
-    bank_o <= \$100 ;
+    bank_o <= \$102 ;
   always @(posedge clk)
-    mode_o <= \$101 ;
+    mode_o <= \$103 ;
   always @(posedge clk)
-    ps_o <= \$102 ;
+    ps_o <= \$104 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$94  = w0;
+    \$96  = w0;
     if (w_we[0]) begin
-      \$94  = { \port$151$0 , \port$146$0  };
+      \$96  = { \port$151$0 , \port$146$0  };
     end
     if (rst) begin
-      \$94  = 8'h00;
+      \$96  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$95  = w1;
+    \$97  = w1;
     if (w_we[1]) begin
-      \$95  = { \port$151$0 , \port$146$0  };
+      \$97  = { \port$151$0 , \port$146$0  };
     end
     if (rst) begin
-      \$95  = 8'h00;
+      \$97  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$96  = \$signal ;
+    \$98  = \$signal ;
     if (w_we[0]) begin
-      \$96  = w_ok;
+      \$98  = w_ok;
     end
     if (rst) begin
-      \$96  = 1'h0;
+      \$98  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$97  = ok1;
+    \$99  = ok1;
     if (w_we[1]) begin
-      \$97  = w_ok;
+      \$99  = w_ok;
     end
     if (rst) begin
-      \$97  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$98  = \$2 ;
-    if (rst) begin
-      \$98  = 3'h0;
+      \$99  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$99  = a_i;
+    \$100  = \$2 ;
     if (rst) begin
-      \$99  = 8'h00;
+      \$100  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$100  = bank_i;
+    \$101  = a_i;
     if (rst) begin
-      \$100  = 1'h0;
+      \$101  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$101  = mode_i;
+    \$102  = bank_i;
     if (rst) begin
-      \$101  = 3'h0;
+      \$102  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$102  = \$4 [66:0];
+    \$103  = mode_i;
     if (rst) begin
-      \$102  = 67'h00000000000000000;
+      \$103  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$104  = \$6 [66:0];
+    if (rst) begin
+      \$104  = 67'h00000000000000000;
     end
   end
   always @* begin
@@ -11006,21 +11026,21 @@ module \accelgen_gemm.array.pe_1_0 (rst, \port$146$0 , \port$151$0 , w_ok, w_we,
     (* full_case = 32'd1 *)
     casez ({ is_w4a8, is_int4 })
       2'h1:
-          product = { \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11  };
+          product = { \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13  };
       2'h2:
-          product = \$13 [16:0];
+          product = \$15 [16:0];
       default:
-          product = \$18 [16:0];
+          product = \$20 [16:0];
     endcase
   end
   assign w_data = { \port$151$0 , \port$146$0  };
-  assign fp_shift = \$79 [5:0];
-  assign fp_mag = \$80 [63:0];
+  assign fp_shift = \$81 [5:0];
+  assign fp_mag = \$82 [63:0];
   assign is_fp8_e4m3_fp8_e5m2 = is_fp;
-  assign is_fp8_e5m2 = \$19 ;
-  assign \$12  = { \$signal$29 [9], \$signal$29 [9], \$signal$29 [9], \$signal$29 , 4'h0 };
-  assign \$15  = { \$14 [10], \$14 [10], \$14 [10], \$14 , 4'h0 };
-  assign \$17  = { p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh, 8'h00 };
+  assign is_fp8_e5m2 = \$21 ;
+  assign \$14  = { \$signal$29 [9], \$signal$29 [9], \$signal$29 [9], \$signal$29 , 4'h0 };
+  assign \$17  = { \$16 [10], \$16 [10], \$16 [10], \$16 , 4'h0 };
+  assign \$19  = { p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh, 8'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -11028,20 +11048,22 @@ module \accelgen_gemm.array.pe_1_1 (rst, \port$158$0 , \port$163$0 , w_ok, w_we,
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire [2:0] \$1 ;
   wire \$10 ;
-  reg \$100 ;
-  reg [2:0] \$101 ;
-  reg [66:0] \$102 ;
-  wire [10:0] \$11 ;
-  wire [16:0] \$12 ;
-  wire [17:0] \$13 ;
-  wire [10:0] \$14 ;
+  reg [2:0] \$100 ;
+  reg [7:0] \$101 ;
+  reg \$102 ;
+  reg [2:0] \$103 ;
+  reg [66:0] \$104 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire [10:0] \$13 ;
+  wire [16:0] \$14 ;
   wire [17:0] \$15 ;
-  wire [18:0] \$16 ;
-  wire [24:0] \$17 ;
-  wire [25:0] \$18 ;
-  wire \$19 ;
+  wire [10:0] \$16 ;
+  wire [17:0] \$17 ;
+  wire [18:0] \$18 ;
+  wire [24:0] \$19 ;
   wire [2:0] \$2 ;
-  wire \$20 ;
+  wire [25:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
   wire \$23 ;
@@ -11050,19 +11072,19 @@ module \accelgen_gemm.array.pe_1_1 (rst, \port$158$0 , \port$163$0 , w_ok, w_we,
   wire \$26 ;
   wire \$27 ;
   wire \$28 ;
-  wire [2:0] \$29 ;
+  wire \$29 ;
   wire [64:0] \$3 ;
   wire \$30 ;
-  wire [3:0] \$31 ;
+  wire [2:0] \$31 ;
   wire \$32 ;
-  wire [4:0] \$33 ;
+  wire [3:0] \$33 ;
   wire \$34 ;
-  wire [3:0] \$35 ;
+  wire [4:0] \$35 ;
   wire \$36 ;
-  wire \$37 ;
+  wire [3:0] \$37 ;
   wire \$38 ;
   wire \$39 ;
-  wire [67:0] \$4 ;
+  wire [64:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
@@ -11073,7 +11095,7 @@ module \accelgen_gemm.array.pe_1_1 (rst, \port$158$0 , \port$163$0 , w_ok, w_we,
   wire \$47 ;
   wire \$48 ;
   wire \$49 ;
-  wire \$5 ;
+  wire [2:0] \$5 ;
   wire \$50 ;
   wire \$51 ;
   wire \$52 ;
@@ -11082,16 +11104,16 @@ module \accelgen_gemm.array.pe_1_1 (rst, \port$158$0 , \port$163$0 , w_ok, w_we,
   wire \$55 ;
   wire \$56 ;
   wire \$57 ;
-  wire [2:0] \$58 ;
+  wire \$58 ;
   wire \$59 ;
-  wire \$6 ;
-  wire [3:0] \$60 ;
+  wire [68:0] \$6 ;
+  wire [2:0] \$60 ;
   wire \$61 ;
-  wire [4:0] \$62 ;
+  wire [3:0] \$62 ;
   wire \$63 ;
-  wire [3:0] \$64 ;
+  wire [4:0] \$64 ;
   wire \$65 ;
-  wire \$66 ;
+  wire [3:0] \$66 ;
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
@@ -11104,13 +11126,13 @@ module \accelgen_gemm.array.pe_1_1 (rst, \port$158$0 , \port$163$0 , w_ok, w_we,
   wire \$75 ;
   wire \$76 ;
   wire \$77 ;
-  wire [5:0] \$78 ;
-  wire [6:0] \$79 ;
+  wire \$78 ;
+  wire \$79 ;
   wire \$8 ;
-  wire [70:0] \$80 ;
-  wire [64:0] \$81 ;
-  wire \$82 ;
-  wire \$83 ;
+  wire [5:0] \$80 ;
+  wire [6:0] \$81 ;
+  wire [70:0] \$82 ;
+  wire [64:0] \$83 ;
   wire \$84 ;
   wire \$85 ;
   wire \$86 ;
@@ -11122,12 +11144,12 @@ module \accelgen_gemm.array.pe_1_1 (rst, \port$158$0 , \port$163$0 , w_ok, w_we,
   wire \$91 ;
   wire \$92 ;
   wire \$93 ;
-  reg [7:0] \$94 ;
-  reg [7:0] \$95 ;
-  reg \$96 ;
-  reg \$97 ;
-  reg [2:0] \$98 ;
-  reg [7:0] \$99 ;
+  wire \$94 ;
+  wire \$95 ;
+  reg [7:0] \$96 ;
+  reg [7:0] \$97 ;
+  reg \$98 ;
+  reg \$99 ;
   reg \$signal  = 1'h0;
   wire [9:0] \$signal$27 ;
   wire [9:0] \$signal$29 ;
@@ -11198,209 +11220,211 @@ module \accelgen_gemm.array.pe_1_1 (rst, \port$158$0 , \port$163$0 , w_ok, w_we,
   assign \$1  = is_fp ? fp_flags : 3'h0;
   assign \$2  = fl_i | \$1 ;
   assign \$3  = is_fp ? fp_term : { product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product };
-  assign \$4  = $signed(ps_i) + $signed(\$3 );
+  assign \$4  = is_fp ? fp_term : { product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product };
+  assign \$5  = \$4 [64] ? 3'h7 : 3'h0;
+  assign \$6  = $signed(ps_i) + $signed({ \$5 , \$3  });
   assign w = bank_i ? w1 : w0;
   assign is_int8 = ! mode_i;
   assign is_int4 = mode_i == 1'h1;
   assign is_w4a8 = mode_i == 2'h2;
-  assign \$5  = a_i[3] & is_int4;
-  assign \$6  = is_int4 | is_w4a8;
-  assign \$7  = w[3] & \$6 ;
-  assign \$signal$27  = $signed({ \$5 , a_i[3:0] }) * $signed({ \$7 , w[3:0] });
-  assign p_hh = $signed(a_i[7:4]) * $signed(w[7:4]);
+  assign \$7  = a_i[3] & is_int4;
   assign \$8  = is_int4 | is_w4a8;
   assign \$9  = w[3] & \$8 ;
-  assign \$signal$29  = $signed(a_i[7:4]) * $signed({ \$9 , w[3:0] });
-  assign \$10  = a_i[3] & is_int4;
-  assign p_lh = $signed({ \$10 , a_i[3:0] }) * $signed(w[7:4]);
-  assign \$11  = $signed(\$signal$27 ) + $signed(p_hh);
-  assign \$13  = $signed(\$signal$27 ) + $signed(\$12 );
-  assign \$14  = $signed(\$signal$29 ) + $signed(p_lh);
-  assign \$16  = $signed(\$signal$27 ) + $signed(\$15 );
-  assign \$18  = $signed(\$16 ) + $signed(\$17 );
-  assign \$19  = mode_i == 3'h4;
-  assign \$20  = a_i[6:2] == 5'h1f;
-  assign \$21  = | a_i[1:0];
-  assign \$22  = \$20  & \$21 ;
-  assign \$23  = a_i[6:3] == 4'hf;
-  assign \$24  = a_i[2:0] == 3'h7;
-  assign \$25  = \$23  & \$24 ;
-  assign \$26  = is_fp8_e5m2 ? \$22  : \$25 ;
-  assign \$27  = a_i[6:2] == 5'h1f;
-  assign \$28  = | a_i[6:2];
-  assign \$29  = \$27  ? 3'h0 : { \$28 , a_i[1:0] };
-  assign \$30  = | a_i[6:3];
-  assign \$31  = is_fp8_e5m2 ? { 1'h0, \$29  } : { \$30 , a_i[2:0] };
-  assign fa_sig = \$26  ? 4'h0 : \$31 ;
-  assign \$32  = ! a_i[6:2];
-  assign \$33  = \$32  ? 5'h01 : a_i[6:2];
-  assign \$34  = ! a_i[6:3];
-  assign \$35  = \$34  ? 4'h1 : a_i[6:3];
-  assign fa_exp = is_fp8_e5m2 ? \$33  : { 1'h0, \$35  };
-  assign \$36  = a_i[6:2] == 5'h1f;
-  assign \$37  = | a_i[1:0];
-  assign \$38  = \$36  & \$37 ;
-  assign \$39  = a_i[6:3] == 4'hf;
-  assign \$40  = a_i[2:0] == 3'h7;
-  assign \$41  = \$39  & \$40 ;
-  assign fa_nan = is_fp8_e5m2 ? \$38  : \$41 ;
-  assign \$42  = a_i[6:2] == 5'h1f;
-  assign \$43  = ! a_i[1:0];
-  assign \$44  = \$42  & \$43 ;
-  assign fa_inf = is_fp8_e5m2 ? \$44  : 1'h0;
-  assign \$45  = ! fa_sig;
-  assign \$46  = ~ fa_nan;
-  assign \$47  = \$45  & \$46 ;
-  assign \$48  = ~ fa_inf;
-  assign fa_zero = \$47  & \$48 ;
-  assign \$49  = w[6:2] == 5'h1f;
-  assign \$50  = | w[1:0];
-  assign \$51  = \$49  & \$50 ;
-  assign \$52  = w[6:3] == 4'hf;
-  assign \$53  = w[2:0] == 3'h7;
-  assign \$54  = \$52  & \$53 ;
-  assign \$55  = is_fp8_e5m2 ? \$51  : \$54 ;
-  assign \$56  = w[6:2] == 5'h1f;
-  assign \$57  = | w[6:2];
-  assign \$58  = \$56  ? 3'h0 : { \$57 , w[1:0] };
-  assign \$59  = | w[6:3];
-  assign \$60  = is_fp8_e5m2 ? { 1'h0, \$58  } : { \$59 , w[2:0] };
-  assign fw_sig = \$55  ? 4'h0 : \$60 ;
-  assign \$61  = ! w[6:2];
-  assign \$62  = \$61  ? 5'h01 : w[6:2];
-  assign \$63  = ! w[6:3];
-  assign \$64  = \$63  ? 4'h1 : w[6:3];
-  assign fw_exp = is_fp8_e5m2 ? \$62  : { 1'h0, \$64  };
-  assign \$65  = w[6:2] == 5'h1f;
-  assign \$66  = | w[1:0];
-  assign \$67  = \$65  & \$66 ;
-  assign \$68  = w[6:3] == 4'hf;
-  assign \$69  = w[2:0] == 3'h7;
-  assign \$70  = \$68  & \$69 ;
-  assign fw_nan = is_fp8_e5m2 ? \$67  : \$70 ;
-  assign \$71  = w[6:2] == 5'h1f;
-  assign \$72  = ! w[1:0];
-  assign \$73  = \$71  & \$72 ;
-  assign fw_inf = is_fp8_e5m2 ? \$73  : 1'h0;
-  assign \$74  = ! fw_sig;
-  assign \$75  = ~ fw_nan;
-  assign \$76  = \$74  & \$75 ;
-  assign \$77  = ~ fw_inf;
-  assign fw_zero = \$76  & \$77 ;
+  assign \$signal$27  = $signed({ \$7 , a_i[3:0] }) * $signed({ \$9 , w[3:0] });
+  assign p_hh = $signed(a_i[7:4]) * $signed(w[7:4]);
+  assign \$10  = is_int4 | is_w4a8;
+  assign \$11  = w[3] & \$10 ;
+  assign \$signal$29  = $signed(a_i[7:4]) * $signed({ \$11 , w[3:0] });
+  assign \$12  = a_i[3] & is_int4;
+  assign p_lh = $signed({ \$12 , a_i[3:0] }) * $signed(w[7:4]);
+  assign \$13  = $signed(\$signal$27 ) + $signed(p_hh);
+  assign \$15  = $signed(\$signal$27 ) + $signed(\$14 );
+  assign \$16  = $signed(\$signal$29 ) + $signed(p_lh);
+  assign \$18  = $signed(\$signal$27 ) + $signed(\$17 );
+  assign \$20  = $signed(\$18 ) + $signed(\$19 );
+  assign \$21  = mode_i == 3'h4;
+  assign \$22  = a_i[6:2] == 5'h1f;
+  assign \$23  = | a_i[1:0];
+  assign \$24  = \$22  & \$23 ;
+  assign \$25  = a_i[6:3] == 4'hf;
+  assign \$26  = a_i[2:0] == 3'h7;
+  assign \$27  = \$25  & \$26 ;
+  assign \$28  = is_fp8_e5m2 ? \$24  : \$27 ;
+  assign \$29  = a_i[6:2] == 5'h1f;
+  assign \$30  = | a_i[6:2];
+  assign \$31  = \$29  ? 3'h0 : { \$30 , a_i[1:0] };
+  assign \$32  = | a_i[6:3];
+  assign \$33  = is_fp8_e5m2 ? { 1'h0, \$31  } : { \$32 , a_i[2:0] };
+  assign fa_sig = \$28  ? 4'h0 : \$33 ;
+  assign \$34  = ! a_i[6:2];
+  assign \$35  = \$34  ? 5'h01 : a_i[6:2];
+  assign \$36  = ! a_i[6:3];
+  assign \$37  = \$36  ? 4'h1 : a_i[6:3];
+  assign fa_exp = is_fp8_e5m2 ? \$35  : { 1'h0, \$37  };
+  assign \$38  = a_i[6:2] == 5'h1f;
+  assign \$39  = | a_i[1:0];
+  assign \$40  = \$38  & \$39 ;
+  assign \$41  = a_i[6:3] == 4'hf;
+  assign \$42  = a_i[2:0] == 3'h7;
+  assign \$43  = \$41  & \$42 ;
+  assign fa_nan = is_fp8_e5m2 ? \$40  : \$43 ;
+  assign \$44  = a_i[6:2] == 5'h1f;
+  assign \$45  = ! a_i[1:0];
+  assign \$46  = \$44  & \$45 ;
+  assign fa_inf = is_fp8_e5m2 ? \$46  : 1'h0;
+  assign \$47  = ! fa_sig;
+  assign \$48  = ~ fa_nan;
+  assign \$49  = \$47  & \$48 ;
+  assign \$50  = ~ fa_inf;
+  assign fa_zero = \$49  & \$50 ;
+  assign \$51  = w[6:2] == 5'h1f;
+  assign \$52  = | w[1:0];
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = w[6:3] == 4'hf;
+  assign \$55  = w[2:0] == 3'h7;
+  assign \$56  = \$54  & \$55 ;
+  assign \$57  = is_fp8_e5m2 ? \$53  : \$56 ;
+  assign \$58  = w[6:2] == 5'h1f;
+  assign \$59  = | w[6:2];
+  assign \$60  = \$58  ? 3'h0 : { \$59 , w[1:0] };
+  assign \$61  = | w[6:3];
+  assign \$62  = is_fp8_e5m2 ? { 1'h0, \$60  } : { \$61 , w[2:0] };
+  assign fw_sig = \$57  ? 4'h0 : \$62 ;
+  assign \$63  = ! w[6:2];
+  assign \$64  = \$63  ? 5'h01 : w[6:2];
+  assign \$65  = ! w[6:3];
+  assign \$66  = \$65  ? 4'h1 : w[6:3];
+  assign fw_exp = is_fp8_e5m2 ? \$64  : { 1'h0, \$66  };
+  assign \$67  = w[6:2] == 5'h1f;
+  assign \$68  = | w[1:0];
+  assign \$69  = \$67  & \$68 ;
+  assign \$70  = w[6:3] == 4'hf;
+  assign \$71  = w[2:0] == 3'h7;
+  assign \$72  = \$70  & \$71 ;
+  assign fw_nan = is_fp8_e5m2 ? \$69  : \$72 ;
+  assign \$73  = w[6:2] == 5'h1f;
+  assign \$74  = ! w[1:0];
+  assign \$75  = \$73  & \$74 ;
+  assign fw_inf = is_fp8_e5m2 ? \$75  : 1'h0;
+  assign \$76  = ! fw_sig;
+  assign \$77  = ~ fw_nan;
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = ~ fw_inf;
+  assign fw_zero = \$78  & \$79 ;
   assign fp_sig_p = fa_sig * fw_sig;
-  assign \$78  = fa_exp + fw_exp;
-  assign \$79  = \$78  - 2'h2;
-  assign \$80  = fp_sig_p << \$79 [5:0];
+  assign \$80  = fa_exp + fw_exp;
+  assign \$81  = \$80  - 2'h2;
+  assign \$82  = fp_sig_p << \$81 [5:0];
   assign fp_neg = a_i[7] ^ w[7];
-  assign \$81  = - \$80 [63:0];
-  assign fp_term = fp_neg ? \$81  : { 1'h0, \$80 [63:0] };
-  assign \$82  = fa_nan | fw_nan;
-  assign \$83  = fa_inf & fw_zero;
-  assign \$84  = \$82  | \$83 ;
-  assign \$85  = fa_zero & fw_inf;
-  assign fp_nan = \$84  | \$85 ;
-  assign \$86  = fa_inf | fw_inf;
-  assign \$87  = ~ fp_nan;
-  assign fp_inf = \$86  & \$87 ;
-  assign \$88  = bank_i ? ok1 : \$signal ;
-  assign \$89  = ~ fp_neg;
-  assign \$90  = fp_inf & \$89 ;
-  assign \$91  = fp_inf & fp_neg;
-  assign fp_flags = \$88  ? { \$91 , \$90 , fp_nan } : 3'h0;
-  assign \$92  = mode_i == 2'h3;
-  assign \$93  = mode_i == 3'h4;
-  assign is_fp = | { \$93 , \$92  };
+  assign \$83  = - \$82 [63:0];
+  assign fp_term = fp_neg ? \$83  : { 1'h0, \$82 [63:0] };
+  assign \$84  = fa_nan | fw_nan;
+  assign \$85  = fa_inf & fw_zero;
+  assign \$86  = \$84  | \$85 ;
+  assign \$87  = fa_zero & fw_inf;
+  assign fp_nan = \$86  | \$87 ;
+  assign \$88  = fa_inf | fw_inf;
+  assign \$89  = ~ fp_nan;
+  assign fp_inf = \$88  & \$89 ;
+  assign \$90  = bank_i ? ok1 : \$signal ;
+  assign \$91  = ~ fp_neg;
+  assign \$92  = fp_inf & \$91 ;
+  assign \$93  = fp_inf & fp_neg;
+  assign fp_flags = \$90  ? { \$93 , \$92 , fp_nan } : 3'h0;
+  assign \$94  = mode_i == 2'h3;
+  assign \$95  = mode_i == 3'h4;
+  assign is_fp = | { \$95 , \$94  };
   always @(posedge clk)
-    w0 <= \$94 ;
+    w0 <= \$96 ;
   always @(posedge clk)
-    w1 <= \$95 ;
+    w1 <= \$97 ;
   always @(posedge clk)
-    \$signal  <= \$96 ;
+    \$signal  <= \$98 ;
   always @(posedge clk)
-    ok1 <= \$97 ;
+    ok1 <= \$99 ;
   always @(posedge clk)
-    fl_o <= \$98 ;
+    fl_o <= \$100 ;
   always @(posedge clk)
-    a_o <= \$99 ;
+    a_o <= \$101 ;
   always @(posedge clk)
-    bank_o <= \$100 ;
+    bank_o <= \$102 ;
   always @(posedge clk)
-    mode_o <= \$101 ;
+    mode_o <= \$103 ;
   always @(posedge clk)
-    ps_o <= \$102 ;
+    ps_o <= \$104 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$94  = w0;
+    \$96  = w0;
     if (w_we[0]) begin
-      \$94  = { \port$163$0 , \port$158$0  };
+      \$96  = { \port$163$0 , \port$158$0  };
     end
     if (rst) begin
-      \$94  = 8'h00;
+      \$96  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$95  = w1;
+    \$97  = w1;
     if (w_we[1]) begin
-      \$95  = { \port$163$0 , \port$158$0  };
+      \$97  = { \port$163$0 , \port$158$0  };
     end
     if (rst) begin
-      \$95  = 8'h00;
+      \$97  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$96  = \$signal ;
+    \$98  = \$signal ;
     if (w_we[0]) begin
-      \$96  = w_ok;
+      \$98  = w_ok;
     end
     if (rst) begin
-      \$96  = 1'h0;
+      \$98  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$97  = ok1;
+    \$99  = ok1;
     if (w_we[1]) begin
-      \$97  = w_ok;
+      \$99  = w_ok;
     end
     if (rst) begin
-      \$97  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$98  = \$2 ;
-    if (rst) begin
-      \$98  = 3'h0;
+      \$99  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$99  = a_i;
+    \$100  = \$2 ;
     if (rst) begin
-      \$99  = 8'h00;
+      \$100  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$100  = bank_i;
+    \$101  = a_i;
     if (rst) begin
-      \$100  = 1'h0;
+      \$101  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$101  = mode_i;
+    \$102  = bank_i;
     if (rst) begin
-      \$101  = 3'h0;
+      \$102  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$102  = \$4 [66:0];
+    \$103  = mode_i;
     if (rst) begin
-      \$102  = 67'h00000000000000000;
+      \$103  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$104  = \$6 [66:0];
+    if (rst) begin
+      \$104  = 67'h00000000000000000;
     end
   end
   always @* begin
@@ -11408,21 +11432,21 @@ module \accelgen_gemm.array.pe_1_1 (rst, \port$158$0 , \port$163$0 , w_ok, w_we,
     (* full_case = 32'd1 *)
     casez ({ is_w4a8, is_int4 })
       2'h1:
-          product = { \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11  };
+          product = { \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13  };
       2'h2:
-          product = \$13 [16:0];
+          product = \$15 [16:0];
       default:
-          product = \$18 [16:0];
+          product = \$20 [16:0];
     endcase
   end
   assign w_data = { \port$163$0 , \port$158$0  };
-  assign fp_shift = \$79 [5:0];
-  assign fp_mag = \$80 [63:0];
+  assign fp_shift = \$81 [5:0];
+  assign fp_mag = \$82 [63:0];
   assign is_fp8_e4m3_fp8_e5m2 = is_fp;
-  assign is_fp8_e5m2 = \$19 ;
-  assign \$12  = { \$signal$29 [9], \$signal$29 [9], \$signal$29 [9], \$signal$29 , 4'h0 };
-  assign \$15  = { \$14 [10], \$14 [10], \$14 [10], \$14 , 4'h0 };
-  assign \$17  = { p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh, 8'h00 };
+  assign is_fp8_e5m2 = \$21 ;
+  assign \$14  = { \$signal$29 [9], \$signal$29 [9], \$signal$29 [9], \$signal$29 , 4'h0 };
+  assign \$17  = { \$16 [10], \$16 [10], \$16 [10], \$16 , 4'h0 };
+  assign \$19  = { p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh, 8'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -11430,20 +11454,22 @@ module \accelgen_gemm.array.pe_1_2 (rst, \port$170$0 , \port$175$0 , w_ok, w_we,
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire [2:0] \$1 ;
   wire \$10 ;
-  reg \$100 ;
-  reg [2:0] \$101 ;
-  reg [66:0] \$102 ;
-  wire [10:0] \$11 ;
-  wire [16:0] \$12 ;
-  wire [17:0] \$13 ;
-  wire [10:0] \$14 ;
+  reg [2:0] \$100 ;
+  reg [7:0] \$101 ;
+  reg \$102 ;
+  reg [2:0] \$103 ;
+  reg [66:0] \$104 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire [10:0] \$13 ;
+  wire [16:0] \$14 ;
   wire [17:0] \$15 ;
-  wire [18:0] \$16 ;
-  wire [24:0] \$17 ;
-  wire [25:0] \$18 ;
-  wire \$19 ;
+  wire [10:0] \$16 ;
+  wire [17:0] \$17 ;
+  wire [18:0] \$18 ;
+  wire [24:0] \$19 ;
   wire [2:0] \$2 ;
-  wire \$20 ;
+  wire [25:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
   wire \$23 ;
@@ -11452,19 +11478,19 @@ module \accelgen_gemm.array.pe_1_2 (rst, \port$170$0 , \port$175$0 , w_ok, w_we,
   wire \$26 ;
   wire \$27 ;
   wire \$28 ;
-  wire [2:0] \$29 ;
+  wire \$29 ;
   wire [64:0] \$3 ;
   wire \$30 ;
-  wire [3:0] \$31 ;
+  wire [2:0] \$31 ;
   wire \$32 ;
-  wire [4:0] \$33 ;
+  wire [3:0] \$33 ;
   wire \$34 ;
-  wire [3:0] \$35 ;
+  wire [4:0] \$35 ;
   wire \$36 ;
-  wire \$37 ;
+  wire [3:0] \$37 ;
   wire \$38 ;
   wire \$39 ;
-  wire [67:0] \$4 ;
+  wire [64:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
@@ -11475,7 +11501,7 @@ module \accelgen_gemm.array.pe_1_2 (rst, \port$170$0 , \port$175$0 , w_ok, w_we,
   wire \$47 ;
   wire \$48 ;
   wire \$49 ;
-  wire \$5 ;
+  wire [2:0] \$5 ;
   wire \$50 ;
   wire \$51 ;
   wire \$52 ;
@@ -11484,16 +11510,16 @@ module \accelgen_gemm.array.pe_1_2 (rst, \port$170$0 , \port$175$0 , w_ok, w_we,
   wire \$55 ;
   wire \$56 ;
   wire \$57 ;
-  wire [2:0] \$58 ;
+  wire \$58 ;
   wire \$59 ;
-  wire \$6 ;
-  wire [3:0] \$60 ;
+  wire [68:0] \$6 ;
+  wire [2:0] \$60 ;
   wire \$61 ;
-  wire [4:0] \$62 ;
+  wire [3:0] \$62 ;
   wire \$63 ;
-  wire [3:0] \$64 ;
+  wire [4:0] \$64 ;
   wire \$65 ;
-  wire \$66 ;
+  wire [3:0] \$66 ;
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
@@ -11506,13 +11532,13 @@ module \accelgen_gemm.array.pe_1_2 (rst, \port$170$0 , \port$175$0 , w_ok, w_we,
   wire \$75 ;
   wire \$76 ;
   wire \$77 ;
-  wire [5:0] \$78 ;
-  wire [6:0] \$79 ;
+  wire \$78 ;
+  wire \$79 ;
   wire \$8 ;
-  wire [70:0] \$80 ;
-  wire [64:0] \$81 ;
-  wire \$82 ;
-  wire \$83 ;
+  wire [5:0] \$80 ;
+  wire [6:0] \$81 ;
+  wire [70:0] \$82 ;
+  wire [64:0] \$83 ;
   wire \$84 ;
   wire \$85 ;
   wire \$86 ;
@@ -11524,12 +11550,12 @@ module \accelgen_gemm.array.pe_1_2 (rst, \port$170$0 , \port$175$0 , w_ok, w_we,
   wire \$91 ;
   wire \$92 ;
   wire \$93 ;
-  reg [7:0] \$94 ;
-  reg [7:0] \$95 ;
-  reg \$96 ;
-  reg \$97 ;
-  reg [2:0] \$98 ;
-  reg [7:0] \$99 ;
+  wire \$94 ;
+  wire \$95 ;
+  reg [7:0] \$96 ;
+  reg [7:0] \$97 ;
+  reg \$98 ;
+  reg \$99 ;
   reg \$signal  = 1'h0;
   wire [9:0] \$signal$27 ;
   wire [9:0] \$signal$29 ;
@@ -11600,209 +11626,211 @@ module \accelgen_gemm.array.pe_1_2 (rst, \port$170$0 , \port$175$0 , w_ok, w_we,
   assign \$1  = is_fp ? fp_flags : 3'h0;
   assign \$2  = fl_i | \$1 ;
   assign \$3  = is_fp ? fp_term : { product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product };
-  assign \$4  = $signed(ps_i) + $signed(\$3 );
+  assign \$4  = is_fp ? fp_term : { product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product };
+  assign \$5  = \$4 [64] ? 3'h7 : 3'h0;
+  assign \$6  = $signed(ps_i) + $signed({ \$5 , \$3  });
   assign w = bank_i ? w1 : w0;
   assign is_int8 = ! mode_i;
   assign is_int4 = mode_i == 1'h1;
   assign is_w4a8 = mode_i == 2'h2;
-  assign \$5  = a_i[3] & is_int4;
-  assign \$6  = is_int4 | is_w4a8;
-  assign \$7  = w[3] & \$6 ;
-  assign \$signal$27  = $signed({ \$5 , a_i[3:0] }) * $signed({ \$7 , w[3:0] });
-  assign p_hh = $signed(a_i[7:4]) * $signed(w[7:4]);
+  assign \$7  = a_i[3] & is_int4;
   assign \$8  = is_int4 | is_w4a8;
   assign \$9  = w[3] & \$8 ;
-  assign \$signal$29  = $signed(a_i[7:4]) * $signed({ \$9 , w[3:0] });
-  assign \$10  = a_i[3] & is_int4;
-  assign p_lh = $signed({ \$10 , a_i[3:0] }) * $signed(w[7:4]);
-  assign \$11  = $signed(\$signal$27 ) + $signed(p_hh);
-  assign \$13  = $signed(\$signal$27 ) + $signed(\$12 );
-  assign \$14  = $signed(\$signal$29 ) + $signed(p_lh);
-  assign \$16  = $signed(\$signal$27 ) + $signed(\$15 );
-  assign \$18  = $signed(\$16 ) + $signed(\$17 );
-  assign \$19  = mode_i == 3'h4;
-  assign \$20  = a_i[6:2] == 5'h1f;
-  assign \$21  = | a_i[1:0];
-  assign \$22  = \$20  & \$21 ;
-  assign \$23  = a_i[6:3] == 4'hf;
-  assign \$24  = a_i[2:0] == 3'h7;
-  assign \$25  = \$23  & \$24 ;
-  assign \$26  = is_fp8_e5m2 ? \$22  : \$25 ;
-  assign \$27  = a_i[6:2] == 5'h1f;
-  assign \$28  = | a_i[6:2];
-  assign \$29  = \$27  ? 3'h0 : { \$28 , a_i[1:0] };
-  assign \$30  = | a_i[6:3];
-  assign \$31  = is_fp8_e5m2 ? { 1'h0, \$29  } : { \$30 , a_i[2:0] };
-  assign fa_sig = \$26  ? 4'h0 : \$31 ;
-  assign \$32  = ! a_i[6:2];
-  assign \$33  = \$32  ? 5'h01 : a_i[6:2];
-  assign \$34  = ! a_i[6:3];
-  assign \$35  = \$34  ? 4'h1 : a_i[6:3];
-  assign fa_exp = is_fp8_e5m2 ? \$33  : { 1'h0, \$35  };
-  assign \$36  = a_i[6:2] == 5'h1f;
-  assign \$37  = | a_i[1:0];
-  assign \$38  = \$36  & \$37 ;
-  assign \$39  = a_i[6:3] == 4'hf;
-  assign \$40  = a_i[2:0] == 3'h7;
-  assign \$41  = \$39  & \$40 ;
-  assign fa_nan = is_fp8_e5m2 ? \$38  : \$41 ;
-  assign \$42  = a_i[6:2] == 5'h1f;
-  assign \$43  = ! a_i[1:0];
-  assign \$44  = \$42  & \$43 ;
-  assign fa_inf = is_fp8_e5m2 ? \$44  : 1'h0;
-  assign \$45  = ! fa_sig;
-  assign \$46  = ~ fa_nan;
-  assign \$47  = \$45  & \$46 ;
-  assign \$48  = ~ fa_inf;
-  assign fa_zero = \$47  & \$48 ;
-  assign \$49  = w[6:2] == 5'h1f;
-  assign \$50  = | w[1:0];
-  assign \$51  = \$49  & \$50 ;
-  assign \$52  = w[6:3] == 4'hf;
-  assign \$53  = w[2:0] == 3'h7;
-  assign \$54  = \$52  & \$53 ;
-  assign \$55  = is_fp8_e5m2 ? \$51  : \$54 ;
-  assign \$56  = w[6:2] == 5'h1f;
-  assign \$57  = | w[6:2];
-  assign \$58  = \$56  ? 3'h0 : { \$57 , w[1:0] };
-  assign \$59  = | w[6:3];
-  assign \$60  = is_fp8_e5m2 ? { 1'h0, \$58  } : { \$59 , w[2:0] };
-  assign fw_sig = \$55  ? 4'h0 : \$60 ;
-  assign \$61  = ! w[6:2];
-  assign \$62  = \$61  ? 5'h01 : w[6:2];
-  assign \$63  = ! w[6:3];
-  assign \$64  = \$63  ? 4'h1 : w[6:3];
-  assign fw_exp = is_fp8_e5m2 ? \$62  : { 1'h0, \$64  };
-  assign \$65  = w[6:2] == 5'h1f;
-  assign \$66  = | w[1:0];
-  assign \$67  = \$65  & \$66 ;
-  assign \$68  = w[6:3] == 4'hf;
-  assign \$69  = w[2:0] == 3'h7;
-  assign \$70  = \$68  & \$69 ;
-  assign fw_nan = is_fp8_e5m2 ? \$67  : \$70 ;
-  assign \$71  = w[6:2] == 5'h1f;
-  assign \$72  = ! w[1:0];
-  assign \$73  = \$71  & \$72 ;
-  assign fw_inf = is_fp8_e5m2 ? \$73  : 1'h0;
-  assign \$74  = ! fw_sig;
-  assign \$75  = ~ fw_nan;
-  assign \$76  = \$74  & \$75 ;
-  assign \$77  = ~ fw_inf;
-  assign fw_zero = \$76  & \$77 ;
+  assign \$signal$27  = $signed({ \$7 , a_i[3:0] }) * $signed({ \$9 , w[3:0] });
+  assign p_hh = $signed(a_i[7:4]) * $signed(w[7:4]);
+  assign \$10  = is_int4 | is_w4a8;
+  assign \$11  = w[3] & \$10 ;
+  assign \$signal$29  = $signed(a_i[7:4]) * $signed({ \$11 , w[3:0] });
+  assign \$12  = a_i[3] & is_int4;
+  assign p_lh = $signed({ \$12 , a_i[3:0] }) * $signed(w[7:4]);
+  assign \$13  = $signed(\$signal$27 ) + $signed(p_hh);
+  assign \$15  = $signed(\$signal$27 ) + $signed(\$14 );
+  assign \$16  = $signed(\$signal$29 ) + $signed(p_lh);
+  assign \$18  = $signed(\$signal$27 ) + $signed(\$17 );
+  assign \$20  = $signed(\$18 ) + $signed(\$19 );
+  assign \$21  = mode_i == 3'h4;
+  assign \$22  = a_i[6:2] == 5'h1f;
+  assign \$23  = | a_i[1:0];
+  assign \$24  = \$22  & \$23 ;
+  assign \$25  = a_i[6:3] == 4'hf;
+  assign \$26  = a_i[2:0] == 3'h7;
+  assign \$27  = \$25  & \$26 ;
+  assign \$28  = is_fp8_e5m2 ? \$24  : \$27 ;
+  assign \$29  = a_i[6:2] == 5'h1f;
+  assign \$30  = | a_i[6:2];
+  assign \$31  = \$29  ? 3'h0 : { \$30 , a_i[1:0] };
+  assign \$32  = | a_i[6:3];
+  assign \$33  = is_fp8_e5m2 ? { 1'h0, \$31  } : { \$32 , a_i[2:0] };
+  assign fa_sig = \$28  ? 4'h0 : \$33 ;
+  assign \$34  = ! a_i[6:2];
+  assign \$35  = \$34  ? 5'h01 : a_i[6:2];
+  assign \$36  = ! a_i[6:3];
+  assign \$37  = \$36  ? 4'h1 : a_i[6:3];
+  assign fa_exp = is_fp8_e5m2 ? \$35  : { 1'h0, \$37  };
+  assign \$38  = a_i[6:2] == 5'h1f;
+  assign \$39  = | a_i[1:0];
+  assign \$40  = \$38  & \$39 ;
+  assign \$41  = a_i[6:3] == 4'hf;
+  assign \$42  = a_i[2:0] == 3'h7;
+  assign \$43  = \$41  & \$42 ;
+  assign fa_nan = is_fp8_e5m2 ? \$40  : \$43 ;
+  assign \$44  = a_i[6:2] == 5'h1f;
+  assign \$45  = ! a_i[1:0];
+  assign \$46  = \$44  & \$45 ;
+  assign fa_inf = is_fp8_e5m2 ? \$46  : 1'h0;
+  assign \$47  = ! fa_sig;
+  assign \$48  = ~ fa_nan;
+  assign \$49  = \$47  & \$48 ;
+  assign \$50  = ~ fa_inf;
+  assign fa_zero = \$49  & \$50 ;
+  assign \$51  = w[6:2] == 5'h1f;
+  assign \$52  = | w[1:0];
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = w[6:3] == 4'hf;
+  assign \$55  = w[2:0] == 3'h7;
+  assign \$56  = \$54  & \$55 ;
+  assign \$57  = is_fp8_e5m2 ? \$53  : \$56 ;
+  assign \$58  = w[6:2] == 5'h1f;
+  assign \$59  = | w[6:2];
+  assign \$60  = \$58  ? 3'h0 : { \$59 , w[1:0] };
+  assign \$61  = | w[6:3];
+  assign \$62  = is_fp8_e5m2 ? { 1'h0, \$60  } : { \$61 , w[2:0] };
+  assign fw_sig = \$57  ? 4'h0 : \$62 ;
+  assign \$63  = ! w[6:2];
+  assign \$64  = \$63  ? 5'h01 : w[6:2];
+  assign \$65  = ! w[6:3];
+  assign \$66  = \$65  ? 4'h1 : w[6:3];
+  assign fw_exp = is_fp8_e5m2 ? \$64  : { 1'h0, \$66  };
+  assign \$67  = w[6:2] == 5'h1f;
+  assign \$68  = | w[1:0];
+  assign \$69  = \$67  & \$68 ;
+  assign \$70  = w[6:3] == 4'hf;
+  assign \$71  = w[2:0] == 3'h7;
+  assign \$72  = \$70  & \$71 ;
+  assign fw_nan = is_fp8_e5m2 ? \$69  : \$72 ;
+  assign \$73  = w[6:2] == 5'h1f;
+  assign \$74  = ! w[1:0];
+  assign \$75  = \$73  & \$74 ;
+  assign fw_inf = is_fp8_e5m2 ? \$75  : 1'h0;
+  assign \$76  = ! fw_sig;
+  assign \$77  = ~ fw_nan;
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = ~ fw_inf;
+  assign fw_zero = \$78  & \$79 ;
   assign fp_sig_p = fa_sig * fw_sig;
-  assign \$78  = fa_exp + fw_exp;
-  assign \$79  = \$78  - 2'h2;
-  assign \$80  = fp_sig_p << \$79 [5:0];
+  assign \$80  = fa_exp + fw_exp;
+  assign \$81  = \$80  - 2'h2;
+  assign \$82  = fp_sig_p << \$81 [5:0];
   assign fp_neg = a_i[7] ^ w[7];
-  assign \$81  = - \$80 [63:0];
-  assign fp_term = fp_neg ? \$81  : { 1'h0, \$80 [63:0] };
-  assign \$82  = fa_nan | fw_nan;
-  assign \$83  = fa_inf & fw_zero;
-  assign \$84  = \$82  | \$83 ;
-  assign \$85  = fa_zero & fw_inf;
-  assign fp_nan = \$84  | \$85 ;
-  assign \$86  = fa_inf | fw_inf;
-  assign \$87  = ~ fp_nan;
-  assign fp_inf = \$86  & \$87 ;
-  assign \$88  = bank_i ? ok1 : \$signal ;
-  assign \$89  = ~ fp_neg;
-  assign \$90  = fp_inf & \$89 ;
-  assign \$91  = fp_inf & fp_neg;
-  assign fp_flags = \$88  ? { \$91 , \$90 , fp_nan } : 3'h0;
-  assign \$92  = mode_i == 2'h3;
-  assign \$93  = mode_i == 3'h4;
-  assign is_fp = | { \$93 , \$92  };
+  assign \$83  = - \$82 [63:0];
+  assign fp_term = fp_neg ? \$83  : { 1'h0, \$82 [63:0] };
+  assign \$84  = fa_nan | fw_nan;
+  assign \$85  = fa_inf & fw_zero;
+  assign \$86  = \$84  | \$85 ;
+  assign \$87  = fa_zero & fw_inf;
+  assign fp_nan = \$86  | \$87 ;
+  assign \$88  = fa_inf | fw_inf;
+  assign \$89  = ~ fp_nan;
+  assign fp_inf = \$88  & \$89 ;
+  assign \$90  = bank_i ? ok1 : \$signal ;
+  assign \$91  = ~ fp_neg;
+  assign \$92  = fp_inf & \$91 ;
+  assign \$93  = fp_inf & fp_neg;
+  assign fp_flags = \$90  ? { \$93 , \$92 , fp_nan } : 3'h0;
+  assign \$94  = mode_i == 2'h3;
+  assign \$95  = mode_i == 3'h4;
+  assign is_fp = | { \$95 , \$94  };
   always @(posedge clk)
-    w0 <= \$94 ;
+    w0 <= \$96 ;
   always @(posedge clk)
-    w1 <= \$95 ;
+    w1 <= \$97 ;
   always @(posedge clk)
-    \$signal  <= \$96 ;
+    \$signal  <= \$98 ;
   always @(posedge clk)
-    ok1 <= \$97 ;
+    ok1 <= \$99 ;
   always @(posedge clk)
-    fl_o <= \$98 ;
+    fl_o <= \$100 ;
   always @(posedge clk)
-    a_o <= \$99 ;
+    a_o <= \$101 ;
   always @(posedge clk)
-    bank_o <= \$100 ;
+    bank_o <= \$102 ;
   always @(posedge clk)
-    mode_o <= \$101 ;
+    mode_o <= \$103 ;
   always @(posedge clk)
-    ps_o <= \$102 ;
+    ps_o <= \$104 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$94  = w0;
+    \$96  = w0;
     if (w_we[0]) begin
-      \$94  = { \port$175$0 , \port$170$0  };
+      \$96  = { \port$175$0 , \port$170$0  };
     end
     if (rst) begin
-      \$94  = 8'h00;
+      \$96  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$95  = w1;
+    \$97  = w1;
     if (w_we[1]) begin
-      \$95  = { \port$175$0 , \port$170$0  };
+      \$97  = { \port$175$0 , \port$170$0  };
     end
     if (rst) begin
-      \$95  = 8'h00;
+      \$97  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$96  = \$signal ;
+    \$98  = \$signal ;
     if (w_we[0]) begin
-      \$96  = w_ok;
+      \$98  = w_ok;
     end
     if (rst) begin
-      \$96  = 1'h0;
+      \$98  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$97  = ok1;
+    \$99  = ok1;
     if (w_we[1]) begin
-      \$97  = w_ok;
+      \$99  = w_ok;
     end
     if (rst) begin
-      \$97  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$98  = \$2 ;
-    if (rst) begin
-      \$98  = 3'h0;
+      \$99  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$99  = a_i;
+    \$100  = \$2 ;
     if (rst) begin
-      \$99  = 8'h00;
+      \$100  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$100  = bank_i;
+    \$101  = a_i;
     if (rst) begin
-      \$100  = 1'h0;
+      \$101  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$101  = mode_i;
+    \$102  = bank_i;
     if (rst) begin
-      \$101  = 3'h0;
+      \$102  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$102  = \$4 [66:0];
+    \$103  = mode_i;
     if (rst) begin
-      \$102  = 67'h00000000000000000;
+      \$103  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$104  = \$6 [66:0];
+    if (rst) begin
+      \$104  = 67'h00000000000000000;
     end
   end
   always @* begin
@@ -11810,21 +11838,21 @@ module \accelgen_gemm.array.pe_1_2 (rst, \port$170$0 , \port$175$0 , w_ok, w_we,
     (* full_case = 32'd1 *)
     casez ({ is_w4a8, is_int4 })
       2'h1:
-          product = { \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11  };
+          product = { \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13  };
       2'h2:
-          product = \$13 [16:0];
+          product = \$15 [16:0];
       default:
-          product = \$18 [16:0];
+          product = \$20 [16:0];
     endcase
   end
   assign w_data = { \port$175$0 , \port$170$0  };
-  assign fp_shift = \$79 [5:0];
-  assign fp_mag = \$80 [63:0];
+  assign fp_shift = \$81 [5:0];
+  assign fp_mag = \$82 [63:0];
   assign is_fp8_e4m3_fp8_e5m2 = is_fp;
-  assign is_fp8_e5m2 = \$19 ;
-  assign \$12  = { \$signal$29 [9], \$signal$29 [9], \$signal$29 [9], \$signal$29 , 4'h0 };
-  assign \$15  = { \$14 [10], \$14 [10], \$14 [10], \$14 , 4'h0 };
-  assign \$17  = { p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh, 8'h00 };
+  assign is_fp8_e5m2 = \$21 ;
+  assign \$14  = { \$signal$29 [9], \$signal$29 [9], \$signal$29 [9], \$signal$29 , 4'h0 };
+  assign \$17  = { \$16 [10], \$16 [10], \$16 [10], \$16 , 4'h0 };
+  assign \$19  = { p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh, 8'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -11832,20 +11860,22 @@ module \accelgen_gemm.array.pe_1_3 (rst, \port$182$0 , \port$187$0 , w_ok, w_we,
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire [2:0] \$1 ;
   wire \$10 ;
-  reg \$100 ;
-  reg [2:0] \$101 ;
-  reg [66:0] \$102 ;
-  wire [10:0] \$11 ;
-  wire [16:0] \$12 ;
-  wire [17:0] \$13 ;
-  wire [10:0] \$14 ;
+  reg [2:0] \$100 ;
+  reg [7:0] \$101 ;
+  reg \$102 ;
+  reg [2:0] \$103 ;
+  reg [66:0] \$104 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire [10:0] \$13 ;
+  wire [16:0] \$14 ;
   wire [17:0] \$15 ;
-  wire [18:0] \$16 ;
-  wire [24:0] \$17 ;
-  wire [25:0] \$18 ;
-  wire \$19 ;
+  wire [10:0] \$16 ;
+  wire [17:0] \$17 ;
+  wire [18:0] \$18 ;
+  wire [24:0] \$19 ;
   wire [2:0] \$2 ;
-  wire \$20 ;
+  wire [25:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
   wire \$23 ;
@@ -11854,19 +11884,19 @@ module \accelgen_gemm.array.pe_1_3 (rst, \port$182$0 , \port$187$0 , w_ok, w_we,
   wire \$26 ;
   wire \$27 ;
   wire \$28 ;
-  wire [2:0] \$29 ;
+  wire \$29 ;
   wire [64:0] \$3 ;
   wire \$30 ;
-  wire [3:0] \$31 ;
+  wire [2:0] \$31 ;
   wire \$32 ;
-  wire [4:0] \$33 ;
+  wire [3:0] \$33 ;
   wire \$34 ;
-  wire [3:0] \$35 ;
+  wire [4:0] \$35 ;
   wire \$36 ;
-  wire \$37 ;
+  wire [3:0] \$37 ;
   wire \$38 ;
   wire \$39 ;
-  wire [67:0] \$4 ;
+  wire [64:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
@@ -11877,7 +11907,7 @@ module \accelgen_gemm.array.pe_1_3 (rst, \port$182$0 , \port$187$0 , w_ok, w_we,
   wire \$47 ;
   wire \$48 ;
   wire \$49 ;
-  wire \$5 ;
+  wire [2:0] \$5 ;
   wire \$50 ;
   wire \$51 ;
   wire \$52 ;
@@ -11886,16 +11916,16 @@ module \accelgen_gemm.array.pe_1_3 (rst, \port$182$0 , \port$187$0 , w_ok, w_we,
   wire \$55 ;
   wire \$56 ;
   wire \$57 ;
-  wire [2:0] \$58 ;
+  wire \$58 ;
   wire \$59 ;
-  wire \$6 ;
-  wire [3:0] \$60 ;
+  wire [68:0] \$6 ;
+  wire [2:0] \$60 ;
   wire \$61 ;
-  wire [4:0] \$62 ;
+  wire [3:0] \$62 ;
   wire \$63 ;
-  wire [3:0] \$64 ;
+  wire [4:0] \$64 ;
   wire \$65 ;
-  wire \$66 ;
+  wire [3:0] \$66 ;
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
@@ -11908,13 +11938,13 @@ module \accelgen_gemm.array.pe_1_3 (rst, \port$182$0 , \port$187$0 , w_ok, w_we,
   wire \$75 ;
   wire \$76 ;
   wire \$77 ;
-  wire [5:0] \$78 ;
-  wire [6:0] \$79 ;
+  wire \$78 ;
+  wire \$79 ;
   wire \$8 ;
-  wire [70:0] \$80 ;
-  wire [64:0] \$81 ;
-  wire \$82 ;
-  wire \$83 ;
+  wire [5:0] \$80 ;
+  wire [6:0] \$81 ;
+  wire [70:0] \$82 ;
+  wire [64:0] \$83 ;
   wire \$84 ;
   wire \$85 ;
   wire \$86 ;
@@ -11926,12 +11956,12 @@ module \accelgen_gemm.array.pe_1_3 (rst, \port$182$0 , \port$187$0 , w_ok, w_we,
   wire \$91 ;
   wire \$92 ;
   wire \$93 ;
-  reg [7:0] \$94 ;
-  reg [7:0] \$95 ;
-  reg \$96 ;
-  reg \$97 ;
-  reg [2:0] \$98 ;
-  reg [7:0] \$99 ;
+  wire \$94 ;
+  wire \$95 ;
+  reg [7:0] \$96 ;
+  reg [7:0] \$97 ;
+  reg \$98 ;
+  reg \$99 ;
   reg \$signal  = 1'h0;
   wire [9:0] \$signal$27 ;
   wire [9:0] \$signal$29 ;
@@ -11999,209 +12029,211 @@ module \accelgen_gemm.array.pe_1_3 (rst, \port$182$0 , \port$187$0 , w_ok, w_we,
   assign \$1  = is_fp ? fp_flags : 3'h0;
   assign \$2  = fl_i | \$1 ;
   assign \$3  = is_fp ? fp_term : { product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product };
-  assign \$4  = $signed(ps_i) + $signed(\$3 );
+  assign \$4  = is_fp ? fp_term : { product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product };
+  assign \$5  = \$4 [64] ? 3'h7 : 3'h0;
+  assign \$6  = $signed(ps_i) + $signed({ \$5 , \$3  });
   assign w = bank_i ? w1 : w0;
   assign is_int8 = ! mode_i;
   assign is_int4 = mode_i == 1'h1;
   assign is_w4a8 = mode_i == 2'h2;
-  assign \$5  = a_i[3] & is_int4;
-  assign \$6  = is_int4 | is_w4a8;
-  assign \$7  = w[3] & \$6 ;
-  assign \$signal$27  = $signed({ \$5 , a_i[3:0] }) * $signed({ \$7 , w[3:0] });
-  assign p_hh = $signed(a_i[7:4]) * $signed(w[7:4]);
+  assign \$7  = a_i[3] & is_int4;
   assign \$8  = is_int4 | is_w4a8;
   assign \$9  = w[3] & \$8 ;
-  assign \$signal$29  = $signed(a_i[7:4]) * $signed({ \$9 , w[3:0] });
-  assign \$10  = a_i[3] & is_int4;
-  assign p_lh = $signed({ \$10 , a_i[3:0] }) * $signed(w[7:4]);
-  assign \$11  = $signed(\$signal$27 ) + $signed(p_hh);
-  assign \$13  = $signed(\$signal$27 ) + $signed(\$12 );
-  assign \$14  = $signed(\$signal$29 ) + $signed(p_lh);
-  assign \$16  = $signed(\$signal$27 ) + $signed(\$15 );
-  assign \$18  = $signed(\$16 ) + $signed(\$17 );
-  assign \$19  = mode_i == 3'h4;
-  assign \$20  = a_i[6:2] == 5'h1f;
-  assign \$21  = | a_i[1:0];
-  assign \$22  = \$20  & \$21 ;
-  assign \$23  = a_i[6:3] == 4'hf;
-  assign \$24  = a_i[2:0] == 3'h7;
-  assign \$25  = \$23  & \$24 ;
-  assign \$26  = is_fp8_e5m2 ? \$22  : \$25 ;
-  assign \$27  = a_i[6:2] == 5'h1f;
-  assign \$28  = | a_i[6:2];
-  assign \$29  = \$27  ? 3'h0 : { \$28 , a_i[1:0] };
-  assign \$30  = | a_i[6:3];
-  assign \$31  = is_fp8_e5m2 ? { 1'h0, \$29  } : { \$30 , a_i[2:0] };
-  assign fa_sig = \$26  ? 4'h0 : \$31 ;
-  assign \$32  = ! a_i[6:2];
-  assign \$33  = \$32  ? 5'h01 : a_i[6:2];
-  assign \$34  = ! a_i[6:3];
-  assign \$35  = \$34  ? 4'h1 : a_i[6:3];
-  assign fa_exp = is_fp8_e5m2 ? \$33  : { 1'h0, \$35  };
-  assign \$36  = a_i[6:2] == 5'h1f;
-  assign \$37  = | a_i[1:0];
-  assign \$38  = \$36  & \$37 ;
-  assign \$39  = a_i[6:3] == 4'hf;
-  assign \$40  = a_i[2:0] == 3'h7;
-  assign \$41  = \$39  & \$40 ;
-  assign fa_nan = is_fp8_e5m2 ? \$38  : \$41 ;
-  assign \$42  = a_i[6:2] == 5'h1f;
-  assign \$43  = ! a_i[1:0];
-  assign \$44  = \$42  & \$43 ;
-  assign fa_inf = is_fp8_e5m2 ? \$44  : 1'h0;
-  assign \$45  = ! fa_sig;
-  assign \$46  = ~ fa_nan;
-  assign \$47  = \$45  & \$46 ;
-  assign \$48  = ~ fa_inf;
-  assign fa_zero = \$47  & \$48 ;
-  assign \$49  = w[6:2] == 5'h1f;
-  assign \$50  = | w[1:0];
-  assign \$51  = \$49  & \$50 ;
-  assign \$52  = w[6:3] == 4'hf;
-  assign \$53  = w[2:0] == 3'h7;
-  assign \$54  = \$52  & \$53 ;
-  assign \$55  = is_fp8_e5m2 ? \$51  : \$54 ;
-  assign \$56  = w[6:2] == 5'h1f;
-  assign \$57  = | w[6:2];
-  assign \$58  = \$56  ? 3'h0 : { \$57 , w[1:0] };
-  assign \$59  = | w[6:3];
-  assign \$60  = is_fp8_e5m2 ? { 1'h0, \$58  } : { \$59 , w[2:0] };
-  assign fw_sig = \$55  ? 4'h0 : \$60 ;
-  assign \$61  = ! w[6:2];
-  assign \$62  = \$61  ? 5'h01 : w[6:2];
-  assign \$63  = ! w[6:3];
-  assign \$64  = \$63  ? 4'h1 : w[6:3];
-  assign fw_exp = is_fp8_e5m2 ? \$62  : { 1'h0, \$64  };
-  assign \$65  = w[6:2] == 5'h1f;
-  assign \$66  = | w[1:0];
-  assign \$67  = \$65  & \$66 ;
-  assign \$68  = w[6:3] == 4'hf;
-  assign \$69  = w[2:0] == 3'h7;
-  assign \$70  = \$68  & \$69 ;
-  assign fw_nan = is_fp8_e5m2 ? \$67  : \$70 ;
-  assign \$71  = w[6:2] == 5'h1f;
-  assign \$72  = ! w[1:0];
-  assign \$73  = \$71  & \$72 ;
-  assign fw_inf = is_fp8_e5m2 ? \$73  : 1'h0;
-  assign \$74  = ! fw_sig;
-  assign \$75  = ~ fw_nan;
-  assign \$76  = \$74  & \$75 ;
-  assign \$77  = ~ fw_inf;
-  assign fw_zero = \$76  & \$77 ;
+  assign \$signal$27  = $signed({ \$7 , a_i[3:0] }) * $signed({ \$9 , w[3:0] });
+  assign p_hh = $signed(a_i[7:4]) * $signed(w[7:4]);
+  assign \$10  = is_int4 | is_w4a8;
+  assign \$11  = w[3] & \$10 ;
+  assign \$signal$29  = $signed(a_i[7:4]) * $signed({ \$11 , w[3:0] });
+  assign \$12  = a_i[3] & is_int4;
+  assign p_lh = $signed({ \$12 , a_i[3:0] }) * $signed(w[7:4]);
+  assign \$13  = $signed(\$signal$27 ) + $signed(p_hh);
+  assign \$15  = $signed(\$signal$27 ) + $signed(\$14 );
+  assign \$16  = $signed(\$signal$29 ) + $signed(p_lh);
+  assign \$18  = $signed(\$signal$27 ) + $signed(\$17 );
+  assign \$20  = $signed(\$18 ) + $signed(\$19 );
+  assign \$21  = mode_i == 3'h4;
+  assign \$22  = a_i[6:2] == 5'h1f;
+  assign \$23  = | a_i[1:0];
+  assign \$24  = \$22  & \$23 ;
+  assign \$25  = a_i[6:3] == 4'hf;
+  assign \$26  = a_i[2:0] == 3'h7;
+  assign \$27  = \$25  & \$26 ;
+  assign \$28  = is_fp8_e5m2 ? \$24  : \$27 ;
+  assign \$29  = a_i[6:2] == 5'h1f;
+  assign \$30  = | a_i[6:2];
+  assign \$31  = \$29  ? 3'h0 : { \$30 , a_i[1:0] };
+  assign \$32  = | a_i[6:3];
+  assign \$33  = is_fp8_e5m2 ? { 1'h0, \$31  } : { \$32 , a_i[2:0] };
+  assign fa_sig = \$28  ? 4'h0 : \$33 ;
+  assign \$34  = ! a_i[6:2];
+  assign \$35  = \$34  ? 5'h01 : a_i[6:2];
+  assign \$36  = ! a_i[6:3];
+  assign \$37  = \$36  ? 4'h1 : a_i[6:3];
+  assign fa_exp = is_fp8_e5m2 ? \$35  : { 1'h0, \$37  };
+  assign \$38  = a_i[6:2] == 5'h1f;
+  assign \$39  = | a_i[1:0];
+  assign \$40  = \$38  & \$39 ;
+  assign \$41  = a_i[6:3] == 4'hf;
+  assign \$42  = a_i[2:0] == 3'h7;
+  assign \$43  = \$41  & \$42 ;
+  assign fa_nan = is_fp8_e5m2 ? \$40  : \$43 ;
+  assign \$44  = a_i[6:2] == 5'h1f;
+  assign \$45  = ! a_i[1:0];
+  assign \$46  = \$44  & \$45 ;
+  assign fa_inf = is_fp8_e5m2 ? \$46  : 1'h0;
+  assign \$47  = ! fa_sig;
+  assign \$48  = ~ fa_nan;
+  assign \$49  = \$47  & \$48 ;
+  assign \$50  = ~ fa_inf;
+  assign fa_zero = \$49  & \$50 ;
+  assign \$51  = w[6:2] == 5'h1f;
+  assign \$52  = | w[1:0];
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = w[6:3] == 4'hf;
+  assign \$55  = w[2:0] == 3'h7;
+  assign \$56  = \$54  & \$55 ;
+  assign \$57  = is_fp8_e5m2 ? \$53  : \$56 ;
+  assign \$58  = w[6:2] == 5'h1f;
+  assign \$59  = | w[6:2];
+  assign \$60  = \$58  ? 3'h0 : { \$59 , w[1:0] };
+  assign \$61  = | w[6:3];
+  assign \$62  = is_fp8_e5m2 ? { 1'h0, \$60  } : { \$61 , w[2:0] };
+  assign fw_sig = \$57  ? 4'h0 : \$62 ;
+  assign \$63  = ! w[6:2];
+  assign \$64  = \$63  ? 5'h01 : w[6:2];
+  assign \$65  = ! w[6:3];
+  assign \$66  = \$65  ? 4'h1 : w[6:3];
+  assign fw_exp = is_fp8_e5m2 ? \$64  : { 1'h0, \$66  };
+  assign \$67  = w[6:2] == 5'h1f;
+  assign \$68  = | w[1:0];
+  assign \$69  = \$67  & \$68 ;
+  assign \$70  = w[6:3] == 4'hf;
+  assign \$71  = w[2:0] == 3'h7;
+  assign \$72  = \$70  & \$71 ;
+  assign fw_nan = is_fp8_e5m2 ? \$69  : \$72 ;
+  assign \$73  = w[6:2] == 5'h1f;
+  assign \$74  = ! w[1:0];
+  assign \$75  = \$73  & \$74 ;
+  assign fw_inf = is_fp8_e5m2 ? \$75  : 1'h0;
+  assign \$76  = ! fw_sig;
+  assign \$77  = ~ fw_nan;
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = ~ fw_inf;
+  assign fw_zero = \$78  & \$79 ;
   assign fp_sig_p = fa_sig * fw_sig;
-  assign \$78  = fa_exp + fw_exp;
-  assign \$79  = \$78  - 2'h2;
-  assign \$80  = fp_sig_p << \$79 [5:0];
+  assign \$80  = fa_exp + fw_exp;
+  assign \$81  = \$80  - 2'h2;
+  assign \$82  = fp_sig_p << \$81 [5:0];
   assign fp_neg = a_i[7] ^ w[7];
-  assign \$81  = - \$80 [63:0];
-  assign fp_term = fp_neg ? \$81  : { 1'h0, \$80 [63:0] };
-  assign \$82  = fa_nan | fw_nan;
-  assign \$83  = fa_inf & fw_zero;
-  assign \$84  = \$82  | \$83 ;
-  assign \$85  = fa_zero & fw_inf;
-  assign fp_nan = \$84  | \$85 ;
-  assign \$86  = fa_inf | fw_inf;
-  assign \$87  = ~ fp_nan;
-  assign fp_inf = \$86  & \$87 ;
-  assign \$88  = bank_i ? ok1 : \$signal ;
-  assign \$89  = ~ fp_neg;
-  assign \$90  = fp_inf & \$89 ;
-  assign \$91  = fp_inf & fp_neg;
-  assign fp_flags = \$88  ? { \$91 , \$90 , fp_nan } : 3'h0;
-  assign \$92  = mode_i == 2'h3;
-  assign \$93  = mode_i == 3'h4;
-  assign is_fp = | { \$93 , \$92  };
+  assign \$83  = - \$82 [63:0];
+  assign fp_term = fp_neg ? \$83  : { 1'h0, \$82 [63:0] };
+  assign \$84  = fa_nan | fw_nan;
+  assign \$85  = fa_inf & fw_zero;
+  assign \$86  = \$84  | \$85 ;
+  assign \$87  = fa_zero & fw_inf;
+  assign fp_nan = \$86  | \$87 ;
+  assign \$88  = fa_inf | fw_inf;
+  assign \$89  = ~ fp_nan;
+  assign fp_inf = \$88  & \$89 ;
+  assign \$90  = bank_i ? ok1 : \$signal ;
+  assign \$91  = ~ fp_neg;
+  assign \$92  = fp_inf & \$91 ;
+  assign \$93  = fp_inf & fp_neg;
+  assign fp_flags = \$90  ? { \$93 , \$92 , fp_nan } : 3'h0;
+  assign \$94  = mode_i == 2'h3;
+  assign \$95  = mode_i == 3'h4;
+  assign is_fp = | { \$95 , \$94  };
   always @(posedge clk)
-    w0 <= \$94 ;
+    w0 <= \$96 ;
   always @(posedge clk)
-    w1 <= \$95 ;
+    w1 <= \$97 ;
   always @(posedge clk)
-    \$signal  <= \$96 ;
+    \$signal  <= \$98 ;
   always @(posedge clk)
-    ok1 <= \$97 ;
+    ok1 <= \$99 ;
   always @(posedge clk)
-    fl_o <= \$98 ;
+    fl_o <= \$100 ;
   always @(posedge clk)
-    a_o <= \$99 ;
+    a_o <= \$101 ;
   always @(posedge clk)
-    bank_o <= \$100 ;
+    bank_o <= \$102 ;
   always @(posedge clk)
-    mode_o <= \$101 ;
+    mode_o <= \$103 ;
   always @(posedge clk)
-    ps_o <= \$102 ;
+    ps_o <= \$104 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$94  = w0;
+    \$96  = w0;
     if (w_we[0]) begin
-      \$94  = { \port$187$0 , \port$182$0  };
+      \$96  = { \port$187$0 , \port$182$0  };
     end
     if (rst) begin
-      \$94  = 8'h00;
+      \$96  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$95  = w1;
+    \$97  = w1;
     if (w_we[1]) begin
-      \$95  = { \port$187$0 , \port$182$0  };
+      \$97  = { \port$187$0 , \port$182$0  };
     end
     if (rst) begin
-      \$95  = 8'h00;
+      \$97  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$96  = \$signal ;
+    \$98  = \$signal ;
     if (w_we[0]) begin
-      \$96  = w_ok;
+      \$98  = w_ok;
     end
     if (rst) begin
-      \$96  = 1'h0;
+      \$98  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$97  = ok1;
+    \$99  = ok1;
     if (w_we[1]) begin
-      \$97  = w_ok;
+      \$99  = w_ok;
     end
     if (rst) begin
-      \$97  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$98  = \$2 ;
-    if (rst) begin
-      \$98  = 3'h0;
+      \$99  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$99  = a_i;
+    \$100  = \$2 ;
     if (rst) begin
-      \$99  = 8'h00;
+      \$100  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$100  = bank_i;
+    \$101  = a_i;
     if (rst) begin
-      \$100  = 1'h0;
+      \$101  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$101  = mode_i;
+    \$102  = bank_i;
     if (rst) begin
-      \$101  = 3'h0;
+      \$102  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$102  = \$4 [66:0];
+    \$103  = mode_i;
     if (rst) begin
-      \$102  = 67'h00000000000000000;
+      \$103  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$104  = \$6 [66:0];
+    if (rst) begin
+      \$104  = 67'h00000000000000000;
     end
   end
   always @* begin
@@ -12209,21 +12241,21 @@ module \accelgen_gemm.array.pe_1_3 (rst, \port$182$0 , \port$187$0 , w_ok, w_we,
     (* full_case = 32'd1 *)
     casez ({ is_w4a8, is_int4 })
       2'h1:
-          product = { \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11  };
+          product = { \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13  };
       2'h2:
-          product = \$13 [16:0];
+          product = \$15 [16:0];
       default:
-          product = \$18 [16:0];
+          product = \$20 [16:0];
     endcase
   end
   assign w_data = { \port$187$0 , \port$182$0  };
-  assign fp_shift = \$79 [5:0];
-  assign fp_mag = \$80 [63:0];
+  assign fp_shift = \$81 [5:0];
+  assign fp_mag = \$82 [63:0];
   assign is_fp8_e4m3_fp8_e5m2 = is_fp;
-  assign is_fp8_e5m2 = \$19 ;
-  assign \$12  = { \$signal$29 [9], \$signal$29 [9], \$signal$29 [9], \$signal$29 , 4'h0 };
-  assign \$15  = { \$14 [10], \$14 [10], \$14 [10], \$14 , 4'h0 };
-  assign \$17  = { p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh, 8'h00 };
+  assign is_fp8_e5m2 = \$21 ;
+  assign \$14  = { \$signal$29 [9], \$signal$29 [9], \$signal$29 [9], \$signal$29 , 4'h0 };
+  assign \$17  = { \$16 [10], \$16 [10], \$16 [10], \$16 , 4'h0 };
+  assign \$19  = { p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh, 8'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -12231,20 +12263,22 @@ module \accelgen_gemm.array.pe_2_0 (rst, \port$146$0 , \port$151$0 , w_ok, w_we,
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire [2:0] \$1 ;
   wire \$10 ;
-  reg \$100 ;
-  reg [2:0] \$101 ;
-  reg [66:0] \$102 ;
-  wire [10:0] \$11 ;
-  wire [16:0] \$12 ;
-  wire [17:0] \$13 ;
-  wire [10:0] \$14 ;
+  reg [2:0] \$100 ;
+  reg [7:0] \$101 ;
+  reg \$102 ;
+  reg [2:0] \$103 ;
+  reg [66:0] \$104 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire [10:0] \$13 ;
+  wire [16:0] \$14 ;
   wire [17:0] \$15 ;
-  wire [18:0] \$16 ;
-  wire [24:0] \$17 ;
-  wire [25:0] \$18 ;
-  wire \$19 ;
+  wire [10:0] \$16 ;
+  wire [17:0] \$17 ;
+  wire [18:0] \$18 ;
+  wire [24:0] \$19 ;
   wire [2:0] \$2 ;
-  wire \$20 ;
+  wire [25:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
   wire \$23 ;
@@ -12253,19 +12287,19 @@ module \accelgen_gemm.array.pe_2_0 (rst, \port$146$0 , \port$151$0 , w_ok, w_we,
   wire \$26 ;
   wire \$27 ;
   wire \$28 ;
-  wire [2:0] \$29 ;
+  wire \$29 ;
   wire [64:0] \$3 ;
   wire \$30 ;
-  wire [3:0] \$31 ;
+  wire [2:0] \$31 ;
   wire \$32 ;
-  wire [4:0] \$33 ;
+  wire [3:0] \$33 ;
   wire \$34 ;
-  wire [3:0] \$35 ;
+  wire [4:0] \$35 ;
   wire \$36 ;
-  wire \$37 ;
+  wire [3:0] \$37 ;
   wire \$38 ;
   wire \$39 ;
-  wire [67:0] \$4 ;
+  wire [64:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
@@ -12276,7 +12310,7 @@ module \accelgen_gemm.array.pe_2_0 (rst, \port$146$0 , \port$151$0 , w_ok, w_we,
   wire \$47 ;
   wire \$48 ;
   wire \$49 ;
-  wire \$5 ;
+  wire [2:0] \$5 ;
   wire \$50 ;
   wire \$51 ;
   wire \$52 ;
@@ -12285,16 +12319,16 @@ module \accelgen_gemm.array.pe_2_0 (rst, \port$146$0 , \port$151$0 , w_ok, w_we,
   wire \$55 ;
   wire \$56 ;
   wire \$57 ;
-  wire [2:0] \$58 ;
+  wire \$58 ;
   wire \$59 ;
-  wire \$6 ;
-  wire [3:0] \$60 ;
+  wire [68:0] \$6 ;
+  wire [2:0] \$60 ;
   wire \$61 ;
-  wire [4:0] \$62 ;
+  wire [3:0] \$62 ;
   wire \$63 ;
-  wire [3:0] \$64 ;
+  wire [4:0] \$64 ;
   wire \$65 ;
-  wire \$66 ;
+  wire [3:0] \$66 ;
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
@@ -12307,13 +12341,13 @@ module \accelgen_gemm.array.pe_2_0 (rst, \port$146$0 , \port$151$0 , w_ok, w_we,
   wire \$75 ;
   wire \$76 ;
   wire \$77 ;
-  wire [5:0] \$78 ;
-  wire [6:0] \$79 ;
+  wire \$78 ;
+  wire \$79 ;
   wire \$8 ;
-  wire [70:0] \$80 ;
-  wire [64:0] \$81 ;
-  wire \$82 ;
-  wire \$83 ;
+  wire [5:0] \$80 ;
+  wire [6:0] \$81 ;
+  wire [70:0] \$82 ;
+  wire [64:0] \$83 ;
   wire \$84 ;
   wire \$85 ;
   wire \$86 ;
@@ -12325,12 +12359,12 @@ module \accelgen_gemm.array.pe_2_0 (rst, \port$146$0 , \port$151$0 , w_ok, w_we,
   wire \$91 ;
   wire \$92 ;
   wire \$93 ;
-  reg [7:0] \$94 ;
-  reg [7:0] \$95 ;
-  reg \$96 ;
-  reg \$97 ;
-  reg [2:0] \$98 ;
-  reg [7:0] \$99 ;
+  wire \$94 ;
+  wire \$95 ;
+  reg [7:0] \$96 ;
+  reg [7:0] \$97 ;
+  reg \$98 ;
+  reg \$99 ;
   reg \$signal  = 1'h0;
   wire [9:0] \$signal$27 ;
   wire [9:0] \$signal$29 ;
@@ -12401,209 +12435,211 @@ module \accelgen_gemm.array.pe_2_0 (rst, \port$146$0 , \port$151$0 , w_ok, w_we,
   assign \$1  = is_fp ? fp_flags : 3'h0;
   assign \$2  = fl_i | \$1 ;
   assign \$3  = is_fp ? fp_term : { product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product };
-  assign \$4  = $signed(ps_i) + $signed(\$3 );
+  assign \$4  = is_fp ? fp_term : { product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product };
+  assign \$5  = \$4 [64] ? 3'h7 : 3'h0;
+  assign \$6  = $signed(ps_i) + $signed({ \$5 , \$3  });
   assign w = bank_i ? w1 : w0;
   assign is_int8 = ! mode_i;
   assign is_int4 = mode_i == 1'h1;
   assign is_w4a8 = mode_i == 2'h2;
-  assign \$5  = a_i[3] & is_int4;
-  assign \$6  = is_int4 | is_w4a8;
-  assign \$7  = w[3] & \$6 ;
-  assign \$signal$27  = $signed({ \$5 , a_i[3:0] }) * $signed({ \$7 , w[3:0] });
-  assign p_hh = $signed(a_i[7:4]) * $signed(w[7:4]);
+  assign \$7  = a_i[3] & is_int4;
   assign \$8  = is_int4 | is_w4a8;
   assign \$9  = w[3] & \$8 ;
-  assign \$signal$29  = $signed(a_i[7:4]) * $signed({ \$9 , w[3:0] });
-  assign \$10  = a_i[3] & is_int4;
-  assign p_lh = $signed({ \$10 , a_i[3:0] }) * $signed(w[7:4]);
-  assign \$11  = $signed(\$signal$27 ) + $signed(p_hh);
-  assign \$13  = $signed(\$signal$27 ) + $signed(\$12 );
-  assign \$14  = $signed(\$signal$29 ) + $signed(p_lh);
-  assign \$16  = $signed(\$signal$27 ) + $signed(\$15 );
-  assign \$18  = $signed(\$16 ) + $signed(\$17 );
-  assign \$19  = mode_i == 3'h4;
-  assign \$20  = a_i[6:2] == 5'h1f;
-  assign \$21  = | a_i[1:0];
-  assign \$22  = \$20  & \$21 ;
-  assign \$23  = a_i[6:3] == 4'hf;
-  assign \$24  = a_i[2:0] == 3'h7;
-  assign \$25  = \$23  & \$24 ;
-  assign \$26  = is_fp8_e5m2 ? \$22  : \$25 ;
-  assign \$27  = a_i[6:2] == 5'h1f;
-  assign \$28  = | a_i[6:2];
-  assign \$29  = \$27  ? 3'h0 : { \$28 , a_i[1:0] };
-  assign \$30  = | a_i[6:3];
-  assign \$31  = is_fp8_e5m2 ? { 1'h0, \$29  } : { \$30 , a_i[2:0] };
-  assign fa_sig = \$26  ? 4'h0 : \$31 ;
-  assign \$32  = ! a_i[6:2];
-  assign \$33  = \$32  ? 5'h01 : a_i[6:2];
-  assign \$34  = ! a_i[6:3];
-  assign \$35  = \$34  ? 4'h1 : a_i[6:3];
-  assign fa_exp = is_fp8_e5m2 ? \$33  : { 1'h0, \$35  };
-  assign \$36  = a_i[6:2] == 5'h1f;
-  assign \$37  = | a_i[1:0];
-  assign \$38  = \$36  & \$37 ;
-  assign \$39  = a_i[6:3] == 4'hf;
-  assign \$40  = a_i[2:0] == 3'h7;
-  assign \$41  = \$39  & \$40 ;
-  assign fa_nan = is_fp8_e5m2 ? \$38  : \$41 ;
-  assign \$42  = a_i[6:2] == 5'h1f;
-  assign \$43  = ! a_i[1:0];
-  assign \$44  = \$42  & \$43 ;
-  assign fa_inf = is_fp8_e5m2 ? \$44  : 1'h0;
-  assign \$45  = ! fa_sig;
-  assign \$46  = ~ fa_nan;
-  assign \$47  = \$45  & \$46 ;
-  assign \$48  = ~ fa_inf;
-  assign fa_zero = \$47  & \$48 ;
-  assign \$49  = w[6:2] == 5'h1f;
-  assign \$50  = | w[1:0];
-  assign \$51  = \$49  & \$50 ;
-  assign \$52  = w[6:3] == 4'hf;
-  assign \$53  = w[2:0] == 3'h7;
-  assign \$54  = \$52  & \$53 ;
-  assign \$55  = is_fp8_e5m2 ? \$51  : \$54 ;
-  assign \$56  = w[6:2] == 5'h1f;
-  assign \$57  = | w[6:2];
-  assign \$58  = \$56  ? 3'h0 : { \$57 , w[1:0] };
-  assign \$59  = | w[6:3];
-  assign \$60  = is_fp8_e5m2 ? { 1'h0, \$58  } : { \$59 , w[2:0] };
-  assign fw_sig = \$55  ? 4'h0 : \$60 ;
-  assign \$61  = ! w[6:2];
-  assign \$62  = \$61  ? 5'h01 : w[6:2];
-  assign \$63  = ! w[6:3];
-  assign \$64  = \$63  ? 4'h1 : w[6:3];
-  assign fw_exp = is_fp8_e5m2 ? \$62  : { 1'h0, \$64  };
-  assign \$65  = w[6:2] == 5'h1f;
-  assign \$66  = | w[1:0];
-  assign \$67  = \$65  & \$66 ;
-  assign \$68  = w[6:3] == 4'hf;
-  assign \$69  = w[2:0] == 3'h7;
-  assign \$70  = \$68  & \$69 ;
-  assign fw_nan = is_fp8_e5m2 ? \$67  : \$70 ;
-  assign \$71  = w[6:2] == 5'h1f;
-  assign \$72  = ! w[1:0];
-  assign \$73  = \$71  & \$72 ;
-  assign fw_inf = is_fp8_e5m2 ? \$73  : 1'h0;
-  assign \$74  = ! fw_sig;
-  assign \$75  = ~ fw_nan;
-  assign \$76  = \$74  & \$75 ;
-  assign \$77  = ~ fw_inf;
-  assign fw_zero = \$76  & \$77 ;
+  assign \$signal$27  = $signed({ \$7 , a_i[3:0] }) * $signed({ \$9 , w[3:0] });
+  assign p_hh = $signed(a_i[7:4]) * $signed(w[7:4]);
+  assign \$10  = is_int4 | is_w4a8;
+  assign \$11  = w[3] & \$10 ;
+  assign \$signal$29  = $signed(a_i[7:4]) * $signed({ \$11 , w[3:0] });
+  assign \$12  = a_i[3] & is_int4;
+  assign p_lh = $signed({ \$12 , a_i[3:0] }) * $signed(w[7:4]);
+  assign \$13  = $signed(\$signal$27 ) + $signed(p_hh);
+  assign \$15  = $signed(\$signal$27 ) + $signed(\$14 );
+  assign \$16  = $signed(\$signal$29 ) + $signed(p_lh);
+  assign \$18  = $signed(\$signal$27 ) + $signed(\$17 );
+  assign \$20  = $signed(\$18 ) + $signed(\$19 );
+  assign \$21  = mode_i == 3'h4;
+  assign \$22  = a_i[6:2] == 5'h1f;
+  assign \$23  = | a_i[1:0];
+  assign \$24  = \$22  & \$23 ;
+  assign \$25  = a_i[6:3] == 4'hf;
+  assign \$26  = a_i[2:0] == 3'h7;
+  assign \$27  = \$25  & \$26 ;
+  assign \$28  = is_fp8_e5m2 ? \$24  : \$27 ;
+  assign \$29  = a_i[6:2] == 5'h1f;
+  assign \$30  = | a_i[6:2];
+  assign \$31  = \$29  ? 3'h0 : { \$30 , a_i[1:0] };
+  assign \$32  = | a_i[6:3];
+  assign \$33  = is_fp8_e5m2 ? { 1'h0, \$31  } : { \$32 , a_i[2:0] };
+  assign fa_sig = \$28  ? 4'h0 : \$33 ;
+  assign \$34  = ! a_i[6:2];
+  assign \$35  = \$34  ? 5'h01 : a_i[6:2];
+  assign \$36  = ! a_i[6:3];
+  assign \$37  = \$36  ? 4'h1 : a_i[6:3];
+  assign fa_exp = is_fp8_e5m2 ? \$35  : { 1'h0, \$37  };
+  assign \$38  = a_i[6:2] == 5'h1f;
+  assign \$39  = | a_i[1:0];
+  assign \$40  = \$38  & \$39 ;
+  assign \$41  = a_i[6:3] == 4'hf;
+  assign \$42  = a_i[2:0] == 3'h7;
+  assign \$43  = \$41  & \$42 ;
+  assign fa_nan = is_fp8_e5m2 ? \$40  : \$43 ;
+  assign \$44  = a_i[6:2] == 5'h1f;
+  assign \$45  = ! a_i[1:0];
+  assign \$46  = \$44  & \$45 ;
+  assign fa_inf = is_fp8_e5m2 ? \$46  : 1'h0;
+  assign \$47  = ! fa_sig;
+  assign \$48  = ~ fa_nan;
+  assign \$49  = \$47  & \$48 ;
+  assign \$50  = ~ fa_inf;
+  assign fa_zero = \$49  & \$50 ;
+  assign \$51  = w[6:2] == 5'h1f;
+  assign \$52  = | w[1:0];
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = w[6:3] == 4'hf;
+  assign \$55  = w[2:0] == 3'h7;
+  assign \$56  = \$54  & \$55 ;
+  assign \$57  = is_fp8_e5m2 ? \$53  : \$56 ;
+  assign \$58  = w[6:2] == 5'h1f;
+  assign \$59  = | w[6:2];
+  assign \$60  = \$58  ? 3'h0 : { \$59 , w[1:0] };
+  assign \$61  = | w[6:3];
+  assign \$62  = is_fp8_e5m2 ? { 1'h0, \$60  } : { \$61 , w[2:0] };
+  assign fw_sig = \$57  ? 4'h0 : \$62 ;
+  assign \$63  = ! w[6:2];
+  assign \$64  = \$63  ? 5'h01 : w[6:2];
+  assign \$65  = ! w[6:3];
+  assign \$66  = \$65  ? 4'h1 : w[6:3];
+  assign fw_exp = is_fp8_e5m2 ? \$64  : { 1'h0, \$66  };
+  assign \$67  = w[6:2] == 5'h1f;
+  assign \$68  = | w[1:0];
+  assign \$69  = \$67  & \$68 ;
+  assign \$70  = w[6:3] == 4'hf;
+  assign \$71  = w[2:0] == 3'h7;
+  assign \$72  = \$70  & \$71 ;
+  assign fw_nan = is_fp8_e5m2 ? \$69  : \$72 ;
+  assign \$73  = w[6:2] == 5'h1f;
+  assign \$74  = ! w[1:0];
+  assign \$75  = \$73  & \$74 ;
+  assign fw_inf = is_fp8_e5m2 ? \$75  : 1'h0;
+  assign \$76  = ! fw_sig;
+  assign \$77  = ~ fw_nan;
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = ~ fw_inf;
+  assign fw_zero = \$78  & \$79 ;
   assign fp_sig_p = fa_sig * fw_sig;
-  assign \$78  = fa_exp + fw_exp;
-  assign \$79  = \$78  - 2'h2;
-  assign \$80  = fp_sig_p << \$79 [5:0];
+  assign \$80  = fa_exp + fw_exp;
+  assign \$81  = \$80  - 2'h2;
+  assign \$82  = fp_sig_p << \$81 [5:0];
   assign fp_neg = a_i[7] ^ w[7];
-  assign \$81  = - \$80 [63:0];
-  assign fp_term = fp_neg ? \$81  : { 1'h0, \$80 [63:0] };
-  assign \$82  = fa_nan | fw_nan;
-  assign \$83  = fa_inf & fw_zero;
-  assign \$84  = \$82  | \$83 ;
-  assign \$85  = fa_zero & fw_inf;
-  assign fp_nan = \$84  | \$85 ;
-  assign \$86  = fa_inf | fw_inf;
-  assign \$87  = ~ fp_nan;
-  assign fp_inf = \$86  & \$87 ;
-  assign \$88  = bank_i ? ok1 : \$signal ;
-  assign \$89  = ~ fp_neg;
-  assign \$90  = fp_inf & \$89 ;
-  assign \$91  = fp_inf & fp_neg;
-  assign fp_flags = \$88  ? { \$91 , \$90 , fp_nan } : 3'h0;
-  assign \$92  = mode_i == 2'h3;
-  assign \$93  = mode_i == 3'h4;
-  assign is_fp = | { \$93 , \$92  };
+  assign \$83  = - \$82 [63:0];
+  assign fp_term = fp_neg ? \$83  : { 1'h0, \$82 [63:0] };
+  assign \$84  = fa_nan | fw_nan;
+  assign \$85  = fa_inf & fw_zero;
+  assign \$86  = \$84  | \$85 ;
+  assign \$87  = fa_zero & fw_inf;
+  assign fp_nan = \$86  | \$87 ;
+  assign \$88  = fa_inf | fw_inf;
+  assign \$89  = ~ fp_nan;
+  assign fp_inf = \$88  & \$89 ;
+  assign \$90  = bank_i ? ok1 : \$signal ;
+  assign \$91  = ~ fp_neg;
+  assign \$92  = fp_inf & \$91 ;
+  assign \$93  = fp_inf & fp_neg;
+  assign fp_flags = \$90  ? { \$93 , \$92 , fp_nan } : 3'h0;
+  assign \$94  = mode_i == 2'h3;
+  assign \$95  = mode_i == 3'h4;
+  assign is_fp = | { \$95 , \$94  };
   always @(posedge clk)
-    w0 <= \$94 ;
+    w0 <= \$96 ;
   always @(posedge clk)
-    w1 <= \$95 ;
+    w1 <= \$97 ;
   always @(posedge clk)
-    \$signal  <= \$96 ;
+    \$signal  <= \$98 ;
   always @(posedge clk)
-    ok1 <= \$97 ;
+    ok1 <= \$99 ;
   always @(posedge clk)
-    fl_o <= \$98 ;
+    fl_o <= \$100 ;
   always @(posedge clk)
-    a_o <= \$99 ;
+    a_o <= \$101 ;
   always @(posedge clk)
-    bank_o <= \$100 ;
+    bank_o <= \$102 ;
   always @(posedge clk)
-    mode_o <= \$101 ;
+    mode_o <= \$103 ;
   always @(posedge clk)
-    ps_o <= \$102 ;
+    ps_o <= \$104 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$94  = w0;
+    \$96  = w0;
     if (w_we[0]) begin
-      \$94  = { \port$151$0 , \port$146$0  };
+      \$96  = { \port$151$0 , \port$146$0  };
     end
     if (rst) begin
-      \$94  = 8'h00;
+      \$96  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$95  = w1;
+    \$97  = w1;
     if (w_we[1]) begin
-      \$95  = { \port$151$0 , \port$146$0  };
+      \$97  = { \port$151$0 , \port$146$0  };
     end
     if (rst) begin
-      \$95  = 8'h00;
+      \$97  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$96  = \$signal ;
+    \$98  = \$signal ;
     if (w_we[0]) begin
-      \$96  = w_ok;
+      \$98  = w_ok;
     end
     if (rst) begin
-      \$96  = 1'h0;
+      \$98  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$97  = ok1;
+    \$99  = ok1;
     if (w_we[1]) begin
-      \$97  = w_ok;
+      \$99  = w_ok;
     end
     if (rst) begin
-      \$97  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$98  = \$2 ;
-    if (rst) begin
-      \$98  = 3'h0;
+      \$99  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$99  = a_i;
+    \$100  = \$2 ;
     if (rst) begin
-      \$99  = 8'h00;
+      \$100  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$100  = bank_i;
+    \$101  = a_i;
     if (rst) begin
-      \$100  = 1'h0;
+      \$101  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$101  = mode_i;
+    \$102  = bank_i;
     if (rst) begin
-      \$101  = 3'h0;
+      \$102  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$102  = \$4 [66:0];
+    \$103  = mode_i;
     if (rst) begin
-      \$102  = 67'h00000000000000000;
+      \$103  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$104  = \$6 [66:0];
+    if (rst) begin
+      \$104  = 67'h00000000000000000;
     end
   end
   always @* begin
@@ -12611,21 +12647,21 @@ module \accelgen_gemm.array.pe_2_0 (rst, \port$146$0 , \port$151$0 , w_ok, w_we,
     (* full_case = 32'd1 *)
     casez ({ is_w4a8, is_int4 })
       2'h1:
-          product = { \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11  };
+          product = { \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13  };
       2'h2:
-          product = \$13 [16:0];
+          product = \$15 [16:0];
       default:
-          product = \$18 [16:0];
+          product = \$20 [16:0];
     endcase
   end
   assign w_data = { \port$151$0 , \port$146$0  };
-  assign fp_shift = \$79 [5:0];
-  assign fp_mag = \$80 [63:0];
+  assign fp_shift = \$81 [5:0];
+  assign fp_mag = \$82 [63:0];
   assign is_fp8_e4m3_fp8_e5m2 = is_fp;
-  assign is_fp8_e5m2 = \$19 ;
-  assign \$12  = { \$signal$29 [9], \$signal$29 [9], \$signal$29 [9], \$signal$29 , 4'h0 };
-  assign \$15  = { \$14 [10], \$14 [10], \$14 [10], \$14 , 4'h0 };
-  assign \$17  = { p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh, 8'h00 };
+  assign is_fp8_e5m2 = \$21 ;
+  assign \$14  = { \$signal$29 [9], \$signal$29 [9], \$signal$29 [9], \$signal$29 , 4'h0 };
+  assign \$17  = { \$16 [10], \$16 [10], \$16 [10], \$16 , 4'h0 };
+  assign \$19  = { p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh, 8'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -12633,20 +12669,22 @@ module \accelgen_gemm.array.pe_2_1 (rst, \port$158$0 , \port$163$0 , w_ok, w_we,
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire [2:0] \$1 ;
   wire \$10 ;
-  reg \$100 ;
-  reg [2:0] \$101 ;
-  reg [66:0] \$102 ;
-  wire [10:0] \$11 ;
-  wire [16:0] \$12 ;
-  wire [17:0] \$13 ;
-  wire [10:0] \$14 ;
+  reg [2:0] \$100 ;
+  reg [7:0] \$101 ;
+  reg \$102 ;
+  reg [2:0] \$103 ;
+  reg [66:0] \$104 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire [10:0] \$13 ;
+  wire [16:0] \$14 ;
   wire [17:0] \$15 ;
-  wire [18:0] \$16 ;
-  wire [24:0] \$17 ;
-  wire [25:0] \$18 ;
-  wire \$19 ;
+  wire [10:0] \$16 ;
+  wire [17:0] \$17 ;
+  wire [18:0] \$18 ;
+  wire [24:0] \$19 ;
   wire [2:0] \$2 ;
-  wire \$20 ;
+  wire [25:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
   wire \$23 ;
@@ -12655,19 +12693,19 @@ module \accelgen_gemm.array.pe_2_1 (rst, \port$158$0 , \port$163$0 , w_ok, w_we,
   wire \$26 ;
   wire \$27 ;
   wire \$28 ;
-  wire [2:0] \$29 ;
+  wire \$29 ;
   wire [64:0] \$3 ;
   wire \$30 ;
-  wire [3:0] \$31 ;
+  wire [2:0] \$31 ;
   wire \$32 ;
-  wire [4:0] \$33 ;
+  wire [3:0] \$33 ;
   wire \$34 ;
-  wire [3:0] \$35 ;
+  wire [4:0] \$35 ;
   wire \$36 ;
-  wire \$37 ;
+  wire [3:0] \$37 ;
   wire \$38 ;
   wire \$39 ;
-  wire [67:0] \$4 ;
+  wire [64:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
@@ -12678,7 +12716,7 @@ module \accelgen_gemm.array.pe_2_1 (rst, \port$158$0 , \port$163$0 , w_ok, w_we,
   wire \$47 ;
   wire \$48 ;
   wire \$49 ;
-  wire \$5 ;
+  wire [2:0] \$5 ;
   wire \$50 ;
   wire \$51 ;
   wire \$52 ;
@@ -12687,16 +12725,16 @@ module \accelgen_gemm.array.pe_2_1 (rst, \port$158$0 , \port$163$0 , w_ok, w_we,
   wire \$55 ;
   wire \$56 ;
   wire \$57 ;
-  wire [2:0] \$58 ;
+  wire \$58 ;
   wire \$59 ;
-  wire \$6 ;
-  wire [3:0] \$60 ;
+  wire [68:0] \$6 ;
+  wire [2:0] \$60 ;
   wire \$61 ;
-  wire [4:0] \$62 ;
+  wire [3:0] \$62 ;
   wire \$63 ;
-  wire [3:0] \$64 ;
+  wire [4:0] \$64 ;
   wire \$65 ;
-  wire \$66 ;
+  wire [3:0] \$66 ;
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
@@ -12709,13 +12747,13 @@ module \accelgen_gemm.array.pe_2_1 (rst, \port$158$0 , \port$163$0 , w_ok, w_we,
   wire \$75 ;
   wire \$76 ;
   wire \$77 ;
-  wire [5:0] \$78 ;
-  wire [6:0] \$79 ;
+  wire \$78 ;
+  wire \$79 ;
   wire \$8 ;
-  wire [70:0] \$80 ;
-  wire [64:0] \$81 ;
-  wire \$82 ;
-  wire \$83 ;
+  wire [5:0] \$80 ;
+  wire [6:0] \$81 ;
+  wire [70:0] \$82 ;
+  wire [64:0] \$83 ;
   wire \$84 ;
   wire \$85 ;
   wire \$86 ;
@@ -12727,12 +12765,12 @@ module \accelgen_gemm.array.pe_2_1 (rst, \port$158$0 , \port$163$0 , w_ok, w_we,
   wire \$91 ;
   wire \$92 ;
   wire \$93 ;
-  reg [7:0] \$94 ;
-  reg [7:0] \$95 ;
-  reg \$96 ;
-  reg \$97 ;
-  reg [2:0] \$98 ;
-  reg [7:0] \$99 ;
+  wire \$94 ;
+  wire \$95 ;
+  reg [7:0] \$96 ;
+  reg [7:0] \$97 ;
+  reg \$98 ;
+  reg \$99 ;
   reg \$signal  = 1'h0;
   wire [9:0] \$signal$27 ;
   wire [9:0] \$signal$29 ;
@@ -12803,209 +12841,211 @@ module \accelgen_gemm.array.pe_2_1 (rst, \port$158$0 , \port$163$0 , w_ok, w_we,
   assign \$1  = is_fp ? fp_flags : 3'h0;
   assign \$2  = fl_i | \$1 ;
   assign \$3  = is_fp ? fp_term : { product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product };
-  assign \$4  = $signed(ps_i) + $signed(\$3 );
+  assign \$4  = is_fp ? fp_term : { product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product };
+  assign \$5  = \$4 [64] ? 3'h7 : 3'h0;
+  assign \$6  = $signed(ps_i) + $signed({ \$5 , \$3  });
   assign w = bank_i ? w1 : w0;
   assign is_int8 = ! mode_i;
   assign is_int4 = mode_i == 1'h1;
   assign is_w4a8 = mode_i == 2'h2;
-  assign \$5  = a_i[3] & is_int4;
-  assign \$6  = is_int4 | is_w4a8;
-  assign \$7  = w[3] & \$6 ;
-  assign \$signal$27  = $signed({ \$5 , a_i[3:0] }) * $signed({ \$7 , w[3:0] });
-  assign p_hh = $signed(a_i[7:4]) * $signed(w[7:4]);
+  assign \$7  = a_i[3] & is_int4;
   assign \$8  = is_int4 | is_w4a8;
   assign \$9  = w[3] & \$8 ;
-  assign \$signal$29  = $signed(a_i[7:4]) * $signed({ \$9 , w[3:0] });
-  assign \$10  = a_i[3] & is_int4;
-  assign p_lh = $signed({ \$10 , a_i[3:0] }) * $signed(w[7:4]);
-  assign \$11  = $signed(\$signal$27 ) + $signed(p_hh);
-  assign \$13  = $signed(\$signal$27 ) + $signed(\$12 );
-  assign \$14  = $signed(\$signal$29 ) + $signed(p_lh);
-  assign \$16  = $signed(\$signal$27 ) + $signed(\$15 );
-  assign \$18  = $signed(\$16 ) + $signed(\$17 );
-  assign \$19  = mode_i == 3'h4;
-  assign \$20  = a_i[6:2] == 5'h1f;
-  assign \$21  = | a_i[1:0];
-  assign \$22  = \$20  & \$21 ;
-  assign \$23  = a_i[6:3] == 4'hf;
-  assign \$24  = a_i[2:0] == 3'h7;
-  assign \$25  = \$23  & \$24 ;
-  assign \$26  = is_fp8_e5m2 ? \$22  : \$25 ;
-  assign \$27  = a_i[6:2] == 5'h1f;
-  assign \$28  = | a_i[6:2];
-  assign \$29  = \$27  ? 3'h0 : { \$28 , a_i[1:0] };
-  assign \$30  = | a_i[6:3];
-  assign \$31  = is_fp8_e5m2 ? { 1'h0, \$29  } : { \$30 , a_i[2:0] };
-  assign fa_sig = \$26  ? 4'h0 : \$31 ;
-  assign \$32  = ! a_i[6:2];
-  assign \$33  = \$32  ? 5'h01 : a_i[6:2];
-  assign \$34  = ! a_i[6:3];
-  assign \$35  = \$34  ? 4'h1 : a_i[6:3];
-  assign fa_exp = is_fp8_e5m2 ? \$33  : { 1'h0, \$35  };
-  assign \$36  = a_i[6:2] == 5'h1f;
-  assign \$37  = | a_i[1:0];
-  assign \$38  = \$36  & \$37 ;
-  assign \$39  = a_i[6:3] == 4'hf;
-  assign \$40  = a_i[2:0] == 3'h7;
-  assign \$41  = \$39  & \$40 ;
-  assign fa_nan = is_fp8_e5m2 ? \$38  : \$41 ;
-  assign \$42  = a_i[6:2] == 5'h1f;
-  assign \$43  = ! a_i[1:0];
-  assign \$44  = \$42  & \$43 ;
-  assign fa_inf = is_fp8_e5m2 ? \$44  : 1'h0;
-  assign \$45  = ! fa_sig;
-  assign \$46  = ~ fa_nan;
-  assign \$47  = \$45  & \$46 ;
-  assign \$48  = ~ fa_inf;
-  assign fa_zero = \$47  & \$48 ;
-  assign \$49  = w[6:2] == 5'h1f;
-  assign \$50  = | w[1:0];
-  assign \$51  = \$49  & \$50 ;
-  assign \$52  = w[6:3] == 4'hf;
-  assign \$53  = w[2:0] == 3'h7;
-  assign \$54  = \$52  & \$53 ;
-  assign \$55  = is_fp8_e5m2 ? \$51  : \$54 ;
-  assign \$56  = w[6:2] == 5'h1f;
-  assign \$57  = | w[6:2];
-  assign \$58  = \$56  ? 3'h0 : { \$57 , w[1:0] };
-  assign \$59  = | w[6:3];
-  assign \$60  = is_fp8_e5m2 ? { 1'h0, \$58  } : { \$59 , w[2:0] };
-  assign fw_sig = \$55  ? 4'h0 : \$60 ;
-  assign \$61  = ! w[6:2];
-  assign \$62  = \$61  ? 5'h01 : w[6:2];
-  assign \$63  = ! w[6:3];
-  assign \$64  = \$63  ? 4'h1 : w[6:3];
-  assign fw_exp = is_fp8_e5m2 ? \$62  : { 1'h0, \$64  };
-  assign \$65  = w[6:2] == 5'h1f;
-  assign \$66  = | w[1:0];
-  assign \$67  = \$65  & \$66 ;
-  assign \$68  = w[6:3] == 4'hf;
-  assign \$69  = w[2:0] == 3'h7;
-  assign \$70  = \$68  & \$69 ;
-  assign fw_nan = is_fp8_e5m2 ? \$67  : \$70 ;
-  assign \$71  = w[6:2] == 5'h1f;
-  assign \$72  = ! w[1:0];
-  assign \$73  = \$71  & \$72 ;
-  assign fw_inf = is_fp8_e5m2 ? \$73  : 1'h0;
-  assign \$74  = ! fw_sig;
-  assign \$75  = ~ fw_nan;
-  assign \$76  = \$74  & \$75 ;
-  assign \$77  = ~ fw_inf;
-  assign fw_zero = \$76  & \$77 ;
+  assign \$signal$27  = $signed({ \$7 , a_i[3:0] }) * $signed({ \$9 , w[3:0] });
+  assign p_hh = $signed(a_i[7:4]) * $signed(w[7:4]);
+  assign \$10  = is_int4 | is_w4a8;
+  assign \$11  = w[3] & \$10 ;
+  assign \$signal$29  = $signed(a_i[7:4]) * $signed({ \$11 , w[3:0] });
+  assign \$12  = a_i[3] & is_int4;
+  assign p_lh = $signed({ \$12 , a_i[3:0] }) * $signed(w[7:4]);
+  assign \$13  = $signed(\$signal$27 ) + $signed(p_hh);
+  assign \$15  = $signed(\$signal$27 ) + $signed(\$14 );
+  assign \$16  = $signed(\$signal$29 ) + $signed(p_lh);
+  assign \$18  = $signed(\$signal$27 ) + $signed(\$17 );
+  assign \$20  = $signed(\$18 ) + $signed(\$19 );
+  assign \$21  = mode_i == 3'h4;
+  assign \$22  = a_i[6:2] == 5'h1f;
+  assign \$23  = | a_i[1:0];
+  assign \$24  = \$22  & \$23 ;
+  assign \$25  = a_i[6:3] == 4'hf;
+  assign \$26  = a_i[2:0] == 3'h7;
+  assign \$27  = \$25  & \$26 ;
+  assign \$28  = is_fp8_e5m2 ? \$24  : \$27 ;
+  assign \$29  = a_i[6:2] == 5'h1f;
+  assign \$30  = | a_i[6:2];
+  assign \$31  = \$29  ? 3'h0 : { \$30 , a_i[1:0] };
+  assign \$32  = | a_i[6:3];
+  assign \$33  = is_fp8_e5m2 ? { 1'h0, \$31  } : { \$32 , a_i[2:0] };
+  assign fa_sig = \$28  ? 4'h0 : \$33 ;
+  assign \$34  = ! a_i[6:2];
+  assign \$35  = \$34  ? 5'h01 : a_i[6:2];
+  assign \$36  = ! a_i[6:3];
+  assign \$37  = \$36  ? 4'h1 : a_i[6:3];
+  assign fa_exp = is_fp8_e5m2 ? \$35  : { 1'h0, \$37  };
+  assign \$38  = a_i[6:2] == 5'h1f;
+  assign \$39  = | a_i[1:0];
+  assign \$40  = \$38  & \$39 ;
+  assign \$41  = a_i[6:3] == 4'hf;
+  assign \$42  = a_i[2:0] == 3'h7;
+  assign \$43  = \$41  & \$42 ;
+  assign fa_nan = is_fp8_e5m2 ? \$40  : \$43 ;
+  assign \$44  = a_i[6:2] == 5'h1f;
+  assign \$45  = ! a_i[1:0];
+  assign \$46  = \$44  & \$45 ;
+  assign fa_inf = is_fp8_e5m2 ? \$46  : 1'h0;
+  assign \$47  = ! fa_sig;
+  assign \$48  = ~ fa_nan;
+  assign \$49  = \$47  & \$48 ;
+  assign \$50  = ~ fa_inf;
+  assign fa_zero = \$49  & \$50 ;
+  assign \$51  = w[6:2] == 5'h1f;
+  assign \$52  = | w[1:0];
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = w[6:3] == 4'hf;
+  assign \$55  = w[2:0] == 3'h7;
+  assign \$56  = \$54  & \$55 ;
+  assign \$57  = is_fp8_e5m2 ? \$53  : \$56 ;
+  assign \$58  = w[6:2] == 5'h1f;
+  assign \$59  = | w[6:2];
+  assign \$60  = \$58  ? 3'h0 : { \$59 , w[1:0] };
+  assign \$61  = | w[6:3];
+  assign \$62  = is_fp8_e5m2 ? { 1'h0, \$60  } : { \$61 , w[2:0] };
+  assign fw_sig = \$57  ? 4'h0 : \$62 ;
+  assign \$63  = ! w[6:2];
+  assign \$64  = \$63  ? 5'h01 : w[6:2];
+  assign \$65  = ! w[6:3];
+  assign \$66  = \$65  ? 4'h1 : w[6:3];
+  assign fw_exp = is_fp8_e5m2 ? \$64  : { 1'h0, \$66  };
+  assign \$67  = w[6:2] == 5'h1f;
+  assign \$68  = | w[1:0];
+  assign \$69  = \$67  & \$68 ;
+  assign \$70  = w[6:3] == 4'hf;
+  assign \$71  = w[2:0] == 3'h7;
+  assign \$72  = \$70  & \$71 ;
+  assign fw_nan = is_fp8_e5m2 ? \$69  : \$72 ;
+  assign \$73  = w[6:2] == 5'h1f;
+  assign \$74  = ! w[1:0];
+  assign \$75  = \$73  & \$74 ;
+  assign fw_inf = is_fp8_e5m2 ? \$75  : 1'h0;
+  assign \$76  = ! fw_sig;
+  assign \$77  = ~ fw_nan;
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = ~ fw_inf;
+  assign fw_zero = \$78  & \$79 ;
   assign fp_sig_p = fa_sig * fw_sig;
-  assign \$78  = fa_exp + fw_exp;
-  assign \$79  = \$78  - 2'h2;
-  assign \$80  = fp_sig_p << \$79 [5:0];
+  assign \$80  = fa_exp + fw_exp;
+  assign \$81  = \$80  - 2'h2;
+  assign \$82  = fp_sig_p << \$81 [5:0];
   assign fp_neg = a_i[7] ^ w[7];
-  assign \$81  = - \$80 [63:0];
-  assign fp_term = fp_neg ? \$81  : { 1'h0, \$80 [63:0] };
-  assign \$82  = fa_nan | fw_nan;
-  assign \$83  = fa_inf & fw_zero;
-  assign \$84  = \$82  | \$83 ;
-  assign \$85  = fa_zero & fw_inf;
-  assign fp_nan = \$84  | \$85 ;
-  assign \$86  = fa_inf | fw_inf;
-  assign \$87  = ~ fp_nan;
-  assign fp_inf = \$86  & \$87 ;
-  assign \$88  = bank_i ? ok1 : \$signal ;
-  assign \$89  = ~ fp_neg;
-  assign \$90  = fp_inf & \$89 ;
-  assign \$91  = fp_inf & fp_neg;
-  assign fp_flags = \$88  ? { \$91 , \$90 , fp_nan } : 3'h0;
-  assign \$92  = mode_i == 2'h3;
-  assign \$93  = mode_i == 3'h4;
-  assign is_fp = | { \$93 , \$92  };
+  assign \$83  = - \$82 [63:0];
+  assign fp_term = fp_neg ? \$83  : { 1'h0, \$82 [63:0] };
+  assign \$84  = fa_nan | fw_nan;
+  assign \$85  = fa_inf & fw_zero;
+  assign \$86  = \$84  | \$85 ;
+  assign \$87  = fa_zero & fw_inf;
+  assign fp_nan = \$86  | \$87 ;
+  assign \$88  = fa_inf | fw_inf;
+  assign \$89  = ~ fp_nan;
+  assign fp_inf = \$88  & \$89 ;
+  assign \$90  = bank_i ? ok1 : \$signal ;
+  assign \$91  = ~ fp_neg;
+  assign \$92  = fp_inf & \$91 ;
+  assign \$93  = fp_inf & fp_neg;
+  assign fp_flags = \$90  ? { \$93 , \$92 , fp_nan } : 3'h0;
+  assign \$94  = mode_i == 2'h3;
+  assign \$95  = mode_i == 3'h4;
+  assign is_fp = | { \$95 , \$94  };
   always @(posedge clk)
-    w0 <= \$94 ;
+    w0 <= \$96 ;
   always @(posedge clk)
-    w1 <= \$95 ;
+    w1 <= \$97 ;
   always @(posedge clk)
-    \$signal  <= \$96 ;
+    \$signal  <= \$98 ;
   always @(posedge clk)
-    ok1 <= \$97 ;
+    ok1 <= \$99 ;
   always @(posedge clk)
-    fl_o <= \$98 ;
+    fl_o <= \$100 ;
   always @(posedge clk)
-    a_o <= \$99 ;
+    a_o <= \$101 ;
   always @(posedge clk)
-    bank_o <= \$100 ;
+    bank_o <= \$102 ;
   always @(posedge clk)
-    mode_o <= \$101 ;
+    mode_o <= \$103 ;
   always @(posedge clk)
-    ps_o <= \$102 ;
+    ps_o <= \$104 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$94  = w0;
+    \$96  = w0;
     if (w_we[0]) begin
-      \$94  = { \port$163$0 , \port$158$0  };
+      \$96  = { \port$163$0 , \port$158$0  };
     end
     if (rst) begin
-      \$94  = 8'h00;
+      \$96  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$95  = w1;
+    \$97  = w1;
     if (w_we[1]) begin
-      \$95  = { \port$163$0 , \port$158$0  };
+      \$97  = { \port$163$0 , \port$158$0  };
     end
     if (rst) begin
-      \$95  = 8'h00;
+      \$97  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$96  = \$signal ;
+    \$98  = \$signal ;
     if (w_we[0]) begin
-      \$96  = w_ok;
+      \$98  = w_ok;
     end
     if (rst) begin
-      \$96  = 1'h0;
+      \$98  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$97  = ok1;
+    \$99  = ok1;
     if (w_we[1]) begin
-      \$97  = w_ok;
+      \$99  = w_ok;
     end
     if (rst) begin
-      \$97  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$98  = \$2 ;
-    if (rst) begin
-      \$98  = 3'h0;
+      \$99  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$99  = a_i;
+    \$100  = \$2 ;
     if (rst) begin
-      \$99  = 8'h00;
+      \$100  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$100  = bank_i;
+    \$101  = a_i;
     if (rst) begin
-      \$100  = 1'h0;
+      \$101  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$101  = mode_i;
+    \$102  = bank_i;
     if (rst) begin
-      \$101  = 3'h0;
+      \$102  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$102  = \$4 [66:0];
+    \$103  = mode_i;
     if (rst) begin
-      \$102  = 67'h00000000000000000;
+      \$103  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$104  = \$6 [66:0];
+    if (rst) begin
+      \$104  = 67'h00000000000000000;
     end
   end
   always @* begin
@@ -13013,21 +13053,21 @@ module \accelgen_gemm.array.pe_2_1 (rst, \port$158$0 , \port$163$0 , w_ok, w_we,
     (* full_case = 32'd1 *)
     casez ({ is_w4a8, is_int4 })
       2'h1:
-          product = { \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11  };
+          product = { \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13  };
       2'h2:
-          product = \$13 [16:0];
+          product = \$15 [16:0];
       default:
-          product = \$18 [16:0];
+          product = \$20 [16:0];
     endcase
   end
   assign w_data = { \port$163$0 , \port$158$0  };
-  assign fp_shift = \$79 [5:0];
-  assign fp_mag = \$80 [63:0];
+  assign fp_shift = \$81 [5:0];
+  assign fp_mag = \$82 [63:0];
   assign is_fp8_e4m3_fp8_e5m2 = is_fp;
-  assign is_fp8_e5m2 = \$19 ;
-  assign \$12  = { \$signal$29 [9], \$signal$29 [9], \$signal$29 [9], \$signal$29 , 4'h0 };
-  assign \$15  = { \$14 [10], \$14 [10], \$14 [10], \$14 , 4'h0 };
-  assign \$17  = { p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh, 8'h00 };
+  assign is_fp8_e5m2 = \$21 ;
+  assign \$14  = { \$signal$29 [9], \$signal$29 [9], \$signal$29 [9], \$signal$29 , 4'h0 };
+  assign \$17  = { \$16 [10], \$16 [10], \$16 [10], \$16 , 4'h0 };
+  assign \$19  = { p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh, 8'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -13035,20 +13075,22 @@ module \accelgen_gemm.array.pe_2_2 (rst, \port$170$0 , \port$175$0 , w_ok, w_we,
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [2:0] \$1 ;
   wire \$10 ;
-  reg \$100 ;
-  reg [2:0] \$101 ;
-  reg [66:0] \$102 ;
-  wire [10:0] \$11 ;
-  wire [16:0] \$12 ;
-  wire [17:0] \$13 ;
-  wire [10:0] \$14 ;
+  reg [2:0] \$100 ;
+  reg [7:0] \$101 ;
+  reg \$102 ;
+  reg [2:0] \$103 ;
+  reg [66:0] \$104 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire [10:0] \$13 ;
+  wire [16:0] \$14 ;
   wire [17:0] \$15 ;
-  wire [18:0] \$16 ;
-  wire [24:0] \$17 ;
-  wire [25:0] \$18 ;
-  wire \$19 ;
+  wire [10:0] \$16 ;
+  wire [17:0] \$17 ;
+  wire [18:0] \$18 ;
+  wire [24:0] \$19 ;
   wire [2:0] \$2 ;
-  wire \$20 ;
+  wire [25:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
   wire \$23 ;
@@ -13057,19 +13099,19 @@ module \accelgen_gemm.array.pe_2_2 (rst, \port$170$0 , \port$175$0 , w_ok, w_we,
   wire \$26 ;
   wire \$27 ;
   wire \$28 ;
-  wire [2:0] \$29 ;
+  wire \$29 ;
   wire [64:0] \$3 ;
   wire \$30 ;
-  wire [3:0] \$31 ;
+  wire [2:0] \$31 ;
   wire \$32 ;
-  wire [4:0] \$33 ;
+  wire [3:0] \$33 ;
   wire \$34 ;
-  wire [3:0] \$35 ;
+  wire [4:0] \$35 ;
   wire \$36 ;
-  wire \$37 ;
+  wire [3:0] \$37 ;
   wire \$38 ;
   wire \$39 ;
-  wire [67:0] \$4 ;
+  wire [64:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
@@ -13080,7 +13122,7 @@ module \accelgen_gemm.array.pe_2_2 (rst, \port$170$0 , \port$175$0 , w_ok, w_we,
   wire \$47 ;
   wire \$48 ;
   wire \$49 ;
-  wire \$5 ;
+  wire [2:0] \$5 ;
   wire \$50 ;
   wire \$51 ;
   wire \$52 ;
@@ -13089,16 +13131,16 @@ module \accelgen_gemm.array.pe_2_2 (rst, \port$170$0 , \port$175$0 , w_ok, w_we,
   wire \$55 ;
   wire \$56 ;
   wire \$57 ;
-  wire [2:0] \$58 ;
+  wire \$58 ;
   wire \$59 ;
-  wire \$6 ;
-  wire [3:0] \$60 ;
+  wire [68:0] \$6 ;
+  wire [2:0] \$60 ;
   wire \$61 ;
-  wire [4:0] \$62 ;
+  wire [3:0] \$62 ;
   wire \$63 ;
-  wire [3:0] \$64 ;
+  wire [4:0] \$64 ;
   wire \$65 ;
-  wire \$66 ;
+  wire [3:0] \$66 ;
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
@@ -13111,13 +13153,13 @@ module \accelgen_gemm.array.pe_2_2 (rst, \port$170$0 , \port$175$0 , w_ok, w_we,
   wire \$75 ;
   wire \$76 ;
   wire \$77 ;
-  wire [5:0] \$78 ;
-  wire [6:0] \$79 ;
+  wire \$78 ;
+  wire \$79 ;
   wire \$8 ;
-  wire [70:0] \$80 ;
-  wire [64:0] \$81 ;
-  wire \$82 ;
-  wire \$83 ;
+  wire [5:0] \$80 ;
+  wire [6:0] \$81 ;
+  wire [70:0] \$82 ;
+  wire [64:0] \$83 ;
   wire \$84 ;
   wire \$85 ;
   wire \$86 ;
@@ -13129,12 +13171,12 @@ module \accelgen_gemm.array.pe_2_2 (rst, \port$170$0 , \port$175$0 , w_ok, w_we,
   wire \$91 ;
   wire \$92 ;
   wire \$93 ;
-  reg [7:0] \$94 ;
-  reg [7:0] \$95 ;
-  reg \$96 ;
-  reg \$97 ;
-  reg [2:0] \$98 ;
-  reg [7:0] \$99 ;
+  wire \$94 ;
+  wire \$95 ;
+  reg [7:0] \$96 ;
+  reg [7:0] \$97 ;
+  reg \$98 ;
+  reg \$99 ;
   reg \$signal  = 1'h0;
   wire [9:0] \$signal$27 ;
   wire [9:0] \$signal$29 ;
@@ -13205,209 +13247,211 @@ module \accelgen_gemm.array.pe_2_2 (rst, \port$170$0 , \port$175$0 , w_ok, w_we,
   assign \$1  = is_fp ? fp_flags : 3'h0;
   assign \$2  = fl_i | \$1 ;
   assign \$3  = is_fp ? fp_term : { product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product };
-  assign \$4  = $signed(ps_i) + $signed(\$3 );
+  assign \$4  = is_fp ? fp_term : { product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product };
+  assign \$5  = \$4 [64] ? 3'h7 : 3'h0;
+  assign \$6  = $signed(ps_i) + $signed({ \$5 , \$3  });
   assign w = bank_i ? w1 : w0;
   assign is_int8 = ! mode_i;
   assign is_int4 = mode_i == 1'h1;
   assign is_w4a8 = mode_i == 2'h2;
-  assign \$5  = a_i[3] & is_int4;
-  assign \$6  = is_int4 | is_w4a8;
-  assign \$7  = w[3] & \$6 ;
-  assign \$signal$27  = $signed({ \$5 , a_i[3:0] }) * $signed({ \$7 , w[3:0] });
-  assign p_hh = $signed(a_i[7:4]) * $signed(w[7:4]);
+  assign \$7  = a_i[3] & is_int4;
   assign \$8  = is_int4 | is_w4a8;
   assign \$9  = w[3] & \$8 ;
-  assign \$signal$29  = $signed(a_i[7:4]) * $signed({ \$9 , w[3:0] });
-  assign \$10  = a_i[3] & is_int4;
-  assign p_lh = $signed({ \$10 , a_i[3:0] }) * $signed(w[7:4]);
-  assign \$11  = $signed(\$signal$27 ) + $signed(p_hh);
-  assign \$13  = $signed(\$signal$27 ) + $signed(\$12 );
-  assign \$14  = $signed(\$signal$29 ) + $signed(p_lh);
-  assign \$16  = $signed(\$signal$27 ) + $signed(\$15 );
-  assign \$18  = $signed(\$16 ) + $signed(\$17 );
-  assign \$19  = mode_i == 3'h4;
-  assign \$20  = a_i[6:2] == 5'h1f;
-  assign \$21  = | a_i[1:0];
-  assign \$22  = \$20  & \$21 ;
-  assign \$23  = a_i[6:3] == 4'hf;
-  assign \$24  = a_i[2:0] == 3'h7;
-  assign \$25  = \$23  & \$24 ;
-  assign \$26  = is_fp8_e5m2 ? \$22  : \$25 ;
-  assign \$27  = a_i[6:2] == 5'h1f;
-  assign \$28  = | a_i[6:2];
-  assign \$29  = \$27  ? 3'h0 : { \$28 , a_i[1:0] };
-  assign \$30  = | a_i[6:3];
-  assign \$31  = is_fp8_e5m2 ? { 1'h0, \$29  } : { \$30 , a_i[2:0] };
-  assign fa_sig = \$26  ? 4'h0 : \$31 ;
-  assign \$32  = ! a_i[6:2];
-  assign \$33  = \$32  ? 5'h01 : a_i[6:2];
-  assign \$34  = ! a_i[6:3];
-  assign \$35  = \$34  ? 4'h1 : a_i[6:3];
-  assign fa_exp = is_fp8_e5m2 ? \$33  : { 1'h0, \$35  };
-  assign \$36  = a_i[6:2] == 5'h1f;
-  assign \$37  = | a_i[1:0];
-  assign \$38  = \$36  & \$37 ;
-  assign \$39  = a_i[6:3] == 4'hf;
-  assign \$40  = a_i[2:0] == 3'h7;
-  assign \$41  = \$39  & \$40 ;
-  assign fa_nan = is_fp8_e5m2 ? \$38  : \$41 ;
-  assign \$42  = a_i[6:2] == 5'h1f;
-  assign \$43  = ! a_i[1:0];
-  assign \$44  = \$42  & \$43 ;
-  assign fa_inf = is_fp8_e5m2 ? \$44  : 1'h0;
-  assign \$45  = ! fa_sig;
-  assign \$46  = ~ fa_nan;
-  assign \$47  = \$45  & \$46 ;
-  assign \$48  = ~ fa_inf;
-  assign fa_zero = \$47  & \$48 ;
-  assign \$49  = w[6:2] == 5'h1f;
-  assign \$50  = | w[1:0];
-  assign \$51  = \$49  & \$50 ;
-  assign \$52  = w[6:3] == 4'hf;
-  assign \$53  = w[2:0] == 3'h7;
-  assign \$54  = \$52  & \$53 ;
-  assign \$55  = is_fp8_e5m2 ? \$51  : \$54 ;
-  assign \$56  = w[6:2] == 5'h1f;
-  assign \$57  = | w[6:2];
-  assign \$58  = \$56  ? 3'h0 : { \$57 , w[1:0] };
-  assign \$59  = | w[6:3];
-  assign \$60  = is_fp8_e5m2 ? { 1'h0, \$58  } : { \$59 , w[2:0] };
-  assign fw_sig = \$55  ? 4'h0 : \$60 ;
-  assign \$61  = ! w[6:2];
-  assign \$62  = \$61  ? 5'h01 : w[6:2];
-  assign \$63  = ! w[6:3];
-  assign \$64  = \$63  ? 4'h1 : w[6:3];
-  assign fw_exp = is_fp8_e5m2 ? \$62  : { 1'h0, \$64  };
-  assign \$65  = w[6:2] == 5'h1f;
-  assign \$66  = | w[1:0];
-  assign \$67  = \$65  & \$66 ;
-  assign \$68  = w[6:3] == 4'hf;
-  assign \$69  = w[2:0] == 3'h7;
-  assign \$70  = \$68  & \$69 ;
-  assign fw_nan = is_fp8_e5m2 ? \$67  : \$70 ;
-  assign \$71  = w[6:2] == 5'h1f;
-  assign \$72  = ! w[1:0];
-  assign \$73  = \$71  & \$72 ;
-  assign fw_inf = is_fp8_e5m2 ? \$73  : 1'h0;
-  assign \$74  = ! fw_sig;
-  assign \$75  = ~ fw_nan;
-  assign \$76  = \$74  & \$75 ;
-  assign \$77  = ~ fw_inf;
-  assign fw_zero = \$76  & \$77 ;
+  assign \$signal$27  = $signed({ \$7 , a_i[3:0] }) * $signed({ \$9 , w[3:0] });
+  assign p_hh = $signed(a_i[7:4]) * $signed(w[7:4]);
+  assign \$10  = is_int4 | is_w4a8;
+  assign \$11  = w[3] & \$10 ;
+  assign \$signal$29  = $signed(a_i[7:4]) * $signed({ \$11 , w[3:0] });
+  assign \$12  = a_i[3] & is_int4;
+  assign p_lh = $signed({ \$12 , a_i[3:0] }) * $signed(w[7:4]);
+  assign \$13  = $signed(\$signal$27 ) + $signed(p_hh);
+  assign \$15  = $signed(\$signal$27 ) + $signed(\$14 );
+  assign \$16  = $signed(\$signal$29 ) + $signed(p_lh);
+  assign \$18  = $signed(\$signal$27 ) + $signed(\$17 );
+  assign \$20  = $signed(\$18 ) + $signed(\$19 );
+  assign \$21  = mode_i == 3'h4;
+  assign \$22  = a_i[6:2] == 5'h1f;
+  assign \$23  = | a_i[1:0];
+  assign \$24  = \$22  & \$23 ;
+  assign \$25  = a_i[6:3] == 4'hf;
+  assign \$26  = a_i[2:0] == 3'h7;
+  assign \$27  = \$25  & \$26 ;
+  assign \$28  = is_fp8_e5m2 ? \$24  : \$27 ;
+  assign \$29  = a_i[6:2] == 5'h1f;
+  assign \$30  = | a_i[6:2];
+  assign \$31  = \$29  ? 3'h0 : { \$30 , a_i[1:0] };
+  assign \$32  = | a_i[6:3];
+  assign \$33  = is_fp8_e5m2 ? { 1'h0, \$31  } : { \$32 , a_i[2:0] };
+  assign fa_sig = \$28  ? 4'h0 : \$33 ;
+  assign \$34  = ! a_i[6:2];
+  assign \$35  = \$34  ? 5'h01 : a_i[6:2];
+  assign \$36  = ! a_i[6:3];
+  assign \$37  = \$36  ? 4'h1 : a_i[6:3];
+  assign fa_exp = is_fp8_e5m2 ? \$35  : { 1'h0, \$37  };
+  assign \$38  = a_i[6:2] == 5'h1f;
+  assign \$39  = | a_i[1:0];
+  assign \$40  = \$38  & \$39 ;
+  assign \$41  = a_i[6:3] == 4'hf;
+  assign \$42  = a_i[2:0] == 3'h7;
+  assign \$43  = \$41  & \$42 ;
+  assign fa_nan = is_fp8_e5m2 ? \$40  : \$43 ;
+  assign \$44  = a_i[6:2] == 5'h1f;
+  assign \$45  = ! a_i[1:0];
+  assign \$46  = \$44  & \$45 ;
+  assign fa_inf = is_fp8_e5m2 ? \$46  : 1'h0;
+  assign \$47  = ! fa_sig;
+  assign \$48  = ~ fa_nan;
+  assign \$49  = \$47  & \$48 ;
+  assign \$50  = ~ fa_inf;
+  assign fa_zero = \$49  & \$50 ;
+  assign \$51  = w[6:2] == 5'h1f;
+  assign \$52  = | w[1:0];
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = w[6:3] == 4'hf;
+  assign \$55  = w[2:0] == 3'h7;
+  assign \$56  = \$54  & \$55 ;
+  assign \$57  = is_fp8_e5m2 ? \$53  : \$56 ;
+  assign \$58  = w[6:2] == 5'h1f;
+  assign \$59  = | w[6:2];
+  assign \$60  = \$58  ? 3'h0 : { \$59 , w[1:0] };
+  assign \$61  = | w[6:3];
+  assign \$62  = is_fp8_e5m2 ? { 1'h0, \$60  } : { \$61 , w[2:0] };
+  assign fw_sig = \$57  ? 4'h0 : \$62 ;
+  assign \$63  = ! w[6:2];
+  assign \$64  = \$63  ? 5'h01 : w[6:2];
+  assign \$65  = ! w[6:3];
+  assign \$66  = \$65  ? 4'h1 : w[6:3];
+  assign fw_exp = is_fp8_e5m2 ? \$64  : { 1'h0, \$66  };
+  assign \$67  = w[6:2] == 5'h1f;
+  assign \$68  = | w[1:0];
+  assign \$69  = \$67  & \$68 ;
+  assign \$70  = w[6:3] == 4'hf;
+  assign \$71  = w[2:0] == 3'h7;
+  assign \$72  = \$70  & \$71 ;
+  assign fw_nan = is_fp8_e5m2 ? \$69  : \$72 ;
+  assign \$73  = w[6:2] == 5'h1f;
+  assign \$74  = ! w[1:0];
+  assign \$75  = \$73  & \$74 ;
+  assign fw_inf = is_fp8_e5m2 ? \$75  : 1'h0;
+  assign \$76  = ! fw_sig;
+  assign \$77  = ~ fw_nan;
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = ~ fw_inf;
+  assign fw_zero = \$78  & \$79 ;
   assign fp_sig_p = fa_sig * fw_sig;
-  assign \$78  = fa_exp + fw_exp;
-  assign \$79  = \$78  - 2'h2;
-  assign \$80  = fp_sig_p << \$79 [5:0];
+  assign \$80  = fa_exp + fw_exp;
+  assign \$81  = \$80  - 2'h2;
+  assign \$82  = fp_sig_p << \$81 [5:0];
   assign fp_neg = a_i[7] ^ w[7];
-  assign \$81  = - \$80 [63:0];
-  assign fp_term = fp_neg ? \$81  : { 1'h0, \$80 [63:0] };
-  assign \$82  = fa_nan | fw_nan;
-  assign \$83  = fa_inf & fw_zero;
-  assign \$84  = \$82  | \$83 ;
-  assign \$85  = fa_zero & fw_inf;
-  assign fp_nan = \$84  | \$85 ;
-  assign \$86  = fa_inf | fw_inf;
-  assign \$87  = ~ fp_nan;
-  assign fp_inf = \$86  & \$87 ;
-  assign \$88  = bank_i ? ok1 : \$signal ;
-  assign \$89  = ~ fp_neg;
-  assign \$90  = fp_inf & \$89 ;
-  assign \$91  = fp_inf & fp_neg;
-  assign fp_flags = \$88  ? { \$91 , \$90 , fp_nan } : 3'h0;
-  assign \$92  = mode_i == 2'h3;
-  assign \$93  = mode_i == 3'h4;
-  assign is_fp = | { \$93 , \$92  };
+  assign \$83  = - \$82 [63:0];
+  assign fp_term = fp_neg ? \$83  : { 1'h0, \$82 [63:0] };
+  assign \$84  = fa_nan | fw_nan;
+  assign \$85  = fa_inf & fw_zero;
+  assign \$86  = \$84  | \$85 ;
+  assign \$87  = fa_zero & fw_inf;
+  assign fp_nan = \$86  | \$87 ;
+  assign \$88  = fa_inf | fw_inf;
+  assign \$89  = ~ fp_nan;
+  assign fp_inf = \$88  & \$89 ;
+  assign \$90  = bank_i ? ok1 : \$signal ;
+  assign \$91  = ~ fp_neg;
+  assign \$92  = fp_inf & \$91 ;
+  assign \$93  = fp_inf & fp_neg;
+  assign fp_flags = \$90  ? { \$93 , \$92 , fp_nan } : 3'h0;
+  assign \$94  = mode_i == 2'h3;
+  assign \$95  = mode_i == 3'h4;
+  assign is_fp = | { \$95 , \$94  };
   always @(posedge clk)
-    w0 <= \$94 ;
+    w0 <= \$96 ;
   always @(posedge clk)
-    w1 <= \$95 ;
+    w1 <= \$97 ;
   always @(posedge clk)
-    \$signal  <= \$96 ;
+    \$signal  <= \$98 ;
   always @(posedge clk)
-    ok1 <= \$97 ;
+    ok1 <= \$99 ;
   always @(posedge clk)
-    fl_o <= \$98 ;
+    fl_o <= \$100 ;
   always @(posedge clk)
-    a_o <= \$99 ;
+    a_o <= \$101 ;
   always @(posedge clk)
-    bank_o <= \$100 ;
+    bank_o <= \$102 ;
   always @(posedge clk)
-    mode_o <= \$101 ;
+    mode_o <= \$103 ;
   always @(posedge clk)
-    ps_o <= \$102 ;
+    ps_o <= \$104 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$94  = w0;
+    \$96  = w0;
     if (w_we[0]) begin
-      \$94  = { \port$175$0 , \port$170$0  };
+      \$96  = { \port$175$0 , \port$170$0  };
     end
     if (rst) begin
-      \$94  = 8'h00;
+      \$96  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$95  = w1;
+    \$97  = w1;
     if (w_we[1]) begin
-      \$95  = { \port$175$0 , \port$170$0  };
+      \$97  = { \port$175$0 , \port$170$0  };
     end
     if (rst) begin
-      \$95  = 8'h00;
+      \$97  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$96  = \$signal ;
+    \$98  = \$signal ;
     if (w_we[0]) begin
-      \$96  = w_ok;
+      \$98  = w_ok;
     end
     if (rst) begin
-      \$96  = 1'h0;
+      \$98  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$97  = ok1;
+    \$99  = ok1;
     if (w_we[1]) begin
-      \$97  = w_ok;
+      \$99  = w_ok;
     end
     if (rst) begin
-      \$97  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$98  = \$2 ;
-    if (rst) begin
-      \$98  = 3'h0;
+      \$99  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$99  = a_i;
+    \$100  = \$2 ;
     if (rst) begin
-      \$99  = 8'h00;
+      \$100  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$100  = bank_i;
+    \$101  = a_i;
     if (rst) begin
-      \$100  = 1'h0;
+      \$101  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$101  = mode_i;
+    \$102  = bank_i;
     if (rst) begin
-      \$101  = 3'h0;
+      \$102  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$102  = \$4 [66:0];
+    \$103  = mode_i;
     if (rst) begin
-      \$102  = 67'h00000000000000000;
+      \$103  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$104  = \$6 [66:0];
+    if (rst) begin
+      \$104  = 67'h00000000000000000;
     end
   end
   always @* begin
@@ -13415,21 +13459,21 @@ module \accelgen_gemm.array.pe_2_2 (rst, \port$170$0 , \port$175$0 , w_ok, w_we,
     (* full_case = 32'd1 *)
     casez ({ is_w4a8, is_int4 })
       2'h1:
-          product = { \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11  };
+          product = { \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13  };
       2'h2:
-          product = \$13 [16:0];
+          product = \$15 [16:0];
       default:
-          product = \$18 [16:0];
+          product = \$20 [16:0];
     endcase
   end
   assign w_data = { \port$175$0 , \port$170$0  };
-  assign fp_shift = \$79 [5:0];
-  assign fp_mag = \$80 [63:0];
+  assign fp_shift = \$81 [5:0];
+  assign fp_mag = \$82 [63:0];
   assign is_fp8_e4m3_fp8_e5m2 = is_fp;
-  assign is_fp8_e5m2 = \$19 ;
-  assign \$12  = { \$signal$29 [9], \$signal$29 [9], \$signal$29 [9], \$signal$29 , 4'h0 };
-  assign \$15  = { \$14 [10], \$14 [10], \$14 [10], \$14 , 4'h0 };
-  assign \$17  = { p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh, 8'h00 };
+  assign is_fp8_e5m2 = \$21 ;
+  assign \$14  = { \$signal$29 [9], \$signal$29 [9], \$signal$29 [9], \$signal$29 , 4'h0 };
+  assign \$17  = { \$16 [10], \$16 [10], \$16 [10], \$16 , 4'h0 };
+  assign \$19  = { p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh, 8'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -13437,20 +13481,22 @@ module \accelgen_gemm.array.pe_2_3 (rst, \port$182$0 , \port$187$0 , w_ok, w_we,
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire [2:0] \$1 ;
   wire \$10 ;
-  reg \$100 ;
-  reg [2:0] \$101 ;
-  reg [66:0] \$102 ;
-  wire [10:0] \$11 ;
-  wire [16:0] \$12 ;
-  wire [17:0] \$13 ;
-  wire [10:0] \$14 ;
+  reg [2:0] \$100 ;
+  reg [7:0] \$101 ;
+  reg \$102 ;
+  reg [2:0] \$103 ;
+  reg [66:0] \$104 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire [10:0] \$13 ;
+  wire [16:0] \$14 ;
   wire [17:0] \$15 ;
-  wire [18:0] \$16 ;
-  wire [24:0] \$17 ;
-  wire [25:0] \$18 ;
-  wire \$19 ;
+  wire [10:0] \$16 ;
+  wire [17:0] \$17 ;
+  wire [18:0] \$18 ;
+  wire [24:0] \$19 ;
   wire [2:0] \$2 ;
-  wire \$20 ;
+  wire [25:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
   wire \$23 ;
@@ -13459,19 +13505,19 @@ module \accelgen_gemm.array.pe_2_3 (rst, \port$182$0 , \port$187$0 , w_ok, w_we,
   wire \$26 ;
   wire \$27 ;
   wire \$28 ;
-  wire [2:0] \$29 ;
+  wire \$29 ;
   wire [64:0] \$3 ;
   wire \$30 ;
-  wire [3:0] \$31 ;
+  wire [2:0] \$31 ;
   wire \$32 ;
-  wire [4:0] \$33 ;
+  wire [3:0] \$33 ;
   wire \$34 ;
-  wire [3:0] \$35 ;
+  wire [4:0] \$35 ;
   wire \$36 ;
-  wire \$37 ;
+  wire [3:0] \$37 ;
   wire \$38 ;
   wire \$39 ;
-  wire [67:0] \$4 ;
+  wire [64:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
@@ -13482,7 +13528,7 @@ module \accelgen_gemm.array.pe_2_3 (rst, \port$182$0 , \port$187$0 , w_ok, w_we,
   wire \$47 ;
   wire \$48 ;
   wire \$49 ;
-  wire \$5 ;
+  wire [2:0] \$5 ;
   wire \$50 ;
   wire \$51 ;
   wire \$52 ;
@@ -13491,16 +13537,16 @@ module \accelgen_gemm.array.pe_2_3 (rst, \port$182$0 , \port$187$0 , w_ok, w_we,
   wire \$55 ;
   wire \$56 ;
   wire \$57 ;
-  wire [2:0] \$58 ;
+  wire \$58 ;
   wire \$59 ;
-  wire \$6 ;
-  wire [3:0] \$60 ;
+  wire [68:0] \$6 ;
+  wire [2:0] \$60 ;
   wire \$61 ;
-  wire [4:0] \$62 ;
+  wire [3:0] \$62 ;
   wire \$63 ;
-  wire [3:0] \$64 ;
+  wire [4:0] \$64 ;
   wire \$65 ;
-  wire \$66 ;
+  wire [3:0] \$66 ;
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
@@ -13513,13 +13559,13 @@ module \accelgen_gemm.array.pe_2_3 (rst, \port$182$0 , \port$187$0 , w_ok, w_we,
   wire \$75 ;
   wire \$76 ;
   wire \$77 ;
-  wire [5:0] \$78 ;
-  wire [6:0] \$79 ;
+  wire \$78 ;
+  wire \$79 ;
   wire \$8 ;
-  wire [70:0] \$80 ;
-  wire [64:0] \$81 ;
-  wire \$82 ;
-  wire \$83 ;
+  wire [5:0] \$80 ;
+  wire [6:0] \$81 ;
+  wire [70:0] \$82 ;
+  wire [64:0] \$83 ;
   wire \$84 ;
   wire \$85 ;
   wire \$86 ;
@@ -13531,12 +13577,12 @@ module \accelgen_gemm.array.pe_2_3 (rst, \port$182$0 , \port$187$0 , w_ok, w_we,
   wire \$91 ;
   wire \$92 ;
   wire \$93 ;
-  reg [7:0] \$94 ;
-  reg [7:0] \$95 ;
-  reg \$96 ;
-  reg \$97 ;
-  reg [2:0] \$98 ;
-  reg [7:0] \$99 ;
+  wire \$94 ;
+  wire \$95 ;
+  reg [7:0] \$96 ;
+  reg [7:0] \$97 ;
+  reg \$98 ;
+  reg \$99 ;
   reg \$signal  = 1'h0;
   wire [9:0] \$signal$27 ;
   wire [9:0] \$signal$29 ;
@@ -13604,209 +13650,211 @@ module \accelgen_gemm.array.pe_2_3 (rst, \port$182$0 , \port$187$0 , w_ok, w_we,
   assign \$1  = is_fp ? fp_flags : 3'h0;
   assign \$2  = fl_i | \$1 ;
   assign \$3  = is_fp ? fp_term : { product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product };
-  assign \$4  = $signed(ps_i) + $signed(\$3 );
+  assign \$4  = is_fp ? fp_term : { product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product };
+  assign \$5  = \$4 [64] ? 3'h7 : 3'h0;
+  assign \$6  = $signed(ps_i) + $signed({ \$5 , \$3  });
   assign w = bank_i ? w1 : w0;
   assign is_int8 = ! mode_i;
   assign is_int4 = mode_i == 1'h1;
   assign is_w4a8 = mode_i == 2'h2;
-  assign \$5  = a_i[3] & is_int4;
-  assign \$6  = is_int4 | is_w4a8;
-  assign \$7  = w[3] & \$6 ;
-  assign \$signal$27  = $signed({ \$5 , a_i[3:0] }) * $signed({ \$7 , w[3:0] });
-  assign p_hh = $signed(a_i[7:4]) * $signed(w[7:4]);
+  assign \$7  = a_i[3] & is_int4;
   assign \$8  = is_int4 | is_w4a8;
   assign \$9  = w[3] & \$8 ;
-  assign \$signal$29  = $signed(a_i[7:4]) * $signed({ \$9 , w[3:0] });
-  assign \$10  = a_i[3] & is_int4;
-  assign p_lh = $signed({ \$10 , a_i[3:0] }) * $signed(w[7:4]);
-  assign \$11  = $signed(\$signal$27 ) + $signed(p_hh);
-  assign \$13  = $signed(\$signal$27 ) + $signed(\$12 );
-  assign \$14  = $signed(\$signal$29 ) + $signed(p_lh);
-  assign \$16  = $signed(\$signal$27 ) + $signed(\$15 );
-  assign \$18  = $signed(\$16 ) + $signed(\$17 );
-  assign \$19  = mode_i == 3'h4;
-  assign \$20  = a_i[6:2] == 5'h1f;
-  assign \$21  = | a_i[1:0];
-  assign \$22  = \$20  & \$21 ;
-  assign \$23  = a_i[6:3] == 4'hf;
-  assign \$24  = a_i[2:0] == 3'h7;
-  assign \$25  = \$23  & \$24 ;
-  assign \$26  = is_fp8_e5m2 ? \$22  : \$25 ;
-  assign \$27  = a_i[6:2] == 5'h1f;
-  assign \$28  = | a_i[6:2];
-  assign \$29  = \$27  ? 3'h0 : { \$28 , a_i[1:0] };
-  assign \$30  = | a_i[6:3];
-  assign \$31  = is_fp8_e5m2 ? { 1'h0, \$29  } : { \$30 , a_i[2:0] };
-  assign fa_sig = \$26  ? 4'h0 : \$31 ;
-  assign \$32  = ! a_i[6:2];
-  assign \$33  = \$32  ? 5'h01 : a_i[6:2];
-  assign \$34  = ! a_i[6:3];
-  assign \$35  = \$34  ? 4'h1 : a_i[6:3];
-  assign fa_exp = is_fp8_e5m2 ? \$33  : { 1'h0, \$35  };
-  assign \$36  = a_i[6:2] == 5'h1f;
-  assign \$37  = | a_i[1:0];
-  assign \$38  = \$36  & \$37 ;
-  assign \$39  = a_i[6:3] == 4'hf;
-  assign \$40  = a_i[2:0] == 3'h7;
-  assign \$41  = \$39  & \$40 ;
-  assign fa_nan = is_fp8_e5m2 ? \$38  : \$41 ;
-  assign \$42  = a_i[6:2] == 5'h1f;
-  assign \$43  = ! a_i[1:0];
-  assign \$44  = \$42  & \$43 ;
-  assign fa_inf = is_fp8_e5m2 ? \$44  : 1'h0;
-  assign \$45  = ! fa_sig;
-  assign \$46  = ~ fa_nan;
-  assign \$47  = \$45  & \$46 ;
-  assign \$48  = ~ fa_inf;
-  assign fa_zero = \$47  & \$48 ;
-  assign \$49  = w[6:2] == 5'h1f;
-  assign \$50  = | w[1:0];
-  assign \$51  = \$49  & \$50 ;
-  assign \$52  = w[6:3] == 4'hf;
-  assign \$53  = w[2:0] == 3'h7;
-  assign \$54  = \$52  & \$53 ;
-  assign \$55  = is_fp8_e5m2 ? \$51  : \$54 ;
-  assign \$56  = w[6:2] == 5'h1f;
-  assign \$57  = | w[6:2];
-  assign \$58  = \$56  ? 3'h0 : { \$57 , w[1:0] };
-  assign \$59  = | w[6:3];
-  assign \$60  = is_fp8_e5m2 ? { 1'h0, \$58  } : { \$59 , w[2:0] };
-  assign fw_sig = \$55  ? 4'h0 : \$60 ;
-  assign \$61  = ! w[6:2];
-  assign \$62  = \$61  ? 5'h01 : w[6:2];
-  assign \$63  = ! w[6:3];
-  assign \$64  = \$63  ? 4'h1 : w[6:3];
-  assign fw_exp = is_fp8_e5m2 ? \$62  : { 1'h0, \$64  };
-  assign \$65  = w[6:2] == 5'h1f;
-  assign \$66  = | w[1:0];
-  assign \$67  = \$65  & \$66 ;
-  assign \$68  = w[6:3] == 4'hf;
-  assign \$69  = w[2:0] == 3'h7;
-  assign \$70  = \$68  & \$69 ;
-  assign fw_nan = is_fp8_e5m2 ? \$67  : \$70 ;
-  assign \$71  = w[6:2] == 5'h1f;
-  assign \$72  = ! w[1:0];
-  assign \$73  = \$71  & \$72 ;
-  assign fw_inf = is_fp8_e5m2 ? \$73  : 1'h0;
-  assign \$74  = ! fw_sig;
-  assign \$75  = ~ fw_nan;
-  assign \$76  = \$74  & \$75 ;
-  assign \$77  = ~ fw_inf;
-  assign fw_zero = \$76  & \$77 ;
+  assign \$signal$27  = $signed({ \$7 , a_i[3:0] }) * $signed({ \$9 , w[3:0] });
+  assign p_hh = $signed(a_i[7:4]) * $signed(w[7:4]);
+  assign \$10  = is_int4 | is_w4a8;
+  assign \$11  = w[3] & \$10 ;
+  assign \$signal$29  = $signed(a_i[7:4]) * $signed({ \$11 , w[3:0] });
+  assign \$12  = a_i[3] & is_int4;
+  assign p_lh = $signed({ \$12 , a_i[3:0] }) * $signed(w[7:4]);
+  assign \$13  = $signed(\$signal$27 ) + $signed(p_hh);
+  assign \$15  = $signed(\$signal$27 ) + $signed(\$14 );
+  assign \$16  = $signed(\$signal$29 ) + $signed(p_lh);
+  assign \$18  = $signed(\$signal$27 ) + $signed(\$17 );
+  assign \$20  = $signed(\$18 ) + $signed(\$19 );
+  assign \$21  = mode_i == 3'h4;
+  assign \$22  = a_i[6:2] == 5'h1f;
+  assign \$23  = | a_i[1:0];
+  assign \$24  = \$22  & \$23 ;
+  assign \$25  = a_i[6:3] == 4'hf;
+  assign \$26  = a_i[2:0] == 3'h7;
+  assign \$27  = \$25  & \$26 ;
+  assign \$28  = is_fp8_e5m2 ? \$24  : \$27 ;
+  assign \$29  = a_i[6:2] == 5'h1f;
+  assign \$30  = | a_i[6:2];
+  assign \$31  = \$29  ? 3'h0 : { \$30 , a_i[1:0] };
+  assign \$32  = | a_i[6:3];
+  assign \$33  = is_fp8_e5m2 ? { 1'h0, \$31  } : { \$32 , a_i[2:0] };
+  assign fa_sig = \$28  ? 4'h0 : \$33 ;
+  assign \$34  = ! a_i[6:2];
+  assign \$35  = \$34  ? 5'h01 : a_i[6:2];
+  assign \$36  = ! a_i[6:3];
+  assign \$37  = \$36  ? 4'h1 : a_i[6:3];
+  assign fa_exp = is_fp8_e5m2 ? \$35  : { 1'h0, \$37  };
+  assign \$38  = a_i[6:2] == 5'h1f;
+  assign \$39  = | a_i[1:0];
+  assign \$40  = \$38  & \$39 ;
+  assign \$41  = a_i[6:3] == 4'hf;
+  assign \$42  = a_i[2:0] == 3'h7;
+  assign \$43  = \$41  & \$42 ;
+  assign fa_nan = is_fp8_e5m2 ? \$40  : \$43 ;
+  assign \$44  = a_i[6:2] == 5'h1f;
+  assign \$45  = ! a_i[1:0];
+  assign \$46  = \$44  & \$45 ;
+  assign fa_inf = is_fp8_e5m2 ? \$46  : 1'h0;
+  assign \$47  = ! fa_sig;
+  assign \$48  = ~ fa_nan;
+  assign \$49  = \$47  & \$48 ;
+  assign \$50  = ~ fa_inf;
+  assign fa_zero = \$49  & \$50 ;
+  assign \$51  = w[6:2] == 5'h1f;
+  assign \$52  = | w[1:0];
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = w[6:3] == 4'hf;
+  assign \$55  = w[2:0] == 3'h7;
+  assign \$56  = \$54  & \$55 ;
+  assign \$57  = is_fp8_e5m2 ? \$53  : \$56 ;
+  assign \$58  = w[6:2] == 5'h1f;
+  assign \$59  = | w[6:2];
+  assign \$60  = \$58  ? 3'h0 : { \$59 , w[1:0] };
+  assign \$61  = | w[6:3];
+  assign \$62  = is_fp8_e5m2 ? { 1'h0, \$60  } : { \$61 , w[2:0] };
+  assign fw_sig = \$57  ? 4'h0 : \$62 ;
+  assign \$63  = ! w[6:2];
+  assign \$64  = \$63  ? 5'h01 : w[6:2];
+  assign \$65  = ! w[6:3];
+  assign \$66  = \$65  ? 4'h1 : w[6:3];
+  assign fw_exp = is_fp8_e5m2 ? \$64  : { 1'h0, \$66  };
+  assign \$67  = w[6:2] == 5'h1f;
+  assign \$68  = | w[1:0];
+  assign \$69  = \$67  & \$68 ;
+  assign \$70  = w[6:3] == 4'hf;
+  assign \$71  = w[2:0] == 3'h7;
+  assign \$72  = \$70  & \$71 ;
+  assign fw_nan = is_fp8_e5m2 ? \$69  : \$72 ;
+  assign \$73  = w[6:2] == 5'h1f;
+  assign \$74  = ! w[1:0];
+  assign \$75  = \$73  & \$74 ;
+  assign fw_inf = is_fp8_e5m2 ? \$75  : 1'h0;
+  assign \$76  = ! fw_sig;
+  assign \$77  = ~ fw_nan;
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = ~ fw_inf;
+  assign fw_zero = \$78  & \$79 ;
   assign fp_sig_p = fa_sig * fw_sig;
-  assign \$78  = fa_exp + fw_exp;
-  assign \$79  = \$78  - 2'h2;
-  assign \$80  = fp_sig_p << \$79 [5:0];
+  assign \$80  = fa_exp + fw_exp;
+  assign \$81  = \$80  - 2'h2;
+  assign \$82  = fp_sig_p << \$81 [5:0];
   assign fp_neg = a_i[7] ^ w[7];
-  assign \$81  = - \$80 [63:0];
-  assign fp_term = fp_neg ? \$81  : { 1'h0, \$80 [63:0] };
-  assign \$82  = fa_nan | fw_nan;
-  assign \$83  = fa_inf & fw_zero;
-  assign \$84  = \$82  | \$83 ;
-  assign \$85  = fa_zero & fw_inf;
-  assign fp_nan = \$84  | \$85 ;
-  assign \$86  = fa_inf | fw_inf;
-  assign \$87  = ~ fp_nan;
-  assign fp_inf = \$86  & \$87 ;
-  assign \$88  = bank_i ? ok1 : \$signal ;
-  assign \$89  = ~ fp_neg;
-  assign \$90  = fp_inf & \$89 ;
-  assign \$91  = fp_inf & fp_neg;
-  assign fp_flags = \$88  ? { \$91 , \$90 , fp_nan } : 3'h0;
-  assign \$92  = mode_i == 2'h3;
-  assign \$93  = mode_i == 3'h4;
-  assign is_fp = | { \$93 , \$92  };
+  assign \$83  = - \$82 [63:0];
+  assign fp_term = fp_neg ? \$83  : { 1'h0, \$82 [63:0] };
+  assign \$84  = fa_nan | fw_nan;
+  assign \$85  = fa_inf & fw_zero;
+  assign \$86  = \$84  | \$85 ;
+  assign \$87  = fa_zero & fw_inf;
+  assign fp_nan = \$86  | \$87 ;
+  assign \$88  = fa_inf | fw_inf;
+  assign \$89  = ~ fp_nan;
+  assign fp_inf = \$88  & \$89 ;
+  assign \$90  = bank_i ? ok1 : \$signal ;
+  assign \$91  = ~ fp_neg;
+  assign \$92  = fp_inf & \$91 ;
+  assign \$93  = fp_inf & fp_neg;
+  assign fp_flags = \$90  ? { \$93 , \$92 , fp_nan } : 3'h0;
+  assign \$94  = mode_i == 2'h3;
+  assign \$95  = mode_i == 3'h4;
+  assign is_fp = | { \$95 , \$94  };
   always @(posedge clk)
-    w0 <= \$94 ;
+    w0 <= \$96 ;
   always @(posedge clk)
-    w1 <= \$95 ;
+    w1 <= \$97 ;
   always @(posedge clk)
-    \$signal  <= \$96 ;
+    \$signal  <= \$98 ;
   always @(posedge clk)
-    ok1 <= \$97 ;
+    ok1 <= \$99 ;
   always @(posedge clk)
-    fl_o <= \$98 ;
+    fl_o <= \$100 ;
   always @(posedge clk)
-    a_o <= \$99 ;
+    a_o <= \$101 ;
   always @(posedge clk)
-    bank_o <= \$100 ;
+    bank_o <= \$102 ;
   always @(posedge clk)
-    mode_o <= \$101 ;
+    mode_o <= \$103 ;
   always @(posedge clk)
-    ps_o <= \$102 ;
+    ps_o <= \$104 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$94  = w0;
+    \$96  = w0;
     if (w_we[0]) begin
-      \$94  = { \port$187$0 , \port$182$0  };
+      \$96  = { \port$187$0 , \port$182$0  };
     end
     if (rst) begin
-      \$94  = 8'h00;
+      \$96  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$95  = w1;
+    \$97  = w1;
     if (w_we[1]) begin
-      \$95  = { \port$187$0 , \port$182$0  };
+      \$97  = { \port$187$0 , \port$182$0  };
     end
     if (rst) begin
-      \$95  = 8'h00;
+      \$97  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$96  = \$signal ;
+    \$98  = \$signal ;
     if (w_we[0]) begin
-      \$96  = w_ok;
+      \$98  = w_ok;
     end
     if (rst) begin
-      \$96  = 1'h0;
+      \$98  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$97  = ok1;
+    \$99  = ok1;
     if (w_we[1]) begin
-      \$97  = w_ok;
+      \$99  = w_ok;
     end
     if (rst) begin
-      \$97  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$98  = \$2 ;
-    if (rst) begin
-      \$98  = 3'h0;
+      \$99  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$99  = a_i;
+    \$100  = \$2 ;
     if (rst) begin
-      \$99  = 8'h00;
+      \$100  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$100  = bank_i;
+    \$101  = a_i;
     if (rst) begin
-      \$100  = 1'h0;
+      \$101  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$101  = mode_i;
+    \$102  = bank_i;
     if (rst) begin
-      \$101  = 3'h0;
+      \$102  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$102  = \$4 [66:0];
+    \$103  = mode_i;
     if (rst) begin
-      \$102  = 67'h00000000000000000;
+      \$103  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$104  = \$6 [66:0];
+    if (rst) begin
+      \$104  = 67'h00000000000000000;
     end
   end
   always @* begin
@@ -13814,21 +13862,21 @@ module \accelgen_gemm.array.pe_2_3 (rst, \port$182$0 , \port$187$0 , w_ok, w_we,
     (* full_case = 32'd1 *)
     casez ({ is_w4a8, is_int4 })
       2'h1:
-          product = { \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11  };
+          product = { \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13  };
       2'h2:
-          product = \$13 [16:0];
+          product = \$15 [16:0];
       default:
-          product = \$18 [16:0];
+          product = \$20 [16:0];
     endcase
   end
   assign w_data = { \port$187$0 , \port$182$0  };
-  assign fp_shift = \$79 [5:0];
-  assign fp_mag = \$80 [63:0];
+  assign fp_shift = \$81 [5:0];
+  assign fp_mag = \$82 [63:0];
   assign is_fp8_e4m3_fp8_e5m2 = is_fp;
-  assign is_fp8_e5m2 = \$19 ;
-  assign \$12  = { \$signal$29 [9], \$signal$29 [9], \$signal$29 [9], \$signal$29 , 4'h0 };
-  assign \$15  = { \$14 [10], \$14 [10], \$14 [10], \$14 , 4'h0 };
-  assign \$17  = { p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh, 8'h00 };
+  assign is_fp8_e5m2 = \$21 ;
+  assign \$14  = { \$signal$29 [9], \$signal$29 [9], \$signal$29 [9], \$signal$29 , 4'h0 };
+  assign \$17  = { \$16 [10], \$16 [10], \$16 [10], \$16 , 4'h0 };
+  assign \$19  = { p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh, 8'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -13836,20 +13884,22 @@ module \accelgen_gemm.array.pe_3_0 (rst, \port$146$0 , \port$151$0 , w_ok, w_we,
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire [2:0] \$1 ;
   wire \$10 ;
-  reg \$100 ;
-  reg [2:0] \$101 ;
-  reg [66:0] \$102 ;
-  wire [10:0] \$11 ;
-  wire [16:0] \$12 ;
-  wire [17:0] \$13 ;
-  wire [10:0] \$14 ;
+  reg [2:0] \$100 ;
+  reg [7:0] \$101 ;
+  reg \$102 ;
+  reg [2:0] \$103 ;
+  reg [66:0] \$104 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire [10:0] \$13 ;
+  wire [16:0] \$14 ;
   wire [17:0] \$15 ;
-  wire [18:0] \$16 ;
-  wire [24:0] \$17 ;
-  wire [25:0] \$18 ;
-  wire \$19 ;
+  wire [10:0] \$16 ;
+  wire [17:0] \$17 ;
+  wire [18:0] \$18 ;
+  wire [24:0] \$19 ;
   wire [2:0] \$2 ;
-  wire \$20 ;
+  wire [25:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
   wire \$23 ;
@@ -13858,19 +13908,19 @@ module \accelgen_gemm.array.pe_3_0 (rst, \port$146$0 , \port$151$0 , w_ok, w_we,
   wire \$26 ;
   wire \$27 ;
   wire \$28 ;
-  wire [2:0] \$29 ;
+  wire \$29 ;
   wire [64:0] \$3 ;
   wire \$30 ;
-  wire [3:0] \$31 ;
+  wire [2:0] \$31 ;
   wire \$32 ;
-  wire [4:0] \$33 ;
+  wire [3:0] \$33 ;
   wire \$34 ;
-  wire [3:0] \$35 ;
+  wire [4:0] \$35 ;
   wire \$36 ;
-  wire \$37 ;
+  wire [3:0] \$37 ;
   wire \$38 ;
   wire \$39 ;
-  wire [67:0] \$4 ;
+  wire [64:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
@@ -13881,7 +13931,7 @@ module \accelgen_gemm.array.pe_3_0 (rst, \port$146$0 , \port$151$0 , w_ok, w_we,
   wire \$47 ;
   wire \$48 ;
   wire \$49 ;
-  wire \$5 ;
+  wire [2:0] \$5 ;
   wire \$50 ;
   wire \$51 ;
   wire \$52 ;
@@ -13890,16 +13940,16 @@ module \accelgen_gemm.array.pe_3_0 (rst, \port$146$0 , \port$151$0 , w_ok, w_we,
   wire \$55 ;
   wire \$56 ;
   wire \$57 ;
-  wire [2:0] \$58 ;
+  wire \$58 ;
   wire \$59 ;
-  wire \$6 ;
-  wire [3:0] \$60 ;
+  wire [68:0] \$6 ;
+  wire [2:0] \$60 ;
   wire \$61 ;
-  wire [4:0] \$62 ;
+  wire [3:0] \$62 ;
   wire \$63 ;
-  wire [3:0] \$64 ;
+  wire [4:0] \$64 ;
   wire \$65 ;
-  wire \$66 ;
+  wire [3:0] \$66 ;
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
@@ -13912,13 +13962,13 @@ module \accelgen_gemm.array.pe_3_0 (rst, \port$146$0 , \port$151$0 , w_ok, w_we,
   wire \$75 ;
   wire \$76 ;
   wire \$77 ;
-  wire [5:0] \$78 ;
-  wire [6:0] \$79 ;
+  wire \$78 ;
+  wire \$79 ;
   wire \$8 ;
-  wire [70:0] \$80 ;
-  wire [64:0] \$81 ;
-  wire \$82 ;
-  wire \$83 ;
+  wire [5:0] \$80 ;
+  wire [6:0] \$81 ;
+  wire [70:0] \$82 ;
+  wire [64:0] \$83 ;
   wire \$84 ;
   wire \$85 ;
   wire \$86 ;
@@ -13930,12 +13980,12 @@ module \accelgen_gemm.array.pe_3_0 (rst, \port$146$0 , \port$151$0 , w_ok, w_we,
   wire \$91 ;
   wire \$92 ;
   wire \$93 ;
-  reg [7:0] \$94 ;
-  reg [7:0] \$95 ;
-  reg \$96 ;
-  reg \$97 ;
-  reg [2:0] \$98 ;
-  reg [7:0] \$99 ;
+  wire \$94 ;
+  wire \$95 ;
+  reg [7:0] \$96 ;
+  reg [7:0] \$97 ;
+  reg \$98 ;
+  reg \$99 ;
   reg \$signal  = 1'h0;
   wire [9:0] \$signal$27 ;
   wire [9:0] \$signal$29 ;
@@ -14006,209 +14056,211 @@ module \accelgen_gemm.array.pe_3_0 (rst, \port$146$0 , \port$151$0 , w_ok, w_we,
   assign \$1  = is_fp ? fp_flags : 3'h0;
   assign \$2  = fl_i | \$1 ;
   assign \$3  = is_fp ? fp_term : { product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product };
-  assign \$4  = $signed(ps_i) + $signed(\$3 );
+  assign \$4  = is_fp ? fp_term : { product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product };
+  assign \$5  = \$4 [64] ? 3'h7 : 3'h0;
+  assign \$6  = $signed(ps_i) + $signed({ \$5 , \$3  });
   assign w = bank_i ? w1 : w0;
   assign is_int8 = ! mode_i;
   assign is_int4 = mode_i == 1'h1;
   assign is_w4a8 = mode_i == 2'h2;
-  assign \$5  = a_i[3] & is_int4;
-  assign \$6  = is_int4 | is_w4a8;
-  assign \$7  = w[3] & \$6 ;
-  assign \$signal$27  = $signed({ \$5 , a_i[3:0] }) * $signed({ \$7 , w[3:0] });
-  assign p_hh = $signed(a_i[7:4]) * $signed(w[7:4]);
+  assign \$7  = a_i[3] & is_int4;
   assign \$8  = is_int4 | is_w4a8;
   assign \$9  = w[3] & \$8 ;
-  assign \$signal$29  = $signed(a_i[7:4]) * $signed({ \$9 , w[3:0] });
-  assign \$10  = a_i[3] & is_int4;
-  assign p_lh = $signed({ \$10 , a_i[3:0] }) * $signed(w[7:4]);
-  assign \$11  = $signed(\$signal$27 ) + $signed(p_hh);
-  assign \$13  = $signed(\$signal$27 ) + $signed(\$12 );
-  assign \$14  = $signed(\$signal$29 ) + $signed(p_lh);
-  assign \$16  = $signed(\$signal$27 ) + $signed(\$15 );
-  assign \$18  = $signed(\$16 ) + $signed(\$17 );
-  assign \$19  = mode_i == 3'h4;
-  assign \$20  = a_i[6:2] == 5'h1f;
-  assign \$21  = | a_i[1:0];
-  assign \$22  = \$20  & \$21 ;
-  assign \$23  = a_i[6:3] == 4'hf;
-  assign \$24  = a_i[2:0] == 3'h7;
-  assign \$25  = \$23  & \$24 ;
-  assign \$26  = is_fp8_e5m2 ? \$22  : \$25 ;
-  assign \$27  = a_i[6:2] == 5'h1f;
-  assign \$28  = | a_i[6:2];
-  assign \$29  = \$27  ? 3'h0 : { \$28 , a_i[1:0] };
-  assign \$30  = | a_i[6:3];
-  assign \$31  = is_fp8_e5m2 ? { 1'h0, \$29  } : { \$30 , a_i[2:0] };
-  assign fa_sig = \$26  ? 4'h0 : \$31 ;
-  assign \$32  = ! a_i[6:2];
-  assign \$33  = \$32  ? 5'h01 : a_i[6:2];
-  assign \$34  = ! a_i[6:3];
-  assign \$35  = \$34  ? 4'h1 : a_i[6:3];
-  assign fa_exp = is_fp8_e5m2 ? \$33  : { 1'h0, \$35  };
-  assign \$36  = a_i[6:2] == 5'h1f;
-  assign \$37  = | a_i[1:0];
-  assign \$38  = \$36  & \$37 ;
-  assign \$39  = a_i[6:3] == 4'hf;
-  assign \$40  = a_i[2:0] == 3'h7;
-  assign \$41  = \$39  & \$40 ;
-  assign fa_nan = is_fp8_e5m2 ? \$38  : \$41 ;
-  assign \$42  = a_i[6:2] == 5'h1f;
-  assign \$43  = ! a_i[1:0];
-  assign \$44  = \$42  & \$43 ;
-  assign fa_inf = is_fp8_e5m2 ? \$44  : 1'h0;
-  assign \$45  = ! fa_sig;
-  assign \$46  = ~ fa_nan;
-  assign \$47  = \$45  & \$46 ;
-  assign \$48  = ~ fa_inf;
-  assign fa_zero = \$47  & \$48 ;
-  assign \$49  = w[6:2] == 5'h1f;
-  assign \$50  = | w[1:0];
-  assign \$51  = \$49  & \$50 ;
-  assign \$52  = w[6:3] == 4'hf;
-  assign \$53  = w[2:0] == 3'h7;
-  assign \$54  = \$52  & \$53 ;
-  assign \$55  = is_fp8_e5m2 ? \$51  : \$54 ;
-  assign \$56  = w[6:2] == 5'h1f;
-  assign \$57  = | w[6:2];
-  assign \$58  = \$56  ? 3'h0 : { \$57 , w[1:0] };
-  assign \$59  = | w[6:3];
-  assign \$60  = is_fp8_e5m2 ? { 1'h0, \$58  } : { \$59 , w[2:0] };
-  assign fw_sig = \$55  ? 4'h0 : \$60 ;
-  assign \$61  = ! w[6:2];
-  assign \$62  = \$61  ? 5'h01 : w[6:2];
-  assign \$63  = ! w[6:3];
-  assign \$64  = \$63  ? 4'h1 : w[6:3];
-  assign fw_exp = is_fp8_e5m2 ? \$62  : { 1'h0, \$64  };
-  assign \$65  = w[6:2] == 5'h1f;
-  assign \$66  = | w[1:0];
-  assign \$67  = \$65  & \$66 ;
-  assign \$68  = w[6:3] == 4'hf;
-  assign \$69  = w[2:0] == 3'h7;
-  assign \$70  = \$68  & \$69 ;
-  assign fw_nan = is_fp8_e5m2 ? \$67  : \$70 ;
-  assign \$71  = w[6:2] == 5'h1f;
-  assign \$72  = ! w[1:0];
-  assign \$73  = \$71  & \$72 ;
-  assign fw_inf = is_fp8_e5m2 ? \$73  : 1'h0;
-  assign \$74  = ! fw_sig;
-  assign \$75  = ~ fw_nan;
-  assign \$76  = \$74  & \$75 ;
-  assign \$77  = ~ fw_inf;
-  assign fw_zero = \$76  & \$77 ;
+  assign \$signal$27  = $signed({ \$7 , a_i[3:0] }) * $signed({ \$9 , w[3:0] });
+  assign p_hh = $signed(a_i[7:4]) * $signed(w[7:4]);
+  assign \$10  = is_int4 | is_w4a8;
+  assign \$11  = w[3] & \$10 ;
+  assign \$signal$29  = $signed(a_i[7:4]) * $signed({ \$11 , w[3:0] });
+  assign \$12  = a_i[3] & is_int4;
+  assign p_lh = $signed({ \$12 , a_i[3:0] }) * $signed(w[7:4]);
+  assign \$13  = $signed(\$signal$27 ) + $signed(p_hh);
+  assign \$15  = $signed(\$signal$27 ) + $signed(\$14 );
+  assign \$16  = $signed(\$signal$29 ) + $signed(p_lh);
+  assign \$18  = $signed(\$signal$27 ) + $signed(\$17 );
+  assign \$20  = $signed(\$18 ) + $signed(\$19 );
+  assign \$21  = mode_i == 3'h4;
+  assign \$22  = a_i[6:2] == 5'h1f;
+  assign \$23  = | a_i[1:0];
+  assign \$24  = \$22  & \$23 ;
+  assign \$25  = a_i[6:3] == 4'hf;
+  assign \$26  = a_i[2:0] == 3'h7;
+  assign \$27  = \$25  & \$26 ;
+  assign \$28  = is_fp8_e5m2 ? \$24  : \$27 ;
+  assign \$29  = a_i[6:2] == 5'h1f;
+  assign \$30  = | a_i[6:2];
+  assign \$31  = \$29  ? 3'h0 : { \$30 , a_i[1:0] };
+  assign \$32  = | a_i[6:3];
+  assign \$33  = is_fp8_e5m2 ? { 1'h0, \$31  } : { \$32 , a_i[2:0] };
+  assign fa_sig = \$28  ? 4'h0 : \$33 ;
+  assign \$34  = ! a_i[6:2];
+  assign \$35  = \$34  ? 5'h01 : a_i[6:2];
+  assign \$36  = ! a_i[6:3];
+  assign \$37  = \$36  ? 4'h1 : a_i[6:3];
+  assign fa_exp = is_fp8_e5m2 ? \$35  : { 1'h0, \$37  };
+  assign \$38  = a_i[6:2] == 5'h1f;
+  assign \$39  = | a_i[1:0];
+  assign \$40  = \$38  & \$39 ;
+  assign \$41  = a_i[6:3] == 4'hf;
+  assign \$42  = a_i[2:0] == 3'h7;
+  assign \$43  = \$41  & \$42 ;
+  assign fa_nan = is_fp8_e5m2 ? \$40  : \$43 ;
+  assign \$44  = a_i[6:2] == 5'h1f;
+  assign \$45  = ! a_i[1:0];
+  assign \$46  = \$44  & \$45 ;
+  assign fa_inf = is_fp8_e5m2 ? \$46  : 1'h0;
+  assign \$47  = ! fa_sig;
+  assign \$48  = ~ fa_nan;
+  assign \$49  = \$47  & \$48 ;
+  assign \$50  = ~ fa_inf;
+  assign fa_zero = \$49  & \$50 ;
+  assign \$51  = w[6:2] == 5'h1f;
+  assign \$52  = | w[1:0];
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = w[6:3] == 4'hf;
+  assign \$55  = w[2:0] == 3'h7;
+  assign \$56  = \$54  & \$55 ;
+  assign \$57  = is_fp8_e5m2 ? \$53  : \$56 ;
+  assign \$58  = w[6:2] == 5'h1f;
+  assign \$59  = | w[6:2];
+  assign \$60  = \$58  ? 3'h0 : { \$59 , w[1:0] };
+  assign \$61  = | w[6:3];
+  assign \$62  = is_fp8_e5m2 ? { 1'h0, \$60  } : { \$61 , w[2:0] };
+  assign fw_sig = \$57  ? 4'h0 : \$62 ;
+  assign \$63  = ! w[6:2];
+  assign \$64  = \$63  ? 5'h01 : w[6:2];
+  assign \$65  = ! w[6:3];
+  assign \$66  = \$65  ? 4'h1 : w[6:3];
+  assign fw_exp = is_fp8_e5m2 ? \$64  : { 1'h0, \$66  };
+  assign \$67  = w[6:2] == 5'h1f;
+  assign \$68  = | w[1:0];
+  assign \$69  = \$67  & \$68 ;
+  assign \$70  = w[6:3] == 4'hf;
+  assign \$71  = w[2:0] == 3'h7;
+  assign \$72  = \$70  & \$71 ;
+  assign fw_nan = is_fp8_e5m2 ? \$69  : \$72 ;
+  assign \$73  = w[6:2] == 5'h1f;
+  assign \$74  = ! w[1:0];
+  assign \$75  = \$73  & \$74 ;
+  assign fw_inf = is_fp8_e5m2 ? \$75  : 1'h0;
+  assign \$76  = ! fw_sig;
+  assign \$77  = ~ fw_nan;
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = ~ fw_inf;
+  assign fw_zero = \$78  & \$79 ;
   assign fp_sig_p = fa_sig * fw_sig;
-  assign \$78  = fa_exp + fw_exp;
-  assign \$79  = \$78  - 2'h2;
-  assign \$80  = fp_sig_p << \$79 [5:0];
+  assign \$80  = fa_exp + fw_exp;
+  assign \$81  = \$80  - 2'h2;
+  assign \$82  = fp_sig_p << \$81 [5:0];
   assign fp_neg = a_i[7] ^ w[7];
-  assign \$81  = - \$80 [63:0];
-  assign fp_term = fp_neg ? \$81  : { 1'h0, \$80 [63:0] };
-  assign \$82  = fa_nan | fw_nan;
-  assign \$83  = fa_inf & fw_zero;
-  assign \$84  = \$82  | \$83 ;
-  assign \$85  = fa_zero & fw_inf;
-  assign fp_nan = \$84  | \$85 ;
-  assign \$86  = fa_inf | fw_inf;
-  assign \$87  = ~ fp_nan;
-  assign fp_inf = \$86  & \$87 ;
-  assign \$88  = bank_i ? ok1 : \$signal ;
-  assign \$89  = ~ fp_neg;
-  assign \$90  = fp_inf & \$89 ;
-  assign \$91  = fp_inf & fp_neg;
-  assign fp_flags = \$88  ? { \$91 , \$90 , fp_nan } : 3'h0;
-  assign \$92  = mode_i == 2'h3;
-  assign \$93  = mode_i == 3'h4;
-  assign is_fp = | { \$93 , \$92  };
+  assign \$83  = - \$82 [63:0];
+  assign fp_term = fp_neg ? \$83  : { 1'h0, \$82 [63:0] };
+  assign \$84  = fa_nan | fw_nan;
+  assign \$85  = fa_inf & fw_zero;
+  assign \$86  = \$84  | \$85 ;
+  assign \$87  = fa_zero & fw_inf;
+  assign fp_nan = \$86  | \$87 ;
+  assign \$88  = fa_inf | fw_inf;
+  assign \$89  = ~ fp_nan;
+  assign fp_inf = \$88  & \$89 ;
+  assign \$90  = bank_i ? ok1 : \$signal ;
+  assign \$91  = ~ fp_neg;
+  assign \$92  = fp_inf & \$91 ;
+  assign \$93  = fp_inf & fp_neg;
+  assign fp_flags = \$90  ? { \$93 , \$92 , fp_nan } : 3'h0;
+  assign \$94  = mode_i == 2'h3;
+  assign \$95  = mode_i == 3'h4;
+  assign is_fp = | { \$95 , \$94  };
   always @(posedge clk)
-    w0 <= \$94 ;
+    w0 <= \$96 ;
   always @(posedge clk)
-    w1 <= \$95 ;
+    w1 <= \$97 ;
   always @(posedge clk)
-    \$signal  <= \$96 ;
+    \$signal  <= \$98 ;
   always @(posedge clk)
-    ok1 <= \$97 ;
+    ok1 <= \$99 ;
   always @(posedge clk)
-    fl_o <= \$98 ;
+    fl_o <= \$100 ;
   always @(posedge clk)
-    a_o <= \$99 ;
+    a_o <= \$101 ;
   always @(posedge clk)
-    bank_o <= \$100 ;
+    bank_o <= \$102 ;
   always @(posedge clk)
-    mode_o <= \$101 ;
+    mode_o <= \$103 ;
   always @(posedge clk)
-    ps_o <= \$102 ;
+    ps_o <= \$104 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$94  = w0;
+    \$96  = w0;
     if (w_we[0]) begin
-      \$94  = { \port$151$0 , \port$146$0  };
+      \$96  = { \port$151$0 , \port$146$0  };
     end
     if (rst) begin
-      \$94  = 8'h00;
+      \$96  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$95  = w1;
+    \$97  = w1;
     if (w_we[1]) begin
-      \$95  = { \port$151$0 , \port$146$0  };
+      \$97  = { \port$151$0 , \port$146$0  };
     end
     if (rst) begin
-      \$95  = 8'h00;
+      \$97  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$96  = \$signal ;
+    \$98  = \$signal ;
     if (w_we[0]) begin
-      \$96  = w_ok;
+      \$98  = w_ok;
     end
     if (rst) begin
-      \$96  = 1'h0;
+      \$98  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$97  = ok1;
+    \$99  = ok1;
     if (w_we[1]) begin
-      \$97  = w_ok;
+      \$99  = w_ok;
     end
     if (rst) begin
-      \$97  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$98  = \$2 ;
-    if (rst) begin
-      \$98  = 3'h0;
+      \$99  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$99  = a_i;
+    \$100  = \$2 ;
     if (rst) begin
-      \$99  = 8'h00;
+      \$100  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$100  = bank_i;
+    \$101  = a_i;
     if (rst) begin
-      \$100  = 1'h0;
+      \$101  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$101  = mode_i;
+    \$102  = bank_i;
     if (rst) begin
-      \$101  = 3'h0;
+      \$102  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$102  = \$4 [66:0];
+    \$103  = mode_i;
     if (rst) begin
-      \$102  = 67'h00000000000000000;
+      \$103  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$104  = \$6 [66:0];
+    if (rst) begin
+      \$104  = 67'h00000000000000000;
     end
   end
   always @* begin
@@ -14216,21 +14268,21 @@ module \accelgen_gemm.array.pe_3_0 (rst, \port$146$0 , \port$151$0 , w_ok, w_we,
     (* full_case = 32'd1 *)
     casez ({ is_w4a8, is_int4 })
       2'h1:
-          product = { \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11  };
+          product = { \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13  };
       2'h2:
-          product = \$13 [16:0];
+          product = \$15 [16:0];
       default:
-          product = \$18 [16:0];
+          product = \$20 [16:0];
     endcase
   end
   assign w_data = { \port$151$0 , \port$146$0  };
-  assign fp_shift = \$79 [5:0];
-  assign fp_mag = \$80 [63:0];
+  assign fp_shift = \$81 [5:0];
+  assign fp_mag = \$82 [63:0];
   assign is_fp8_e4m3_fp8_e5m2 = is_fp;
-  assign is_fp8_e5m2 = \$19 ;
-  assign \$12  = { \$signal$29 [9], \$signal$29 [9], \$signal$29 [9], \$signal$29 , 4'h0 };
-  assign \$15  = { \$14 [10], \$14 [10], \$14 [10], \$14 , 4'h0 };
-  assign \$17  = { p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh, 8'h00 };
+  assign is_fp8_e5m2 = \$21 ;
+  assign \$14  = { \$signal$29 [9], \$signal$29 [9], \$signal$29 [9], \$signal$29 , 4'h0 };
+  assign \$17  = { \$16 [10], \$16 [10], \$16 [10], \$16 , 4'h0 };
+  assign \$19  = { p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh, 8'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -14238,20 +14290,22 @@ module \accelgen_gemm.array.pe_3_1 (rst, \port$158$0 , \port$163$0 , w_ok, w_we,
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire [2:0] \$1 ;
   wire \$10 ;
-  reg \$100 ;
-  reg [2:0] \$101 ;
-  reg [66:0] \$102 ;
-  wire [10:0] \$11 ;
-  wire [16:0] \$12 ;
-  wire [17:0] \$13 ;
-  wire [10:0] \$14 ;
+  reg [2:0] \$100 ;
+  reg [7:0] \$101 ;
+  reg \$102 ;
+  reg [2:0] \$103 ;
+  reg [66:0] \$104 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire [10:0] \$13 ;
+  wire [16:0] \$14 ;
   wire [17:0] \$15 ;
-  wire [18:0] \$16 ;
-  wire [24:0] \$17 ;
-  wire [25:0] \$18 ;
-  wire \$19 ;
+  wire [10:0] \$16 ;
+  wire [17:0] \$17 ;
+  wire [18:0] \$18 ;
+  wire [24:0] \$19 ;
   wire [2:0] \$2 ;
-  wire \$20 ;
+  wire [25:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
   wire \$23 ;
@@ -14260,19 +14314,19 @@ module \accelgen_gemm.array.pe_3_1 (rst, \port$158$0 , \port$163$0 , w_ok, w_we,
   wire \$26 ;
   wire \$27 ;
   wire \$28 ;
-  wire [2:0] \$29 ;
+  wire \$29 ;
   wire [64:0] \$3 ;
   wire \$30 ;
-  wire [3:0] \$31 ;
+  wire [2:0] \$31 ;
   wire \$32 ;
-  wire [4:0] \$33 ;
+  wire [3:0] \$33 ;
   wire \$34 ;
-  wire [3:0] \$35 ;
+  wire [4:0] \$35 ;
   wire \$36 ;
-  wire \$37 ;
+  wire [3:0] \$37 ;
   wire \$38 ;
   wire \$39 ;
-  wire [67:0] \$4 ;
+  wire [64:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
@@ -14283,7 +14337,7 @@ module \accelgen_gemm.array.pe_3_1 (rst, \port$158$0 , \port$163$0 , w_ok, w_we,
   wire \$47 ;
   wire \$48 ;
   wire \$49 ;
-  wire \$5 ;
+  wire [2:0] \$5 ;
   wire \$50 ;
   wire \$51 ;
   wire \$52 ;
@@ -14292,16 +14346,16 @@ module \accelgen_gemm.array.pe_3_1 (rst, \port$158$0 , \port$163$0 , w_ok, w_we,
   wire \$55 ;
   wire \$56 ;
   wire \$57 ;
-  wire [2:0] \$58 ;
+  wire \$58 ;
   wire \$59 ;
-  wire \$6 ;
-  wire [3:0] \$60 ;
+  wire [68:0] \$6 ;
+  wire [2:0] \$60 ;
   wire \$61 ;
-  wire [4:0] \$62 ;
+  wire [3:0] \$62 ;
   wire \$63 ;
-  wire [3:0] \$64 ;
+  wire [4:0] \$64 ;
   wire \$65 ;
-  wire \$66 ;
+  wire [3:0] \$66 ;
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
@@ -14314,13 +14368,13 @@ module \accelgen_gemm.array.pe_3_1 (rst, \port$158$0 , \port$163$0 , w_ok, w_we,
   wire \$75 ;
   wire \$76 ;
   wire \$77 ;
-  wire [5:0] \$78 ;
-  wire [6:0] \$79 ;
+  wire \$78 ;
+  wire \$79 ;
   wire \$8 ;
-  wire [70:0] \$80 ;
-  wire [64:0] \$81 ;
-  wire \$82 ;
-  wire \$83 ;
+  wire [5:0] \$80 ;
+  wire [6:0] \$81 ;
+  wire [70:0] \$82 ;
+  wire [64:0] \$83 ;
   wire \$84 ;
   wire \$85 ;
   wire \$86 ;
@@ -14332,12 +14386,12 @@ module \accelgen_gemm.array.pe_3_1 (rst, \port$158$0 , \port$163$0 , w_ok, w_we,
   wire \$91 ;
   wire \$92 ;
   wire \$93 ;
-  reg [7:0] \$94 ;
-  reg [7:0] \$95 ;
-  reg \$96 ;
-  reg \$97 ;
-  reg [2:0] \$98 ;
-  reg [7:0] \$99 ;
+  wire \$94 ;
+  wire \$95 ;
+  reg [7:0] \$96 ;
+  reg [7:0] \$97 ;
+  reg \$98 ;
+  reg \$99 ;
   reg \$signal  = 1'h0;
   wire [9:0] \$signal$27 ;
   wire [9:0] \$signal$29 ;
@@ -14408,209 +14462,211 @@ module \accelgen_gemm.array.pe_3_1 (rst, \port$158$0 , \port$163$0 , w_ok, w_we,
   assign \$1  = is_fp ? fp_flags : 3'h0;
   assign \$2  = fl_i | \$1 ;
   assign \$3  = is_fp ? fp_term : { product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product };
-  assign \$4  = $signed(ps_i) + $signed(\$3 );
+  assign \$4  = is_fp ? fp_term : { product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product };
+  assign \$5  = \$4 [64] ? 3'h7 : 3'h0;
+  assign \$6  = $signed(ps_i) + $signed({ \$5 , \$3  });
   assign w = bank_i ? w1 : w0;
   assign is_int8 = ! mode_i;
   assign is_int4 = mode_i == 1'h1;
   assign is_w4a8 = mode_i == 2'h2;
-  assign \$5  = a_i[3] & is_int4;
-  assign \$6  = is_int4 | is_w4a8;
-  assign \$7  = w[3] & \$6 ;
-  assign \$signal$27  = $signed({ \$5 , a_i[3:0] }) * $signed({ \$7 , w[3:0] });
-  assign p_hh = $signed(a_i[7:4]) * $signed(w[7:4]);
+  assign \$7  = a_i[3] & is_int4;
   assign \$8  = is_int4 | is_w4a8;
   assign \$9  = w[3] & \$8 ;
-  assign \$signal$29  = $signed(a_i[7:4]) * $signed({ \$9 , w[3:0] });
-  assign \$10  = a_i[3] & is_int4;
-  assign p_lh = $signed({ \$10 , a_i[3:0] }) * $signed(w[7:4]);
-  assign \$11  = $signed(\$signal$27 ) + $signed(p_hh);
-  assign \$13  = $signed(\$signal$27 ) + $signed(\$12 );
-  assign \$14  = $signed(\$signal$29 ) + $signed(p_lh);
-  assign \$16  = $signed(\$signal$27 ) + $signed(\$15 );
-  assign \$18  = $signed(\$16 ) + $signed(\$17 );
-  assign \$19  = mode_i == 3'h4;
-  assign \$20  = a_i[6:2] == 5'h1f;
-  assign \$21  = | a_i[1:0];
-  assign \$22  = \$20  & \$21 ;
-  assign \$23  = a_i[6:3] == 4'hf;
-  assign \$24  = a_i[2:0] == 3'h7;
-  assign \$25  = \$23  & \$24 ;
-  assign \$26  = is_fp8_e5m2 ? \$22  : \$25 ;
-  assign \$27  = a_i[6:2] == 5'h1f;
-  assign \$28  = | a_i[6:2];
-  assign \$29  = \$27  ? 3'h0 : { \$28 , a_i[1:0] };
-  assign \$30  = | a_i[6:3];
-  assign \$31  = is_fp8_e5m2 ? { 1'h0, \$29  } : { \$30 , a_i[2:0] };
-  assign fa_sig = \$26  ? 4'h0 : \$31 ;
-  assign \$32  = ! a_i[6:2];
-  assign \$33  = \$32  ? 5'h01 : a_i[6:2];
-  assign \$34  = ! a_i[6:3];
-  assign \$35  = \$34  ? 4'h1 : a_i[6:3];
-  assign fa_exp = is_fp8_e5m2 ? \$33  : { 1'h0, \$35  };
-  assign \$36  = a_i[6:2] == 5'h1f;
-  assign \$37  = | a_i[1:0];
-  assign \$38  = \$36  & \$37 ;
-  assign \$39  = a_i[6:3] == 4'hf;
-  assign \$40  = a_i[2:0] == 3'h7;
-  assign \$41  = \$39  & \$40 ;
-  assign fa_nan = is_fp8_e5m2 ? \$38  : \$41 ;
-  assign \$42  = a_i[6:2] == 5'h1f;
-  assign \$43  = ! a_i[1:0];
-  assign \$44  = \$42  & \$43 ;
-  assign fa_inf = is_fp8_e5m2 ? \$44  : 1'h0;
-  assign \$45  = ! fa_sig;
-  assign \$46  = ~ fa_nan;
-  assign \$47  = \$45  & \$46 ;
-  assign \$48  = ~ fa_inf;
-  assign fa_zero = \$47  & \$48 ;
-  assign \$49  = w[6:2] == 5'h1f;
-  assign \$50  = | w[1:0];
-  assign \$51  = \$49  & \$50 ;
-  assign \$52  = w[6:3] == 4'hf;
-  assign \$53  = w[2:0] == 3'h7;
-  assign \$54  = \$52  & \$53 ;
-  assign \$55  = is_fp8_e5m2 ? \$51  : \$54 ;
-  assign \$56  = w[6:2] == 5'h1f;
-  assign \$57  = | w[6:2];
-  assign \$58  = \$56  ? 3'h0 : { \$57 , w[1:0] };
-  assign \$59  = | w[6:3];
-  assign \$60  = is_fp8_e5m2 ? { 1'h0, \$58  } : { \$59 , w[2:0] };
-  assign fw_sig = \$55  ? 4'h0 : \$60 ;
-  assign \$61  = ! w[6:2];
-  assign \$62  = \$61  ? 5'h01 : w[6:2];
-  assign \$63  = ! w[6:3];
-  assign \$64  = \$63  ? 4'h1 : w[6:3];
-  assign fw_exp = is_fp8_e5m2 ? \$62  : { 1'h0, \$64  };
-  assign \$65  = w[6:2] == 5'h1f;
-  assign \$66  = | w[1:0];
-  assign \$67  = \$65  & \$66 ;
-  assign \$68  = w[6:3] == 4'hf;
-  assign \$69  = w[2:0] == 3'h7;
-  assign \$70  = \$68  & \$69 ;
-  assign fw_nan = is_fp8_e5m2 ? \$67  : \$70 ;
-  assign \$71  = w[6:2] == 5'h1f;
-  assign \$72  = ! w[1:0];
-  assign \$73  = \$71  & \$72 ;
-  assign fw_inf = is_fp8_e5m2 ? \$73  : 1'h0;
-  assign \$74  = ! fw_sig;
-  assign \$75  = ~ fw_nan;
-  assign \$76  = \$74  & \$75 ;
-  assign \$77  = ~ fw_inf;
-  assign fw_zero = \$76  & \$77 ;
+  assign \$signal$27  = $signed({ \$7 , a_i[3:0] }) * $signed({ \$9 , w[3:0] });
+  assign p_hh = $signed(a_i[7:4]) * $signed(w[7:4]);
+  assign \$10  = is_int4 | is_w4a8;
+  assign \$11  = w[3] & \$10 ;
+  assign \$signal$29  = $signed(a_i[7:4]) * $signed({ \$11 , w[3:0] });
+  assign \$12  = a_i[3] & is_int4;
+  assign p_lh = $signed({ \$12 , a_i[3:0] }) * $signed(w[7:4]);
+  assign \$13  = $signed(\$signal$27 ) + $signed(p_hh);
+  assign \$15  = $signed(\$signal$27 ) + $signed(\$14 );
+  assign \$16  = $signed(\$signal$29 ) + $signed(p_lh);
+  assign \$18  = $signed(\$signal$27 ) + $signed(\$17 );
+  assign \$20  = $signed(\$18 ) + $signed(\$19 );
+  assign \$21  = mode_i == 3'h4;
+  assign \$22  = a_i[6:2] == 5'h1f;
+  assign \$23  = | a_i[1:0];
+  assign \$24  = \$22  & \$23 ;
+  assign \$25  = a_i[6:3] == 4'hf;
+  assign \$26  = a_i[2:0] == 3'h7;
+  assign \$27  = \$25  & \$26 ;
+  assign \$28  = is_fp8_e5m2 ? \$24  : \$27 ;
+  assign \$29  = a_i[6:2] == 5'h1f;
+  assign \$30  = | a_i[6:2];
+  assign \$31  = \$29  ? 3'h0 : { \$30 , a_i[1:0] };
+  assign \$32  = | a_i[6:3];
+  assign \$33  = is_fp8_e5m2 ? { 1'h0, \$31  } : { \$32 , a_i[2:0] };
+  assign fa_sig = \$28  ? 4'h0 : \$33 ;
+  assign \$34  = ! a_i[6:2];
+  assign \$35  = \$34  ? 5'h01 : a_i[6:2];
+  assign \$36  = ! a_i[6:3];
+  assign \$37  = \$36  ? 4'h1 : a_i[6:3];
+  assign fa_exp = is_fp8_e5m2 ? \$35  : { 1'h0, \$37  };
+  assign \$38  = a_i[6:2] == 5'h1f;
+  assign \$39  = | a_i[1:0];
+  assign \$40  = \$38  & \$39 ;
+  assign \$41  = a_i[6:3] == 4'hf;
+  assign \$42  = a_i[2:0] == 3'h7;
+  assign \$43  = \$41  & \$42 ;
+  assign fa_nan = is_fp8_e5m2 ? \$40  : \$43 ;
+  assign \$44  = a_i[6:2] == 5'h1f;
+  assign \$45  = ! a_i[1:0];
+  assign \$46  = \$44  & \$45 ;
+  assign fa_inf = is_fp8_e5m2 ? \$46  : 1'h0;
+  assign \$47  = ! fa_sig;
+  assign \$48  = ~ fa_nan;
+  assign \$49  = \$47  & \$48 ;
+  assign \$50  = ~ fa_inf;
+  assign fa_zero = \$49  & \$50 ;
+  assign \$51  = w[6:2] == 5'h1f;
+  assign \$52  = | w[1:0];
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = w[6:3] == 4'hf;
+  assign \$55  = w[2:0] == 3'h7;
+  assign \$56  = \$54  & \$55 ;
+  assign \$57  = is_fp8_e5m2 ? \$53  : \$56 ;
+  assign \$58  = w[6:2] == 5'h1f;
+  assign \$59  = | w[6:2];
+  assign \$60  = \$58  ? 3'h0 : { \$59 , w[1:0] };
+  assign \$61  = | w[6:3];
+  assign \$62  = is_fp8_e5m2 ? { 1'h0, \$60  } : { \$61 , w[2:0] };
+  assign fw_sig = \$57  ? 4'h0 : \$62 ;
+  assign \$63  = ! w[6:2];
+  assign \$64  = \$63  ? 5'h01 : w[6:2];
+  assign \$65  = ! w[6:3];
+  assign \$66  = \$65  ? 4'h1 : w[6:3];
+  assign fw_exp = is_fp8_e5m2 ? \$64  : { 1'h0, \$66  };
+  assign \$67  = w[6:2] == 5'h1f;
+  assign \$68  = | w[1:0];
+  assign \$69  = \$67  & \$68 ;
+  assign \$70  = w[6:3] == 4'hf;
+  assign \$71  = w[2:0] == 3'h7;
+  assign \$72  = \$70  & \$71 ;
+  assign fw_nan = is_fp8_e5m2 ? \$69  : \$72 ;
+  assign \$73  = w[6:2] == 5'h1f;
+  assign \$74  = ! w[1:0];
+  assign \$75  = \$73  & \$74 ;
+  assign fw_inf = is_fp8_e5m2 ? \$75  : 1'h0;
+  assign \$76  = ! fw_sig;
+  assign \$77  = ~ fw_nan;
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = ~ fw_inf;
+  assign fw_zero = \$78  & \$79 ;
   assign fp_sig_p = fa_sig * fw_sig;
-  assign \$78  = fa_exp + fw_exp;
-  assign \$79  = \$78  - 2'h2;
-  assign \$80  = fp_sig_p << \$79 [5:0];
+  assign \$80  = fa_exp + fw_exp;
+  assign \$81  = \$80  - 2'h2;
+  assign \$82  = fp_sig_p << \$81 [5:0];
   assign fp_neg = a_i[7] ^ w[7];
-  assign \$81  = - \$80 [63:0];
-  assign fp_term = fp_neg ? \$81  : { 1'h0, \$80 [63:0] };
-  assign \$82  = fa_nan | fw_nan;
-  assign \$83  = fa_inf & fw_zero;
-  assign \$84  = \$82  | \$83 ;
-  assign \$85  = fa_zero & fw_inf;
-  assign fp_nan = \$84  | \$85 ;
-  assign \$86  = fa_inf | fw_inf;
-  assign \$87  = ~ fp_nan;
-  assign fp_inf = \$86  & \$87 ;
-  assign \$88  = bank_i ? ok1 : \$signal ;
-  assign \$89  = ~ fp_neg;
-  assign \$90  = fp_inf & \$89 ;
-  assign \$91  = fp_inf & fp_neg;
-  assign fp_flags = \$88  ? { \$91 , \$90 , fp_nan } : 3'h0;
-  assign \$92  = mode_i == 2'h3;
-  assign \$93  = mode_i == 3'h4;
-  assign is_fp = | { \$93 , \$92  };
+  assign \$83  = - \$82 [63:0];
+  assign fp_term = fp_neg ? \$83  : { 1'h0, \$82 [63:0] };
+  assign \$84  = fa_nan | fw_nan;
+  assign \$85  = fa_inf & fw_zero;
+  assign \$86  = \$84  | \$85 ;
+  assign \$87  = fa_zero & fw_inf;
+  assign fp_nan = \$86  | \$87 ;
+  assign \$88  = fa_inf | fw_inf;
+  assign \$89  = ~ fp_nan;
+  assign fp_inf = \$88  & \$89 ;
+  assign \$90  = bank_i ? ok1 : \$signal ;
+  assign \$91  = ~ fp_neg;
+  assign \$92  = fp_inf & \$91 ;
+  assign \$93  = fp_inf & fp_neg;
+  assign fp_flags = \$90  ? { \$93 , \$92 , fp_nan } : 3'h0;
+  assign \$94  = mode_i == 2'h3;
+  assign \$95  = mode_i == 3'h4;
+  assign is_fp = | { \$95 , \$94  };
   always @(posedge clk)
-    w0 <= \$94 ;
+    w0 <= \$96 ;
   always @(posedge clk)
-    w1 <= \$95 ;
+    w1 <= \$97 ;
   always @(posedge clk)
-    \$signal  <= \$96 ;
+    \$signal  <= \$98 ;
   always @(posedge clk)
-    ok1 <= \$97 ;
+    ok1 <= \$99 ;
   always @(posedge clk)
-    fl_o <= \$98 ;
+    fl_o <= \$100 ;
   always @(posedge clk)
-    a_o <= \$99 ;
+    a_o <= \$101 ;
   always @(posedge clk)
-    bank_o <= \$100 ;
+    bank_o <= \$102 ;
   always @(posedge clk)
-    mode_o <= \$101 ;
+    mode_o <= \$103 ;
   always @(posedge clk)
-    ps_o <= \$102 ;
+    ps_o <= \$104 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$94  = w0;
+    \$96  = w0;
     if (w_we[0]) begin
-      \$94  = { \port$163$0 , \port$158$0  };
+      \$96  = { \port$163$0 , \port$158$0  };
     end
     if (rst) begin
-      \$94  = 8'h00;
+      \$96  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$95  = w1;
+    \$97  = w1;
     if (w_we[1]) begin
-      \$95  = { \port$163$0 , \port$158$0  };
+      \$97  = { \port$163$0 , \port$158$0  };
     end
     if (rst) begin
-      \$95  = 8'h00;
+      \$97  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$96  = \$signal ;
+    \$98  = \$signal ;
     if (w_we[0]) begin
-      \$96  = w_ok;
+      \$98  = w_ok;
     end
     if (rst) begin
-      \$96  = 1'h0;
+      \$98  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$97  = ok1;
+    \$99  = ok1;
     if (w_we[1]) begin
-      \$97  = w_ok;
+      \$99  = w_ok;
     end
     if (rst) begin
-      \$97  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$98  = \$2 ;
-    if (rst) begin
-      \$98  = 3'h0;
+      \$99  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$99  = a_i;
+    \$100  = \$2 ;
     if (rst) begin
-      \$99  = 8'h00;
+      \$100  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$100  = bank_i;
+    \$101  = a_i;
     if (rst) begin
-      \$100  = 1'h0;
+      \$101  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$101  = mode_i;
+    \$102  = bank_i;
     if (rst) begin
-      \$101  = 3'h0;
+      \$102  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$102  = \$4 [66:0];
+    \$103  = mode_i;
     if (rst) begin
-      \$102  = 67'h00000000000000000;
+      \$103  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$104  = \$6 [66:0];
+    if (rst) begin
+      \$104  = 67'h00000000000000000;
     end
   end
   always @* begin
@@ -14618,21 +14674,21 @@ module \accelgen_gemm.array.pe_3_1 (rst, \port$158$0 , \port$163$0 , w_ok, w_we,
     (* full_case = 32'd1 *)
     casez ({ is_w4a8, is_int4 })
       2'h1:
-          product = { \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11  };
+          product = { \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13  };
       2'h2:
-          product = \$13 [16:0];
+          product = \$15 [16:0];
       default:
-          product = \$18 [16:0];
+          product = \$20 [16:0];
     endcase
   end
   assign w_data = { \port$163$0 , \port$158$0  };
-  assign fp_shift = \$79 [5:0];
-  assign fp_mag = \$80 [63:0];
+  assign fp_shift = \$81 [5:0];
+  assign fp_mag = \$82 [63:0];
   assign is_fp8_e4m3_fp8_e5m2 = is_fp;
-  assign is_fp8_e5m2 = \$19 ;
-  assign \$12  = { \$signal$29 [9], \$signal$29 [9], \$signal$29 [9], \$signal$29 , 4'h0 };
-  assign \$15  = { \$14 [10], \$14 [10], \$14 [10], \$14 , 4'h0 };
-  assign \$17  = { p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh, 8'h00 };
+  assign is_fp8_e5m2 = \$21 ;
+  assign \$14  = { \$signal$29 [9], \$signal$29 [9], \$signal$29 [9], \$signal$29 , 4'h0 };
+  assign \$17  = { \$16 [10], \$16 [10], \$16 [10], \$16 , 4'h0 };
+  assign \$19  = { p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh, 8'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -14640,20 +14696,22 @@ module \accelgen_gemm.array.pe_3_2 (rst, \port$170$0 , \port$175$0 , w_ok, w_we,
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire [2:0] \$1 ;
   wire \$10 ;
-  reg \$100 ;
-  reg [2:0] \$101 ;
-  reg [66:0] \$102 ;
-  wire [10:0] \$11 ;
-  wire [16:0] \$12 ;
-  wire [17:0] \$13 ;
-  wire [10:0] \$14 ;
+  reg [2:0] \$100 ;
+  reg [7:0] \$101 ;
+  reg \$102 ;
+  reg [2:0] \$103 ;
+  reg [66:0] \$104 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire [10:0] \$13 ;
+  wire [16:0] \$14 ;
   wire [17:0] \$15 ;
-  wire [18:0] \$16 ;
-  wire [24:0] \$17 ;
-  wire [25:0] \$18 ;
-  wire \$19 ;
+  wire [10:0] \$16 ;
+  wire [17:0] \$17 ;
+  wire [18:0] \$18 ;
+  wire [24:0] \$19 ;
   wire [2:0] \$2 ;
-  wire \$20 ;
+  wire [25:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
   wire \$23 ;
@@ -14662,19 +14720,19 @@ module \accelgen_gemm.array.pe_3_2 (rst, \port$170$0 , \port$175$0 , w_ok, w_we,
   wire \$26 ;
   wire \$27 ;
   wire \$28 ;
-  wire [2:0] \$29 ;
+  wire \$29 ;
   wire [64:0] \$3 ;
   wire \$30 ;
-  wire [3:0] \$31 ;
+  wire [2:0] \$31 ;
   wire \$32 ;
-  wire [4:0] \$33 ;
+  wire [3:0] \$33 ;
   wire \$34 ;
-  wire [3:0] \$35 ;
+  wire [4:0] \$35 ;
   wire \$36 ;
-  wire \$37 ;
+  wire [3:0] \$37 ;
   wire \$38 ;
   wire \$39 ;
-  wire [67:0] \$4 ;
+  wire [64:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
@@ -14685,7 +14743,7 @@ module \accelgen_gemm.array.pe_3_2 (rst, \port$170$0 , \port$175$0 , w_ok, w_we,
   wire \$47 ;
   wire \$48 ;
   wire \$49 ;
-  wire \$5 ;
+  wire [2:0] \$5 ;
   wire \$50 ;
   wire \$51 ;
   wire \$52 ;
@@ -14694,16 +14752,16 @@ module \accelgen_gemm.array.pe_3_2 (rst, \port$170$0 , \port$175$0 , w_ok, w_we,
   wire \$55 ;
   wire \$56 ;
   wire \$57 ;
-  wire [2:0] \$58 ;
+  wire \$58 ;
   wire \$59 ;
-  wire \$6 ;
-  wire [3:0] \$60 ;
+  wire [68:0] \$6 ;
+  wire [2:0] \$60 ;
   wire \$61 ;
-  wire [4:0] \$62 ;
+  wire [3:0] \$62 ;
   wire \$63 ;
-  wire [3:0] \$64 ;
+  wire [4:0] \$64 ;
   wire \$65 ;
-  wire \$66 ;
+  wire [3:0] \$66 ;
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
@@ -14716,13 +14774,13 @@ module \accelgen_gemm.array.pe_3_2 (rst, \port$170$0 , \port$175$0 , w_ok, w_we,
   wire \$75 ;
   wire \$76 ;
   wire \$77 ;
-  wire [5:0] \$78 ;
-  wire [6:0] \$79 ;
+  wire \$78 ;
+  wire \$79 ;
   wire \$8 ;
-  wire [70:0] \$80 ;
-  wire [64:0] \$81 ;
-  wire \$82 ;
-  wire \$83 ;
+  wire [5:0] \$80 ;
+  wire [6:0] \$81 ;
+  wire [70:0] \$82 ;
+  wire [64:0] \$83 ;
   wire \$84 ;
   wire \$85 ;
   wire \$86 ;
@@ -14734,12 +14792,12 @@ module \accelgen_gemm.array.pe_3_2 (rst, \port$170$0 , \port$175$0 , w_ok, w_we,
   wire \$91 ;
   wire \$92 ;
   wire \$93 ;
-  reg [7:0] \$94 ;
-  reg [7:0] \$95 ;
-  reg \$96 ;
-  reg \$97 ;
-  reg [2:0] \$98 ;
-  reg [7:0] \$99 ;
+  wire \$94 ;
+  wire \$95 ;
+  reg [7:0] \$96 ;
+  reg [7:0] \$97 ;
+  reg \$98 ;
+  reg \$99 ;
   reg \$signal  = 1'h0;
   wire [9:0] \$signal$27 ;
   wire [9:0] \$signal$29 ;
@@ -14810,209 +14868,211 @@ module \accelgen_gemm.array.pe_3_2 (rst, \port$170$0 , \port$175$0 , w_ok, w_we,
   assign \$1  = is_fp ? fp_flags : 3'h0;
   assign \$2  = fl_i | \$1 ;
   assign \$3  = is_fp ? fp_term : { product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product };
-  assign \$4  = $signed(ps_i) + $signed(\$3 );
+  assign \$4  = is_fp ? fp_term : { product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product };
+  assign \$5  = \$4 [64] ? 3'h7 : 3'h0;
+  assign \$6  = $signed(ps_i) + $signed({ \$5 , \$3  });
   assign w = bank_i ? w1 : w0;
   assign is_int8 = ! mode_i;
   assign is_int4 = mode_i == 1'h1;
   assign is_w4a8 = mode_i == 2'h2;
-  assign \$5  = a_i[3] & is_int4;
-  assign \$6  = is_int4 | is_w4a8;
-  assign \$7  = w[3] & \$6 ;
-  assign \$signal$27  = $signed({ \$5 , a_i[3:0] }) * $signed({ \$7 , w[3:0] });
-  assign p_hh = $signed(a_i[7:4]) * $signed(w[7:4]);
+  assign \$7  = a_i[3] & is_int4;
   assign \$8  = is_int4 | is_w4a8;
   assign \$9  = w[3] & \$8 ;
-  assign \$signal$29  = $signed(a_i[7:4]) * $signed({ \$9 , w[3:0] });
-  assign \$10  = a_i[3] & is_int4;
-  assign p_lh = $signed({ \$10 , a_i[3:0] }) * $signed(w[7:4]);
-  assign \$11  = $signed(\$signal$27 ) + $signed(p_hh);
-  assign \$13  = $signed(\$signal$27 ) + $signed(\$12 );
-  assign \$14  = $signed(\$signal$29 ) + $signed(p_lh);
-  assign \$16  = $signed(\$signal$27 ) + $signed(\$15 );
-  assign \$18  = $signed(\$16 ) + $signed(\$17 );
-  assign \$19  = mode_i == 3'h4;
-  assign \$20  = a_i[6:2] == 5'h1f;
-  assign \$21  = | a_i[1:0];
-  assign \$22  = \$20  & \$21 ;
-  assign \$23  = a_i[6:3] == 4'hf;
-  assign \$24  = a_i[2:0] == 3'h7;
-  assign \$25  = \$23  & \$24 ;
-  assign \$26  = is_fp8_e5m2 ? \$22  : \$25 ;
-  assign \$27  = a_i[6:2] == 5'h1f;
-  assign \$28  = | a_i[6:2];
-  assign \$29  = \$27  ? 3'h0 : { \$28 , a_i[1:0] };
-  assign \$30  = | a_i[6:3];
-  assign \$31  = is_fp8_e5m2 ? { 1'h0, \$29  } : { \$30 , a_i[2:0] };
-  assign fa_sig = \$26  ? 4'h0 : \$31 ;
-  assign \$32  = ! a_i[6:2];
-  assign \$33  = \$32  ? 5'h01 : a_i[6:2];
-  assign \$34  = ! a_i[6:3];
-  assign \$35  = \$34  ? 4'h1 : a_i[6:3];
-  assign fa_exp = is_fp8_e5m2 ? \$33  : { 1'h0, \$35  };
-  assign \$36  = a_i[6:2] == 5'h1f;
-  assign \$37  = | a_i[1:0];
-  assign \$38  = \$36  & \$37 ;
-  assign \$39  = a_i[6:3] == 4'hf;
-  assign \$40  = a_i[2:0] == 3'h7;
-  assign \$41  = \$39  & \$40 ;
-  assign fa_nan = is_fp8_e5m2 ? \$38  : \$41 ;
-  assign \$42  = a_i[6:2] == 5'h1f;
-  assign \$43  = ! a_i[1:0];
-  assign \$44  = \$42  & \$43 ;
-  assign fa_inf = is_fp8_e5m2 ? \$44  : 1'h0;
-  assign \$45  = ! fa_sig;
-  assign \$46  = ~ fa_nan;
-  assign \$47  = \$45  & \$46 ;
-  assign \$48  = ~ fa_inf;
-  assign fa_zero = \$47  & \$48 ;
-  assign \$49  = w[6:2] == 5'h1f;
-  assign \$50  = | w[1:0];
-  assign \$51  = \$49  & \$50 ;
-  assign \$52  = w[6:3] == 4'hf;
-  assign \$53  = w[2:0] == 3'h7;
-  assign \$54  = \$52  & \$53 ;
-  assign \$55  = is_fp8_e5m2 ? \$51  : \$54 ;
-  assign \$56  = w[6:2] == 5'h1f;
-  assign \$57  = | w[6:2];
-  assign \$58  = \$56  ? 3'h0 : { \$57 , w[1:0] };
-  assign \$59  = | w[6:3];
-  assign \$60  = is_fp8_e5m2 ? { 1'h0, \$58  } : { \$59 , w[2:0] };
-  assign fw_sig = \$55  ? 4'h0 : \$60 ;
-  assign \$61  = ! w[6:2];
-  assign \$62  = \$61  ? 5'h01 : w[6:2];
-  assign \$63  = ! w[6:3];
-  assign \$64  = \$63  ? 4'h1 : w[6:3];
-  assign fw_exp = is_fp8_e5m2 ? \$62  : { 1'h0, \$64  };
-  assign \$65  = w[6:2] == 5'h1f;
-  assign \$66  = | w[1:0];
-  assign \$67  = \$65  & \$66 ;
-  assign \$68  = w[6:3] == 4'hf;
-  assign \$69  = w[2:0] == 3'h7;
-  assign \$70  = \$68  & \$69 ;
-  assign fw_nan = is_fp8_e5m2 ? \$67  : \$70 ;
-  assign \$71  = w[6:2] == 5'h1f;
-  assign \$72  = ! w[1:0];
-  assign \$73  = \$71  & \$72 ;
-  assign fw_inf = is_fp8_e5m2 ? \$73  : 1'h0;
-  assign \$74  = ! fw_sig;
-  assign \$75  = ~ fw_nan;
-  assign \$76  = \$74  & \$75 ;
-  assign \$77  = ~ fw_inf;
-  assign fw_zero = \$76  & \$77 ;
+  assign \$signal$27  = $signed({ \$7 , a_i[3:0] }) * $signed({ \$9 , w[3:0] });
+  assign p_hh = $signed(a_i[7:4]) * $signed(w[7:4]);
+  assign \$10  = is_int4 | is_w4a8;
+  assign \$11  = w[3] & \$10 ;
+  assign \$signal$29  = $signed(a_i[7:4]) * $signed({ \$11 , w[3:0] });
+  assign \$12  = a_i[3] & is_int4;
+  assign p_lh = $signed({ \$12 , a_i[3:0] }) * $signed(w[7:4]);
+  assign \$13  = $signed(\$signal$27 ) + $signed(p_hh);
+  assign \$15  = $signed(\$signal$27 ) + $signed(\$14 );
+  assign \$16  = $signed(\$signal$29 ) + $signed(p_lh);
+  assign \$18  = $signed(\$signal$27 ) + $signed(\$17 );
+  assign \$20  = $signed(\$18 ) + $signed(\$19 );
+  assign \$21  = mode_i == 3'h4;
+  assign \$22  = a_i[6:2] == 5'h1f;
+  assign \$23  = | a_i[1:0];
+  assign \$24  = \$22  & \$23 ;
+  assign \$25  = a_i[6:3] == 4'hf;
+  assign \$26  = a_i[2:0] == 3'h7;
+  assign \$27  = \$25  & \$26 ;
+  assign \$28  = is_fp8_e5m2 ? \$24  : \$27 ;
+  assign \$29  = a_i[6:2] == 5'h1f;
+  assign \$30  = | a_i[6:2];
+  assign \$31  = \$29  ? 3'h0 : { \$30 , a_i[1:0] };
+  assign \$32  = | a_i[6:3];
+  assign \$33  = is_fp8_e5m2 ? { 1'h0, \$31  } : { \$32 , a_i[2:0] };
+  assign fa_sig = \$28  ? 4'h0 : \$33 ;
+  assign \$34  = ! a_i[6:2];
+  assign \$35  = \$34  ? 5'h01 : a_i[6:2];
+  assign \$36  = ! a_i[6:3];
+  assign \$37  = \$36  ? 4'h1 : a_i[6:3];
+  assign fa_exp = is_fp8_e5m2 ? \$35  : { 1'h0, \$37  };
+  assign \$38  = a_i[6:2] == 5'h1f;
+  assign \$39  = | a_i[1:0];
+  assign \$40  = \$38  & \$39 ;
+  assign \$41  = a_i[6:3] == 4'hf;
+  assign \$42  = a_i[2:0] == 3'h7;
+  assign \$43  = \$41  & \$42 ;
+  assign fa_nan = is_fp8_e5m2 ? \$40  : \$43 ;
+  assign \$44  = a_i[6:2] == 5'h1f;
+  assign \$45  = ! a_i[1:0];
+  assign \$46  = \$44  & \$45 ;
+  assign fa_inf = is_fp8_e5m2 ? \$46  : 1'h0;
+  assign \$47  = ! fa_sig;
+  assign \$48  = ~ fa_nan;
+  assign \$49  = \$47  & \$48 ;
+  assign \$50  = ~ fa_inf;
+  assign fa_zero = \$49  & \$50 ;
+  assign \$51  = w[6:2] == 5'h1f;
+  assign \$52  = | w[1:0];
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = w[6:3] == 4'hf;
+  assign \$55  = w[2:0] == 3'h7;
+  assign \$56  = \$54  & \$55 ;
+  assign \$57  = is_fp8_e5m2 ? \$53  : \$56 ;
+  assign \$58  = w[6:2] == 5'h1f;
+  assign \$59  = | w[6:2];
+  assign \$60  = \$58  ? 3'h0 : { \$59 , w[1:0] };
+  assign \$61  = | w[6:3];
+  assign \$62  = is_fp8_e5m2 ? { 1'h0, \$60  } : { \$61 , w[2:0] };
+  assign fw_sig = \$57  ? 4'h0 : \$62 ;
+  assign \$63  = ! w[6:2];
+  assign \$64  = \$63  ? 5'h01 : w[6:2];
+  assign \$65  = ! w[6:3];
+  assign \$66  = \$65  ? 4'h1 : w[6:3];
+  assign fw_exp = is_fp8_e5m2 ? \$64  : { 1'h0, \$66  };
+  assign \$67  = w[6:2] == 5'h1f;
+  assign \$68  = | w[1:0];
+  assign \$69  = \$67  & \$68 ;
+  assign \$70  = w[6:3] == 4'hf;
+  assign \$71  = w[2:0] == 3'h7;
+  assign \$72  = \$70  & \$71 ;
+  assign fw_nan = is_fp8_e5m2 ? \$69  : \$72 ;
+  assign \$73  = w[6:2] == 5'h1f;
+  assign \$74  = ! w[1:0];
+  assign \$75  = \$73  & \$74 ;
+  assign fw_inf = is_fp8_e5m2 ? \$75  : 1'h0;
+  assign \$76  = ! fw_sig;
+  assign \$77  = ~ fw_nan;
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = ~ fw_inf;
+  assign fw_zero = \$78  & \$79 ;
   assign fp_sig_p = fa_sig * fw_sig;
-  assign \$78  = fa_exp + fw_exp;
-  assign \$79  = \$78  - 2'h2;
-  assign \$80  = fp_sig_p << \$79 [5:0];
+  assign \$80  = fa_exp + fw_exp;
+  assign \$81  = \$80  - 2'h2;
+  assign \$82  = fp_sig_p << \$81 [5:0];
   assign fp_neg = a_i[7] ^ w[7];
-  assign \$81  = - \$80 [63:0];
-  assign fp_term = fp_neg ? \$81  : { 1'h0, \$80 [63:0] };
-  assign \$82  = fa_nan | fw_nan;
-  assign \$83  = fa_inf & fw_zero;
-  assign \$84  = \$82  | \$83 ;
-  assign \$85  = fa_zero & fw_inf;
-  assign fp_nan = \$84  | \$85 ;
-  assign \$86  = fa_inf | fw_inf;
-  assign \$87  = ~ fp_nan;
-  assign fp_inf = \$86  & \$87 ;
-  assign \$88  = bank_i ? ok1 : \$signal ;
-  assign \$89  = ~ fp_neg;
-  assign \$90  = fp_inf & \$89 ;
-  assign \$91  = fp_inf & fp_neg;
-  assign fp_flags = \$88  ? { \$91 , \$90 , fp_nan } : 3'h0;
-  assign \$92  = mode_i == 2'h3;
-  assign \$93  = mode_i == 3'h4;
-  assign is_fp = | { \$93 , \$92  };
+  assign \$83  = - \$82 [63:0];
+  assign fp_term = fp_neg ? \$83  : { 1'h0, \$82 [63:0] };
+  assign \$84  = fa_nan | fw_nan;
+  assign \$85  = fa_inf & fw_zero;
+  assign \$86  = \$84  | \$85 ;
+  assign \$87  = fa_zero & fw_inf;
+  assign fp_nan = \$86  | \$87 ;
+  assign \$88  = fa_inf | fw_inf;
+  assign \$89  = ~ fp_nan;
+  assign fp_inf = \$88  & \$89 ;
+  assign \$90  = bank_i ? ok1 : \$signal ;
+  assign \$91  = ~ fp_neg;
+  assign \$92  = fp_inf & \$91 ;
+  assign \$93  = fp_inf & fp_neg;
+  assign fp_flags = \$90  ? { \$93 , \$92 , fp_nan } : 3'h0;
+  assign \$94  = mode_i == 2'h3;
+  assign \$95  = mode_i == 3'h4;
+  assign is_fp = | { \$95 , \$94  };
   always @(posedge clk)
-    w0 <= \$94 ;
+    w0 <= \$96 ;
   always @(posedge clk)
-    w1 <= \$95 ;
+    w1 <= \$97 ;
   always @(posedge clk)
-    \$signal  <= \$96 ;
+    \$signal  <= \$98 ;
   always @(posedge clk)
-    ok1 <= \$97 ;
+    ok1 <= \$99 ;
   always @(posedge clk)
-    fl_o <= \$98 ;
+    fl_o <= \$100 ;
   always @(posedge clk)
-    a_o <= \$99 ;
+    a_o <= \$101 ;
   always @(posedge clk)
-    bank_o <= \$100 ;
+    bank_o <= \$102 ;
   always @(posedge clk)
-    mode_o <= \$101 ;
+    mode_o <= \$103 ;
   always @(posedge clk)
-    ps_o <= \$102 ;
+    ps_o <= \$104 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$94  = w0;
+    \$96  = w0;
     if (w_we[0]) begin
-      \$94  = { \port$175$0 , \port$170$0  };
+      \$96  = { \port$175$0 , \port$170$0  };
     end
     if (rst) begin
-      \$94  = 8'h00;
+      \$96  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$95  = w1;
+    \$97  = w1;
     if (w_we[1]) begin
-      \$95  = { \port$175$0 , \port$170$0  };
+      \$97  = { \port$175$0 , \port$170$0  };
     end
     if (rst) begin
-      \$95  = 8'h00;
+      \$97  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$96  = \$signal ;
+    \$98  = \$signal ;
     if (w_we[0]) begin
-      \$96  = w_ok;
+      \$98  = w_ok;
     end
     if (rst) begin
-      \$96  = 1'h0;
+      \$98  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$97  = ok1;
+    \$99  = ok1;
     if (w_we[1]) begin
-      \$97  = w_ok;
+      \$99  = w_ok;
     end
     if (rst) begin
-      \$97  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$98  = \$2 ;
-    if (rst) begin
-      \$98  = 3'h0;
+      \$99  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$99  = a_i;
+    \$100  = \$2 ;
     if (rst) begin
-      \$99  = 8'h00;
+      \$100  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$100  = bank_i;
+    \$101  = a_i;
     if (rst) begin
-      \$100  = 1'h0;
+      \$101  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$101  = mode_i;
+    \$102  = bank_i;
     if (rst) begin
-      \$101  = 3'h0;
+      \$102  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$102  = \$4 [66:0];
+    \$103  = mode_i;
     if (rst) begin
-      \$102  = 67'h00000000000000000;
+      \$103  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$104  = \$6 [66:0];
+    if (rst) begin
+      \$104  = 67'h00000000000000000;
     end
   end
   always @* begin
@@ -15020,21 +15080,21 @@ module \accelgen_gemm.array.pe_3_2 (rst, \port$170$0 , \port$175$0 , w_ok, w_we,
     (* full_case = 32'd1 *)
     casez ({ is_w4a8, is_int4 })
       2'h1:
-          product = { \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11  };
+          product = { \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13  };
       2'h2:
-          product = \$13 [16:0];
+          product = \$15 [16:0];
       default:
-          product = \$18 [16:0];
+          product = \$20 [16:0];
     endcase
   end
   assign w_data = { \port$175$0 , \port$170$0  };
-  assign fp_shift = \$79 [5:0];
-  assign fp_mag = \$80 [63:0];
+  assign fp_shift = \$81 [5:0];
+  assign fp_mag = \$82 [63:0];
   assign is_fp8_e4m3_fp8_e5m2 = is_fp;
-  assign is_fp8_e5m2 = \$19 ;
-  assign \$12  = { \$signal$29 [9], \$signal$29 [9], \$signal$29 [9], \$signal$29 , 4'h0 };
-  assign \$15  = { \$14 [10], \$14 [10], \$14 [10], \$14 , 4'h0 };
-  assign \$17  = { p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh, 8'h00 };
+  assign is_fp8_e5m2 = \$21 ;
+  assign \$14  = { \$signal$29 [9], \$signal$29 [9], \$signal$29 [9], \$signal$29 , 4'h0 };
+  assign \$17  = { \$16 [10], \$16 [10], \$16 [10], \$16 , 4'h0 };
+  assign \$19  = { p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh, 8'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -15042,20 +15102,22 @@ module \accelgen_gemm.array.pe_3_3 (rst, \port$182$0 , \port$187$0 , w_ok, w_we,
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire [2:0] \$1 ;
   wire \$10 ;
-  reg \$100 ;
-  reg [2:0] \$101 ;
-  reg [66:0] \$102 ;
-  wire [10:0] \$11 ;
-  wire [16:0] \$12 ;
-  wire [17:0] \$13 ;
-  wire [10:0] \$14 ;
+  reg [2:0] \$100 ;
+  reg [7:0] \$101 ;
+  reg \$102 ;
+  reg [2:0] \$103 ;
+  reg [66:0] \$104 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire [10:0] \$13 ;
+  wire [16:0] \$14 ;
   wire [17:0] \$15 ;
-  wire [18:0] \$16 ;
-  wire [24:0] \$17 ;
-  wire [25:0] \$18 ;
-  wire \$19 ;
+  wire [10:0] \$16 ;
+  wire [17:0] \$17 ;
+  wire [18:0] \$18 ;
+  wire [24:0] \$19 ;
   wire [2:0] \$2 ;
-  wire \$20 ;
+  wire [25:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
   wire \$23 ;
@@ -15064,19 +15126,19 @@ module \accelgen_gemm.array.pe_3_3 (rst, \port$182$0 , \port$187$0 , w_ok, w_we,
   wire \$26 ;
   wire \$27 ;
   wire \$28 ;
-  wire [2:0] \$29 ;
+  wire \$29 ;
   wire [64:0] \$3 ;
   wire \$30 ;
-  wire [3:0] \$31 ;
+  wire [2:0] \$31 ;
   wire \$32 ;
-  wire [4:0] \$33 ;
+  wire [3:0] \$33 ;
   wire \$34 ;
-  wire [3:0] \$35 ;
+  wire [4:0] \$35 ;
   wire \$36 ;
-  wire \$37 ;
+  wire [3:0] \$37 ;
   wire \$38 ;
   wire \$39 ;
-  wire [67:0] \$4 ;
+  wire [64:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
@@ -15087,7 +15149,7 @@ module \accelgen_gemm.array.pe_3_3 (rst, \port$182$0 , \port$187$0 , w_ok, w_we,
   wire \$47 ;
   wire \$48 ;
   wire \$49 ;
-  wire \$5 ;
+  wire [2:0] \$5 ;
   wire \$50 ;
   wire \$51 ;
   wire \$52 ;
@@ -15096,16 +15158,16 @@ module \accelgen_gemm.array.pe_3_3 (rst, \port$182$0 , \port$187$0 , w_ok, w_we,
   wire \$55 ;
   wire \$56 ;
   wire \$57 ;
-  wire [2:0] \$58 ;
+  wire \$58 ;
   wire \$59 ;
-  wire \$6 ;
-  wire [3:0] \$60 ;
+  wire [68:0] \$6 ;
+  wire [2:0] \$60 ;
   wire \$61 ;
-  wire [4:0] \$62 ;
+  wire [3:0] \$62 ;
   wire \$63 ;
-  wire [3:0] \$64 ;
+  wire [4:0] \$64 ;
   wire \$65 ;
-  wire \$66 ;
+  wire [3:0] \$66 ;
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
@@ -15118,13 +15180,13 @@ module \accelgen_gemm.array.pe_3_3 (rst, \port$182$0 , \port$187$0 , w_ok, w_we,
   wire \$75 ;
   wire \$76 ;
   wire \$77 ;
-  wire [5:0] \$78 ;
-  wire [6:0] \$79 ;
+  wire \$78 ;
+  wire \$79 ;
   wire \$8 ;
-  wire [70:0] \$80 ;
-  wire [64:0] \$81 ;
-  wire \$82 ;
-  wire \$83 ;
+  wire [5:0] \$80 ;
+  wire [6:0] \$81 ;
+  wire [70:0] \$82 ;
+  wire [64:0] \$83 ;
   wire \$84 ;
   wire \$85 ;
   wire \$86 ;
@@ -15136,12 +15198,12 @@ module \accelgen_gemm.array.pe_3_3 (rst, \port$182$0 , \port$187$0 , w_ok, w_we,
   wire \$91 ;
   wire \$92 ;
   wire \$93 ;
-  reg [7:0] \$94 ;
-  reg [7:0] \$95 ;
-  reg \$96 ;
-  reg \$97 ;
-  reg [2:0] \$98 ;
-  reg [7:0] \$99 ;
+  wire \$94 ;
+  wire \$95 ;
+  reg [7:0] \$96 ;
+  reg [7:0] \$97 ;
+  reg \$98 ;
+  reg \$99 ;
   reg \$signal  = 1'h0;
   wire [9:0] \$signal$27 ;
   wire [9:0] \$signal$29 ;
@@ -15209,209 +15271,211 @@ module \accelgen_gemm.array.pe_3_3 (rst, \port$182$0 , \port$187$0 , w_ok, w_we,
   assign \$1  = is_fp ? fp_flags : 3'h0;
   assign \$2  = fl_i | \$1 ;
   assign \$3  = is_fp ? fp_term : { product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product };
-  assign \$4  = $signed(ps_i) + $signed(\$3 );
+  assign \$4  = is_fp ? fp_term : { product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product[16], product };
+  assign \$5  = \$4 [64] ? 3'h7 : 3'h0;
+  assign \$6  = $signed(ps_i) + $signed({ \$5 , \$3  });
   assign w = bank_i ? w1 : w0;
   assign is_int8 = ! mode_i;
   assign is_int4 = mode_i == 1'h1;
   assign is_w4a8 = mode_i == 2'h2;
-  assign \$5  = a_i[3] & is_int4;
-  assign \$6  = is_int4 | is_w4a8;
-  assign \$7  = w[3] & \$6 ;
-  assign \$signal$27  = $signed({ \$5 , a_i[3:0] }) * $signed({ \$7 , w[3:0] });
-  assign p_hh = $signed(a_i[7:4]) * $signed(w[7:4]);
+  assign \$7  = a_i[3] & is_int4;
   assign \$8  = is_int4 | is_w4a8;
   assign \$9  = w[3] & \$8 ;
-  assign \$signal$29  = $signed(a_i[7:4]) * $signed({ \$9 , w[3:0] });
-  assign \$10  = a_i[3] & is_int4;
-  assign p_lh = $signed({ \$10 , a_i[3:0] }) * $signed(w[7:4]);
-  assign \$11  = $signed(\$signal$27 ) + $signed(p_hh);
-  assign \$13  = $signed(\$signal$27 ) + $signed(\$12 );
-  assign \$14  = $signed(\$signal$29 ) + $signed(p_lh);
-  assign \$16  = $signed(\$signal$27 ) + $signed(\$15 );
-  assign \$18  = $signed(\$16 ) + $signed(\$17 );
-  assign \$19  = mode_i == 3'h4;
-  assign \$20  = a_i[6:2] == 5'h1f;
-  assign \$21  = | a_i[1:0];
-  assign \$22  = \$20  & \$21 ;
-  assign \$23  = a_i[6:3] == 4'hf;
-  assign \$24  = a_i[2:0] == 3'h7;
-  assign \$25  = \$23  & \$24 ;
-  assign \$26  = is_fp8_e5m2 ? \$22  : \$25 ;
-  assign \$27  = a_i[6:2] == 5'h1f;
-  assign \$28  = | a_i[6:2];
-  assign \$29  = \$27  ? 3'h0 : { \$28 , a_i[1:0] };
-  assign \$30  = | a_i[6:3];
-  assign \$31  = is_fp8_e5m2 ? { 1'h0, \$29  } : { \$30 , a_i[2:0] };
-  assign fa_sig = \$26  ? 4'h0 : \$31 ;
-  assign \$32  = ! a_i[6:2];
-  assign \$33  = \$32  ? 5'h01 : a_i[6:2];
-  assign \$34  = ! a_i[6:3];
-  assign \$35  = \$34  ? 4'h1 : a_i[6:3];
-  assign fa_exp = is_fp8_e5m2 ? \$33  : { 1'h0, \$35  };
-  assign \$36  = a_i[6:2] == 5'h1f;
-  assign \$37  = | a_i[1:0];
-  assign \$38  = \$36  & \$37 ;
-  assign \$39  = a_i[6:3] == 4'hf;
-  assign \$40  = a_i[2:0] == 3'h7;
-  assign \$41  = \$39  & \$40 ;
-  assign fa_nan = is_fp8_e5m2 ? \$38  : \$41 ;
-  assign \$42  = a_i[6:2] == 5'h1f;
-  assign \$43  = ! a_i[1:0];
-  assign \$44  = \$42  & \$43 ;
-  assign fa_inf = is_fp8_e5m2 ? \$44  : 1'h0;
-  assign \$45  = ! fa_sig;
-  assign \$46  = ~ fa_nan;
-  assign \$47  = \$45  & \$46 ;
-  assign \$48  = ~ fa_inf;
-  assign fa_zero = \$47  & \$48 ;
-  assign \$49  = w[6:2] == 5'h1f;
-  assign \$50  = | w[1:0];
-  assign \$51  = \$49  & \$50 ;
-  assign \$52  = w[6:3] == 4'hf;
-  assign \$53  = w[2:0] == 3'h7;
-  assign \$54  = \$52  & \$53 ;
-  assign \$55  = is_fp8_e5m2 ? \$51  : \$54 ;
-  assign \$56  = w[6:2] == 5'h1f;
-  assign \$57  = | w[6:2];
-  assign \$58  = \$56  ? 3'h0 : { \$57 , w[1:0] };
-  assign \$59  = | w[6:3];
-  assign \$60  = is_fp8_e5m2 ? { 1'h0, \$58  } : { \$59 , w[2:0] };
-  assign fw_sig = \$55  ? 4'h0 : \$60 ;
-  assign \$61  = ! w[6:2];
-  assign \$62  = \$61  ? 5'h01 : w[6:2];
-  assign \$63  = ! w[6:3];
-  assign \$64  = \$63  ? 4'h1 : w[6:3];
-  assign fw_exp = is_fp8_e5m2 ? \$62  : { 1'h0, \$64  };
-  assign \$65  = w[6:2] == 5'h1f;
-  assign \$66  = | w[1:0];
-  assign \$67  = \$65  & \$66 ;
-  assign \$68  = w[6:3] == 4'hf;
-  assign \$69  = w[2:0] == 3'h7;
-  assign \$70  = \$68  & \$69 ;
-  assign fw_nan = is_fp8_e5m2 ? \$67  : \$70 ;
-  assign \$71  = w[6:2] == 5'h1f;
-  assign \$72  = ! w[1:0];
-  assign \$73  = \$71  & \$72 ;
-  assign fw_inf = is_fp8_e5m2 ? \$73  : 1'h0;
-  assign \$74  = ! fw_sig;
-  assign \$75  = ~ fw_nan;
-  assign \$76  = \$74  & \$75 ;
-  assign \$77  = ~ fw_inf;
-  assign fw_zero = \$76  & \$77 ;
+  assign \$signal$27  = $signed({ \$7 , a_i[3:0] }) * $signed({ \$9 , w[3:0] });
+  assign p_hh = $signed(a_i[7:4]) * $signed(w[7:4]);
+  assign \$10  = is_int4 | is_w4a8;
+  assign \$11  = w[3] & \$10 ;
+  assign \$signal$29  = $signed(a_i[7:4]) * $signed({ \$11 , w[3:0] });
+  assign \$12  = a_i[3] & is_int4;
+  assign p_lh = $signed({ \$12 , a_i[3:0] }) * $signed(w[7:4]);
+  assign \$13  = $signed(\$signal$27 ) + $signed(p_hh);
+  assign \$15  = $signed(\$signal$27 ) + $signed(\$14 );
+  assign \$16  = $signed(\$signal$29 ) + $signed(p_lh);
+  assign \$18  = $signed(\$signal$27 ) + $signed(\$17 );
+  assign \$20  = $signed(\$18 ) + $signed(\$19 );
+  assign \$21  = mode_i == 3'h4;
+  assign \$22  = a_i[6:2] == 5'h1f;
+  assign \$23  = | a_i[1:0];
+  assign \$24  = \$22  & \$23 ;
+  assign \$25  = a_i[6:3] == 4'hf;
+  assign \$26  = a_i[2:0] == 3'h7;
+  assign \$27  = \$25  & \$26 ;
+  assign \$28  = is_fp8_e5m2 ? \$24  : \$27 ;
+  assign \$29  = a_i[6:2] == 5'h1f;
+  assign \$30  = | a_i[6:2];
+  assign \$31  = \$29  ? 3'h0 : { \$30 , a_i[1:0] };
+  assign \$32  = | a_i[6:3];
+  assign \$33  = is_fp8_e5m2 ? { 1'h0, \$31  } : { \$32 , a_i[2:0] };
+  assign fa_sig = \$28  ? 4'h0 : \$33 ;
+  assign \$34  = ! a_i[6:2];
+  assign \$35  = \$34  ? 5'h01 : a_i[6:2];
+  assign \$36  = ! a_i[6:3];
+  assign \$37  = \$36  ? 4'h1 : a_i[6:3];
+  assign fa_exp = is_fp8_e5m2 ? \$35  : { 1'h0, \$37  };
+  assign \$38  = a_i[6:2] == 5'h1f;
+  assign \$39  = | a_i[1:0];
+  assign \$40  = \$38  & \$39 ;
+  assign \$41  = a_i[6:3] == 4'hf;
+  assign \$42  = a_i[2:0] == 3'h7;
+  assign \$43  = \$41  & \$42 ;
+  assign fa_nan = is_fp8_e5m2 ? \$40  : \$43 ;
+  assign \$44  = a_i[6:2] == 5'h1f;
+  assign \$45  = ! a_i[1:0];
+  assign \$46  = \$44  & \$45 ;
+  assign fa_inf = is_fp8_e5m2 ? \$46  : 1'h0;
+  assign \$47  = ! fa_sig;
+  assign \$48  = ~ fa_nan;
+  assign \$49  = \$47  & \$48 ;
+  assign \$50  = ~ fa_inf;
+  assign fa_zero = \$49  & \$50 ;
+  assign \$51  = w[6:2] == 5'h1f;
+  assign \$52  = | w[1:0];
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = w[6:3] == 4'hf;
+  assign \$55  = w[2:0] == 3'h7;
+  assign \$56  = \$54  & \$55 ;
+  assign \$57  = is_fp8_e5m2 ? \$53  : \$56 ;
+  assign \$58  = w[6:2] == 5'h1f;
+  assign \$59  = | w[6:2];
+  assign \$60  = \$58  ? 3'h0 : { \$59 , w[1:0] };
+  assign \$61  = | w[6:3];
+  assign \$62  = is_fp8_e5m2 ? { 1'h0, \$60  } : { \$61 , w[2:0] };
+  assign fw_sig = \$57  ? 4'h0 : \$62 ;
+  assign \$63  = ! w[6:2];
+  assign \$64  = \$63  ? 5'h01 : w[6:2];
+  assign \$65  = ! w[6:3];
+  assign \$66  = \$65  ? 4'h1 : w[6:3];
+  assign fw_exp = is_fp8_e5m2 ? \$64  : { 1'h0, \$66  };
+  assign \$67  = w[6:2] == 5'h1f;
+  assign \$68  = | w[1:0];
+  assign \$69  = \$67  & \$68 ;
+  assign \$70  = w[6:3] == 4'hf;
+  assign \$71  = w[2:0] == 3'h7;
+  assign \$72  = \$70  & \$71 ;
+  assign fw_nan = is_fp8_e5m2 ? \$69  : \$72 ;
+  assign \$73  = w[6:2] == 5'h1f;
+  assign \$74  = ! w[1:0];
+  assign \$75  = \$73  & \$74 ;
+  assign fw_inf = is_fp8_e5m2 ? \$75  : 1'h0;
+  assign \$76  = ! fw_sig;
+  assign \$77  = ~ fw_nan;
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = ~ fw_inf;
+  assign fw_zero = \$78  & \$79 ;
   assign fp_sig_p = fa_sig * fw_sig;
-  assign \$78  = fa_exp + fw_exp;
-  assign \$79  = \$78  - 2'h2;
-  assign \$80  = fp_sig_p << \$79 [5:0];
+  assign \$80  = fa_exp + fw_exp;
+  assign \$81  = \$80  - 2'h2;
+  assign \$82  = fp_sig_p << \$81 [5:0];
   assign fp_neg = a_i[7] ^ w[7];
-  assign \$81  = - \$80 [63:0];
-  assign fp_term = fp_neg ? \$81  : { 1'h0, \$80 [63:0] };
-  assign \$82  = fa_nan | fw_nan;
-  assign \$83  = fa_inf & fw_zero;
-  assign \$84  = \$82  | \$83 ;
-  assign \$85  = fa_zero & fw_inf;
-  assign fp_nan = \$84  | \$85 ;
-  assign \$86  = fa_inf | fw_inf;
-  assign \$87  = ~ fp_nan;
-  assign fp_inf = \$86  & \$87 ;
-  assign \$88  = bank_i ? ok1 : \$signal ;
-  assign \$89  = ~ fp_neg;
-  assign \$90  = fp_inf & \$89 ;
-  assign \$91  = fp_inf & fp_neg;
-  assign fp_flags = \$88  ? { \$91 , \$90 , fp_nan } : 3'h0;
-  assign \$92  = mode_i == 2'h3;
-  assign \$93  = mode_i == 3'h4;
-  assign is_fp = | { \$93 , \$92  };
+  assign \$83  = - \$82 [63:0];
+  assign fp_term = fp_neg ? \$83  : { 1'h0, \$82 [63:0] };
+  assign \$84  = fa_nan | fw_nan;
+  assign \$85  = fa_inf & fw_zero;
+  assign \$86  = \$84  | \$85 ;
+  assign \$87  = fa_zero & fw_inf;
+  assign fp_nan = \$86  | \$87 ;
+  assign \$88  = fa_inf | fw_inf;
+  assign \$89  = ~ fp_nan;
+  assign fp_inf = \$88  & \$89 ;
+  assign \$90  = bank_i ? ok1 : \$signal ;
+  assign \$91  = ~ fp_neg;
+  assign \$92  = fp_inf & \$91 ;
+  assign \$93  = fp_inf & fp_neg;
+  assign fp_flags = \$90  ? { \$93 , \$92 , fp_nan } : 3'h0;
+  assign \$94  = mode_i == 2'h3;
+  assign \$95  = mode_i == 3'h4;
+  assign is_fp = | { \$95 , \$94  };
   always @(posedge clk)
-    w0 <= \$94 ;
+    w0 <= \$96 ;
   always @(posedge clk)
-    w1 <= \$95 ;
+    w1 <= \$97 ;
   always @(posedge clk)
-    \$signal  <= \$96 ;
+    \$signal  <= \$98 ;
   always @(posedge clk)
-    ok1 <= \$97 ;
+    ok1 <= \$99 ;
   always @(posedge clk)
-    fl_o <= \$98 ;
+    fl_o <= \$100 ;
   always @(posedge clk)
-    a_o <= \$99 ;
+    a_o <= \$101 ;
   always @(posedge clk)
-    bank_o <= \$100 ;
+    bank_o <= \$102 ;
   always @(posedge clk)
-    mode_o <= \$101 ;
+    mode_o <= \$103 ;
   always @(posedge clk)
-    ps_o <= \$102 ;
+    ps_o <= \$104 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$94  = w0;
+    \$96  = w0;
     if (w_we[0]) begin
-      \$94  = { \port$187$0 , \port$182$0  };
+      \$96  = { \port$187$0 , \port$182$0  };
     end
     if (rst) begin
-      \$94  = 8'h00;
+      \$96  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$95  = w1;
+    \$97  = w1;
     if (w_we[1]) begin
-      \$95  = { \port$187$0 , \port$182$0  };
+      \$97  = { \port$187$0 , \port$182$0  };
     end
     if (rst) begin
-      \$95  = 8'h00;
+      \$97  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$96  = \$signal ;
+    \$98  = \$signal ;
     if (w_we[0]) begin
-      \$96  = w_ok;
+      \$98  = w_ok;
     end
     if (rst) begin
-      \$96  = 1'h0;
+      \$98  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$97  = ok1;
+    \$99  = ok1;
     if (w_we[1]) begin
-      \$97  = w_ok;
+      \$99  = w_ok;
     end
     if (rst) begin
-      \$97  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$98  = \$2 ;
-    if (rst) begin
-      \$98  = 3'h0;
+      \$99  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$99  = a_i;
+    \$100  = \$2 ;
     if (rst) begin
-      \$99  = 8'h00;
+      \$100  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$100  = bank_i;
+    \$101  = a_i;
     if (rst) begin
-      \$100  = 1'h0;
+      \$101  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$101  = mode_i;
+    \$102  = bank_i;
     if (rst) begin
-      \$101  = 3'h0;
+      \$102  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$102  = \$4 [66:0];
+    \$103  = mode_i;
     if (rst) begin
-      \$102  = 67'h00000000000000000;
+      \$103  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$104  = \$6 [66:0];
+    if (rst) begin
+      \$104  = 67'h00000000000000000;
     end
   end
   always @* begin
@@ -15419,21 +15483,21 @@ module \accelgen_gemm.array.pe_3_3 (rst, \port$182$0 , \port$187$0 , w_ok, w_we,
     (* full_case = 32'd1 *)
     casez ({ is_w4a8, is_int4 })
       2'h1:
-          product = { \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11 [10], \$11  };
+          product = { \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13 [10], \$13  };
       2'h2:
-          product = \$13 [16:0];
+          product = \$15 [16:0];
       default:
-          product = \$18 [16:0];
+          product = \$20 [16:0];
     endcase
   end
   assign w_data = { \port$187$0 , \port$182$0  };
-  assign fp_shift = \$79 [5:0];
-  assign fp_mag = \$80 [63:0];
+  assign fp_shift = \$81 [5:0];
+  assign fp_mag = \$82 [63:0];
   assign is_fp8_e4m3_fp8_e5m2 = is_fp;
-  assign is_fp8_e5m2 = \$19 ;
-  assign \$12  = { \$signal$29 [9], \$signal$29 [9], \$signal$29 [9], \$signal$29 , 4'h0 };
-  assign \$15  = { \$14 [10], \$14 [10], \$14 [10], \$14 , 4'h0 };
-  assign \$17  = { p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh, 8'h00 };
+  assign is_fp8_e5m2 = \$21 ;
+  assign \$14  = { \$signal$29 [9], \$signal$29 [9], \$signal$29 [9], \$signal$29 , 4'h0 };
+  assign \$17  = { \$16 [10], \$16 [10], \$16 [10], \$16 , 4'h0 };
+  assign \$19  = { p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh[9], p_hh, 8'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -15561,7 +15625,7 @@ module \accelgen_gemm.desc_fifo (rst, w_rdy, r_rdy, r_data, w_port__data, w_en, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \accelgen_gemm.out_fifo (clk, rst, \port$416$0 , \port$578$0 , \port$740$0 , \port$902$0 , w_en, r_data, \port$3197$3 , r_rdy, r_en);
+module \accelgen_gemm.out_fifo (clk, rst, \port$416$0 , \port$578$0 , \port$740$0 , \port$902$0 , w_en, r_data, \port$3229$3 , r_rdy, r_en);
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -15603,8 +15667,8 @@ module \accelgen_gemm.out_fifo (clk, rst, \port$416$0 , \port$578$0 , \port$740$
   reg [4:0] inner_level = 5'h00;
   wire inner_r_rdy;
   wire [5:0] level;
-  input \port$3197$3 ;
-  wire \port$3197$3 ;
+  input \port$3229$3 ;
+  wire \port$3229$3 ;
   input [31:0] \port$416$0 ;
   wire [31:0] \port$416$0 ;
   input [31:0] \port$578$0 ;
@@ -15671,7 +15735,7 @@ module \accelgen_gemm.out_fifo (clk, rst, \port$416$0 , \port$578$0 , \port$740$
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$3197$3 , \port$902$0 , \port$740$0 , \port$578$0 , \port$416$0  };
+      storage[w_port__addr] <= { \port$3229$3 , \port$902$0 , \port$740$0 , \port$578$0 , \port$416$0  };
   end
   reg [128:0] _0_;
   always @(posedge clk) begin
@@ -15770,8 +15834,8 @@ module \accelgen_gemm.out_fifo (clk, rst, \port$416$0 , \port$578$0 , \port$740$
   assign level = w_level;
   assign r_level = w_level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$3197$3 , \port$902$0 , \port$740$0 , \port$578$0 , \port$416$0  };
-  assign w_data = { \port$3197$3 , \port$902$0 , \port$740$0 , \port$578$0 , \port$416$0  };
+  assign w_port__data = { \port$3229$3 , \port$902$0 , \port$740$0 , \port$578$0 , \port$416$0  };
+  assign w_data = { \port$3229$3 , \port$902$0 , \port$740$0 , \port$578$0 , \port$416$0  };
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule
