@@ -212,6 +212,14 @@ def _cmd_demo(args):
 def _check_synth(args):
     keep = [args.config, args.baseline]
     _check_tool("yosys", "accelgen synth")
+    asic_only = [flag for flag, value in (("--liberty", args.liberty),
+                                          ("--sram-min-bits", args.sram_min_bits),
+                                          ("--sram-um2-per-bit", args.sram_um2_per_bit))
+                 if value is not None]
+    if asic_only and args.target != "asic":
+        raise UsageError(f"{asic_only[0]} applies to --target asic only")
+    if args.target == "asic":
+        _check_asic(args)
     if args.seed < 0 or args.seed >= 1 << 31:
         raise UsageError(f"--seed {args.seed}: the nextpnr placer seed must be from 0 to "
                          f"{(1 << 31) - 1}")
@@ -223,6 +231,49 @@ def _check_synth(args):
         outdir.check_file(args.update_baseline, what="--update-baseline file", keep=keep)
         if args.json is not None and _same_path(args.json, args.update_baseline):
             raise OutputError(args.update_baseline, "is the --json file too; give another name")
+
+
+def _check_asic(args):
+    """Tools, Liberty file and SRAM model of ``synth --target asic``."""
+    import shutil
+
+    from . import synth_asic
+    from .liberty import drive_and_load, read_cells
+    if args.baseline is not None or args.update_baseline is not None:
+        raise UsageError("--baseline and --update-baseline apply to --target generic and ice40 "
+                         "only")
+    if not args.no_fmax and shutil.which("sta") is None:
+        raise ToolMissing("sta is not on PATH (Debian package opensta); accelgen synth --target "
+                          "asic needs it for the minimum period (or give --no-fmax)")
+    if args.sram_min_bits is not None and args.sram_min_bits < 1:
+        raise UsageError(f"--sram-min-bits {args.sram_min_bits}: must be at least 1")
+    if args.sram_um2_per_bit is not None and not 0 < args.sram_um2_per_bit < 1e6:
+        raise UsageError(f"--sram-um2-per-bit {args.sram_um2_per_bit:g}: must be above 0 (um^2 "
+                         "per bit)")
+    if args.liberty is None:
+        synth_asic.liberty_path()
+        return
+    from .config import _read_text
+    _read_text(args.liberty)
+    try:
+        cells = read_cells(args.liberty)
+        if not cells:
+            raise ValueError("no cell")
+        drive_and_load(cells)
+    except ValueError as exc:
+        raise ConfigFileError(args.liberty, f"is not a usable Liberty library ({exc})") from None
+
+
+def _cmd_synth_asic(args, config):
+    from . import synth_asic
+    options = {"sram_min_bits": args.sram_min_bits, "sram_um2_per_bit": args.sram_um2_per_bit}
+    result = synth_asic.run(config, liberty=args.liberty, timing=not args.no_fmax,
+                            log=lambda line: print(line, file=sys.stderr, flush=True),
+                            **{k: v for k, v in options.items() if v is not None})
+    print(synth_asic.format_table(result))
+    if args.json:
+        outdir.write_file(args.json, _json_text(result), what="--json file", keep=[args.config])
+    return 1 if any(top["unmapped"] for top in result["tops"]) else 0
 
 
 def _read_baseline(path, target):
@@ -250,6 +301,8 @@ def _read_baseline(path, target):
 def _cmd_synth(args):
     from . import synth
     config = load_config(args.config)
+    if args.target == "asic":
+        return _cmd_synth_asic(args, config)
     result = synth.run(config, args.target, fmax=not args.no_fmax, device=args.device, seed=args.seed)
     print(synth.format_table(result))
     keep = [args.config, args.baseline]
@@ -344,21 +397,42 @@ def build_parser():
     emit.set_defaults(func=_cmd_emit, check=_check_emit)
 
     synth = sub.add_parser(
-        "synth", help="synthesize every block with Yosys; cells, flip-flops, LUTs and fmax",
+        "synth", help="synthesize every block with Yosys; cells, flip-flops, LUTs and fmax, or "
+                      "um^2 and the minimum period on standard cells",
         description="Synthesize each emitted top with the system Yosys and report cells by type, "
                     "flip-flops, latches, word-level multipliers and memories, and the result of "
                     "`check -assert` (exit status 1 if it fails). With --target ice40 also LUTs, "
                     "carries and RAM blocks, and, when nextpnr-ice40 is on PATH, the maximum clock "
-                    "frequency of the block placed and routed in an out-of-context wrapper.")
+                    "frequency of the block placed and routed in an out-of-context wrapper. With "
+                    "--target asic: Yosys's abc maps to the standard cells of a Liberty library "
+                    "(buffered and sized for the SDC's period); area in um^2 per top and per "
+                    "module, memories of at least --sram-min-bits bits as SRAM macros (black "
+                    "boxes with an area model, reported apart), and the minimum clock period "
+                    "from OpenSTA (`sta`) with the top's SDC (exit status 1 if a cell is left "
+                    "outside the library).")
     synth.add_argument("config", nargs="?", metavar="CONFIG.toml",
                        help="configuration file (default: the embedded default configuration)")
-    synth.add_argument("--target", choices=["generic", "ice40"], default="generic",
-                       help="generic: Yosys's gate library; ice40: Lattice iCE40 cells "
+    synth.add_argument("--target", choices=["generic", "ice40", "asic"], default="generic",
+                       help="generic: Yosys's gate library; ice40: Lattice iCE40 cells; asic: "
+                            "standard cells of a Liberty library, area in um^2 per top and per "
+                            "module and the minimum clock period from OpenSTA with the top's SDC "
                             "(default: generic)")
+    synth.add_argument("--liberty", metavar="FILE",
+                       help="with --target asic: the Liberty library (default: OSU 0.18 um, "
+                            "/usr/share/qflow/tech/osu018/osu018_stdcells.lib from Debian's "
+                            "qflow-tech-osu018)")
+    synth.add_argument("--sram-min-bits", type=int, metavar="BITS",
+                       help="with --target asic: memories of at least BITS bits are SRAM macros "
+                            "(black boxes, reported apart); smaller ones become flip-flops "
+                            "(default: 1024)")
+    synth.add_argument("--sram-um2-per-bit", type=float, metavar="UM2",
+                       help="with --target asic: the SRAM macros' area model in um^2 per bit "
+                            "(default: 9.32)")
     synth.add_argument("--device", choices=["hx8k", "up5k", "hx1k"], default="hx8k",
                        help="iCE40 device for place and route (default: hx8k)")
     synth.add_argument("--no-fmax", action="store_true",
-                       help="with --target ice40: skip place and route")
+                       help="with --target ice40: skip place and route; with asic: skip "
+                            "OpenSTA")
     synth.add_argument("--seed", type=int, default=1, help="nextpnr placer seed (default: 1)")
     synth.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
     synth.add_argument("--baseline", metavar="FILE",
