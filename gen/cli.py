@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 
-from . import __version__, outdir
+from . import __version__, outdir, progress
 from .config import ConfigError, ConfigFileError, load_config
 from .outdir import OutputError
 from .synth import ToolMissing
@@ -59,7 +59,9 @@ def _same_path(a, b):
 def _cmd_emit(args):
     from .emit import constraint_files, render
     config = load_config(args.config)
-    files = render(config)
+    tops = [section.top for section in config.blocks.values()]
+    with progress.task(f"emitting {', '.join(tops)}"):
+        files = render(config)
     _check_module_names(config, files)
     constraints = constraint_files(files) if args.constraints is not None else {}
     keep = [args.config]
@@ -166,7 +168,8 @@ def _cmd_bench(args):
     if names:
         os.environ["ACCELGEN_BENCH_OUT"] = folder
     try:
-        result = module.run(quick=args.quick, sim=args.sim, **kwargs)
+        with progress.task(f"bench {args.block}{' --quick' if args.quick else ''}"):
+            result = module.run(quick=args.quick, sim=args.sim, **kwargs)
     finally:
         written = [n for n in names if os.path.isfile(os.path.join(folder, n))]
         if written:
@@ -200,8 +203,10 @@ def _cmd_demo(args):
     from sim.bench import demo
     names = list(DEMOS) if args.name == "all" else [args.name]
     results = {}
-    for name in names:
-        results[name] = demo.run(name, quick=args.quick, sim=args.sim)
+    for i, name in enumerate(names):
+        count = f" ({i + 1} of {len(names)})" if len(names) > 1 else ""
+        with progress.task(f"demo {name}{' --quick' if args.quick else ''}{count}"):
+            results[name] = demo.run(name, quick=args.quick, sim=args.sim)
         print(demo.format_table(name, results[name]))
     if args.json:
         outdir.write_file(args.json, _json_text(results if args.name == "all"
@@ -267,9 +272,11 @@ def _check_asic(args):
 def _cmd_synth_asic(args, config):
     from . import synth_asic
     options = {"sram_min_bits": args.sram_min_bits, "sram_um2_per_bit": args.sram_um2_per_bit}
-    result = synth_asic.run(config, liberty=args.liberty, timing=not args.no_fmax,
-                            log=lambda line: print(line, file=sys.stderr, flush=True),
-                            **{k: v for k, v in options.items() if v is not None})
+    tops = [section.top for section in config.blocks.values()]
+    with progress.task(f"synthesizing {', '.join(tops)} with Yosys (asic)"):
+        result = synth_asic.run(config, liberty=args.liberty, timing=not args.no_fmax,
+                                log=lambda line: print(line, file=sys.stderr, flush=True),
+                                **{k: v for k, v in options.items() if v is not None})
     print(synth_asic.format_table(result))
     if args.json:
         outdir.write_file(args.json, _json_text(result), what="--json file", keep=[args.config])
@@ -303,7 +310,10 @@ def _cmd_synth(args):
     config = load_config(args.config)
     if args.target == "asic":
         return _cmd_synth_asic(args, config)
-    result = synth.run(config, args.target, fmax=not args.no_fmax, device=args.device, seed=args.seed)
+    tops = [section.top for section in config.blocks.values()]
+    with progress.task(f"synthesizing {', '.join(tops)} with Yosys ({args.target})"):
+        result = synth.run(config, args.target, fmax=not args.no_fmax, device=args.device,
+                           seed=args.seed)
     print(synth.format_table(result))
     keep = [args.config, args.baseline]
     if args.json:
@@ -485,6 +495,7 @@ def build_parser():
                             "sweep_out/<sweep name>); only a new, empty or earlier sweep's folder")
     sweep.add_argument("--retry-failed", action="store_true",
                        help="compute the points that failed in an earlier run again")
+    _debug_option(sweep)
     sweep.set_defaults(func=_cmd_sweep, check=_check_sweep)
     return parser
 
@@ -577,6 +588,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     from sim.runner import BadSetting
     from sim.runner import ToolMissing as SimToolMissing
+    progress.enable()
     try:
         try:
             # The environment, every output path and the tools are checked before any work.
@@ -611,6 +623,8 @@ def main(argv=None):
               f"{' ...' if len(first) > 1 else ''} (run with --debug for the traceback)",
               file=sys.stderr)
         return 1
+    finally:
+        progress.disable()
 
 
 if __name__ == "__main__":

@@ -19,12 +19,15 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from gen import progress
 
 __all__ = ["SimBuild", "simulator", "seed_from_env", "parse_seed", "check_environment",
            "verilator_env", "build", "run", "emit_and_build", "ToolMissing", "BadSetting"]
@@ -219,16 +222,18 @@ def build(verilog_dir, top, *, sim=None, waves=None, extra_sources=(), verilator
             if make_vars:
                 os.environ["MAKEFLAGS"] = " ".join([flags or "", *make_vars]).strip()
             try:
-                runner.build(
-                    sources=sources,
-                    hdl_toplevel=top,
-                    build_dir=build_dir,
-                    build_args=build_args,
-                    timescale=("1ns", "1ps"),
-                    waves=waves,
-                    always=True,
-                    log_file=build_dir / "build.log",
-                )
+                with progress.task(f"building {top} with {sim.capitalize()} "
+                                   f"(log {build_dir / 'build.log'})"):
+                    runner.build(
+                        sources=sources,
+                        hdl_toplevel=top,
+                        build_dir=build_dir,
+                        build_args=build_args,
+                        timescale=("1ns", "1ps"),
+                        waves=waves,
+                        always=True,
+                        log_file=build_dir / "build.log",
+                    )
             finally:
                 if flags is None:
                     os.environ.pop("MAKEFLAGS", None)
@@ -259,25 +264,17 @@ def run(sim_build, test_module, *, testcase=None, extra_env=None, seed=None, res
     # Outside pytest's view, the runner returns the results instead of ending the process.
     pytest_test = os.environ.pop("PYTEST_CURRENT_TEST", None)
     try:
-        xml = runner.test(
-            test_module=test_module,
-            hdl_toplevel=sim_build.top,
-            hdl_toplevel_lang="verilog",
-            testcase=testcase,
-            build_dir=sim_build.build_dir,
-            test_dir=sim_build.build_dir,
-            extra_env=env,
-            waves=sim_build.waves,
-            timescale=("1ns", "1ps") if sim_build.sim == "icarus" else None,
-            results_xml=str(sim_build.build_dir / name),
-            log_file=log,
-        )
+        with progress.task(f"simulating {sim_build.top} ({test_module}"
+                           f"{', ' + testcase if testcase else ''})"):
+            xml = _test(runner, sim_build, test_module, testcase, env, name, log)
     except SystemExit as exc:
+        _report_seeds(log)
         raise AssertionError(f"the simulator stopped with status {exc.code}; log {log}:\n"
                              + _tail(log)) from None
     finally:
         if pytest_test is not None:
             os.environ["PYTEST_CURRENT_TEST"] = pytest_test
+    _report_seeds(log)
     total, failed = get_results(xml)
     if failed:
         raise AssertionError(f"{failed} of {total} cocotb tests failed in {test_module}; "
@@ -285,6 +282,36 @@ def run(sim_build, test_module, *, testcase=None, extra_env=None, seed=None, res
     if total == 0:
         raise AssertionError(f"no cocotb test ran in {test_module}")
     return xml
+
+
+_SEED_LINE = re.compile(r"seed: (\d+) \(set SEED=")
+
+
+def _report_seeds(log):
+    """Print on the console the seeds the bench printed into its log (cocotb's output goes there)."""
+    try:
+        text = Path(log).read_text(errors="replace")
+    except OSError:
+        return
+    seeds = list(dict.fromkeys(_SEED_LINE.findall(text)))
+    for seed in seeds:
+        print(f"seed: {seed} (set SEED={seed} to repeat), in {Path(log).name}", file=sys.stderr)
+
+
+def _test(runner, sim_build, test_module, testcase, env, name, log):
+    return runner.test(
+        test_module=test_module,
+        hdl_toplevel=sim_build.top,
+        hdl_toplevel_lang="verilog",
+        testcase=testcase,
+        build_dir=sim_build.build_dir,
+        test_dir=sim_build.build_dir,
+        extra_env=env,
+        waves=sim_build.waves,
+        timescale=("1ns", "1ps") if sim_build.sim == "icarus" else None,
+        results_xml=str(sim_build.build_dir / name),
+        log_file=log,
+    )
 
 
 def _generator_digest():
@@ -328,7 +355,8 @@ def cached_emission(key, write, prefix=""):
             # A folder left incomplete by an interrupted run is this cache's own: start again.
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir(parents=True)
-            write(out)
+            with progress.task(f"emitting Verilog into {out}"):
+                write(out)
             (out / ".complete").write_text("ok\n")
     return out
 

@@ -193,11 +193,13 @@ def attention_inputs(seq=64, d=16, seed=0):
     return q, k, v
 
 
-def demo_attention(quick=False, sim=None, seq=64, d=16, kx=2, ky=2, gap=0.0, stall=0.0, seed=1,
+def demo_attention(quick=False, sim=None, seq=None, d=16, kx=2, ky=2, gap=0.0, stall=0.0, seed=1,
                    tile=None, softmax=None, spad_words=4096):
-    """One attention head through a ``kx`` x ``ky`` system (issue 8, demonstration 2)."""
+    """One attention head through a ``kx`` x ``ky`` system (demonstration 2); ``seq``: L, 64 (16
+    with ``quick``, on the same build)."""
     from sim import host as H
     from sim.golden import system as GS
+    seq = seq or (16 if quick else 64)
     sections = system_sections(kx, ky, tile=tile, softmax=softmax, spad_words=spad_words)
     sim_build, build_s = _timed(build_system, sections, sim)
     q, k, v = attention_inputs(seq, d)
