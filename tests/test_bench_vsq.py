@@ -11,8 +11,8 @@ from sim.golden import quant as Q
 
 pytest.importorskip("sklearn", reason="accelgen bench vsq needs scikit-learn (extra: bench)")
 
-# issue 4: an independent model of the same set-up gives these (dB); reproduce within 0.3 dB
-ISSUE_SQNR = {"per-channel": (16.0, 11.9), "per-vector V=16": (21.4, 19.9),
+# An independent model of the same set-up gives these (dB); reproduce within 0.3 dB.
+REFERENCE_SQNR = {"per-channel": (16.0, 11.9), "per-vector V=16": (21.4, 19.9),
               "two-level V=16 M=4": (21.2, 19.6)}
 
 
@@ -96,7 +96,7 @@ def test_bench_vsq_quick(tmp_path, monkeypatch, capsys):
     result = json.loads(out.read_text())
     table = capsys.readouterr().out
     by = {r["scheme"]: r for r in result["sqnr"]}
-    for scheme, (gauss, laplace) in ISSUE_SQNR.items():
+    for scheme, (gauss, laplace) in REFERENCE_SQNR.items():
         assert by[scheme]["gaussian"] == pytest.approx(gauss, abs=0.3)
         assert by[scheme]["laplace"] == pytest.approx(laplace, abs=0.3)
         assert scheme in table
@@ -106,7 +106,7 @@ def test_bench_vsq_quick(tmp_path, monkeypatch, capsys):
     assert result["mlp"]["test_images"] == 450
     float_acc = mlp["float", None]["accuracy"]
     assert float_acc > 95
-    # the issue's goal, as measured: W4A4 VSQ within 1 point of float
+    # the goal, as measured: W4A4 VSQ within 1 point of float
     for m in (4, 6):
         assert mlp[f"W4A4 VSQ V=16 M={m}", "max"]["accuracy"] >= float_acc - 1
     # VSQ's smaller error shows in the logits even where accuracy saturates

@@ -9,7 +9,7 @@ from gen.softmax import exp2_entries
 from sim.golden import softmax as golden
 
 # The formats the error bound is checked for, with the derived widths: the default INT8 unit, a 16-bit
-# input with a wide output at the largest L_max the issue asks for, and one lane.
+# input with a wide output at L_max = 4096, and one lane.
 FORMATS = {
     "int8f4-o8-P4-L1024": golden.SoftmaxParams(in_width=8, in_frac=4, out_frac=8, max_len=1024,
                                                lanes=4),

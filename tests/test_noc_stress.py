@@ -1,4 +1,4 @@
-"""Stress of the mesh network-on-chip at saturation (issue 6, "Stress"), with the synthesizable traffic
+"""Stress of the mesh network-on-chip at saturation, with the synthesizable traffic
 generators, checkers and watchdog of :mod:`gen.noc_stress` around the mesh (bench: ``sim/tb/noc_stress.py``).
 
 Every run: mixed uniform random, transpose and hotspot traffic with 20% multicast (random masks), random

@@ -235,9 +235,9 @@ def test_octav_improves_sqnr_for_every_granularity():
         assert oc > mx + 1.0
 
 
-# -- the SQNR figures of issue 4 -------------------------------------------------------------------
+# -- the SQNR figures of an independent model -------------------------------------------------------
 
-def test_issue_sqnr_figures():
+def test_reference_sqnr_figures():
     """Gaussian / Laplace, 64 x 4096, 4-bit, max calibration, mean of seeds 0-2, within 0.3 dB."""
     want = {("gaussian", "channel"): 16.0, ("laplace", "channel"): 11.9,
             ("gaussian", "vector"): 21.4, ("laplace", "vector"): 19.9,

@@ -149,7 +149,7 @@ def _clog2(n):
 
 def vsq_acc_width(mode, vector_size, scale_bits, max_k):
     """Accumulator bits of VSQ commands in ``mode``: ``Na + Nw + log2 V + 2M + log2(max_k / V) + 1``
-    (logarithms rounded up; the final 1 is the sign), the rule of issue 4 and of
+    (logarithms rounded up; the final 1 is the sign), the rule of VS-Quant and of
     :func:`sim.golden.vsq.acc_width`, which a test holds this copy to."""
     na, nw = VSQ_OPERAND_BITS[mode]
     return na + nw + _clog2(vector_size) + 2 * scale_bits + _clog2(-(-max_k // vector_size)) + 1

@@ -1,6 +1,6 @@
 """``accelgen demo``: real models on a system of tiles (:class:`gen.system.System`) through the RTL.
 
-Three demonstrations (issue 8), each checked bit for bit against :mod:`sim.golden.system`:
+Three demonstrations, each checked bit for bit against :mod:`sim.golden.system`:
 
 - ``mlp``: the digits MLP (64-128-10, :func:`sim.bench.vsq.train_digits_mlp`, seed 0), VS-Quant
   W4A4 and W4A8 (V = 16, M = 4, max calibration), on a 2 x 2 system. Each layer's output columns
@@ -134,7 +134,7 @@ def _gemm_busy(res):
 
 def demo_mlp(quick=False, sim=None, images=None, kx=2, ky=2, gap=0.0, stall=0.0, seed=1,
              settings=None, tile=None, softmax=None, spad_words=4096):
-    """The digits MLP through a ``kx`` x ``ky`` system (issue 8, demonstration 1); ``tile``,
+    """The digits MLP through a ``kx`` x ``ky`` system (demonstration 1); ``tile``,
     ``softmax``, ``spad_words``: another tile than the demo's (tests use a smaller one).
 
     Per setting: the logits and every layer's accumulators against :mod:`sim.golden.system`,

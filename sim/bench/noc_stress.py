@@ -1,5 +1,5 @@
 """``accelgen bench noc-stress``: the mesh at saturation for a long time, with the synthesizable traffic
-generators, checkers and watchdog of :mod:`gen.noc_stress` (issue 6, "Stress").
+generators, checkers and watchdog of :mod:`gen.noc_stress`.
 
 Every run mixes uniform random, transpose and hotspot traffic with 20% multicast, random packet lengths,
 every node injecting at saturation and 30% random ejection backpressure; then injection stops and the

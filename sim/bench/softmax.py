@@ -7,7 +7,7 @@ every kind (uniform, Gaussian-like, heavy-tailed, narrow) plus the edge cases. F
 internal widths S (fraction bits of the exp2 terms and the sum) and M (reciprocal precision), from the
 derived ones down to a narrow 16-bit baseline (16-bit table entries, S = 15, and a 16-bit reciprocal,
 M = 14) and below: the worst and mean absolute error in output LSB, the worst row-sum error against
-the issue's ``L * 0.5`` LSB allowance, and how often the argmax agrees with the reference where the
+the ``L * 0.5`` LSB allowance, and how often the argmax agrees with the reference where the
 reference's top two differ by more than 1 LSB. A PNG plot is written to ``bench_out/softmax_error.png``
 when matplotlib is importable.
 

@@ -1,6 +1,6 @@
 """``accelgen bench vsq``: what per-vector scaling (VS-Quant) buys, measured with the golden models.
 
-Two measurements (issue 4), both computed by :mod:`sim.golden.quant` and :mod:`sim.golden.vsq`:
+Two measurements, both computed by :mod:`sim.golden.quant` and :mod:`sim.golden.vsq`:
 
 1. **SQNR on synthetic data.** Gaussian and Laplace tensors of 64 channels x 4096 elements (one
    seed of ``numpy.random.default_rng`` each, seeds 0, 1, 2, figures are the mean), 4-bit codes,
@@ -26,7 +26,7 @@ Two measurements (issue 4), both computed by :mod:`sim.golden.quant` and :mod:`s
    * ``VSQ``: VS-Quant with V = 16: weights two-level along K with one gamma per output channel;
      activations two-level along K computed on the fly with one gamma per row (image).
    * calibration ``max`` or ``octav`` sets every clip (per channel, per tensor or per vector).
-   * W3A3 rows (3-bit codes, run in the 4-bit mode) are beyond the issue's list: they show where
+   * W3A3 rows (3-bit codes, run in the 4-bit mode) are extra: they show where
      per-channel scaling breaks down on this small, easy model.
 
 The model is trained five times (seeds 0-4) and the figures are means; ``--quick`` trains once

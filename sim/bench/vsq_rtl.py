@@ -1,5 +1,5 @@
 """``accelgen bench vsq-rtl``: the digits MLP's quantized GEMMs through the RTL GEMM engine with
-per-vector scaling (issue 4, measurement 2, on the hardware).
+per-vector scaling, on the hardware.
 
 The model is :func:`sim.bench.vsq.train_digits_mlp` with training seed 0 (64-128-10, ReLU). The
 settings are W4A4 and W4A8 VS-Quant with V = 16, M = 4 and max calibration, exactly as

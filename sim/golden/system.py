@@ -1,4 +1,4 @@
-"""System-level golden model of the accelgen tile system (issue 8), numpy only.
+"""System-level golden model of the accelgen tile system, numpy only.
 
 Two levels:
 
@@ -11,7 +11,7 @@ Two levels:
   :func:`attention_float` (float64) for the error report.
 * **A word-level executor** (:class:`WordSystem`): the tiles' scratchpads, command FIFOs and
   received-word counters, running the command words of a :class:`sim.host.Phase` as
-  /work/system_spec.md defines them (GEMM decodes its ``a`` / ``w`` words back into operands and
+  :class:`gen.tile.Tile` defines them (GEMM decodes its ``a`` / ``w`` words back into operands and
   runs the block models; SOFTMAX, SEND, WAIT). No timing: each command runs whole, tiles in
   turn, until every tile waits or is idle. It checks a plan's word counts, addresses and FIFO
   depths, and gives the HOST packets the hardware must give.

@@ -22,7 +22,7 @@ Choices, stated once:
 * Integer scales are M-bit unsigned, ``0 .. 2**M - 1`` (the quantizer gives ``1 .. 2**M - 1``).
 * K need not be a multiple of V: the last vector is shorter, exactly as if A and W were padded with
   zeros to a multiple of V. ``s_qa`` and ``s_qw`` then have ``ceil(K / V)`` vectors.
-* The accumulator width follows the issue's rule (:func:`acc_width`); :func:`acc_bound` is the exact
+* The accumulator width follows the VS-Quant rule (:func:`acc_width`); :func:`acc_bound` is the exact
   largest magnitude, which the rule always covers, so no sum can overflow.
 * The per-channel scale is a fixed-point number (an unsigned ``mult_bits``-bit integer and a right
   shift), not an FP32 multiply: one integer multiplier and a rounding shifter per column, and the

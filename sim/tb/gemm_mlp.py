@@ -1,5 +1,4 @@
-"""cocotb bench: the digits MLP's quantized GEMMs through a VSQ GEMM engine (issue 4,
-measurement 2).
+"""cocotb bench: the digits MLP's quantized GEMMs through a VSQ GEMM engine.
 
 The pytest side (``sim/bench/vsq_rtl.py``, ``tests/test_vsq_rtl.py``) builds a GEMM engine with
 per-vector scaling (:class:`gen.gemm.GemmEngine`, ``gemm.vsq_vector_sizes`` holding 16) and
