@@ -132,6 +132,18 @@ def _check_bench(args):
     if args.block == "area":
         _check_tool("yosys", "accelgen bench area")
     _check_bench_environment(args)
+    if args.block in ("vsq", "vsq-rtl"):
+        _check_package("sklearn", "scikit-learn", f"accelgen bench {args.block}")
+    if "ACCELGEN_BENCH_OUT" in os.environ and not names:
+        outdir.check_folder_for_files(os.environ["ACCELGEN_BENCH_OUT"], (),
+                                      what="bench output folder (ACCELGEN_BENCH_OUT)")
+
+
+def _check_package(module, package, why):
+    import importlib.util
+    if importlib.util.find_spec(module) is None:
+        raise ToolMissing(f"the Python package {package} is not installed (pip install "
+                          f"'accelgen[bench]'); {why} needs it")
 
 
 def _check_build_root():
@@ -197,6 +209,8 @@ def _check_demo(args):
         outdir.check_file(args.json, what="--json file")
     _check_build_root()
     _check_simulation(args)
+    if args.name in ("mlp", "scaling", "all"):
+        _check_package("sklearn", "scikit-learn", f"accelgen demo {args.name}")
 
 
 def _cmd_demo(args):
@@ -562,8 +576,9 @@ def _check_bench_environment(args):
         "ACCELGEN_NOC_BENCH_MESHES": (int, lambda k: 2 <= k <= 8, "integers from 2 to 8"),
         "ACCELGEN_NOC_BENCH_VCS": (int, lambda v: v in (1, 2, 4), "1, 2 or 4"),
         "ACCELGEN_NOC_BENCH_PATTERNS": (str, lambda p: p in PATTERNS, ", ".join(PATTERNS)),
-        "ACCELGEN_NOC_BENCH_FRACTIONS": (float, lambda f: 0 < f <= 1,
-                                         "numbers above 0, at most 1"),
+        "ACCELGEN_NOC_BENCH_FRACTIONS": (float, lambda f: 0 < f <= 2,
+                                         "numbers above 0, at most 2 (times the pattern's "
+                                         "bound)"),
     }
     for name, (cast, good, allowed) in checks.items():
         text = os.environ.get(name)
@@ -579,6 +594,13 @@ def _check_bench_environment(args):
                              f"{allowed}")
 
 
+def _check_working_folder():
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        raise UsageError("the current folder no longer exists; change to an existing one") from None
+
+
 def _debugging(args):
     return getattr(args, "debug", False) or os.environ.get("ACCELGEN_DEBUG", "") == "1"
 
@@ -591,13 +613,16 @@ def main(argv=None):
     progress.enable()
     try:
         try:
+            _check_working_folder()
             # The environment, every output path and the tools are checked before any work.
             _check_environment()
             args.check(args)
             return args.func(args)
         except BrokenPipeError:
-            # The reader of the output went away (accelgen ... | head): nothing to report.
-            sys.stderr.close()
+            # The reader of the output went away (accelgen ... | head): nothing to report, and
+            # nothing left for Python to flush at exit.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
             return 1
     except (ConfigError, OutputError, ToolMissing, SimToolMissing, UsageError, BadSetting) as exc:
         if _debugging(args):

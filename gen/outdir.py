@@ -241,6 +241,9 @@ def check_folder(given, *, what="output folder", keep=(), names=None):
     if not os.access(path, os.W_OK | os.X_OK):
         raise OutputError(given, "is not writable")
     listed = stamped_names(path, given)
+    if listed is not None and _is_build_stamp(path):
+        raise OutputError(given, f"is an accelgen build folder (its {STAMP} says so), not an "
+                                 f"output folder; choose another folder")
     entries = _entries(path, given)
     if listed is None:
         if entries:
@@ -249,13 +252,24 @@ def check_folder(given, *, what="output folder", keep=(), names=None):
                                      f"choose a new or empty folder")
         return path
     for name in names or ():
-        if name in listed:
+        st = _lstat(path / name, given)
+        if st is None:
             continue
-        target = path / name
-        if _lstat(target, given) is not None:
+        if name not in listed:
             raise OutputError(given, f"holds {name}, which accelgen did not write (its {STAMP} "
                                      f"does not list it); move it away or choose another folder")
+        if stat.S_ISDIR(st.st_mode):
+            raise OutputError(given, f"holds a folder {name} where accelgen wrote a file; move it "
+                                     f"away or choose another folder")
     return path
+
+
+def _is_build_stamp(folder):
+    try:
+        with open(Path(folder) / STAMP, encoding="utf-8") as f:
+            return f.readline().startswith("# accelgen build folder")
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def check_file(given, *, what="output file", keep=()):
@@ -265,6 +279,9 @@ def check_file(given, *, what="output file", keep=()):
     touches nothing."""
     path = _absolute(given, what)
     _refuse_special_places_file(given, path, what, keep)
+    if _is_build_stamp(path.parent):
+        raise OutputError(given, f"is inside an accelgen build folder (its {STAMP} says so); choose "
+                                 f"another place for the {what}")
     st = _lstat(path, given)
     if st is None:
         _check_creatable(given, path)
@@ -340,7 +357,12 @@ def check_build_root(given, *, what="build folder (ACCELGEN_SIM_BUILD)"):
     st = _lstat(stamp, stamp)
     if st is not None:
         if not stat.S_ISREG(st.st_mode):
-            raise OutputError(stamp, f"is {_kind(st)}, not accelgen's stamp file")
+            raise OutputError(os.path.join(given, STAMP), f"is {_kind(st)}, not accelgen's stamp "
+                                                           f"file")
+        if not _is_build_stamp(path):
+            raise OutputError(given, f"is an output folder of accelgen (its {STAMP} lists the files "
+                                     f"written there), not a build folder; choose another folder "
+                                     f"for the {what}")
         return path
     entries = _entries(path, given)
     if not entries or _looks_like_builds(path, entries):

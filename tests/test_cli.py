@@ -203,7 +203,10 @@ def test_out_rewrites_only_its_own_files(tmp_path):
      'ACCELGEN_NOC_BENCH_VCS = "3": must be a comma-separated list of 1, 2 or 4'),
     (["bench", "noc"], {"ACCELGEN_NOC_BENCH_FRACTIONS": "0.5,x"},
      'ACCELGEN_NOC_BENCH_FRACTIONS = "0.5,x": must be a comma-separated list of numbers above 0, '
-     "at most 1"),
+     "at most 2 (times the pattern's bound)"),
+    (["bench", "gemm", "--quick"], {"ACCELGEN_BENCH_OUT": "notes.txt"},
+     "notes.txt: is a file, not a folder; the bench output folder (ACCELGEN_BENCH_OUT) must be a "
+     "folder"),
     (["bench", "noc-stress", "--quick", "--sim", "icarus"], {},
      "--sim icarus: the noc-stress bench runs on Verilator only (Icarus simulates its 10^6 cycles "
      "at about 60 cycles/s)"),
@@ -275,3 +278,32 @@ def test_unexpected_errors_are_one_line_unless_debug(tmp_path, monkeypatch, caps
     with pytest.raises(RuntimeError):
         cli.main(["emit", "--out", "o"])
     assert not (tmp_path / "o").exists()
+
+
+def test_the_readmes_noc_bench_lists_are_accepted(monkeypatch):
+    for name, value in (("ACCELGEN_NOC_BENCH_MESHES", "4,8"), ("ACCELGEN_NOC_BENCH_VCS", "2"),
+                        ("ACCELGEN_NOC_BENCH_PATTERNS", "uniform,hotspot"),
+                        ("ACCELGEN_NOC_BENCH_FRACTIONS", "0.5,1.1")):
+        monkeypatch.setenv(name, value)
+    cli._check_bench_environment(None)
+
+
+def test_a_removed_working_folder(tmp_path, monkeypatch, capsys):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    assert cli.main(["emit", "--out", "o"]) == 2
+    assert capsys.readouterr().err == ("accelgen: error: the current folder no longer exists; change "
+                                       "to an existing one\n")
+
+
+def test_output_cut_short_by_the_reader(tmp_path):
+    """`accelgen emit | head -1`: the rest of the output is dropped without a traceback."""
+    config = tmp_path / "small.toml"
+    config.write_text("[gemm]\ntop = 'g'\nrows = 1\ncols = 1\nmax_k = 1\nmax_m = 1\nmax_n = 1\n"
+                      "acc_width = 16\nmodes = ['int8']\nout_fifo_depth = 4\n")
+    result = subprocess.run(f"'{sys.executable}' -m gen emit '{config}' --out '{tmp_path / 'o'}' "
+                            f"| head -c 1", shell=True, capture_output=True, text=True, cwd=tmp_path,
+                            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert "Traceback" not in result.stderr and "Exception" not in result.stderr, result.stderr

@@ -171,3 +171,31 @@ def test_build_root(sandbox):
     outdir.mark_build_root(path)
     (path / "x").mkdir()
     assert outdir.check_build_root("b") == path
+
+
+def test_build_and_output_folders_are_not_mixed(sandbox):
+    outdir.mark_build_root(sandbox / "b")
+    outdir.write_folder({"a.v": "A"}, "o")
+    with pytest.raises(OutputError) as info:
+        outdir.check_folder("b")
+    assert str(info.value) == ("b: is an accelgen build folder (its .accelgen-stamp says so), not "
+                               "an output folder; choose another folder")
+    with pytest.raises(OutputError) as info:
+        outdir.check_file("b/r.json")
+    assert str(info.value) == ("b/r.json: is inside an accelgen build folder (its .accelgen-stamp "
+                               "says so); choose another place for the output file")
+    with pytest.raises(OutputError) as info:
+        outdir.check_build_root("o")
+    assert str(info.value) == ("o: is an output folder of accelgen (its .accelgen-stamp lists the "
+                               "files written there), not a build folder; choose another folder "
+                               "for the build folder (ACCELGEN_SIM_BUILD)")
+
+
+def test_a_folder_where_a_listed_file_was_is_refused(sandbox):
+    out = outdir.write_folder({"a.v": "A"}, "out")
+    (out / "a.v").unlink()
+    (out / "a.v").mkdir()
+    with pytest.raises(OutputError) as info:
+        outdir.write_folder({"a.v": "A2"}, "out")
+    assert str(info.value) == ("out: holds a folder a.v where accelgen wrote a file; move it away "
+                               "or choose another folder")
