@@ -5,9 +5,10 @@ import argparse
 import os
 import sys
 
-from . import __version__, outdir, progress
+from . import __version__, outdir, preflight, progress
 from .config import ConfigError, ConfigFileError, load_config
 from .outdir import OutputError
+from .preflight import UsageError
 from .synth import ToolMissing
 
 __all__ = ["main"]
@@ -62,7 +63,7 @@ def _cmd_emit(args):
     tops = [section.top for section in config.blocks.values()]
     with progress.task(f"emitting {', '.join(tops)}"):
         files = render(config)
-    _check_module_names(config, files)
+    preflight.module_names(config, files)
     constraints = constraint_files(files) if args.constraints is not None else {}
     keep = [args.config]
     # Both folders are checked with the names they will get before either is written.
@@ -79,25 +80,6 @@ def _cmd_emit(args):
         for name in sorted(constraints):
             print(out / name)
     return 0
-
-
-def _check_module_names(config, files):
-    """No Verilog module is defined in two blocks' files (a top named like a module inside another
-    block's top would clash when both are compiled together)."""
-    import re
-    defined = {}
-    tops = {section.top: block for block, section in config.blocks.items()}
-    for top, block in tops.items():
-        text = files.get(f"{top}.v", "")
-        for name in re.findall(r"^module\s+(\\\S+|[A-Za-z_][A-Za-z0-9_$]*)", text, re.M):
-            other = defined.get(name)
-            if other is not None and other != block:
-                culprit = block if name != config.blocks[other].top else other
-                owner = other if culprit == block else block
-                raise ConfigError(f"{culprit}.top", config.blocks[culprit].top,
-                                  f"gives a module name ({name}) that {owner}'s Verilog also "
-                                  f"defines; choose another name")
-            defined[name] = block
 
 
 def _bench_out_dir(args):
@@ -130,20 +112,13 @@ def _check_bench(args):
         raise UsageError("--sim icarus: the noc-stress bench runs on Verilator only (Icarus "
                          "simulates its 10^6 cycles at about 60 cycles/s)")
     if args.block == "area":
-        _check_tool("yosys", "accelgen bench area")
-    _check_bench_environment(args)
+        preflight.tool("yosys", "accelgen bench area")
+    preflight.noc_bench_environment()
     if args.block in ("vsq", "vsq-rtl"):
-        _check_package("sklearn", "scikit-learn", f"accelgen bench {args.block}")
+        preflight.package("sklearn", "scikit-learn", f"accelgen bench {args.block}")
     if "ACCELGEN_BENCH_OUT" in os.environ and not names:
         outdir.check_folder_for_files(os.environ["ACCELGEN_BENCH_OUT"], (),
                                       what="bench output folder (ACCELGEN_BENCH_OUT)")
-
-
-def _check_package(module, package, why):
-    import importlib.util
-    if importlib.util.find_spec(module) is None:
-        raise ToolMissing(f"the Python package {package} is not installed (pip install "
-                          f"'accelgen[bench]'); {why} needs it")
 
 
 def _check_build_root():
@@ -160,12 +135,6 @@ def _check_simulation(args):
     from sim import runner
     runner.check_environment()
     runner.simulator(args.sim)
-
-
-def _check_tool(name, why):
-    import shutil
-    if shutil.which(name) is None:
-        raise ToolMissing(f"{name} is not on PATH (Debian package {name}); {why} needs it")
 
 
 def _cmd_bench(args):
@@ -210,7 +179,7 @@ def _check_demo(args):
     _check_build_root()
     _check_simulation(args)
     if args.name in ("mlp", "scaling", "all"):
-        _check_package("sklearn", "scikit-learn", f"accelgen demo {args.name}")
+        preflight.package("sklearn", "scikit-learn", f"accelgen demo {args.name}")
 
 
 def _cmd_demo(args):
@@ -230,7 +199,7 @@ def _cmd_demo(args):
 
 def _check_synth(args):
     keep = [args.config, args.baseline]
-    _check_tool("yosys", "accelgen synth")
+    preflight.tool("yosys", "accelgen synth")
     asic_only = [flag for flag, value in (("--liberty", args.liberty),
                                           ("--sram-min-bits", args.sram_min_bits),
                                           ("--sram-um2-per-bit", args.sram_um2_per_bit))
@@ -514,91 +483,11 @@ def build_parser():
     return parser
 
 
-class UsageError(ValueError):
-    """A command line or environment value accelgen cannot use; the message is one line."""
-
-
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line (with the command's --help to read)."""
 
     def error(self, message):
         self.exit(2, f"accelgen: error: {message} (see `{self.prog} --help`)\n")
-
-
-KNOWN_ENVIRONMENT = {
-    "ACCELGEN_SIM_BUILD": "root of the simulator build folders",
-    "ACCELGEN_BENCH_OUT": "folder of the benches' plots and tables",
-    "ACCELGEN_DEBUG": "1: show Python tracebacks",
-    "ACCELGEN_NOC_BENCH_MESHES": "bench noc: mesh sizes k, comma-separated",
-    "ACCELGEN_NOC_BENCH_VCS": "bench noc: virtual channel counts, comma-separated",
-    "ACCELGEN_NOC_BENCH_PATTERNS": "bench noc: traffic patterns, comma-separated",
-    "ACCELGEN_NOC_BENCH_FRACTIONS": "bench noc: offered loads as fractions, comma-separated",
-}
-"""The ACCELGEN_* environment variables a user may set."""
-
-INTERNAL_ENVIRONMENT = (
-    "ACCELGEN_MANIFEST", "ACCELGEN_RESULTS", "ACCELGEN_DATA", "ACCELGEN_PLAN", "ACCELGEN_GAP",
-    "ACCELGEN_STALL", "ACCELGEN_GEMM_CASES", "ACCELGEN_MLP_MODEL", "ACCELGEN_MLP_SETTINGS",
-    "ACCELGEN_SOFTMAX_ROWS", "ACCELGEN_STRESS_CYCLES", "ACCELGEN_STRESS_DRAIN",
-    "ACCELGEN_STRESS_FAULT", "ACCELGEN_NOC_BADS", "ACCELGEN_NOC_CYCLES", "ACCELGEN_NOC_LOADS",
-    "ACCELGEN_NOC_MCAST", "ACCELGEN_NOC_PACKETS", "ACCELGEN_NOC_POINTS", "ACCELGEN_NOC_WINDOW",
-)
-"""Variables accelgen sets itself for its cocotb benches (in their processes only)."""
-
-
-def _check_environment():
-    """Every ACCELGEN_* variable is one accelgen reads, with a usable value."""
-    for name in sorted(os.environ):
-        if not name.startswith("ACCELGEN_") or name in KNOWN_ENVIRONMENT:
-            continue
-        if name in INTERNAL_ENVIRONMENT:
-            raise UsageError(f"{name} is set: accelgen sets it for its own benches; unset it")
-        raise UsageError(f"{name} is set, but accelgen reads no such variable (it reads "
-                         + ", ".join(KNOWN_ENVIRONMENT) + ")")
-    _flag_variable("ACCELGEN_DEBUG")
-
-
-def _flag_variable(name):
-    value = os.environ.get(name, "")
-    if value not in ("", "0", "1"):
-        raise UsageError(f"{name} = {_quoted(value)}: must be 0 or 1")
-
-
-def _quoted(text):
-    import json
-    return json.dumps(text)
-
-
-def _check_bench_environment(args):
-    """The NoC bench's ACCELGEN_NOC_BENCH_* lists, when set."""
-    from sim.golden.noc import PATTERNS
-    checks = {
-        "ACCELGEN_NOC_BENCH_MESHES": (int, lambda k: 2 <= k <= 8, "integers from 2 to 8"),
-        "ACCELGEN_NOC_BENCH_VCS": (int, lambda v: v in (1, 2, 4), "1, 2 or 4"),
-        "ACCELGEN_NOC_BENCH_PATTERNS": (str, lambda p: p in PATTERNS, ", ".join(PATTERNS)),
-        "ACCELGEN_NOC_BENCH_FRACTIONS": (float, lambda f: 0 < f <= 2,
-                                         "numbers above 0, at most 2 (times the pattern's "
-                                         "bound)"),
-    }
-    for name, (cast, good, allowed) in checks.items():
-        text = os.environ.get(name)
-        if text is None:
-            continue
-        try:
-            values = [cast(v) for v in text.split(",")]
-            ok = bool(values) and all(good(v) for v in values)
-        except ValueError:
-            ok = False
-        if not ok:
-            raise UsageError(f"{name} = {_quoted(text)}: must be a comma-separated list of "
-                             f"{allowed}")
-
-
-def _check_working_folder():
-    try:
-        os.getcwd()
-    except FileNotFoundError:
-        raise UsageError("the current folder no longer exists; change to an existing one") from None
 
 
 def _debugging(args):
@@ -613,9 +502,9 @@ def main(argv=None):
     progress.enable()
     try:
         try:
-            _check_working_folder()
+            preflight.working_folder()
             # The environment, every output path and the tools are checked before any work.
-            _check_environment()
+            preflight.environment()
             args.check(args)
             return args.func(args)
         except BrokenPipeError:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gen import cli
+from gen import cli, preflight
 from gen.outdir import STAMP
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -285,7 +285,7 @@ def test_the_readmes_noc_bench_lists_are_accepted(monkeypatch):
                         ("ACCELGEN_NOC_BENCH_PATTERNS", "uniform,hotspot"),
                         ("ACCELGEN_NOC_BENCH_FRACTIONS", "0.5,1.1")):
         monkeypatch.setenv(name, value)
-    cli._check_bench_environment(None)
+    preflight.noc_bench_environment()
 
 
 def test_a_removed_working_folder(tmp_path, monkeypatch, capsys):

@@ -77,7 +77,7 @@ def test_key_table_matches_the_dataclass(name):
 
 
 def test_environment_table_names_every_variable_the_cli_reads():
-    from gen.cli import KNOWN_ENVIRONMENT
+    from gen.preflight import KNOWN_ENVIRONMENT
     text = README.read_text(encoding="utf-8")
     table = text[text.index("| variable | effect |"):]
     table = table[:table.index("\n\n")]
