@@ -95,6 +95,9 @@ def _absolute(given, what):
         raise OutputError(text, f"{what} contains a NUL character")
     if text.strip() != text:
         raise OutputError(text, f"{what} begins or ends with white space; give the name without it")
+    if not text.isprintable():
+        raise OutputError(text, f"{what} contains a control character (such as a newline or a tab); "
+                                f"give a name without it")
     try:
         path = Path(text).absolute()
         # Resolve the folders above, not the last part (a link there is refused, not followed).

@@ -28,6 +28,8 @@ def sandbox(tmp_path, monkeypatch):
 @pytest.mark.parametrize("given, message", [
     ("", '"": output folder is an empty path; give a name'),
     (" out", "' out': output folder begins or ends with white space; give the name without it"),
+    ("a\nb", "'a\\nb': output folder contains a control character (such as a newline or a tab); "
+              "give a name without it"),
     (".", ".: is the current folder; the output folder must be a folder of its own (for example "
           "rtl_out)"),
     ("..", "..: holds the current folder; the output folder must be a folder of its own"),
