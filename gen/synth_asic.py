@@ -3,14 +3,14 @@
 For each top, with the system ``yosys`` (Debian's 0.23 is known to work) and OpenSTA (``sta``,
 Debian package ``opensta``):
 
-1. ``synth -run begin:fine``: the word-level design, hierarchy kept (each module is synthesized once,
-   however often it is instantiated), memories as ``$mem_v2`` cells.
+1. ``synth -run begin:fine``: the word-level design, hierarchy kept (each module is synthesized
+   once, however often it is instantiated), memories as ``$mem_v2`` cells.
 2. Memories of at least ``sram_min_bits`` bits are **SRAM macros**: black boxes, left out of the
    logic figures and reported apart with the area model below. Smaller memories become flip-flops
    and multiplexers (``memory_map``), as a register file would.
 3. Gate mapping to the Liberty library: ``techmap``, ``dfflibmap -liberty``, then ``abc -liberty
-   -constr -D`` with the period of the top's SDC as the delay target. The constraint file gives ABC a
-   driving cell (the library's smallest inverter) and a load (four of its inputs), which makes ABC
+   -constr -D`` with the period of the top's SDC as the delay target. The constraint file gives ABC
+   a driving cell (the library's smallest inverter) and a load (four of its inputs), which makes ABC
    buffer and resize after mapping (its ``buffer; upsize; dnsize`` steps): without it a net such as
    an enable that fans out to hundreds of gates is left on one minimum-size gate, and the timing of
    the netlist is meaningless.
@@ -25,8 +25,8 @@ Debian package ``opensta``):
 SRAM area model: ``sram_um2_per_bit`` (default 9.32 um^2 per bit) times the macro's bits, an assumed
 0.18 um six-transistor bit cell of about 4.66 um^2 at 50 % array efficiency (decoders, sense
 amplifiers and I/O take the other half). It is a model, not a memory compiler's figure: for another
-library pass the bit area of its SRAMs. For timing, each macro port is a register boundary: read data
-leaves ``sram_access_ns`` after the clock edge (asynchronous read ports: after the address), and
+library pass the bit area of its SRAMs. For timing, each macro port is a register boundary: read
+data leaves ``sram_access_ns`` after the clock edge (asynchronous read ports: after the address), and
 addresses, enables and write data must arrive ``sram_setup_ns`` before it (both 0 by default: the
 macro's own access time is not counted).
 
@@ -244,7 +244,8 @@ def _module_areas(netlist, top, cell_areas, macros):
     for name in order:
         t = totals(name)
         macro_area = sum(macros[m][0] * n for m, n in t["macros"].items())
-        rows.append({"module": name, "instances": count[name], "area_um2": round(own[name]["area"], 1),
+        rows.append({"module": name, "instances": count[name],
+                     "area_um2": round(own[name]["area"], 1),
                      "area_with_submodules_um2": round(t["area"], 1),
                      "flip_flops": t["flip_flops"], "cells": t["cells"],
                      "sram_macros": sum(t["macros"].values()),
@@ -347,8 +348,8 @@ def synthesize(verilog, top, *, liberty=None, sdc=None, period_ns=None,
         report = _report(top, modules, macros, lib, period_ns)
         report.update(seconds_yosys=round(s1 + s2, 1))
         if timing:
-            report["timing"] = _time(sta, lib, cells, tmp, top, macros, sdc, period_ns, sram_access_ns,
-                                     sram_setup_ns, timeout)
+            report["timing"] = _time(sta, lib, cells, tmp, top, macros, sdc, period_ns,
+                                     sram_access_ns, sram_setup_ns, timeout)
     return report
 
 
@@ -411,9 +412,9 @@ def _time(sta, lib, cells, tmp, top, macros, sdc, period_ns, access_ns, setup_ns
 
 
 def run(config, *, liberty=None, sram_min_bits=SRAM_MIN_BITS, sram_um2_per_bit=SRAM_UM2_PER_BIT,
-        sram_access_ns=0.0, sram_setup_ns=0.0, flatten=False, timing=True, log=None):
+        sram_access_ns=0.0, sram_setup_ns=0.0, flatten=False, timing=True, done=None):
     """Synthesize and time every top of ``config`` with its emitted SDC; a JSON-ready dict.
-    ``log``: a function called with a line of progress per step (default: none)."""
+    ``done``: called with each top's name when it is finished."""
     from .emit import render
     from .synth import _yosys_version
     lib = liberty_path(liberty)
@@ -430,8 +431,6 @@ def run(config, *, liberty=None, sram_min_bits=SRAM_MIN_BITS, sram_um2_per_bit=S
                 continue
             manifest = json.loads(files[name])
             top = manifest["top"]
-            if log:
-                log(f"asic: {top} ...")
             report = synthesize(Path(tmp) / f"{top}.v", top, liberty=lib,
                                 sdc=files[f"{top}.sdc"], sram_min_bits=sram_min_bits,
                                 sram_um2_per_bit=sram_um2_per_bit, sram_access_ns=sram_access_ns,
@@ -439,6 +438,8 @@ def run(config, *, liberty=None, sram_min_bits=SRAM_MIN_BITS, sram_um2_per_bit=S
             report["block"] = manifest["block"]
             report["parameters"] = manifest["parameters"]
             results.append(report)
+            if done:
+                done(top)
     return {"target": "asic", "liberty": str(lib), "yosys": _yosys_version(),
             "sta": _sta_version() if timing else None, "sram_min_bits": sram_min_bits,
             "sram_um2_per_bit": sram_um2_per_bit, "sram_access_ns": sram_access_ns,

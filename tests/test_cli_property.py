@@ -190,7 +190,8 @@ command_lines = st.one_of(
               _opt("--json", paths), _opt("--update-baseline", paths),
               _opt("--baseline", st.sampled_from(["notes.txt", "nope.json", "gen.toml", "mine"])),
               _opt("--seed", st.sampled_from(["-1", "x", "3", "99999999999"])),
-              _opt("--target", st.sampled_from(["asic", "generic", "x"])),
+              _opt("--target", st.sampled_from(["asic", "ecp5", "generic", "x"])),
+              _opt("--device", st.sampled_from(["85k", "hx8k", "x"])),
               _opt("--liberty", paths), _opt("--sram-min-bits", st.sampled_from(["0", "x", "8"]))),
     st.tuples(st.just(["sweep"]), st.sampled_from(["gen.toml", "nope.toml", "mine"]).map(
         lambda s: [s]), _opt("--out", paths), _opt("--workers", st.sampled_from(["0", "-2", "x"]))),
