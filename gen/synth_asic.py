@@ -26,8 +26,8 @@ SRAM area model: ``sram_um2_per_bit`` (default 9.32 um^2 per bit) times the macr
 0.18 um six-transistor bit cell of about 4.66 um^2 at 50 % array efficiency (decoders, sense
 amplifiers and I/O take the other half). It is a model, not a memory compiler's figure: for another
 library pass the bit area of its SRAMs. For timing, each macro port is a register boundary: read
-data leaves ``sram_access_ns`` after the clock edge (asynchronous read ports: after the address), and
-addresses, enables and write data must arrive ``sram_setup_ns`` before it (both 0 by default: the
+data leaves ``sram_access_ns`` after the clock edge (asynchronous read ports: after the address),
+and addresses, enables and write data must arrive ``sram_setup_ns`` before it (both 0 by default: the
 macro's own access time is not counted).
 
 Reports are JSON-ready dicts; :func:`format_table` prints them.
