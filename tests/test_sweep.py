@@ -238,6 +238,7 @@ def _stop(proc):
             proc.wait()
 
 
+@pytest.mark.slow
 def test_existing_cluster_through_scheduler_address(tmp_path):
     """``dask scheduler`` and ``dask worker`` as separate processes on localhost; the sweep runs
     on them through ``--scheduler``, unchanged."""

@@ -7,7 +7,8 @@ empty list as ``-``.
 
 The plots (matplotlib, PNG): the area of every computed point against its throughput (MACs per
 cycle of the primary mode) with the Pareto front, the points no other point beats in both, marked
-and labelled; and the digits accuracy against the area, with its Pareto front likewise. The area is
+and labelled; and the accuracy against the area, the SQNR and the digits accuracy in two panels,
+with their Pareto fronts likewise. The area is
 ``cells`` (Yosys generic gates), else ``luts``; points are coloured by their primary mode.
 """
 
@@ -16,7 +17,7 @@ import io
 import json
 from pathlib import Path
 
-__all__ = ["flat_rows", "write_results", "pareto", "plot_front", "AREA_KEYS"]
+__all__ = ["flat_rows", "write_results", "pareto", "plot_fronts", "AREA_KEYS"]
 
 AREA_KEYS = (("cells", "area (Yosys generic cells)"), ("luts", "area (iCE40 LUTs)"))
 _TAIL = ("status", "error", "seconds", "cached", "key")
@@ -87,16 +88,23 @@ def write_results(sweep, rows, out_dir):
     ok = [r for r in flat if r["status"] == "ok"]
     area = next(((k, label) for k, label in AREA_KEYS if any(r.get(k) is not None for r in ok)),
                 None)
-    plots = [("pareto_area_throughput.png", "throughput", "throughput (MACs per cycle)",
-              "area against throughput"),
-             ("accuracy_area.png", "digits_accuracy", "digits MLP accuracy (%)",
-              "accuracy against area")]
-    for name, y_key, y_label, title in plots:
-        pts = [r for r in ok if area and r.get(area[0]) is not None and r.get(y_key) is not None]
-        if not pts:
-            notes.append(f"{name}: not drawn (no point has an area and {y_key})")
+    plots = [("pareto_area_throughput.png", f"{sweep.name}: area against throughput",
+              [("throughput", "throughput (MACs per cycle)")]),
+             ("accuracy_area.png", f"{sweep.name}: accuracy against area",
+              [("sqnr_db", "SQNR of the weights (dB)"),
+               ("digits_accuracy", "digits MLP accuracy (%)")])]
+    for name, title, panels in plots:
+        drawn = []
+        for y_key, y_label in panels:
+            pts = [r for r in ok
+                   if area and r.get(area[0]) is not None and r.get(y_key) is not None]
+            if pts:
+                drawn.append((pts, (y_key, y_label)))
+        if not drawn:
+            keys = " or ".join(k for k, _ in panels)
+            notes.append(f"{name}: not drawn (no point has an area and {keys})")
             continue
-        png = plot_front(sweep, pts, area, (y_key, y_label), f"{sweep.name}: {title}")
+        png = plot_fronts(sweep, drawn, area, title)
         if png is None:
             notes.append(f"{name}: not drawn (matplotlib is not installed)")
             continue
@@ -125,19 +133,31 @@ def _label(sweep, row):
     return " ".join(parts)
 
 
-def plot_front(sweep, points, area, y, title):
-    """PNG bytes of ``points`` (area ``x``, more ``y`` is better) with their Pareto front marked;
-    None without matplotlib."""
+def plot_fronts(sweep, panels, area, title):
+    """PNG bytes of one panel per ``(points, (y key, y label))`` of ``panels``: the points against
+    their ``area`` (less is better; more ``y`` is better) with their Pareto front marked; None
+    without matplotlib."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
         return None
-    (x_key, x_label), (y_key, y_label) = area, y
-    front = pareto(points, x_key, y_key)
-    fig = Figure(figsize=(9, 6))
+    fig = Figure(figsize=(9, 6 if len(panels) == 1 else 9))
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, (points, y) in zip(axes, panels, strict=True):
+        _panel(ax, sweep, points, area, y)
+    axes[0].set_title(title)
+    axes[-1].set_xlabel(area[1] + ", log scale")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def _panel(ax, sweep, points, area, y):
+    (x_key, _), (y_key, y_label) = area, y
+    front = pareto(points, x_key, y_key)
     # Points coloured by their primary mode where the accuracy metric names it.
     groups = {}
     for p in points:
@@ -160,12 +180,6 @@ def plot_front(sweep, points, area, y, title):
                     xytext=(-6, 6) if right else (6, -10), ha="right" if right else "left",
                     fontsize=7, color="tab:red")
     ax.set_xscale("log")
-    ax.set_xlabel(x_label + ", log scale")
     ax.set_ylabel(y_label)
-    ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
-    return buf.getvalue()
