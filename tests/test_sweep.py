@@ -357,3 +357,24 @@ def test_every_metric_on_the_tiny_sweep(tmp_path):
     assert rows[2]["cells"] > rows[0]["cells"]
     for name in ("pareto_area_throughput.png", "accuracy_area.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+needs_asic = pytest.mark.skipif(
+    shutil.which("sta") is None or shutil.which("yosys") is None or shutil.which("iverilog") is None
+    or not Path("/usr/share/qflow/tech/osu018/osu018_stdcells.lib").is_file(),
+    reason="needs yosys, iverilog, OpenSTA (sta) and the OSU 0.18 um library (qflow-tech-osu018)")
+
+
+@pytest.mark.slow
+@pytest.mark.sim
+@needs_asic
+def test_asic_target_gives_area_period_and_gmacs(tmp_path):
+    text = sweep_text([{"gemm.cols": 2}], metrics=("synth", "sim")).replace(
+        "[sweep]\n", '[sweep]\nsim = "icarus"\nsynth_targets = ["asic"]\n')
+    out = tmp_path / "out"
+    proc = run_cli("sweep", write(tmp_path, text), "--workers", 1, "--out", out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (row,) = rows_of(out)
+    assert row["area_um2"] >= row["logic_area_um2"] > 0 and row["min_period_ns"] > 0
+    assert row["gmac_per_s"] == round(row["throughput"] / row["min_period_ns"], 3)
+    assert (out / "pareto_area_throughput.png").is_file()

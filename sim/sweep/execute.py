@@ -149,7 +149,8 @@ def _summary(row):
         return row["error"] or ""
     m = row["metrics"]
     parts = []
-    for key, fmt in (("cells", "{} cells"), ("luts", "{} LUTs"), ("throughput", "{} MAC/cycle"),
+    for key, fmt in (("area_um2", "{} um^2"), ("min_period_ns", "{} ns"), ("cells", "{} cells"),
+                     ("luts", "{} LUTs"), ("throughput", "{} MAC/cycle"),
                      ("digits_accuracy", "{} % digits"), ("lines", "{} lines")):
         if m.get(key) is not None:
             parts.append(fmt.format(m[key]))

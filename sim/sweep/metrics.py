@@ -8,7 +8,10 @@ numbers and strings, so that every figure is one column of the results):
     write).
 ``synth``
     Yosys (:func:`gen.synth.synthesize`) per target of ``sweep.synth_targets``, summed over the
-    tops: ``cells``, ``flip_flops``, ``memory_bits`` (generic), ``luts`` (ice40), ``synth_s``.
+    tops: ``cells``, ``flip_flops``, ``memory_bits`` (generic), ``luts`` (ice40), ``synth_s``;
+    ``asic`` (:func:`gen.synth_asic.synthesize`, OSU 0.18 um cells and OpenSTA): ``area_um2``
+    (logic and the SRAM macros' modelled area), ``logic_area_um2``, ``sram_area_um2`` and
+    ``min_period_ns`` (the longest of the tops').
 ``sim``
     The GEMMs of a workload (:data:`WORKLOADS`) in every mode the engine has, one at a time on the
     RTL (the ``measure`` test of ``sim/tb/gemm.py``, which also checks every result against the
@@ -119,6 +122,9 @@ def synthesis(config, rtl_dir, targets):
     out = {}
     start = time.perf_counter()
     for target in targets:
+        if target == "asic":
+            out.update(_asic(config, rtl_dir))
+            continue
         reports = [synth.synthesize(Path(rtl_dir) / f"{top}.v", top, target)
                    for _, top in _tops(config)]
         for report in reports:
@@ -134,6 +140,22 @@ def synthesis(config, rtl_dir, targets):
             out["ice40_flip_flops"] = sum(r["flip_flops"] for r in reports)
     out["synth_s"] = round(time.perf_counter() - start, 1)
     return out
+
+
+def _asic(config, rtl_dir):
+    """Standard cells (:func:`gen.synth_asic.synthesize`, the default Liberty library) and
+    OpenSTA timing of every top against its emitted SDC: areas summed, the longest minimum
+    period."""
+    from gen import synth_asic
+    reports = []
+    for _, top in _tops(config):
+        sdc = (Path(rtl_dir) / f"{top}.sdc").read_text(encoding="utf-8")
+        reports.append(synth_asic.synthesize(Path(rtl_dir) / f"{top}.v", top, sdc=sdc))
+    periods = [r["timing"]["min_period_ns"] for r in reports]
+    return {"area_um2": round(sum(r["total_area_um2"] for r in reports), 1),
+            "logic_area_um2": round(sum(r["area_um2"] for r in reports), 1),
+            "sram_area_um2": round(sum(r["sram"]["area_um2"] for r in reports), 1),
+            "min_period_ns": None if None in periods else round(max(periods), 3)}
 
 
 # -- simulation ------------------------------------------------------------------------------------

@@ -9,7 +9,9 @@ The plots (matplotlib, PNG): the area of every computed point against its throug
 cycle of the primary mode) with the Pareto front, the points no other point beats in both, marked
 and labelled; and the accuracy against the area, the SQNR and the digits accuracy in two panels,
 with their Pareto fronts likewise. The area is
-``cells`` (Yosys generic gates), else ``luts``; points are coloured by their primary mode.
+``area_um2`` (the ``asic`` target), else ``cells`` (Yosys generic gates), else ``luts``; the
+throughput is ``gmac_per_s`` (MACs per cycle over the minimum period, with the ``asic`` target),
+else MACs per cycle; points are coloured by their primary mode.
 """
 
 import csv
@@ -19,7 +21,8 @@ from pathlib import Path
 
 __all__ = ["flat_rows", "write_results", "pareto", "plot_fronts", "AREA_KEYS"]
 
-AREA_KEYS = (("cells", "area (Yosys generic cells)"), ("luts", "area (iCE40 LUTs)"))
+AREA_KEYS = (("area_um2", "area (um^2: standard cells and modelled SRAM)"),
+             ("cells", "area (Yosys generic cells)"), ("luts", "area (iCE40 LUTs)"))
 _TAIL = ("status", "error", "seconds", "cached", "key")
 
 
@@ -30,13 +33,17 @@ def flat_rows(sweep, rows):
         flat = {"point": row["index"]}
         flat.update({k: row["values"].get(k) for k in sweep.keys})
         flat.update(row.get("metrics", {}))
+        if flat.get("throughput") is not None and flat.get("min_period_ns"):
+            # MACs per cycle at the minimum period: MACs per ns, GMAC/s.
+            flat["gmac_per_s"] = round(flat["throughput"] / flat["min_period_ns"], 3)
         flat.update({k: row.get(k) for k in _TAIL})
         out.append(flat)
     return out
 
 
 # Metric columns in this order (per-mode columns after their kind), the rest alphabetically.
-_ORDER = ("cells", "luts", "throughput", "digits_accuracy", "sqnr_db", "accuracy_mode",
+_ORDER = ("area_um2", "cells", "luts", "throughput", "gmac_per_s", "min_period_ns",
+          "logic_area_um2", "sram_area_um2", "digits_accuracy", "sqnr_db", "accuracy_mode",
           "flip_flops", "memory_bits", "ice40_flip_flops", "cycles_", "utilization_",
           "macs_per_cycle_", "lines", "modules", "emit_s", "synth_s", "sim_s", "sim_build_s",
           "simulator")
@@ -88,8 +95,10 @@ def write_results(sweep, rows, out_dir):
     ok = [r for r in flat if r["status"] == "ok"]
     area = next(((k, label) for k, label in AREA_KEYS if any(r.get(k) is not None for r in ok)),
                 None)
-    plots = [("pareto_area_throughput.png", f"{sweep.name}: area against throughput",
-              [("throughput", "throughput (MACs per cycle)")]),
+    speed = (("gmac_per_s", "throughput (GMAC/s at the minimum period)")
+             if any(r.get("gmac_per_s") is not None for r in ok)
+             else ("throughput", "throughput (MACs per cycle)"))
+    plots = [("pareto_area_throughput.png", f"{sweep.name}: area against throughput", [speed]),
              ("accuracy_area.png", f"{sweep.name}: accuracy against area",
               [("sqnr_db", "SQNR of the weights (dB)"),
                ("digits_accuracy", "digits MLP accuracy (%)")])]

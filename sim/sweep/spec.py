@@ -45,7 +45,7 @@ __all__ = ["Sweep", "Point", "load_sweep", "parse_sweep", "point_config_data", "
 MAX_POINTS = 10000
 _SWEEP_KEYS = ("name", "base", "metrics", "workload", "sim", "synth_targets", "timeout_s")
 _POINT_SETTINGS = ("sweep.timeout_s",)
-SYNTH_TARGETS = ("generic", "ice40")
+SYNTH_TARGETS = ("generic", "ice40", "asic")
 SIMULATORS = ("verilator", "icarus")
 DEFAULT_TIMEOUT_S = 3600.0
 
