@@ -4,6 +4,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .lib.hier import Reused
 from .lib.formats import FP8_FORMATS, INT_MODE_NAMES, MODES, fp_product_max, mode_by_name
 
 __all__ = ["MixedPE", "pe_max_product", "mode_index_width", "fp_formats", "FLAG_WIDTH"]
@@ -32,7 +33,7 @@ def mode_index_width(modes):
     return max(1, (len(modes) - 1).bit_length())
 
 
-class MixedPE(wiring.Component):
+class MixedPE(Reused, wiring.Component):
     """Weight-stationary PE with two weight banks and run-time operand modes.
 
     Every cycle the PE multiplies the activation byte arriving from the left by the weight byte of the bank
@@ -97,6 +98,8 @@ class MixedPE(wiring.Component):
     w_ok : In(1)
         FP8 modes only: the weight being written is a real element (not padding).
     """
+
+    module_suffix = "pe"
 
     def __init__(self, *, modes, psum_width):
         for name in modes:

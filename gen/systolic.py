@@ -4,6 +4,7 @@ from amaranth.hdl import Cat, Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .lib import hier
 from .pe import FLAG_WIDTH, MixedPE, fp_formats, mode_index_width, pe_max_product
 
 __all__ = ["SystolicArray", "psum_width"]
@@ -86,7 +87,7 @@ class SystolicArray(wiring.Component):
                for _ in range(rows)]
         for r in range(rows):
             for c in range(cols):
-                m.submodules[f"pe_{r}_{c}"] = pes[r][c]
+                hier.add(m, f"pe_{r}_{c}", pes[r][c])
 
         for r in range(rows):
             a, bank, mode = self.a[r], self.bank, self.mode
