@@ -1,10 +1,12 @@
 """The mixed-precision GEMM engine: a weight-stationary systolic array behind streams."""
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, fifo, stream, wiring
-from amaranth.lib.memory import Memory
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .lib import hier
+from .lib.fifo import Fifo
+from .lib.sram import Sram
 from .lib.formats import (
     FP8_FORMATS,
     INT_MODE_NAMES,
@@ -395,7 +397,7 @@ class GemmEngine(wiring.Component):
                if self._vsizes else {}),
             **({"out": unsigned(2), "relu": unsigned(1)} if self._pmb else {}),
         })
-        m.submodules.desc_fifo = desc_fifo = fifo.SyncFIFO(width=desc.size, depth=2)
+        desc_fifo = hier.add(m, "desc_fifo", Fifo(width=desc.size, depth=2))
 
         # ---- command intake and weight loader ------------------------------------------------------
         cmd = self.cmd.payload
@@ -538,10 +540,9 @@ class GemmEngine(wiring.Component):
 
         # ---- feeder: activation rows into the array --------------------------------------------------
         sb_bits = self._sbits
-        act_mem = Memory(shape=unsigned(8 * R + sb_bits), depth=depth_words, init=[])
+        act_mem = Sram(shape=unsigned(8 * R + sb_bits), depth=depth_words)
         m.submodules.act_mem = act_mem
-        act_wr = act_mem.write_port()
-        act_rd = act_mem.read_port(domain="sync")
+        act_wr, act_rd = act_mem.w[0], act_mem.r[0]
 
         fd = Signal(desc)
         fd_m = Signal(range(self._max_m + 1))
@@ -615,10 +616,9 @@ class GemmEngine(wiring.Component):
             # The row factors: taken from the beat of row m in the last k tile of the first n tile
             # and kept for the other n tiles in a memory of max_m words.
             rowp_bits = self._rmb + SHIFT_BITS
-            rowp_mem = Memory(shape=unsigned(rowp_bits), depth=self._max_m, init=[])
+            rowp_mem = Sram(shape=unsigned(rowp_bits), depth=self._max_m)
             m.submodules.rowp_mem = rowp_mem
-            rowp_wr = rowp_mem.write_port()
-            rowp_rd = rowp_mem.read_port(domain="sync")
+            rowp_wr, rowp_rd = rowp_mem.w[0], rowp_mem.r[0]
             s1_rowp = Signal(rowp_bits)
             a_rowp = Cat(self.a.payload.mult, self.a.payload.shift)
             m.d.comb += [rowp_wr.addr.eq(fd_m), rowp_wr.data.eq(a_rowp),
@@ -709,10 +709,9 @@ class GemmEngine(wiring.Component):
         aw = max(self._acc_width, self.fp_acc_width)
         fw = FLAG_WIDTH if self._fp else 0
         lane = aw + fw
-        acc_mem = Memory(shape=unsigned(lane * C), depth=self._max_m, init=[])
+        acc_mem = Sram(shape=unsigned(lane * C), depth=self._max_m, transparent=[(0,)])
         m.submodules.acc_mem = acc_mem
-        acc_wr = acc_mem.write_port()
-        acc_rd = acc_mem.read_port(domain="sync", transparent_for=(acc_wr,))
+        acc_wr, acc_rd = acc_mem.w[0], acc_mem.r[0]
         ps_in, ps_width = list(array.ps), array.psum_width
         if self._vsizes:
             ctl, ps_in, ps_width, post_in = self._vsq_scaling(m, ctl, array.ps, wscale, wmult,
@@ -759,8 +758,8 @@ class GemmEngine(wiring.Component):
                 m.d.comb += fl.eq(Mux(sb.first_k, 0, prev_fl) | sb_fl[c])
                 flags.append(fl)
         ow = self._out_width
-        m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(width=ow * C + 1,
-                                                                 depth=self._out_fifo_depth)
+        out_fifo = hier.add(m, "out_fifo", Fifo(width=ow * C + 1, depth=self._out_fifo_depth,
+                                                buffered=True))
         m.d.comb += [
             acc_wr.addr.eq(sb.m),
             acc_wr.data.eq(Cat(*(Cat(sums[c], *flags[c:c + 1]) for c in range(C)))),
@@ -901,10 +900,9 @@ class GemmEngine(wiring.Component):
         C = self._cols
         vpw = self.vsq_partial_width
         tw = self.vsq_term_width + 1
-        vpart_mem = Memory(shape=unsigned(vpw * C), depth=self._max_m, init=[])
+        vpart_mem = Sram(shape=unsigned(vpw * C), depth=self._max_m, transparent=[(0,)])
         m.submodules.vpart_mem = vpart_mem
-        vp_wr = vpart_mem.write_port()
-        vp_rd = vpart_mem.read_port(domain="sync", transparent_for=(vp_wr,))
+        vp_wr, vp_rd = vpart_mem.w[0], vpart_mem.r[0]
         m.d.comb += vp_rd.addr.eq(ctl.m)
 
         p1 = Signal(ctrl, name="vsq_p1")

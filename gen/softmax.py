@@ -24,9 +24,12 @@ idle cycles when they have at least :attr:`Softmax.min_beats` beats.
 from math import isqrt
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, fifo, stream, wiring
-from amaranth.lib.memory import Memory
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+
+from .lib import hier
+from .lib.fifo import Fifo
+from .lib.sram import Sram
 
 __all__ = ["Softmax", "input_layout", "output_layout", "exp2_entries", "derive_widths"]
 
@@ -165,9 +168,8 @@ class Softmax(wiring.Component):
         # --- Row buffer: every accepted beat, read back by pass 2.
         buf_layout = data.StructLayout({"data": data.ArrayLayout(signed(W), P), "mask": P,
                                         "last": 1})
-        m.submodules.buf = buf = Memory(shape=buf_layout, depth=self._depth, init=[])
-        wr = buf.write_port()
-        rd = buf.read_port()
+        m.submodules.buf = buf = Sram(shape=buf_layout, depth=self._depth)
+        wr, rd = buf.w[0], buf.r[0]
         wr_ptr = Signal(range(self._depth))
         rd_ptr = Signal(range(self._depth))
         count = Signal(range(self._depth + 1))
@@ -273,7 +275,7 @@ class Softmax(wiring.Component):
         t_shape = unsigned((M + Wd).bit_length())
         info_layout = data.StructLayout({"m": int_shape, "r": M + 2, "tm1": t_shape, "empty": 1,
                                          "beats": beats_shape})
-        m.submodules.info = info = fifo.SyncFIFO(width=info_layout.size, depth=2)
+        info = hier.add(m, "info", Fifo(width=info_layout.size, depth=2))
         info_w = data.View(info_layout, info.w_data)
         info_r = data.View(info_layout, info.r_data)
         k = Signal(range(Wd + 1))

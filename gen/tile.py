@@ -2,13 +2,15 @@
 run by a command sequencer that the mesh network feeds."""
 
 from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
-from amaranth.lib import data, fifo, stream, wiring
-from amaranth.lib.memory import Memory
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import _is_power_of_two
 from .gemm import GemmEngine
+from .lib import hier
+from .lib.fifo import Fifo
 from .lib.noc import NocParams, eject_layout, inject_layout
+from .lib.sram import Sram
 from .softmax import Softmax
 
 __all__ = ["Tile", "OPS", "KINDS", "command_layout", "header_layout", "word_layouts"]
@@ -319,11 +321,9 @@ class Tile(wiring.Component):
             m.submodules.softmax = sm
 
         # ---- scratchpad: two read ports (x: a / softmax / send, y: w), two write ports -----------
-        m.submodules.spad = spad = Memory(shape=unsigned(W), depth=self._spad_words, init=[])
-        rd_x = spad.read_port(domain="sync")
-        rd_y = spad.read_port(domain="sync")
-        wr_net = spad.write_port()
-        wr_loc = spad.write_port()
+        m.submodules.spad = spad = Sram(shape=unsigned(W), depth=self._spad_words, reads=2, writes=2)
+        rd_x, rd_y = spad.r
+        wr_net, wr_loc = spad.w
 
         rows_bits = max(A + 1, self._command["rows"].shape.width)
         walk_x = _Walk(m, "walk_x", addr_bits=A, rows_bits=rows_bits,
@@ -333,8 +333,7 @@ class Tile(wiring.Component):
         ry = _Reader(m, "ry", rd_y, walk_y)
 
         # ---- command FIFO and ejection -----------------------------------------------------------
-        m.submodules.cmd_fifo = cmd_fifo = fifo.SyncFIFO(width=self._command.size,
-                                                         depth=self._cmd_depth)
+        cmd_fifo = hier.add(m, "cmd_fifo", Fifo(width=self._command.size, depth=self._cmd_depth))
         received = Signal(32)           # DATA words written and not yet waited for
         recv_inc = Signal()
         stray = Signal()
