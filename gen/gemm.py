@@ -5,6 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .lib import hier
+from .lib.hier import Reused
 from .lib.fifo import Fifo
 from .lib.sram import Sram
 from .lib.formats import (
@@ -114,7 +115,7 @@ def out_layout(cols, width):
     })
 
 
-class GemmEngine(wiring.Component):
+class GemmEngine(Reused, wiring.Component):
     """Computes ``Y = A x W`` for integer or FP8 matrices in a run-time mode, on an R x C systolic array.
 
     A command on ``cmd`` names M, N, K and the mode. The engine walks the output in tiles of C columns
@@ -236,15 +237,14 @@ class GemmEngine(wiring.Component):
         Commands dropped as invalid, saturating.
     busy : Out(1)
         A command is in progress or results are waiting.
-
-    Attributes
-    ----------
-    cmd_ok : Signal(1)
-        Not a port: 1 when the command offered on ``cmd`` is valid (taken, it runs), 0 when it
-        would be dropped and counted in ``errors``; a function of ``cmd.payload`` alone. A parent
-        that must know the fate of a command it hands over (:class:`gen.tile.Tile`) reads it in
-        the cycle of the handshake.
+    cmd_ok : Out(1)
+        1 when the command offered on ``cmd`` is valid (taken, it runs), 0 when it would be dropped
+        and counted in ``errors``; a function of ``cmd.payload`` alone. A parent that must know the
+        fate of a command it hands over (:class:`gen.tile.Tile`) reads it in the cycle of the
+        handshake.
     """
+
+    module_suffix = "gemm"
 
     def __init__(self, *, rows, cols, modes, acc_width, max_m, max_n, max_k, out_fifo_depth,
                  vsq_vector_sizes=(), vsq_scale_bits=4, post_mult_bits=0, post_row_mult_bits=0):
@@ -286,8 +286,8 @@ class GemmEngine(wiring.Component):
             "o": Out(stream.Signature(out_layout(cols, self._out_width))),
             "errors": Out(16),
             "busy": Out(1),
+            "cmd_ok": Out(1),
         })
-        self.cmd_ok = Signal(name="cmd_ok")
 
     @property
     def rows(self):

@@ -5,13 +5,15 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .lib.noc import NocParams, eject_layout, inject_layout
+from .lib import hier
+from .lib.hier import Reused
 from .noc_ni import NetworkInterface
 from .router import Router
 
 __all__ = ["Mesh"]
 
 
-class Mesh(wiring.Component):
+class Mesh(Reused, wiring.Component):
     """The network-on-chip: routers (:class:`gen.router.Router`) on a ``kx`` x ``ky`` grid joined by
     links to their four neighbours, and a network interface (:class:`gen.noc_ni.NetworkInterface`) at
     every node. Node ``n = y * kx + x`` injects packets on ``i<n>`` and receives on ``o<n>``.
@@ -37,6 +39,8 @@ class Mesh(wiring.Component):
     bad : Out(kx * ky)
         Bit n: node n's interface has dropped a bad packet since reset.
     """
+
+    module_suffix = "mesh"
 
     def __init__(self, *, kx, ky, flit_width, vcs, vc_depth, max_packet_flits, routing,
                  router_cycles=1):
@@ -70,11 +74,10 @@ class Mesh(wiring.Component):
         for y in range(p.ky):
             for x in range(p.kx):
                 n = y * p.kx + x
-                r = routers[x, y] = Router(p, x=x, y=y)
-                ni = NetworkInterface(p, node=n)
+                r = routers[x, y] = hier.add(m, f"router_{x}_{y}", Router(p))
+                ni = hier.add(m, f"ni_{x}_{y}", NetworkInterface(p))
                 nis.append(ni)
-                m.submodules[f"router_{x}_{y}"] = r
-                m.submodules[f"ni_{x}_{y}"] = ni
+                m.d.comb += [r.x.eq(x), r.y.eq(y), ni.node.eq(n)]
                 wiring.connect(m, ni.net_o, r.i_l)
                 wiring.connect(m, r.o_l, ni.net_i)
                 wiring.connect(m, wiring.flipped(getattr(self, f"i{n}")), ni.i)

@@ -6,12 +6,14 @@ from amaranth.lib.wiring import In, Out
 
 from .lib.noc import eject_layout, inject_layout, link_signature
 from .router import vc_free
+from .lib import hier
+from .lib.hier import Reused
 from .vc_buffer import VcBuffer
 
 __all__ = ["NetworkInterface"]
 
 
-class NetworkInterface(wiring.Component):
+class NetworkInterface(Reused, wiring.Component):
     """Turns packets of the local stream ``i`` into flits for the router, and the router's flits back into
     packets on ``o``.
 
@@ -39,11 +41,11 @@ class NetworkInterface(wiring.Component):
     Parameters
     ----------
     params : :class:`gen.lib.noc.NocParams`
-    node : int
-        The node's index ``y * kx + x``.
 
     Members
     -------
+    node : In(node_bits)
+        The node's index ``y * kx + x`` (a constant in a mesh).
     i : In(stream.Signature(inject_layout(params)))
     o : Out(stream.Signature(eject_layout(params)))
     net_o : Out(link_signature(params))
@@ -59,12 +61,12 @@ class NetworkInterface(wiring.Component):
     inject_latency = 1
     eject_latency = 0
 
-    def __init__(self, params, *, node):
-        if not 0 <= node < params.nodes:
-            raise ValueError(f"node = {node}: must be from 0 to {params.nodes - 1}")
+    module_suffix = "ni"
+
+    def __init__(self, params):
         self._p = params
-        self._node = node
         super().__init__({
+            "node": In(params.node_bits),
             "i": In(stream.Signature(inject_layout(params))),
             "o": Out(stream.Signature(eject_layout(params))),
             "net_o": Out(link_signature(params)),
@@ -134,7 +136,7 @@ class NetworkInterface(wiring.Component):
             self.net_o.flit.data.eq(beat.data),
             self.net_o.flit.head.eq(first),
             self.net_o.flit.tail.eq(tail),
-            self.net_o.flit.src.eq(self._node),
+            self.net_o.flit.src.eq(self.node),
             self.net_o.flit.mask.eq(mask),
         ]
         for c in range(V):
@@ -163,7 +165,7 @@ class NetworkInterface(wiring.Component):
 
     def _eject(self, m, p):
         V = p.vcs
-        m.submodules.eject_buf = buf = VcBuffer(p)
+        buf = hier.add(m, "eject_buf", VcBuffer(p))
         wiring.connect(m, wiring.flipped(self.net_i), buf.i)
         locked = Signal()
         current = Signal(V)

@@ -13,11 +13,13 @@ from .lib.noc import (
     WEST,
     flit_layout,
     link_signature,
-    region_mask,
+    region_bits,
 )
+from .lib import hier
+from .lib.hier import Reused
 from .vc_buffer import VcBuffer
 
-__all__ = ["Router", "round_robin", "present_ports", "can_turn", "vc_free"]
+__all__ = ["Router", "PlacedRouter", "round_robin", "present_ports", "can_turn", "vc_free"]
 
 
 def _lowest(m, value, width, name):
@@ -66,8 +68,13 @@ def vc_free(p, owned, credits, since_head):
     return room & (credits + since_head > p.vc_depth)
 
 
-class Router(wiring.Component):
-    """A 5-port (local, north, east, south, west) router of a ``kx`` x ``ky`` mesh at ``(x, y)``.
+class Router(Reused, wiring.Component):
+    """A 5-port (local, north, east, south, west) router of a ``kx`` x ``ky`` mesh, at the position its
+    ``x`` and ``y`` inputs name.
+
+    One router module serves every position: the mesh ties ``x`` and ``y`` to constants and leaves the
+    ports toward missing neighbours unconnected (no flit arrives there, and no destination lies that
+    way, so nothing is sent there).
 
     Switching and flow control. Flits move with credits: an output port keeps, per virtual channel (VC),
     the free slots of the next input buffer. A packet's head flit is given, on each output it needs, one
@@ -99,8 +106,8 @@ class Router(wiring.Component):
     VC. With one VC every buffer is one first-in first-out queue, and the rule is empty.
 
     Routing and multicast. A head flit names its remaining destinations as a bitmask. The router splits
-    the mask by the region of each output under dimension-order routing (:func:`gen.lib.noc.region_mask`,
-    constants of the router's position) and sends the flit on every output whose part is not empty, with
+    the mask by the region of each output under dimension-order routing (:func:`gen.lib.noc.region_bits`,
+    comparisons of the router's position with each node's) and sends the flit on every output whose part is not empty, with
     that part as the new mask: the packet is copied where its XY tree branches, and each link carries it
     at most once. Each copy then moves independently; the input flit is freed when every output has
     sent it.
@@ -149,33 +156,29 @@ class Router(wiring.Component):
     Parameters
     ----------
     params : :class:`gen.lib.noc.NocParams`
-    x, y : int
-        Position of the router in the mesh.
 
     Members
     -------
+    x, y : In(params.coord_bits)
+        Position of the router in the mesh (constants in a mesh).
     i_l, i_n, i_e, i_s, i_w : In(link_signature(params))
         Input links (``i_l`` from the local network interface).
     o_l, o_n, o_e, o_s, o_w : Out(link_signature(params))
         Output links, registered.
     """
 
-    def __init__(self, params, *, x, y):
-        if not (0 <= x < params.kx and 0 <= y < params.ky):
-            raise ValueError(f"router ({x}, {y}) is outside the {params.kx} x {params.ky} mesh")
+    module_suffix = "router"
+
+    def __init__(self, params):
         self._p = params
-        self._x, self._y = x, y
-        self._ports = present_ports(params, x, y)
-        members = {}
+        self._ports = [LOCAL, NORTH, EAST, SOUTH, WEST]
+        xb, yb = params.coord_bits
+        members = {"x": In(xb), "y": In(yb)}
         for port in self._ports:
             members[f"i_{PORTS[port]}"] = In(link_signature(params))
         for port in self._ports:
             members[f"o_{PORTS[port]}"] = Out(link_signature(params))
         super().__init__(members)
-
-    @property
-    def position(self):
-        return self._x, self._y
 
     @property
     def latency(self):
@@ -184,7 +187,7 @@ class Router(wiring.Component):
 
     @property
     def ports(self):
-        """Indices of the ports this router has (see :func:`present_ports`)."""
+        """Indices of the ports (all five; :func:`present_ports` says which a position uses)."""
         return self._ports
 
     def elaborate(self, platform):
@@ -193,7 +196,10 @@ class Router(wiring.Component):
         V = p.vcs
         here = self._ports
         name = {port: PORTS[port] for port in here}
-        regions = {port: region_mask(p, self._x, self._y, port) for port in here}
+        regions = {}
+        for port in here:
+            regions[port] = Signal(p.nodes, name=f"region_{name[port]}")
+            m.d.comb += regions[port].eq(region_bits(p, self.x, self.y, port))
         ins = {port: getattr(self, f"i_{name[port]}") for port in here}
         outs = {port: getattr(self, f"o_{name[port]}") for port in here}
         # The inputs whose packets can leave through each output under dimension-order routing.
@@ -204,7 +210,7 @@ class Router(wiring.Component):
         bufs = {}
         for i in here:
             buf = VcBuffer(p, bypass=p.router_cycles == 1)
-            m.submodules[f"buf_{name[i]}"] = buf
+            hier.add(m, f"buf_{name[i]}", buf)
             wiring.connect(m, wiring.flipped(ins[i]), buf.i)
             bufs[i] = buf
 
@@ -253,7 +259,7 @@ class Router(wiring.Component):
                 ovc_now[i, a, o] = Signal(p.vc_bits, name=f"ovc_now_{tag}_{name[o]}")
             m.d.comb += [
                 want[i, a].eq(Cat(
-                    (fl[i, a].mask & Const(regions[o], p.nodes)).any() for o in targets[i])),
+                    (fl[i, a].mask & regions[o]).any() for o in targets[i])),
                 head_wait[i, a].eq(fv[i, a] & fl[i, a].head & ~routed[i, a]),
                 # More than one bit of want.
                 multi[i, a].eq((want[i, a] & (want[i, a] - 1)).any()),
@@ -388,7 +394,7 @@ class Router(wiring.Component):
                 outs[o].valid.eq(grant.any()),
                 outs[o].vc.eq(vc),
                 outs[o].flit.eq(chosen),
-                outs[o].flit.mask.eq(chosen.mask & Const(regions[o], p.nodes)),
+                outs[o].flit.mask.eq(chosen.mask & regions[o]),
             ]
             for c in range(V):
                 used = Signal(name=f"used_{name[o]}{c}")
@@ -415,6 +421,39 @@ class Router(wiring.Component):
                     m.d.sync += routed[i, a].eq(0)
             with m.Else():
                 m.d.sync += sent[i, a].eq(done_set)
+        return m
+
+
+class PlacedRouter(wiring.Component):
+    """The router at ``(x, y)`` on its own, with only the ports that position uses: what a mesh holds
+    there, for area and timing figures of one router (the position becomes constants and the unused
+    ports vanish in synthesis)."""
+
+    def __init__(self, params, *, x, y):
+        if not (0 <= x < params.kx and 0 <= y < params.ky):
+            raise ValueError(f"router ({x}, {y}) is outside the {params.kx} x {params.ky} mesh")
+        self._p, self._x, self._y = params, x, y
+        self._ports = present_ports(params, x, y)
+        members = {}
+        for port in self._ports:
+            members[f"i_{PORTS[port]}"] = In(link_signature(params))
+        for port in self._ports:
+            members[f"o_{PORTS[port]}"] = Out(link_signature(params))
+        super().__init__(members)
+
+    @property
+    def ports(self):
+        return self._ports
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.router = r = Router(self._p)
+        m.d.comb += [r.x.eq(self._x), r.y.eq(self._y)]
+        for port in self._ports:
+            wiring.connect(m, wiring.flipped(getattr(self, f"i_{PORTS[port]}")),
+                           getattr(r, f"i_{PORTS[port]}"))
+            wiring.connect(m, getattr(r, f"o_{PORTS[port]}"),
+                           wiring.flipped(getattr(self, f"o_{PORTS[port]}")))
         return m
 
 

@@ -28,6 +28,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .lib import hier
+from .lib.hier import Reused
 from .lib.fifo import Fifo
 from .lib.sram import Sram
 
@@ -75,7 +76,7 @@ def output_layout(lanes, out_frac):
     })
 
 
-class Softmax(wiring.Component):
+class Softmax(Reused, wiring.Component):
     """Softmax over rows of scores arriving ``lanes`` per beat.
 
     A row is a run of beats ending with ``last``; a row of L elements takes ``ceil(L / P)`` beats, the
@@ -104,6 +105,8 @@ class Softmax(wiring.Component):
     cut_rows : Out(16)
         Rows cut at the maximum length (saturating).
     """
+
+    module_suffix = "softmax"
 
     def __init__(self, *, lanes, in_width, in_frac, out_frac, max_len, sum_frac=0, recip_bits=0):
         if not 0 <= in_frac <= in_width:

@@ -4,6 +4,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .lib import hier
 from .lib.noc import eject_layout, inject_layout
 from .mesh import Mesh
 from .tile import KINDS, Tile
@@ -88,11 +89,11 @@ class System(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self.noc_params
-        m.submodules.mesh = mesh = Mesh(
+        mesh = hier.add(m, "mesh", Mesh(
             kx=p.kx, ky=p.ky, flit_width=p.flit_width, vcs=p.vcs, vc_depth=p.vc_depth,
-            max_packet_flits=p.max_packet_flits, routing=p.routing, router_cycles=p.router_cycles)
+            max_packet_flits=p.max_packet_flits, routing=p.routing, router_cycles=p.router_cycles))
         for n, tile in enumerate(self._tiles):
-            m.submodules[f"tile{n}"] = tile
+            hier.add(m, f"tile{n}", tile)
             if n:
                 wiring.connect(m, tile.net_o, getattr(mesh, f"i{n}"))
                 wiring.connect(m, getattr(mesh, f"o{n}"), tile.net_i)

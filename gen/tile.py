@@ -8,6 +8,7 @@ from amaranth.lib.wiring import In, Out
 from .config import _is_power_of_two
 from .gemm import GemmEngine
 from .lib import hier
+from .lib.hier import Reused
 from .lib.fifo import Fifo
 from .lib.noc import NocParams, eject_layout, inject_layout
 from .lib.sram import Sram
@@ -137,7 +138,7 @@ class _Reader:
             m.d.sync += self.valid.eq(0)
 
 
-class Tile(wiring.Component):
+class Tile(Reused, wiring.Component):
     """One tile: the GEMM engine (:class:`gen.gemm.GemmEngine`), an optional softmax unit
     (:class:`gen.softmax.Softmax`) and a scratchpad of ``spad_words`` words, run one command at a
     time by a sequencer that takes its commands and data from the mesh network.
@@ -245,6 +246,8 @@ class Tile(wiring.Component):
         The command FIFO is empty and no command runs.
     """
 
+    module_suffix = "tile"
+
     def __init__(self, *, gemm, softmax=None, spad_words, cmd_depth, kx, ky, max_packet_flits,
                  vcs=1, vc_depth=None, routing="xy", router_cycles=1):
         if not _is_power_of_two(spad_words) or spad_words < 2:
@@ -315,10 +318,10 @@ class Tile(wiring.Component):
         m = Module()
         A, W = self._addr_bits, self._word_bits
         lp = self._noc.max_packet_flits - 1           # payload words per packet
-        m.submodules.engine = engine = self._engine
+        engine = hier.add(m, "engine", self._engine)
         sm = self._softmax
         if sm is not None:
-            m.submodules.softmax = sm
+            hier.add(m, "softmax", sm)
 
         # ---- scratchpad: two read ports (x: a / softmax / send, y: w), two write ports -----------
         m.submodules.spad = spad = Sram(shape=unsigned(W), depth=self._spad_words, reads=2, writes=2)

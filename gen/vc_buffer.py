@@ -4,12 +4,13 @@ from amaranth.hdl import Array, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .lib.hier import Reused
 from .lib.noc import flit_layout, link_signature
 
 __all__ = ["VcBuffer"]
 
 
-class VcBuffer(wiring.Component):
+class VcBuffer(Reused, wiring.Component):
     """Receives a link and holds its flits in one FIFO of ``vc_depth`` flits per virtual channel.
 
     The front flit of each VC is offered on ``valid``/``flit``; the router (or interface) takes it by
@@ -54,6 +55,8 @@ class VcBuffer(wiring.Component):
     older : Out(vcs * vcs)
         Head order, see above (all zero with one VC).
     """
+
+    module_suffix = "vc_buffer"
 
     def __init__(self, params, *, bypass=True):
         self._p = params

@@ -23,6 +23,7 @@ A component that supplies its own Verilog (:meth:`Reused.verilog`, the SRAM macr
 Outside :func:`convert` (for example in Amaranth's simulator), :func:`add` is a plain submodule.
 """
 
+import inspect
 import json
 import re
 import threading
@@ -85,7 +86,8 @@ def _jsonable(value):
 
 class Reused:
     """Mixin for a :class:`wiring.Component` that is emitted as one Verilog module per distinct set of
-    constructor keyword arguments (which must determine its hardware completely).
+    constructor arguments (which must determine its hardware completely; a positional parameter
+    object with an ``as_dict`` method counts as its fields).
 
     ``module_suffix`` names the module after the top (``<top>_<suffix>``); :meth:`module_suffix_for`
     may refine it from the parameters (a FIFO's width and depth). A subclass that writes its own
@@ -96,9 +98,15 @@ class Reused:
 
     def __new__(cls, *args, src_loc_at=0, **kwargs):
         self = super().__new__(cls, *args, src_loc_at=src_loc_at + 1, **kwargs)
-        self._reuse_parameters = _jsonable(kwargs)
-        if args:
-            self._reuse_parameters["args"] = _jsonable(args)
+        bound = inspect.signature(cls.__init__).bind(None, *args, **kwargs)
+        bound.apply_defaults()
+        params = {}
+        for key, value in list(bound.arguments.items())[1:]:
+            if hasattr(value, "as_dict"):
+                params.update(value.as_dict())
+            else:
+                params[key] = value
+        self._reuse_parameters = _jsonable(params)
         return self
 
     @property

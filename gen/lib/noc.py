@@ -5,12 +5,12 @@ A *link* joins an output port to the input port of the next router (or an interf
 registered flit with its virtual channel, and, backwards, one credit line per virtual channel.
 """
 
-from amaranth.hdl import unsigned
+from amaranth.hdl import Cat, Const, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["PORTS", "LOCAL", "NORTH", "EAST", "SOUTH", "WEST", "NocParams", "flit_layout",
-           "link_signature", "inject_layout", "eject_layout", "region_mask"]
+           "link_signature", "inject_layout", "eject_layout", "region_mask", "region_bits"]
 
 # Port indices of a router. North is toward y - 1, south toward y + 1, east toward x + 1.
 LOCAL, NORTH, EAST, SOUTH, WEST = range(5)
@@ -58,6 +58,11 @@ class NocParams:
         self.routing = routing
         self.router_cycles = router_cycles
 
+    def as_dict(self):
+        return {"kx": self.kx, "ky": self.ky, "flit_width": self.flit_width, "vcs": self.vcs,
+                "vc_depth": self.vc_depth, "max_packet_flits": self.max_packet_flits,
+                "routing": self.routing, "router_cycles": self.router_cycles}
+
     @property
     def nodes(self):
         return self.kx * self.ky
@@ -69,6 +74,11 @@ class NocParams:
     @property
     def vc_bits(self):
         return max(1, (self.vcs - 1).bit_length())
+
+    @property
+    def coord_bits(self):
+        """Widths of a router's own position inputs ``x`` and ``y`` (0 to kx - 1, 0 to ky - 1)."""
+        return max(1, (self.kx - 1).bit_length()), max(1, (self.ky - 1).bit_length())
 
     @property
     def x_bits(self):
@@ -142,3 +152,25 @@ def region_mask(p, x, y, port):
         if out == port:
             mask |= 1 << n
     return mask
+
+
+def region_bits(p, x, y, port):
+    """:func:`region_mask` in hardware, for a router whose position ``x``, ``y`` are signals: bit ``n``
+    is set when the router sends node ``n``'s traffic toward ``port``."""
+    bits = []
+    for n in range(p.nodes):
+        dx, dy = n % p.kx, n // p.kx
+        same_x, same_y = x == dx, y == dy
+        # Comparisons that cannot hold at the mesh's edges are left out (constant 0).
+        east = x < dx if dx > 0 else Const(0, 1)
+        west = x > dx if dx < p.kx - 1 else Const(0, 1)
+        south = y < dy if dy > 0 else Const(0, 1)
+        north = y > dy if dy < p.ky - 1 else Const(0, 1)
+        if p.routing == "xy":
+            sel = {LOCAL: same_x & same_y, EAST: east, WEST: west,
+                   SOUTH: same_x & south, NORTH: same_x & north}
+        else:
+            sel = {LOCAL: same_x & same_y, SOUTH: south, NORTH: north,
+                   EAST: same_y & east, WEST: same_y & west}
+        bits.append(sel[port])
+    return Cat(bits)

@@ -271,11 +271,11 @@ def _noc_params(quick, vcs):
 
 
 def _router(quick, x, y, vcs):
-    from gen.router import Router, present_ports
+    from gen.router import PlacedRouter, present_ports
     p = _noc_params(quick, vcs)
     ports = len(present_ports(p, x, y))
     top = f"router_{ports}p_{vcs}vc_f{p.flit_width}"
-    return top, _verilog(Router(p, x=x, y=y), top), ports, p
+    return top, _verilog(PlacedRouter(p, x=x, y=y), top), ports, p
 
 
 def section_router(s, quick):
