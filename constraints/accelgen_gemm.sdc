@@ -18,6 +18,7 @@ set_output_delay -clock clk 2.000 [get_ports o__valid]
 set_output_delay -clock clk 2.000 [get_ports {o__payload[*]}]
 set_output_delay -clock clk 2.000 [get_ports {errors[*]}]
 set_output_delay -clock clk 2.000 [get_ports busy]
+set_output_delay -clock clk 2.000 [get_ports cmd_ok]
 # rst is synchronous and active high; it must come from a reset synchronizer and stay high for
 # several cycles, so its timing is not checked (flow.reset_false_path = true).
 set_false_path -from [get_ports rst]
