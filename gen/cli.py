@@ -25,6 +25,9 @@ BENCHES = {
     "noc": ("sim.bench.noc", "mesh NoC: latency against offered load and accepted throughput"),
     "noc-stress": ("sim.bench.noc_stress", "mesh NoC at saturation for 10^6 cycles (4x4) and 10^5 "
                    "(8x8) with synthesizable traffic generators, checkers and a watchdog"),
+    "scale": ("sim.bench.scale", "emission time, Verilog lines and modules, simulator build time "
+              "and simulated cycles per second of GEMM engines (8 x 8 to 64 x 64) and meshes (4 x 4, "
+              "8 x 8)"),
     "area": ("sim.bench.area", "Yosys cells and iCE40 LUTs per mode, of VS-Quant and per-vector "
              "scaling, per router port and VC and per softmax lane, and nextpnr-ice40 fmax (no "
              "simulation; needs yosys, and nextpnr-ice40 for fmax)"),
@@ -35,6 +38,7 @@ BENCH_FILES = {
     "noc": ("noc_latency.csv", "noc_table.txt", "noc_latency.png"),
     "vsq": ("vsq_sqnr.png",),
     "softmax": ("softmax_error.png",),
+    "scale": ("scale.png",),
 }
 """Files a bench writes beside its results (in :func:`_bench_out_dir`)."""
 
@@ -127,7 +131,7 @@ def _check_build_root():
     runner.build_root(create=False)
 
 
-SIMULATING_BENCHES = ("gemm", "vsq-rtl", "softmax", "noc", "noc-stress")
+SIMULATING_BENCHES = ("gemm", "vsq-rtl", "softmax", "noc", "noc-stress", "scale")
 """Benches that build and run a simulator (vsq computes with the golden models, area with Yosys)."""
 
 

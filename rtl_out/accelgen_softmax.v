@@ -1624,10 +1624,6 @@ module accelgen_softmax_fifo_w40_d2(w_en, r_en, clk, rst, w_rdy, r_data, r_rdy, 
   output w_rdy;
   wire w_rdy;
   reg [39:0] queue_storage [1:0];
-  initial begin
-    queue_storage[0] = 40'h0000000000;
-    queue_storage[1] = 40'h0000000000;
-  end
   always @(posedge clk) begin
     if (queue_w_port__en)
       queue_storage[queue_produce] <= w_data;

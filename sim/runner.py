@@ -33,6 +33,7 @@ __all__ = ["SimBuild", "simulator", "seed_from_env", "parse_seed", "check_enviro
            "verilator_env", "build", "run", "emit_and_build", "ToolMissing", "BadSetting"]
 
 SIMULATORS = ("verilator", "icarus")
+ICARUS_STANDARDS = ("2005", "2012")
 
 
 class ToolMissing(RuntimeError):
@@ -184,8 +185,13 @@ VERILATOR_WAIVERS = [
 
 
 def build(verilog_dir, top, *, sim=None, waves=None, extra_sources=(), verilator_args=(),
-          make_vars=()):
+          make_vars=(), icarus_std="2005"):
     """Build the emitted ``top`` found in ``verilog_dir`` (``<top>.v`` and ``<top>.json``).
+
+    Verilator keeps every module the manifest's hierarchy instantiates more than once (a PE, a
+    router) from being inlined (``no_inline`` in a configuration file), so it compiles the module once
+    instead of once per instance. ``icarus_std``: the language rules Icarus reads the Verilog with,
+    ``"2005"`` or ``"2012"`` (SystemVerilog; the emitted Verilog simulates identically under both).
 
     ``verilator_args`` are added to Verilator's command line, ``make_vars`` (``"NAME=value"``) to the
     make of the C++ model (e.g. ``OPT_FAST=-O1``); both are part of the build's identity and ignored by
@@ -201,15 +207,24 @@ def build(verilog_dir, top, *, sim=None, waves=None, extra_sources=(), verilator
         build_args = ["-Wno-fatal", *VERILATOR_WAIVERS, *verilator_args]
         if waves:
             build_args += ["--trace-fst", "--trace-structs"]
+        reused = [entry["module"] for entry in json.loads(
+            (verilog_dir / f"{top}.json").read_text(encoding="utf-8")).get("hierarchy", [])
+            if entry["instances"] > 1]
+        if reused:
+            vlt = "`verilator_config\n" + "".join(f'no_inline -module "{name}"\n' for name in reused)
     else:
-        # Verilog-2005 semantics: a declaration's initial value is an event at time 0, which Yosys's
-        # output relies on to run every `always @*` once (under -g2012 it is not).
-        build_args = ["-g2005"]
+        if icarus_std not in ICARUS_STANDARDS:
+            raise ValueError(f"icarus_std = {icarus_std!r}: must be one of "
+                             + ", ".join(ICARUS_STANDARDS))
+        build_args = [f"-g{icarus_std}"]
+        reused = []
     digest = hashlib.sha256()
     for src in sources:
         digest.update(src.read_bytes())
     make_vars = list(make_vars) if sim == "verilator" else []
     digest.update(json.dumps([sim, waves, build_args] + ([make_vars] if make_vars else [])).encode())
+    if reused:
+        digest.update(vlt.encode())
     build_dir = _build_root() / f"{sim}-{top}-{digest.hexdigest()[:16]}"
     manifest = build_dir / f"{top}.json"
     with _locked(build_dir.with_suffix(".lock")):
@@ -217,6 +232,9 @@ def build(verilog_dir, top, *, sim=None, waves=None, extra_sources=(), verilator
         if not stamp.exists():
             build_dir.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(verilog_dir / f"{top}.json", manifest)
+            if reused:
+                (build_dir / "no_inline.vlt").write_text(vlt, encoding="utf-8")
+                sources = [build_dir / "no_inline.vlt", *sources]
             runner = get_runner(sim)
             flags = os.environ.get("MAKEFLAGS")
             if make_vars:
@@ -330,17 +348,19 @@ def _tail(log, size=6000):
     return Path(log).read_text(errors="replace")[-size:] if Path(log).exists() else ""
 
 
-def emit_and_build(config, *, sim=None, waves=None, make_vars=()):
+def emit_and_build(config, *, sim=None, waves=None, make_vars=(), icarus_std="2005"):
     """Emit ``config`` into a folder keyed by its hash and build every top; ``{block: SimBuild}``.
 
-    ``make_vars`` go to every Verilator build (see :func:`build`)."""
+    ``make_vars`` go to every Verilator build, ``icarus_std`` to every Icarus build (see
+    :func:`build`)."""
     from gen.config import config_hash
     from gen.emit import emit
 
     out = cached_emission(config_hash(config), lambda folder: emit(config, folder))
     builds = {}
     for block, top in elaborate_tops_names(config):
-        builds[block] = build(out, top, sim=sim, waves=waves, make_vars=make_vars)
+        builds[block] = build(out, top, sim=sim, waves=waves, make_vars=make_vars,
+                              icarus_std=icarus_std)
     return builds
 
 

@@ -228,7 +228,7 @@ def test_out_rewrites_only_its_own_files(tmp_path):
     (["synth", "--baseline", "other.json"], {},
      "other.json: is a baseline for target 'ice40', not --target generic"),
     (["bench", "nonsense"], {},
-     "argument block: invalid choice: 'nonsense' (choose from 'area', 'gemm', 'noc', 'noc-stress', "
+     "argument block: invalid choice: 'nonsense' (choose from 'area', 'gemm', 'noc', 'noc-stress', 'scale', "
      "'softmax', 'vsq', 'vsq-rtl') (see `accelgen bench --help`)"),
     (["emit", "--bogus"], {}, "unrecognized arguments: --bogus (see `accelgen --help`)"),
 ])

@@ -53,6 +53,7 @@ def test_two_emissions_in_separate_processes_are_identical(tmp_path):
 def _verilog_ports(text, top):
     module = text[text.index(f"module {top}("):]
     module = module[:module.index("endmodule")]
+    module = re.sub(r"(?s)\bfunction\b.*?\bendfunction\b", "", module)   # the inputs of functions
     ports = {}
     for direction, width, name in re.findall(r"^\s*(input|output)\s+(?:\[(\d+):0\]\s+)?(\S+);",
                                              module, re.M):
@@ -91,7 +92,7 @@ def test_verilator_lint(tmp_path, modes):
     assert_lint_clean(tmp_path, files["gemm_small.v"], "gemm_small")
 
 
-FP_SIGNALS = ("fa_sig", "fw_exp", "fp_mag", "fp_flags", "cv_norm", "flags_0")
+FP_SIGNALS = ("fa_sig", "fw_exp", "fp_mag", "fp_flags", "cv_norm", "cv_exp_0")
 
 
 @pytest.mark.parametrize("modes, fp", [(["int8", "int4", "w4a8"], False), (["int8"], False),

@@ -95,13 +95,16 @@ def test_random_stream_of_gemms(tmp_path, seed):
 
 
 @pytest.mark.sim
-def test_icarus(tmp_path, seed):
-    """The same Verilog on Icarus Verilog, when it is installed (CI installs it)."""
+@pytest.mark.parametrize("std", runner.ICARUS_STANDARDS)
+def test_icarus(tmp_path, seed, std):
+    """The same Verilog on Icarus Verilog, when it is installed (CI installs it), under Verilog-2005
+    and under SystemVerilog (IEEE 1800-2012) rules: bit-exact under both."""
     if shutil.which("iverilog") is None:
         pytest.skip("iverilog is not installed (Debian package iverilog); Verilator covers the rest")
     g = W4A8_INT4["gemm"]
     cases = shape_cases(g["modes"], g["max_m"], g["max_n"], g["max_k"], g["rows"], g["cols"])
-    sim_build = runner.emit_and_build(parse_config(W4A8_INT4), sim="icarus")["gemm"]
+    sim_build = runner.emit_and_build(parse_config(W4A8_INT4), sim="icarus",
+                                      icarus_std=std)["gemm"]
     env = {"ACCELGEN_GEMM_CASES": write_json(tmp_path, "cases.json", cases),
            "ACCELGEN_GAP": "0.2", "ACCELGEN_STALL": "0.3"}
     runner.run(sim_build, "sim.tb.gemm", testcase="cases", extra_env=env, seed=seed)

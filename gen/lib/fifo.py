@@ -16,7 +16,8 @@ class Fifo(Reused, wiring.Component):
     The interface is that of :class:`amaranth.lib.fifo.SyncFIFO`: ``w_data``, ``w_en``, ``w_rdy`` on
     the write side, ``r_data``, ``r_en``, ``r_rdy`` on the read side, a word moving when ``en`` and
     ``rdy`` are both high. ``buffered``: :class:`amaranth.lib.fifo.SyncFIFOBuffered` (the read data
-    comes from a register, one more cycle from write to read).
+    comes from a register, one more cycle from write to read). The storage has no initial contents
+    (no word is read before it was written); the read data of an empty queue is undefined.
     """
 
     module_suffix = "fifo"

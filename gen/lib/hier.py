@@ -13,7 +13,8 @@ stands in for ``m.submodules[name] = component``), converts each to RTLIL on its
 ``keep_hierarchy`` and runs Amaranth's builtin Yosys once over all of them: ``proc`` (processes become
 plain multiplexers and flip-flops, so the Verilog has no ``always @*`` blocks that need a time-zero
 trigger and reads the same under Verilog-2005 and SystemVerilog rules), ``flatten`` (everything but the
-kept modules), ``opt_clean -purge`` (wires nothing reads) and ``write_verilog``. Names Yosys leaves
+kept modules), ``opt_clean -purge`` (wires nothing reads), no initial contents for the memories left
+(FIFO storage, never read before written: no per-word initialization) and ``write_verilog``. Names Yosys leaves
 escaped (``\\a.b``, ``\\x[3]``) are made plain identifiers, and identifiers that are SystemVerilog
 keywords are renamed, so every name in the file is a plain Verilog-2005 and SystemVerilog identifier.
 
@@ -311,6 +312,7 @@ def convert(top, name):
         "flatten -separator _ -noscopeinfo",
         f"hierarchy -top {_rtlil_id(name)}",
         "opt_clean -purge",
+        "delete t:$meminit_v2",
         "memory_collect",
         "attrmap -remove generator -remove top -remove src -remove amaranth.hierarchy "
         "-remove amaranth.decoding -remove keep_hierarchy",
