@@ -4,12 +4,10 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .gemm_lanes import PostLane, ToBinary32
 from .lib import hier
-from .lib.hier import Reused
 from .lib.fifo import Fifo
-from .lib.sram import Sram
 from .lib.formats import (
-    FP8_FORMATS,
     INT_MODE_NAMES,
     MODE_CODE_WIDTH,
     fp_acc_width,
@@ -17,6 +15,8 @@ from .lib.formats import (
     mode_by_name,
     vsq_partial_width,
 )
+from .lib.hier import Reused
+from .lib.sram import Sram
 from .pe import FLAG_WIDTH, fp_formats, mode_index_width
 from .systolic import SystolicArray
 
@@ -26,33 +26,6 @@ __all__ = ["GemmEngine", "cmd_layout", "act_layout", "wgt_layout", "out_layout"]
 def vsel_width(vector_sizes):
     """Bits of the command's vector-size select (index into ``vector_sizes``)."""
     return max(1, (len(vector_sizes) - 1).bit_length())
-
-
-def _round_to_24_bits(m, value, wm, prefix, c):
-    """Sign, magnitude, leading-one position and 25-bit rounded significand of the signed ``value``
-    (``|value| < 2**wm``, ``wm >= 26``), for a conversion to binary32 in lane ``c``; signals are
-    named ``<prefix>_<what>_<c>``.
-
-    The magnitude is normalized so that its leading one is bit ``wm - 1`` and cut to 24 bits, rounding
-    to nearest, ties to even (guard bit, sticky OR of the rest). Bit 24 of the significand is set when
-    rounding carries out (then its low 23 bits are 0); the caller adds it to the exponent.
-    """
-    neg = value[-1]
-    mag = Signal(wm, name=f"{prefix}_mag_{c}")
-    m.d.comb += mag.eq(Mux(neg, -value, value)[:wm])
-    lead = Signal(range(wm), name=f"{prefix}_lead_{c}")
-    lz = Signal(range(wm), name=f"{prefix}_lz_{c}")
-    for i in range(wm):             # priority encoder: the highest set bit wins
-        with m.If(mag[i]):
-            m.d.comb += [lead.eq(i), lz.eq(wm - 1 - i)]
-    norm = Signal(wm, name=f"{prefix}_norm_{c}")
-    m.d.comb += norm.eq((mag << lz)[:wm])
-    top = norm[wm - 24:wm]
-    guard = norm[wm - 25]
-    sticky = norm[:wm - 25].any()
-    sig = Signal(25, name=f"{prefix}_sig_{c}")
-    m.d.comb += sig.eq(top + (guard & (sticky | top[0])))
-    return neg, mag, lead, sig
 
 
 POST_OUTPUTS = ("acc", "int8", "int4", "fp32")   # values 0 to 3 of the command's `out` field
@@ -795,7 +768,9 @@ class GemmEngine(Reused, wiring.Component):
                 sc_sum = Signal(signed(aw), name=f"sc_sum_{c}")
                 sc_fl = Signal(fw, name=f"sc_fl_{c}")
                 m.d.sync += [sc_sum.eq(sums[c]), sc_fl.eq(flags[c])]
-                fp32 = self._to_binary32(m, sc_sum, sc_fl, sc_e5, c)
+                conv = hier.add(m, f"to_binary32_{c}", ToBinary32(width=aw, formats=self._fp))
+                m.d.comb += [conv.total.eq(sc_sum), conv.flags.eq(sc_fl), conv.e5.eq(sc_e5)]
+                fp32 = conv.fp32
                 as_int = sc_sum[:self._acc_width].as_signed()
                 if self._pmb:
                     as_int = self._post_lane(m, sc, as_int, sb_post[c], c)   # FP32 too
@@ -822,65 +797,6 @@ class GemmEngine(Reused, wiring.Component):
         m.d.comb += self.busy.eq(~loader_fsm.ongoing("IDLE") | ~feeder_fsm.ongoing("IDLE")
                                  | desc_fifo.r_rdy | (outstanding != 0))
         return m
-
-    def _post_lane(self, m, sc, acc, post, c):
-        """Post-processing of one lane at stage C: ``acc`` (the accumulator) times the unsigned
-        multiplier, shifted right with rounding to nearest, ties to even, optional ReLU, saturated
-        to INT8 or INT4 (``sc.out`` = 1, 2); or the exact ``acc * mult * 2**-shift`` rounded once
-        to binary32, ties to even (``sc.out`` = 3; ReLU gives +0); or ``acc`` unchanged
-        (``sc.out`` = 0); as :func:`sim.golden.vsq.postprocess`. ``post`` holds the multiplier and
-        shift registered beside ``sc`` (from ``sb_post``: the column's, times and plus the row's
-        where a per-row factor is built). Returns a lane of the output width."""
-        mult_sb, shift_sb = post
-        mult = Signal(len(mult_sb), name=f"sc_mult_{c}")
-        sh = Signal(len(shift_sb), name=f"sc_shift_{c}")
-        m.d.sync += [mult.eq(mult_sb), sh.eq(shift_sb)]
-        width = len(acc) + len(mult) + 1
-        p = Signal(signed(width), name=f"pp_prod_{c}")
-        m.d.comb += p.eq(acc * mult)
-        q = Signal(signed(width), name=f"pp_q_{c}")
-        m.d.comb += q.eq(p >> sh)
-        shm1 = Signal(len(sh), name=f"pp_shm1_{c}")
-        m.d.comb += shm1.eq(sh - 1)
-        pu = p.as_unsigned()
-        guard = Signal(name=f"pp_guard_{c}")
-        sticky = Signal(name=f"pp_sticky_{c}")
-        below = Signal(width, name=f"pp_below_{c}")   # bits under the guard bit
-        m.d.comb += [guard.eq((pu >> shm1)[0]),
-                     below.eq(~(Const((1 << width) - 1, width) << shm1)[:width]),
-                     sticky.eq((pu & below).any())]
-        rounded = Signal(signed(width + 1), name=f"pp_round_{c}")
-        # |p| < 2**(width - 1) <= 2**(sh - 1) for sh >= width: the exact quotient is within
-        # [-1/2, 1/2) and rounds (half to even) to 0.
-        m.d.comb += rounded.eq(Mux(sh == 0, p, Mux(sh >= width, 0,
-                                                    q + (guard & (sticky | q[0])))))
-        relu = Signal(signed(width + 1), name=f"pp_relu_{c}")
-        m.d.comb += relu.eq(Mux(sc.relu & rounded[-1], 0, rounded))
-        lo = Mux(sc.out == 2, -8, -128)
-        hi = Mux(sc.out == 2, 7, 127)
-        sat = Signal(signed(8), name=f"pp_sat_{c}")
-        m.d.comb += sat.eq(Mux(relu < lo, lo, Mux(relu > hi, hi, relu)))
-        fp32 = self._post_binary32(m, p, sh, sc.relu, c)
-        out = Signal(signed(self._out_width), name=f"pp_out_{c}")
-        m.d.comb += out.eq(Mux(sc.out == 0, acc, Mux(sc.out == 3, fp32, sat)))
-        return out
-
-    def _post_binary32(self, m, p, sh, relu, c):
-        """The binary32 bit pattern (32 bits, unsigned) of ``p * 2**-sh``, rounded to nearest, ties
-        to even, +0 for 0 or (``relu``) a negative ``p``.
-
-        It is always a finite normal number: ``|p| < 2**127`` (``|acc| <= 2**63``, multipliers below
-        ``2**64``) and ``sh <= 126`` (two 6-bit shifts) bound the exponent of the leading one to -126
-        ... 126, and rounding adds at most 1 to it.
-        """
-        assert len(p) - 1 <= 127 and (1 << len(sh)) - 1 <= 127
-        neg, mag, lead, sig = _round_to_24_bits(m, p, max(len(p) - 1, 26), "pf", c)
-        exp = Signal(8, name=f"pf_exp_{c}")
-        m.d.comb += exp.eq((lead + 127 + sig[24] - sh)[:8])
-        # On a carry the significand is 2**24 and its low 23 bits are 0, as the fraction must be.
-        out = Signal(32, name=f"pf_fp32_{c}")
-        m.d.comb += out.eq(Mux((mag == 0) | (relu & neg), 0, Cat(sig[:23], exp, neg)))
-        return out
 
     def _vsq_scaling(self, m, ctl, ps, wscale, wmult, wshift, ctrl):
         """The VSQ scaling unit between the array and the accumulator, one lane per column.
@@ -949,29 +865,14 @@ class GemmEngine(Reused, wiring.Component):
             lanes.append(term)
         return out_ctl, lanes, width, post
 
-    def _to_binary32(self, m, total, flags, e5, c):
-        """The binary32 bit pattern (32 bits, unsigned) of the Kulisch sum ``total`` of lane ``c``,
-        rounded to nearest, ties to even, with the special values of ``flags`` (NaN, +inf, -inf).
-
-        ``total`` counts units of ``2**lsb`` (lsb = -18 in E4M3, -32 in E5M2; ``e5`` selects). With the
-        magnitude's leading one at bit ``p``, the result's biased exponent is ``p + lsb + 127``, plus one
-        when rounding carries out of the 24-bit significand; the width rule keeps it within 1 to 254.
-        """
-        aw = len(total)
-        wm = aw - 1                     # |total| < 2**(aw - 1) by the width rule
-        assert wm >= 26
-        lsbs = {f: 2 * FP8_FORMATS[f].lsb_exp for f in self._fp}
-        assert min(lsbs.values()) + 127 >= 1 and wm - 1 + max(lsbs.values()) + 127 + 1 <= 254
-        neg, mag, p, sig = _round_to_24_bits(m, total, wm, "cv", c)
-        bias = {f: lsb + 127 for f, lsb in lsbs.items()}
-        offset = (Mux(e5, bias["e5m2"], bias["e4m3"]) if len(bias) == 2
-                  else Const(next(iter(bias.values())), 8))
-        exp = Signal(8, name=f"cv_exp_{c}")
-        m.d.comb += exp.eq(p + offset + sig[24])
-        # On a carry the significand is 2**24 and its low 23 bits are 0, as the fraction must be.
-        finite = Mux(mag == 0, 0, Cat(sig[:23], exp, neg))
-        out = Signal(32, name=f"cv_fp32_{c}")
-        nan, pinf, ninf = flags[0], flags[1], flags[2]
-        m.d.comb += out.eq(Mux(nan | (pinf & ninf), 0x7FC00000,
-                               Mux(pinf, 0x7F800000, Mux(ninf, 0xFF800000, finite))))
-        return out
+    def _post_lane(self, m, sc, acc, post, c):
+        """The post-processing lane of column ``c`` (:class:`gen.gemm_lanes.PostLane`) at stage C:
+        ``post`` holds the multiplier and shift from ``sb_post``, registered in the lane beside
+        ``sc``. Returns the lane's result, of the output width."""
+        mult_sb, shift_sb = post
+        lane = hier.add(m, f"post_lane_{c}", PostLane(acc_width=len(acc), mult_bits=len(mult_sb),
+                                                      shift_bits=len(shift_sb),
+                                                      out_width=self._out_width))
+        m.d.comb += [lane.acc.eq(acc), lane.mult_in.eq(mult_sb), lane.shift_in.eq(shift_sb),
+                     lane.out.eq(sc.out), lane.relu.eq(sc.relu)]
+        return lane.result

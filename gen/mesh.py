@@ -4,9 +4,9 @@ from amaranth.hdl import Cat, Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .lib.noc import NocParams, eject_layout, inject_layout
 from .lib import hier
 from .lib.hier import Reused
+from .lib.noc import NocParams, eject_layout, inject_layout
 from .noc_ni import NetworkInterface
 from .router import Router
 

@@ -4,10 +4,10 @@ from amaranth.hdl import Array, Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .lib.noc import eject_layout, inject_layout, link_signature
-from .router import vc_free
 from .lib import hier
 from .lib.hier import Reused
+from .lib.noc import eject_layout, inject_layout, link_signature
+from .router import vc_free
 from .vc_buffer import VcBuffer
 
 __all__ = ["NetworkInterface"]

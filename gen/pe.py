@@ -4,8 +4,8 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .lib.hier import Reused
 from .lib.formats import FP8_FORMATS, INT_MODE_NAMES, MODES, fp_product_max, mode_by_name
+from .lib.hier import Reused
 
 __all__ = ["MixedPE", "pe_max_product", "mode_index_width", "fp_formats", "FLAG_WIDTH"]
 

@@ -4,6 +4,8 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .lib import hier
+from .lib.hier import Reused
 from .lib.noc import (
     EAST,
     LOCAL,
@@ -15,8 +17,6 @@ from .lib.noc import (
     link_signature,
     region_bits,
 )
-from .lib import hier
-from .lib.hier import Reused
 from .vc_buffer import VcBuffer
 
 __all__ = ["Router", "PlacedRouter", "round_robin", "present_ports", "can_turn", "vc_free"]

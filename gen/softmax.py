@@ -28,8 +28,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .lib import hier
-from .lib.hier import Reused
 from .lib.fifo import Fifo
+from .lib.hier import Reused
 from .lib.sram import Sram
 
 __all__ = ["Softmax", "input_layout", "output_layout", "exp2_entries", "derive_widths"]

@@ -5,9 +5,10 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .lib import hier
+from .lib.hier import Reused
 from .pe import FLAG_WIDTH, MixedPE, fp_formats, mode_index_width, pe_max_product
 
-__all__ = ["SystolicArray", "psum_width"]
+__all__ = ["SystolicArray", "PeRow", "psum_width"]
 
 
 def psum_width(rows, modes):
@@ -83,13 +84,11 @@ class SystolicArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         rows, cols = self._rows, self._cols
-        pes = [[MixedPE(modes=self._modes, psum_width=self._psum_width) for _ in range(cols)]
-               for _ in range(rows)]
+        pe_rows = []
         for r in range(rows):
-            for c in range(cols):
-                hier.add(m, f"pe_{r}_{c}", pes[r][c])
-
-        for r in range(rows):
+            row = hier.add(m, f"row_{r}", PeRow(modes=self._modes, psum_width=self._psum_width,
+                                                cols=cols))
+            pe_rows.append(row)
             a, bank, mode = self.a[r], self.bank, self.mode
             for i in range(r):
                 a_d = Signal(8, name=f"skew_a_{r}_{i}")
@@ -97,23 +96,21 @@ class SystolicArray(wiring.Component):
                 mode_d = Signal.like(self.mode, name=f"skew_mode_{r}_{i}")
                 m.d.sync += [a_d.eq(a), bank_d.eq(bank), mode_d.eq(mode)]
                 a, bank, mode = a_d, bank_d, mode_d
+            m.d.comb += [row.a_i.eq(a), row.bank_i.eq(bank), row.mode_i.eq(mode),
+                         row.w_we.eq(self.w_row_we[r].replicate(2) & Cat(~self.w_bank, self.w_bank))]
             for c in range(cols):
-                pe = pes[r][c]
-                m.d.comb += [pe.a_i.eq(a), pe.bank_i.eq(bank), pe.mode_i.eq(mode)]
-                a, bank, mode = pe.a_o, pe.bank_o, pe.mode_o
-                m.d.comb += [
-                    pe.w_data.eq(self.w_data[c]),
-                    pe.w_we.eq(self.w_row_we[r].replicate(2) & Cat(~self.w_bank, self.w_bank)),
-                ]
+                m.d.comb += row.w_data[c].eq(self.w_data[c])
                 # Row 0 starts every column sum from zero.
-                m.d.comb += pe.ps_i.eq(pes[r - 1][c].ps_o if r > 0 else 0)
+                if r > 0:
+                    m.d.comb += row.ps_i[c].eq(pe_rows[r - 1].ps_o[c])
                 if self._fp:
-                    m.d.comb += [pe.fl_i.eq(pes[r - 1][c].fl_o if r > 0 else 0),
-                                 pe.w_ok.eq(self.w_ok[c])]
+                    m.d.comb += row.w_ok[c].eq(self.w_ok[c])
+                    if r > 0:
+                        m.d.comb += row.fl_i[c].eq(pe_rows[r - 1].fl_o[c])
 
         for c in range(cols):
-            ps = pes[rows - 1][c].ps_o
-            fl = pes[rows - 1][c].fl_o if self._fp else None
+            ps = pe_rows[rows - 1].ps_o[c]
+            fl = pe_rows[rows - 1].fl_o[c] if self._fp else None
             for i in range(cols - 1 - c):
                 ps_d = Signal(signed(self._psum_width), name=f"deskew_{c}_{i}")
                 m.d.sync += ps_d.eq(ps)
@@ -125,4 +122,49 @@ class SystolicArray(wiring.Component):
             m.d.comb += self.ps[c].eq(ps)
             if self._fp:
                 m.d.comb += self.fl[c].eq(fl)
+        return m
+
+
+class PeRow(Reused, wiring.Component):
+    """One row of the array: ``cols`` PEs (:class:`gen.pe.MixedPE`) passing the activation, bank and
+    mode from left to right; the partial sums enter from above and leave below, one per column. A
+    module of its own, so that an R x C array instantiates R rows of C PEs.
+
+    Members
+    -------
+    a_i, bank_i, mode_i : In
+        Activation byte, weight bank and mode entering PE 0 of the row.
+    w_we : In(2)
+        Write enables of weight banks 0 and 1 of every PE of the row.
+    w_data : In(8).array(cols)
+    ps_i : In(signed(psum_width)).array(cols); ps_o : Out(signed(psum_width)).array(cols)
+    fl_i, fl_o, w_ok : FP8 modes only, per column (see :class:`gen.pe.MixedPE`).
+    """
+
+    module_suffix = "pe_row"
+
+    def __init__(self, *, modes, psum_width, cols):
+        self._modes, self._psum_width, self._cols = tuple(modes), psum_width, cols
+        self._fp = bool(fp_formats(modes))
+        fp_members = ({"fl_i": In(FLAG_WIDTH).array(cols), "fl_o": Out(FLAG_WIDTH).array(cols),
+                       "w_ok": In(1).array(cols)} if self._fp else {})
+        super().__init__({
+            **fp_members,
+            "a_i": In(8), "bank_i": In(1), "mode_i": In(mode_index_width(modes)),
+            "w_we": In(2), "w_data": In(8).array(cols),
+            "ps_i": In(signed(psum_width)).array(cols), "ps_o": Out(signed(psum_width)).array(cols),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        a, bank, mode = self.a_i, self.bank_i, self.mode_i
+        for c in range(self._cols):
+            pe = hier.add(m, f"pe_{c}", MixedPE(modes=self._modes, psum_width=self._psum_width))
+            m.d.comb += [pe.a_i.eq(a), pe.bank_i.eq(bank), pe.mode_i.eq(mode),
+                         pe.w_data.eq(self.w_data[c]), pe.w_we.eq(self.w_we),
+                         pe.ps_i.eq(self.ps_i[c]), self.ps_o[c].eq(pe.ps_o)]
+            a, bank, mode = pe.a_o, pe.bank_o, pe.mode_o
+            if self._fp:
+                m.d.comb += [pe.fl_i.eq(self.fl_i[c]), pe.w_ok.eq(self.w_ok[c]),
+                             self.fl_o[c].eq(pe.fl_o)]
         return m

@@ -8,8 +8,8 @@ from amaranth.lib.wiring import In, Out
 from .config import _is_power_of_two
 from .gemm import GemmEngine
 from .lib import hier
-from .lib.hier import Reused
 from .lib.fifo import Fifo
+from .lib.hier import Reused
 from .lib.noc import NocParams, eject_layout, inject_layout
 from .lib.sram import Sram
 from .softmax import Softmax

@@ -132,10 +132,10 @@ def compare(old_dir, new_dir, top, *, cycles=20000, seed=1):
             for std in stds:
                 traces[label, std] = _run(work, [src], tb, std)
     ref = traces["old", "2005"]
-    changed = sum(1 for a, b in zip(ref, ref[1:]) if a != b)
+    changed = sum(1 for a, b in zip(ref, ref[1:], strict=False) if a != b)
     for key, trace in traces.items():
         if trace != ref:
-            first = next((i for i, (a, b) in enumerate(zip(ref, trace)) if a != b), min(len(ref), len(trace)))
+            first = next((i for i, (a, b) in enumerate(zip(ref, trace, strict=False)) if a != b), min(len(ref), len(trace)))
             return False, len(ref), changed, (f"{key[0]} -g{key[1]} differs from old -g2005 first "
                                               f"at cycle {first}")
     return True, len(ref), changed, (f"{top}: {len(ref)} cycles, outputs identical (old -g2005, new "

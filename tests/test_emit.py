@@ -92,7 +92,7 @@ def test_verilator_lint(tmp_path, modes):
     assert_lint_clean(tmp_path, files["gemm_small.v"], "gemm_small")
 
 
-FP_SIGNALS = ("fa_sig", "fw_exp", "fp_mag", "fp_flags", "cv_norm", "cv_exp_0")
+FP_SIGNALS = ("fa_sig", "fw_exp", "fp_mag", "fp_flags", "cv_norm", "to_binary32")
 
 
 @pytest.mark.parametrize("modes, fp", [(["int8", "int4", "w4a8"], False), (["int8"], False),

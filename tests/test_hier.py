@@ -49,7 +49,9 @@ def test_default_gemm_has_one_pe_module_instantiated_per_pe():
     pe = {e["module"]: e for e in manifest["hierarchy"]}["accelgen_gemm_pe"]
     assert pe["instances"] == rows * cols
     assert pe["parameters"]["modes"] == manifest["parameters"]["modes"]
-    assert len(re.findall(r"^\s*accelgen_gemm_pe\s+\w+\s*\(", text, re.M)) == rows * cols
+    # R instances of one row module, each instantiating C PEs.
+    assert len(re.findall(r"^\s*accelgen_gemm_pe_row\s+\w+\s*\(", text, re.M)) == rows
+    assert len(re.findall(r"^\s*accelgen_gemm_pe\s+\w+\s*\(", text, re.M)) == cols
 
 
 def test_default_noc_has_one_router_and_one_interface_module():
