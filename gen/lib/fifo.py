@@ -21,6 +21,7 @@ class Fifo(Reused, wiring.Component):
     """
 
     module_suffix = "fifo"
+    memory_init = False
 
     def __init__(self, *, width, depth, buffered=False):
         if width < 1 or depth < 1:

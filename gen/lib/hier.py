@@ -13,8 +13,9 @@ stands in for ``m.submodules[name] = component``), converts each to RTLIL on its
 ``keep_hierarchy`` and runs Amaranth's builtin Yosys once over all of them: ``proc`` (processes become
 plain multiplexers and flip-flops, so the Verilog has no ``always @*`` blocks that need a time-zero
 trigger and reads the same under Verilog-2005 and SystemVerilog rules), ``flatten`` (everything but the
-kept modules), ``opt_clean -purge`` (wires nothing reads), no initial contents for the memories left
-(FIFO storage, never read before written: no per-word initialization) and ``write_verilog``. Names Yosys leaves
+kept modules), ``opt_clean -purge`` (wires nothing reads) and ``write_verilog``. Components whose memories are never
+read before written (FIFO storage) say so (``memory_init = False``) and get no per-word
+initialization. Names Yosys leaves
 escaped (``\\a.b``, ``\\x[3]``) are made plain identifiers, and identifiers that are SystemVerilog
 keywords are renamed, so every name in the file is a plain Verilog-2005 and SystemVerilog identifier.
 
@@ -96,6 +97,9 @@ class Reused:
     """
 
     module_suffix = None
+    memory_init = True
+    """False for a component whose memories need no initial contents (never read before written):
+    the Verilog then has no per-word initialization for them."""
 
     def __new__(cls, *args, src_loc_at=0, **kwargs):
         self = super().__new__(cls, *args, src_loc_at=src_loc_at + 1, **kwargs)
@@ -134,6 +138,8 @@ class ModuleInfo:
     ports: dict = field(default_factory=dict)
     """Port name -> ``"input"`` or ``"output"``, as converted."""
     verilog: str = None
+    memory_init: bool = True
+    """False: the component's memories get no initial contents (:attr:`Reused.memory_init`)."""
     uses: dict = field(default_factory=dict)
     """Module name -> instantiations of it in this module."""
 
@@ -160,7 +166,7 @@ class _Collection:
             while name in self.by_name:
                 name, n = f"{base}_{n}", n + 1
             info = ModuleInfo(name=name, component=f"{type(comp).__module__}.{type(comp).__qualname__}",
-                              parameters=params)
+                              parameters=params, memory_init=comp.memory_init)
             self.by_key[key] = self.by_name[name] = info
             self._convert(info, comp)
         else:
@@ -279,6 +285,11 @@ class Converted:
     hierarchy: list
 
 
+def _without_initial_contents(rtlil_text):
+    """``rtlil_text`` without its memory initialization cells."""
+    return re.sub(r"(?ms)^\s*cell \$meminit_v2 .*?^\s*end\n", "", rtlil_text)
+
+
 def _keep(rtlil_text, name):
     """``rtlil_text`` with module ``name`` marked to survive ``flatten``."""
     return re.sub(rf"(?m)^module \\{re.escape(name)}$",
@@ -305,6 +316,8 @@ def convert(top, name):
     infos = list(col.by_name.values())
     parts = [top_rtlil] + [_keep(info.rtlil, info.name) if info.verilog is None else info.rtlil
                            for info in infos]
+    parts = [text if info is None or info.memory_init else _without_initial_contents(text)
+             for info, text in zip([None] + infos, parts, strict=True)]
     script = [
         "read_rtlil <<rtlil\n" + "\n".join(parts) + "\nrtlil",
         f"hierarchy -top {_rtlil_id(name)}",
@@ -312,7 +325,6 @@ def convert(top, name):
         "flatten -separator _ -noscopeinfo",
         f"hierarchy -top {_rtlil_id(name)}",
         "opt_clean -purge",
-        "delete t:$meminit_v2",
         "memory_collect",
         "attrmap -remove generator -remove top -remove src -remove amaranth.hierarchy "
         "-remove amaranth.decoding -remove keep_hierarchy",
