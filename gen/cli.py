@@ -3,6 +3,7 @@ the blocks in RTL simulation, ``sweep`` many configurations."""
 
 import argparse
 import os
+import shutil
 import sys
 
 from . import __version__, outdir, preflight, progress
@@ -28,6 +29,10 @@ BENCHES = {
     "scale": ("sim.bench.scale", "emission time, Verilog lines and modules, simulator build time "
               "and simulated cycles per second of GEMM engines (8 x 8 to 64 x 64) and meshes (4 x 4, "
               "8 x 8)"),
+    "qor": ("sim.bench.qor", "accelgen's PEs, routers and softmax beside hand-written MAC and "
+            "PE references and pymtl3-net's routers, on OSU 0.18 um standard cells: um^2 and "
+            "OpenSTA minimum periods as ratios to the peers (no simulation; needs yosys, sta, "
+            "qflow-tech-osu018, and pymtl3-net for its routers)"),
     "area": ("sim.bench.area", "Yosys cells and iCE40 LUTs per mode, of VS-Quant and per-vector "
              "scaling, per router port and VC and per softmax lane, and nextpnr-ice40 fmax (no "
              "simulation; needs yosys, and nextpnr-ice40 for fmax)"),
@@ -118,6 +123,13 @@ def _check_bench(args):
                          "simulates its 10^6 cycles at about 60 cycles/s)")
     if args.block == "area":
         preflight.tool("yosys", "accelgen bench area")
+    if args.block == "qor":
+        from . import synth_asic
+        preflight.tool("yosys", "accelgen bench qor")
+        if shutil.which("sta") is None:
+            raise ToolMissing("sta is not on PATH (Debian package opensta); accelgen bench qor "
+                              "needs it")
+        synth_asic.liberty_path()
     preflight.noc_bench_environment()
     if args.block in ("vsq", "vsq-rtl"):
         preflight.package("sklearn", "scikit-learn", f"accelgen bench {args.block}")

