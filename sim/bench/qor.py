@@ -21,8 +21,9 @@ Designs:
     modes (the FP8 modes need a 65-bit Kulisch sum). Peer: the best hand-written WS PE (INT8), the
     INT8 PE (the others).
 ``router``
-    :class:`gen.router.Router` at the centre of a 4 x 4 mesh (5 ports, YX routing, 32-bit flits,
-    4 flits per VC, 4-flit packets) with 1 and 2 VCs. Peers: pymtl3-net's ``MeshRouterRTL`` and
+    :class:`gen.router.Router`, the module every router of a 4 x 4 mesh instantiates (5 ports, its
+    position as inputs, as pymtl3-net's; YX routing, 32-bit flits, 4 flits per VC, 4-flit packets)
+    with 1 and 2 VCs. Peers: pymtl3-net's ``MeshRouterRTL`` and
     ``TorusRouterRTL`` (:mod:`sim.bench.pymtl3_peers`, when ``pymtl3-net`` is installed:
     ``pip install 'accelgen[qor]'``).
 ``softmax``
@@ -149,7 +150,7 @@ def _designs(quick):
             from gen.router import Router
             p = NocParams(kx=4, ky=4, flit_width=32, vcs=vcs, vc_depth=4, max_packet_flits=4,
                           routing="yx")
-            return text_design(key, _verilog(Router(p, x=1, y=1), key))(folder)
+            return text_design(key, _verilog(Router(p), key))(folder)
         out.append((key, "router", label, build))
     for key, (label, lanes) in SOFTMAX.items():
         def build(folder, lanes=lanes, key=key):
