@@ -5,9 +5,11 @@ Debian package ``opensta``):
 
 1. ``synth -run begin:fine``: the word-level design, hierarchy kept (each module is synthesized
    once, however often it is instantiated), memories as ``$mem_v2`` cells.
-2. Memories of at least ``sram_min_bits`` bits are **SRAM macros**: black boxes, left out of the
-   logic figures and reported apart with the area model below. Smaller memories become flip-flops
-   and multiplexers (``memory_map``), as a register file would.
+2. **SRAM macros** are black boxes, left out of the logic figures and reported apart with the area
+   model below: the SRAM wrapper modules the manifest's ``hierarchy`` names
+   (:class:`gen.lib.sram.SramMacro`, kept whole with their ports), and any other memory of at least
+   ``sram_min_bits`` bits. Smaller memories become flip-flops and multiplexers (``memory_map``), as
+   a register file would.
 3. Gate mapping to the Liberty library: ``techmap``, ``dfflibmap -liberty``, then ``abc -liberty
    -constr -D`` with the period of the top's SDC as the delay target. The constraint file gives ABC
    a driving cell (the library's smallest inverter) and a load (four of its inputs), which makes ABC
@@ -45,7 +47,7 @@ from .liberty import MacroPort, drive_and_load, macro_library, read_cells
 from .synth import ToolMissing, _tool
 
 __all__ = ["DEFAULT_LIBERTY", "SRAM_UM2_PER_BIT", "SRAM_MIN_BITS", "liberty_path", "synthesize",
-           "run", "format_table"]
+           "sram_modules", "run", "format_table"]
 
 DEFAULT_LIBERTY = "/usr/share/qflow/tech/osu018/osu018_stdcells.lib"
 """OSU 0.18 um standard cells, from Debian's ``qflow-tech-osu018``."""
@@ -110,6 +112,11 @@ def _rtlil_memories(text):
     return out
 
 
+def _escape(name):
+    """A module name for a Yosys command (escaped when it is no plain identifier)."""
+    return name if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", name) else "\\" + name
+
+
 def _yosys_name(name):
     """A module or cell name of RTLIL (``\\a.b``, ``$x``) as a Yosys selection pattern."""
     return name[1:] if name.startswith("\\") else name
@@ -154,12 +161,41 @@ def _macro_of(cell):
                                    "synchronous_read": all(sync)}
 
 
-def _replace_macros(netlist, um2_per_bit):
-    """Replace the ``$mem_v2`` cells of a JSON netlist by macro cells, in place; the macros as
-    ``{cell name: (area, ports, description)}`` and the instances as ``[(module, cell, macro)]``."""
+def _wrapper_macro(cell, definition, desc, clock):
+    """The macro of an instance of an SRAM wrapper module (a black box): every port bit a scalar
+    pin, outputs launched by ``clock``, inputs checked against it (the wrappers read
+    synchronously)."""
+    ports, new = [], {}
+    for port, info in definition["ports"].items():
+        bits = cell["connections"].get(port, ["x"] * len(info["bits"]))
+        for i, bit in enumerate(bits):
+            pin = port if len(bits) == 1 else f"{port}{i}"
+            new[pin] = [bit]
+            if port == clock:
+                ports.append(MacroPort(pin, "input", clock_pin=True))
+            else:
+                ports.append(MacroPort(pin, info["direction"], clock=clock))
+    return ports, new, {**desc, "bits": desc["words"] * desc["width"], "synchronous_read": True}
+
+
+def _replace_macros(netlist, um2_per_bit, sram_modules=None, clock="clk"):
+    """Replace the ``$mem_v2`` cells of a JSON netlist, and the instances of the black-box SRAM
+    wrapper modules ``sram_modules`` (``{module: {"words", "width", "read_ports",
+    "write_ports"}}``), by macro cells, in place; the macros as ``{cell name: (area, ports,
+    description)}`` and the instances as ``[(module, cell, macro)]``."""
     macros, sigs, instances = {}, {}, []
+    wrappers = {name: netlist["modules"].pop(name) for name in (sram_modules or {})
+                if name in netlist["modules"]}
     for mname, module in netlist["modules"].items():
         for cname, cell in module.get("cells", {}).items():
+            if cell["type"] in wrappers:
+                name = cell["type"]
+                ports, new, desc = _wrapper_macro(cell, wrappers[name], sram_modules[name], clock)
+                macros[name] = (desc["bits"] * um2_per_bit, ports, desc)
+                cell.update(parameters={}, attributes={},
+                            port_directions={p.name: p.direction for p in ports}, connections=new)
+                instances.append((mname, cname, name))
+                continue
             if cell["type"] != "$mem_v2":
                 continue
             name, sig, ports, new, desc = _macro_of(cell)
@@ -284,7 +320,7 @@ def _parse_sta(text, sequential=()):
 def synthesize(verilog, top, *, liberty=None, sdc=None, period_ns=None,
                sram_min_bits=SRAM_MIN_BITS, sram_um2_per_bit=SRAM_UM2_PER_BIT,
                sram_access_ns=0.0, sram_setup_ns=0.0, flatten=False, timing=True,
-               flow=None, clock="clk", reset="rst", systemverilog=False,
+               flow=None, clock="clk", reset="rst", systemverilog=False, sram_modules=None,
                netlist=None, work_dir=None, timeout=7200):
     """Synthesize ``top`` of the Verilog file ``verilog`` to the Liberty library and time it.
 
@@ -294,6 +330,8 @@ def synthesize(verilog, top, *, liberty=None, sdc=None, period_ns=None,
     10 ns) and no I/O delays. ``systemverilog``: read the source as SystemVerilog; ``flatten``:
     one module instead of the hierarchy; ``netlist``: where to write the mapped Verilog netlist;
     ``work_dir``: a folder to keep the scripts, logs and netlists in (else a temporary one).
+    ``sram_modules``: SRAM wrapper modules to keep as black boxes (macros), as ``{module:
+    {"words", "width", "read_ports", "write_ports"}}``; their contents are not synthesized.
 
     The report has ``area_um2`` (logic), ``sram`` (macros: count, bits, modelled area, shapes),
     ``total_area_um2``, ``flip_flops``, ``cells``, ``modules`` (per module, see
@@ -322,7 +360,8 @@ def synthesize(verilog, top, *, liberty=None, sdc=None, period_ns=None,
         flat = " -flatten" if flatten else ""
         (tmp / "coarse.ys").write_text(
             f"read_verilog{' -sv' if systemverilog else ''} {verilog}\n"
-            f"hierarchy -check -top {top}\n"
+            + "".join(f"blackbox {_escape(m)}\n" for m in sram_modules or {})
+            + f"hierarchy -check -top {top}\n"
             f"synth{flat} -top {top} -run begin:fine\nwrite_rtlil {tmp / 'coarse.il'}\n")
         _, s1 = _run([yosys, "-q", "-l", str(tmp / "coarse.log"), "-s", str(tmp / "coarse.ys")],
                      tmp / "coarse.log", timeout, tmp, f"yosys on {top}")
@@ -346,7 +385,7 @@ def synthesize(verilog, top, *, liberty=None, sdc=None, period_ns=None,
         _, s2 = _run([yosys, "-q", "-l", str(tmp / "map.log"), "-s", str(tmp / "map.ys")],
                      tmp / "map.log", timeout, tmp, f"yosys on {top}")
         net = json.loads((tmp / "net.json").read_text())
-        macros, instances = _replace_macros(net, sram_um2_per_bit)
+        macros, instances = _replace_macros(net, sram_um2_per_bit, sram_modules, clock)
         (tmp / "net_macros.json").write_text(json.dumps(net))
         _run([yosys, "-q", "-p", f"read_json {tmp / 'net_macros.json'}; "
               f"write_verilog -noattr -noexpr {tmp / 'net.v'}"], None, timeout, tmp,
@@ -466,6 +505,7 @@ def run(config, *, liberty=None, sram_min_bits=SRAM_MIN_BITS, sram_um2_per_bit=S
             manifest = json.loads(files[name])
             top = manifest["top"]
             report = synthesize(Path(tmp) / f"{top}.v", top, liberty=lib,
+                                sram_modules=sram_modules(manifest),
                                 sdc=files[f"{top}.sdc"], sram_min_bits=sram_min_bits,
                                 sram_um2_per_bit=sram_um2_per_bit, sram_access_ns=sram_access_ns,
                                 sram_setup_ns=sram_setup_ns, flatten=flatten, timing=timing)
@@ -478,6 +518,18 @@ def run(config, *, liberty=None, sram_min_bits=SRAM_MIN_BITS, sram_um2_per_bit=S
             "sta": _sta_version() if timing else None, "sram_min_bits": sram_min_bits,
             "sram_um2_per_bit": sram_um2_per_bit, "sram_access_ns": sram_access_ns,
             "sram_setup_ns": sram_setup_ns, "flatten": flatten, "tops": results}
+
+
+def sram_modules(manifest):
+    """The SRAM wrapper modules of a top's manifest (its ``hierarchy``), as
+    :func:`synthesize` takes them."""
+    out = {}
+    for entry in manifest.get("hierarchy", []):
+        if entry["component"].rsplit(".", 1)[-1] == "SramMacro":
+            p = entry["parameters"]
+            out[entry["module"]] = {"words": p["depth"], "width": p["width"],
+                                    "read_ports": p["reads"], "write_ports": p["writes"]}
+    return out
 
 
 def _sta_version():

@@ -256,3 +256,45 @@ def test_cells_outside_the_library_are_reported(tmp_path):
         "  always @* if (en) q = d;\nendmodule\n")
     r = synth_asic.synthesize(tmp_path / "top.v", "top", timing=False)
     assert r["unmapped"] == {"$_DLATCH_P_": 4}
+
+
+WRAPPED = """
+module ram_d256_w8(input clk, input r0_en, input [7:0] r0_addr, output reg [7:0] r0_data,
+                   input w0_en, input [7:0] w0_addr, input [7:0] w0_data);
+  reg [7:0] mem [0:255];
+  always @(posedge clk) begin
+    if (r0_en) r0_data <= mem[r0_addr];
+    if (w0_en) mem[w0_addr] <= w0_data;
+  end
+endmodule
+module top(input clk, input rst, input [7:0] a, output reg [7:0] y);
+  wire [7:0] d;
+  ram_d256_w8 ram(.clk(clk), .r0_en(1'b1), .r0_addr(a), .r0_data(d), .w0_en(a[0]),
+                  .w0_addr(a + 8'd1), .w0_data(a));
+  always @(posedge clk) y <= d + 8'd1;
+endmodule
+"""
+
+
+@needs_flow()
+def test_sram_wrappers_are_black_boxes_timed_at_their_ports(tmp_path):
+    """A wrapper module named as an SRAM is not synthesized: it is one macro of the model's area,
+    and the path from its read data to the register behind it is timed."""
+    (tmp_path / "top.v").write_text(WRAPPED)
+    r = synth_asic.synthesize(tmp_path / "top.v", "top", sram_um2_per_bit=1.0, sram_modules={
+        "ram_d256_w8": {"words": 256, "width": 8, "read_ports": 1, "write_ports": 1}})
+    (shape,) = r["sram"]["shapes"]
+    assert shape["macro"] == "ram_d256_w8" and shape["area_um2"] == 2048.0
+    assert [m["module"] for m in r["modules"]] == ["top"]
+    assert r["flip_flops"] == 8
+    reg = r["timing"]["register_to_register"]
+    assert reg["startpoint"].startswith("ram ") and reg["cell_levels"] > 0
+
+
+def test_sram_modules_come_from_the_manifest_hierarchy():
+    manifest = {"hierarchy": [
+        {"component": "gen.pe.MixedPE", "module": "x_pe", "instances": 4, "parameters": {}},
+        {"component": "gen.lib.sram.SramMacro", "module": "x_sram_1r1w_d64_w8", "instances": 1,
+         "parameters": {"depth": 64, "width": 8, "reads": 1, "writes": 1}}]}
+    assert synth_asic.sram_modules(manifest) == {
+        "x_sram_1r1w_d64_w8": {"words": 64, "width": 8, "read_ports": 1, "write_ports": 1}}
