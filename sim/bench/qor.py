@@ -27,8 +27,12 @@ Designs:
     ``TorusRouterRTL`` (:mod:`sim.bench.pymtl3_peers`, when ``pymtl3-net`` is installed:
     ``pip install 'accelgen[qor]'``).
 ``softmax``
-    :class:`gen.softmax.Softmax` with P = 1 and P = 4 lanes, rows up to 64 elements (its row buffer
-    below the SRAM threshold, so flip-flops).
+    :class:`gen.softmax.Softmax` with P = 1 and P = 4 lanes, rows up to 64 elements, its row buffer
+    in flip-flops, and P = 1 with the buffer as an SRAM macro (black box, area model of
+    :mod:`gen.synth_asic`).
+
+Memories are flip-flops everywhere else too (the figures are logic and registers, as the
+references are).
 
 Every accelgen block's period is also given as a multiple of the INT8 PE's (a tile runs at one
 clock). ``--quick`` measures the hand-written PEs, the INT8 and integer PEs, the 1-VC router and
@@ -99,8 +103,10 @@ PES = {"pe_int8": ("accelgen PE, INT8", ("int8",), 32),
        "pe_all": ("accelgen PE, all five modes (65-bit sum)", ALL, 65)}
 ROUTERS = {"router_1vc": ("accelgen router, 5 ports, 1 VC x 4 flits, 32-bit flits", 1),
            "router_2vc": ("accelgen router, 5 ports, 2 VCs x 4 flits, 32-bit flits", 2)}
-SOFTMAX = {"softmax_p1": ("accelgen softmax, P = 1, max_len 64", 1),
-           "softmax_p4": ("accelgen softmax, P = 4, max_len 64", 4)}
+SOFTMAX = {"softmax_p1": ("accelgen softmax, P = 1, max_len 64", 1, False),
+           "softmax_p4": ("accelgen softmax, P = 4, max_len 64", 4, False),
+           "softmax_p1_sram": ("accelgen softmax, P = 1, max_len 64, row buffer as an SRAM macro",
+                               1, True)}
 PEERS = {"mesh": "pymtl3-net MeshRouterRTL (5 ports, YX, 4-entry queues, 41-bit packets)",
          "torus": "pymtl3-net TorusRouterRTL (5 ports, 2 VCs, 4 credits, 42-bit packets)"}
 QUICK = ("ws_pe", "ws_pe_sext", "pe_int8", "pe_int", "router_1vc", "mesh")
@@ -152,11 +158,12 @@ def _designs(quick):
                           routing="yx")
             return text_design(key, _verilog(Router(p), key))(folder)
         out.append((key, "router", label, build))
-    for key, (label, lanes) in SOFTMAX.items():
-        def build(folder, lanes=lanes, key=key):
+    for key, (label, lanes, macro) in SOFTMAX.items():
+        def build(folder, lanes=lanes, key=key, macro=macro):
             from gen.softmax import Softmax
             comp = Softmax(lanes=lanes, in_width=8, in_frac=4, out_frac=8, max_len=64)
-            return text_design(key, _verilog(comp, key))(folder)
+            path, top, options = text_design(key, _verilog(comp, key))(folder)
+            return path, top, ({"sram_min_bits": 1} if macro else {})
         out.append((key, "softmax", label, build))
     for key, label in PEERS.items():
         def build(folder, key=key):
@@ -174,12 +181,14 @@ def _measure(key, group, label, build, folder):
     start = time.monotonic()
     path, top, options = build(folder)
     repairs = options.pop("repairs", None)
+    options.setdefault("sram_min_bits", 1 << 40)
     r = synth_asic.synthesize(path, top, flow=FlowConfig(), **options)
     t = r["timing"]
     reg = t.get("register_to_register") or {}
     row = {"key": key, "group": group, "what": label, "top": top,
            "area_um2": r["area_um2"], "flip_flops": r["flip_flops"], "cells": r["cells"],
-           "sram_macros": r["sram"]["macros"], "unmapped": r["unmapped"],
+           "sram_macros": r["sram"]["macros"], "sram_bits": r["sram"]["bits"],
+           "sram_area_um2": r["sram"]["area_um2"], "unmapped": r["unmapped"],
            "min_period_ns": t["min_period_ns"], "worst_path": [t["startpoint"], t["endpoint"]],
            "cell_levels": t["cell_levels"],
            "reg_min_period_ns": reg.get("min_period_ns"), "reg_cell_levels": reg.get("cell_levels"),
@@ -251,9 +260,10 @@ def _n(x, digits=0):
 
 
 def format_table(result):
-    head = ["design", "area um^2", "flip-flops", "min period ns (SDC)",
+    head = ["design", "area um^2", "flip-flops", "SRAM um^2 (model)", "min period ns (SDC)",
             "register to register ns", "levels", "x INT8 PE period"]
-    rows = [[r["what"], _n(r["area_um2"]), r["flip_flops"], _n(r["min_period_ns"], 2),
+    rows = [[r["what"], _n(r["area_um2"]), r["flip_flops"],
+             _n(r["sram_area_um2"]) if r["sram_macros"] else None, _n(r["min_period_ns"], 2),
              _n(r["reg_min_period_ns"], 2), r["reg_cell_levels"], r.get("reg_period_vs_int8_pe")]
             for r in result["results"]]
     parts = ["Same flow for every design (" + result["flow"] + ")\n\n" + _table(head, rows)]
