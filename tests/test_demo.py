@@ -1,4 +1,4 @@
-"""Issue 8 end to end: real models on a system of tiles through the RTL (``sim/bench/demo.py``,
+"""End to end: real models on a system of tiles through the RTL (``sim/bench/demo.py``,
 ``sim/tb/system.py``), every result bit for bit against :mod:`sim.golden.system`.
 
 The tests use a small tile (2 x 2 engines, ``max_m`` 8) so that one build of a 2 x 2 system serves
