@@ -163,12 +163,18 @@ def _cmd_bench(args):
     folder = _bench_out_dir(args)
     if "out_dir" in inspect.signature(module.run).parameters:
         kwargs["out_dir"] = folder
+    before = os.environ.get("ACCELGEN_BENCH_OUT")
     if names:
         os.environ["ACCELGEN_BENCH_OUT"] = folder
     try:
         with progress.task(f"bench {args.block}{' --quick' if args.quick else ''}"):
             result = module.run(quick=args.quick, sim=args.sim, **kwargs)
     finally:
+        # The folder is this run's only: a later bench in the same process picks its own.
+        if before is None:
+            os.environ.pop("ACCELGEN_BENCH_OUT", None)
+        else:
+            os.environ["ACCELGEN_BENCH_OUT"] = before
         written = [n for n in names if os.path.isfile(os.path.join(folder, n))]
         if written:
             outdir.record(folder, written)

@@ -1,5 +1,6 @@
 """The `accelgen` command line: help, emission, and errors that name the field and write nothing."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -307,3 +308,28 @@ def test_output_cut_short_by_the_reader(tmp_path):
                             f"| head -c 1", shell=True, capture_output=True, text=True, cwd=tmp_path,
                             env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert "Traceback" not in result.stderr and "Exception" not in result.stderr, result.stderr
+
+
+def test_each_bench_run_writes_beside_its_own_json(tmp_path, monkeypatch):
+    """The bench output folder of one run (the folder of its --json) does not leak into the next
+    run in the same process."""
+    import sys
+    import types
+    seen = []
+
+    def run(quick=False, sim=None):
+        folder = os.environ["ACCELGEN_BENCH_OUT"]
+        seen.append(folder)
+        (Path(folder) / "softmax_error.png").write_bytes(b"\x89PNG")
+        return {}
+
+    fake = types.SimpleNamespace(run=run, format_table=lambda result: "table")
+    monkeypatch.setitem(sys.modules, "fake_softmax_bench", fake)
+    monkeypatch.setitem(cli.BENCHES, "softmax", ("fake_softmax_bench", "fake"))
+    monkeypatch.delenv("ACCELGEN_BENCH_OUT", raising=False)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        assert cli.main(["bench", "softmax", "--quick", "--json", str(tmp_path / name / "r.json")]) == 0
+    assert seen == [str(tmp_path / "a"), str(tmp_path / "b")]
+    assert "ACCELGEN_BENCH_OUT" not in os.environ
+    assert (tmp_path / "b" / "softmax_error.png").exists()

@@ -210,3 +210,11 @@ def test_params_are_checked_on_construction(kwargs, message):
     with pytest.raises(ValueError) as info:
         golden.SoftmaxParams(**kwargs)
     assert str(info.value) == message
+
+
+def test_edge_rows_are_inputs_of_the_narrowest_unit():
+    """Every edge row is a legal input, also at the narrowest input width (2 bits)."""
+    p = golden.SoftmaxParams(in_width=2, in_frac=0, out_frac=1, max_len=4, lanes=1)
+    for L in (1, 2, 4):
+        for name, (x, m) in golden.edge_rows(p, L).items():
+            assert p.in_min <= x.min() and x.max() <= p.in_max, name

@@ -326,7 +326,7 @@ def edge_rows(p, length):
     one_max = np.full(length, lo, dtype=np.int64)
     one_max[length // 2] = hi
     return {
-        "all_equal": (np.full(length, 3, dtype=np.int64), none),
+        "all_equal": (np.full(length, min(3, hi), dtype=np.int64), none),
         "all_min": (np.full(length, lo, dtype=np.int64), none),
         "all_max": (np.full(length, hi, dtype=np.int64), none),
         "one_max_rest_min": (one_max, none),
