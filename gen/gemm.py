@@ -6,6 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from .gemm_lanes import PostLane, ToBinary32
 from .lib import hier
+from .lib.delay import delay
 from .lib.fifo import Fifo
 from .lib.formats import (
     INT_MODE_NAMES,
@@ -671,10 +672,13 @@ class GemmEngine(Reused, wiring.Component):
                 rowp = Mux(s1_from_stream, s1_rowp, rowp_rd.data)
                 m.d.comb += [s1x.rmult.eq(rowp[:self._rmb]), s1x.rshift.eq(rowp[self._rmb:])]
             ctl = s1x
-        for i in range(array.latency):
-            nxt = Signal(ctrl, name=f"ctl_{i}")
-            m.d.sync += nxt.eq(ctl)
-            ctl = nxt
+        # The valid bit rides on a line with reset, the rest of the word on one without.
+        assert ctrl["valid"].offset == 0
+        word = ctl.as_value()
+        nxt = Signal(ctrl, name="ctl_out")
+        m.d.comb += nxt.eq(Cat(delay(m, "ctl_valid", word[0], array.latency, reset=True),
+                               delay(m, "ctl", word[1:], array.latency)))
+        ctl = nxt
 
         # ---- accumulation: stage A reads acc[m], stage B adds and writes or emits -------------------
         # Integer sums use the low `acc_width` bits; FP8 sums the whole Kulisch width and, beside it,

@@ -1,10 +1,11 @@
 """A weight-stationary systolic array of :class:`gen.pe.MixedPE`, with input skew and output deskew."""
 
 from amaranth.hdl import Cat, Module, Signal, signed
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .lib import hier
+from .lib.delay import delay
 from .lib.hier import Reused
 from .pe import FLAG_WIDTH, MixedPE, fp_formats, mode_index_width, pe_max_product
 
@@ -89,13 +90,9 @@ class SystolicArray(wiring.Component):
             row = hier.add(m, f"row_{r}", PeRow(modes=self._modes, psum_width=self._psum_width,
                                                 cols=cols))
             pe_rows.append(row)
-            a, bank, mode = self.a[r], self.bank, self.mode
-            for i in range(r):
-                a_d = Signal(8, name=f"skew_a_{r}_{i}")
-                bank_d = Signal(name=f"skew_bank_{r}_{i}")
-                mode_d = Signal.like(self.mode, name=f"skew_mode_{r}_{i}")
-                m.d.sync += [a_d.eq(a), bank_d.eq(bank), mode_d.eq(mode)]
-                a, bank, mode = a_d, bank_d, mode_d
+            # The skew: row r's activation, bank and mode, r cycles late.
+            lane = delay(m, f"skew_{r}", Cat(self.a[r], self.bank, self.mode), r)
+            a, bank, mode = lane[:8], lane[8], lane[9:]
             m.d.comb += [row.a_i.eq(a), row.bank_i.eq(bank), row.mode_i.eq(mode),
                          row.w_we.eq(self.w_row_we[r].replicate(2) & Cat(~self.w_bank, self.w_bank))]
             for c in range(cols):
@@ -108,20 +105,15 @@ class SystolicArray(wiring.Component):
                     if r > 0:
                         m.d.comb += row.fl_i[c].eq(pe_rows[r - 1].fl_o[c])
 
+        # The deskew: column c's sum (and flags), C - 1 - c cycles late.
+        pw = self._psum_width
         for c in range(cols):
-            ps = pe_rows[rows - 1].ps_o[c]
-            fl = pe_rows[rows - 1].fl_o[c] if self._fp else None
-            for i in range(cols - 1 - c):
-                ps_d = Signal(signed(self._psum_width), name=f"deskew_{c}_{i}")
-                m.d.sync += ps_d.eq(ps)
-                ps = ps_d
-                if self._fp:
-                    fl_d = Signal(FLAG_WIDTH, name=f"deskew_fl_{c}_{i}")
-                    m.d.sync += fl_d.eq(fl)
-                    fl = fl_d
-            m.d.comb += self.ps[c].eq(ps)
+            bottom = pe_rows[rows - 1]
+            lane = Cat(bottom.ps_o[c], bottom.fl_o[c]) if self._fp else bottom.ps_o[c]
+            lane = delay(m, f"deskew_{c}", lane, cols - 1 - c)
+            m.d.comb += self.ps[c].eq(lane[:pw])
             if self._fp:
-                m.d.comb += self.fl[c].eq(fl)
+                m.d.comb += self.fl[c].eq(lane[pw:])
         return m
 
 
@@ -136,9 +128,10 @@ class PeRow(Reused, wiring.Component):
         Activation byte, weight bank and mode entering PE 0 of the row.
     w_we : In(2)
         Write enables of weight banks 0 and 1 of every PE of the row.
-    w_data : In(8).array(cols)
-    ps_i : In(signed(psum_width)).array(cols); ps_o : Out(signed(psum_width)).array(cols)
-    fl_i, fl_o, w_ok : FP8 modes only, per column (see :class:`gen.pe.MixedPE`).
+    w_data : In(data.ArrayLayout(8, cols))
+    ps_i, ps_o : In, Out(data.ArrayLayout(signed(psum_width), cols))
+    fl_i, fl_o : In, Out(data.ArrayLayout(3, cols)); w_ok : In(cols)
+        FP8 modes only, per column (see :class:`gen.pe.MixedPE`).
     """
 
     module_suffix = "pe_row"
@@ -146,13 +139,17 @@ class PeRow(Reused, wiring.Component):
     def __init__(self, *, modes, psum_width, cols):
         self._modes, self._psum_width, self._cols = tuple(modes), psum_width, cols
         self._fp = bool(fp_formats(modes))
-        fp_members = ({"fl_i": In(FLAG_WIDTH).array(cols), "fl_o": Out(FLAG_WIDTH).array(cols),
-                       "w_ok": In(1).array(cols)} if self._fp else {})
+        # Per-column lanes are one packed port each, so that an instance has a few connections,
+        # not a few per column.
+        flags = data.ArrayLayout(FLAG_WIDTH, cols)
+        psums = data.ArrayLayout(signed(psum_width), cols)
+        fp_members = ({"fl_i": In(flags), "fl_o": Out(flags), "w_ok": In(cols)} if self._fp
+                      else {})
         super().__init__({
             **fp_members,
             "a_i": In(8), "bank_i": In(1), "mode_i": In(mode_index_width(modes)),
-            "w_we": In(2), "w_data": In(8).array(cols),
-            "ps_i": In(signed(psum_width)).array(cols), "ps_o": Out(signed(psum_width)).array(cols),
+            "w_we": In(2), "w_data": In(data.ArrayLayout(8, cols)),
+            "ps_i": In(psums), "ps_o": Out(psums),
         })
 
     def elaborate(self, platform):

@@ -109,286 +109,249 @@ module accelgen_gemm(cmd__valid, a__payload, a__valid, w__payload, w__valid, o__
   wire [2:0] _105_;
   wire _106_;
   wire [12:0] _107_;
-  wire [12:0] _108_;
-  wire [12:0] _109_;
+  wire [66:0] _108_;
+  wire [66:0] _109_;
   wire [11:0] _110_;
-  wire [12:0] _111_;
-  wire [12:0] _112_;
-  wire [12:0] _113_;
-  wire [12:0] _114_;
-  wire [12:0] _115_;
-  wire [66:0] _116_;
-  wire [66:0] _117_;
-  wire [66:0] _118_;
-  wire [66:0] _119_;
-  wire [2:0] _120_;
+  wire [66:0] _111_;
+  wire [66:0] _112_;
+  wire [2:0] _113_;
+  wire [2:0] _114_;
+  wire [2:0] _115_;
+  wire [2:0] _116_;
+  wire [12:0] _117_;
+  wire [72:0] _118_;
+  wire [2:0] _119_;
+  wire [72:0] _120_;
   wire [11:0] _121_;
   wire [2:0] _122_;
-  wire [2:0] _123_;
+  wire [72:0] _123_;
   wire [2:0] _124_;
-  wire [12:0] _125_;
-  wire [72:0] _126_;
-  wire [2:0] _127_;
-  wire [72:0] _128_;
-  wire [2:0] _129_;
-  wire [72:0] _130_;
-  wire [2:0] _131_;
-  wire _132_;
-  wire [72:0] _133_;
-  wire [2:0] _134_;
-  wire [5:0] _135_;
-  wire _136_;
+  wire [72:0] _125_;
+  wire [2:0] _126_;
+  wire [5:0] _127_;
+  wire _128_;
+  wire _129_;
+  wire _130_;
+  wire [13:0] _131_;
+  wire [7:0] _132_;
+  wire _133_;
+  wire _134_;
+  wire [11:0] _135_;
+  wire [10:0] _136_;
   wire _137_;
-  wire [13:0] _138_;
-  wire [7:0] _139_;
+  wire _138_;
+  wire _139_;
   wire _140_;
-  wire _141_;
-  wire [11:0] _142_;
-  wire [10:0] _143_;
-  wire _144_;
+  wire [6:0] _141_;
+  wire [6:0] _142_;
+  wire _143_;
+  wire [4:0] _144_;
   wire _145_;
   wire _146_;
   wire _147_;
-  wire [6:0] _148_;
-  wire [6:0] _149_;
+  wire _148_;
+  wire _149_;
   wire _150_;
-  wire [4:0] _151_;
+  wire _151_;
   wire _152_;
   wire _153_;
   wire _154_;
-  wire _155_;
+  wire [1:0] _155_;
   wire _156_;
   wire _157_;
   wire _158_;
   wire _159_;
-  wire _160_;
-  wire _161_;
-  wire [1:0] _162_;
+  wire [10:0] _160_;
+  wire [10:0] _161_;
+  wire [10:0] _162_;
   wire _163_;
   wire _164_;
   wire _165_;
-  wire _166_;
-  wire [10:0] _167_;
-  wire [10:0] _168_;
-  wire [10:0] _169_;
-  wire _170_;
+  wire [1:0] _166_;
+  wire _167_;
+  wire [1:0] _168_;
+  wire [1:0] _169_;
+  wire [1:0] _170_;
   wire _171_;
   wire _172_;
-  wire [1:0] _173_;
+  wire _173_;
   wire _174_;
   wire [1:0] _175_;
-  wire [1:0] _176_;
-  wire [1:0] _177_;
+  wire _176_;
+  wire _177_;
   wire _178_;
   wire _179_;
   wire _180_;
   wire _181_;
-  wire [1:0] _182_;
+  wire _182_;
   wire _183_;
   wire _184_;
   wire _185_;
   wire _186_;
-  wire _187_;
+  wire [3:0] _187_;
   wire _188_;
   wire _189_;
   wire _190_;
   wire _191_;
-  wire _192_;
-  wire _193_;
-  wire [3:0] _194_;
+  wire [11:0] _192_;
+  wire [10:0] _193_;
+  wire _194_;
   wire _195_;
-  wire _196_;
+  wire [3:0] _196_;
   wire _197_;
   wire _198_;
-  wire [11:0] _199_;
-  wire [10:0] _200_;
-  wire _201_;
-  wire _202_;
-  wire [3:0] _203_;
+  wire _199_;
+  wire [3:0] _200_;
+  wire [3:0] _201_;
+  wire [10:0] _202_;
+  wire _203_;
   wire _204_;
-  wire _205_;
+  wire [3:0] _205_;
   wire _206_;
-  wire [3:0] _207_;
-  wire [3:0] _208_;
-  wire [10:0] _209_;
+  wire _207_;
+  wire _208_;
+  wire _209_;
   wire _210_;
   wire _211_;
-  wire [3:0] _212_;
-  wire _213_;
-  wire _214_;
-  wire _215_;
-  wire [2:0] _216_;
-  wire [7:0] _217_;
+  wire [1:0] _212_;
+  wire [1:0] _213_;
+  wire [1:0] _214_;
+  wire [1:0] _215_;
+  wire [3:0] _216_;
+  wire _217_;
   wire _218_;
-  wire [2:0] _219_;
-  wire [7:0] _220_;
+  wire _219_;
+  wire _220_;
   wire _221_;
-  wire [2:0] _222_;
-  wire [7:0] _223_;
+  wire _222_;
+  wire _223_;
   wire _224_;
-  wire [2:0] _225_;
+  wire _225_;
   wire _226_;
-  wire [7:0] _227_;
+  wire _227_;
   wire _228_;
-  wire [2:0] _229_;
-  wire [66:0] _230_;
-  wire [2:0] _231_;
-  wire [66:0] _232_;
-  wire [2:0] _233_;
-  wire [66:0] _234_;
+  wire [5:0] _229_;
+  wire [5:0] _230_;
+  wire _231_;
+  wire _232_;
+  wire _233_;
+  wire [2:0] _234_;
   wire [2:0] _235_;
-  wire [66:0] _236_;
+  wire _236_;
   wire _237_;
-  wire [2:0] _238_;
-  wire [66:0] _239_;
-  wire [2:0] _240_;
-  wire [66:0] _241_;
-  wire [2:0] _242_;
+  wire [31:0] _238_;
+  wire [31:0] _239_;
+  wire _240_;
+  wire _241_;
+  wire _242_;
   wire _243_;
-  wire [7:0] _244_;
+  wire _244_;
   wire _245_;
-  wire [2:0] _246_;
-  wire [7:0] _247_;
+  wire _246_;
+  wire _247_;
   wire _248_;
-  wire [1:0] _249_;
-  wire [1:0] _250_;
-  wire [1:0] _251_;
-  wire [1:0] _252_;
-  wire [3:0] _253_;
+  wire _249_;
+  wire _250_;
+  wire _251_;
+  wire _252_;
+  wire _253_;
   wire _254_;
-  wire _255_;
-  wire _256_;
-  wire _257_;
-  wire _258_;
-  wire _259_;
+  wire [12:0] _255_;
+  wire [12:0] _256_;
+  wire [12:0] _257_;
+  wire [12:0] _258_;
+  wire [12:0] _259_;
   wire _260_;
-  wire _261_;
-  wire _262_;
-  wire _263_;
-  wire _264_;
-  wire _265_;
-  wire [5:0] _266_;
-  wire [5:0] _267_;
-  wire _268_;
-  wire _269_;
-  wire _270_;
-  wire [2:0] _271_;
-  wire [2:0] _272_;
-  wire _273_;
-  wire _274_;
-  wire [31:0] _275_;
-  wire [31:0] _276_;
+  wire [9:0] _261_;
+  wire [9:0] _262_;
+  wire [9:0] _263_;
+  wire [9:0] _264_;
+  wire [9:0] _265_;
+  wire _266_;
+  wire [10:0] _267_;
+  wire [10:0] _268_;
+  wire [10:0] _269_;
+  wire [10:0] _270_;
+  wire [10:0] _271_;
+  wire _272_;
+  wire [6:0] _273_;
+  wire [6:0] _274_;
+  wire [6:0] _275_;
+  wire [6:0] _276_;
   wire _277_;
-  wire _278_;
-  wire _279_;
-  wire _280_;
-  wire _281_;
+  wire [27:0] _278_;
+  wire [27:0] _279_;
+  wire [2:0] _280_;
+  wire [2:0] _281_;
   wire _282_;
   wire _283_;
   wire _284_;
   wire _285_;
   wire _286_;
   wire _287_;
-  wire _288_;
-  wire _289_;
+  wire [5:0] _288_;
+  wire [5:0] _289_;
   wire _290_;
   wire _291_;
-  wire [12:0] _292_;
-  wire [12:0] _293_;
-  wire [12:0] _294_;
-  wire [12:0] _295_;
-  wire [12:0] _296_;
+  wire _292_;
+  wire [15:0] _293_;
+  wire [15:0] _294_;
+  wire [15:0] _295_;
+  wire [15:0] _296_;
   wire _297_;
-  wire [9:0] _298_;
-  wire [9:0] _299_;
-  wire [9:0] _300_;
-  wire [9:0] _301_;
-  wire [9:0] _302_;
+  wire _298_;
+  wire _299_;
+  wire _300_;
+  wire _301_;
+  wire _302_;
   wire _303_;
-  wire [10:0] _304_;
+  wire _304_;
   wire [10:0] _305_;
   wire [10:0] _306_;
   wire [10:0] _307_;
   wire [10:0] _308_;
-  wire _309_;
-  wire [6:0] _310_;
-  wire [6:0] _311_;
-  wire [6:0] _312_;
-  wire [6:0] _313_;
-  wire _314_;
-  wire [27:0] _315_;
-  wire [27:0] _316_;
-  wire [2:0] _317_;
-  wire [2:0] _318_;
-  wire _319_;
-  wire _320_;
-  wire _321_;
-  wire _322_;
-  wire _323_;
+  wire [10:0] _309_;
+  wire [10:0] _310_;
+  wire _311_;
+  wire [1:0] _312_;
+  wire [1:0] _313_;
+  wire [1:0] _314_;
+  wire [1:0] _315_;
+  wire [1:0] _316_;
+  wire _317_;
+  wire [10:0] _318_;
+  wire [10:0] _319_;
+  wire [10:0] _320_;
+  wire [10:0] _321_;
+  wire [10:0] _322_;
+  wire [10:0] _323_;
   wire _324_;
-  wire [5:0] _325_;
-  wire [5:0] _326_;
-  wire _327_;
-  wire _328_;
-  wire _329_;
-  wire [15:0] _330_;
-  wire [15:0] _331_;
-  wire [15:0] _332_;
-  wire [15:0] _333_;
-  wire _334_;
-  wire _335_;
-  wire _336_;
-  wire _337_;
-  wire _338_;
-  wire _339_;
-  wire _340_;
-  wire _341_;
-  wire [10:0] _342_;
-  wire [10:0] _343_;
-  wire [10:0] _344_;
-  wire [10:0] _345_;
-  wire [10:0] _346_;
-  wire [10:0] _347_;
-  wire _348_;
-  wire [1:0] _349_;
-  wire [1:0] _350_;
-  wire [1:0] _351_;
-  wire [1:0] _352_;
-  wire [1:0] _353_;
-  wire _354_;
-  wire [10:0] _355_;
-  wire [10:0] _356_;
-  wire [10:0] _357_;
-  wire [10:0] _358_;
-  wire [10:0] _359_;
-  wire [10:0] _360_;
-  wire _361_;
-  wire [9:0] _362_;
-  wire [9:0] _363_;
-  wire [9:0] _364_;
-  wire [9:0] _365_;
-  wire [9:0] _366_;
-  wire [9:0] _367_;
-  wire _368_;
-  wire [2:0] _369_;
-  wire [2:0] _370_;
-  wire [2:0] _371_;
-  wire [8:0] _372_;
-  wire [8:0] _373_;
-  wire [8:0] _374_;
-  wire [8:0] _375_;
-  wire [8:0] _376_;
-  wire [8:0] _377_;
-  wire [3:0] _378_;
-  wire [3:0] _379_;
-  wire [3:0] _380_;
-  wire [3:0] _381_;
-  wire [3:0] _382_;
-  wire [3:0] _383_;
-  wire [3:0] _384_;
-  wire [3:0] _385_;
-  wire [3:0] _386_;
-  wire [3:0] _387_;
+  wire [9:0] _325_;
+  wire [9:0] _326_;
+  wire [9:0] _327_;
+  wire [9:0] _328_;
+  wire [9:0] _329_;
+  wire [9:0] _330_;
+  wire _331_;
+  wire [2:0] _332_;
+  wire [2:0] _333_;
+  wire [2:0] _334_;
+  wire [8:0] _335_;
+  wire [8:0] _336_;
+  wire [8:0] _337_;
+  wire [8:0] _338_;
+  wire [8:0] _339_;
+  wire [8:0] _340_;
+  wire [3:0] _341_;
+  wire [3:0] _342_;
+  wire [3:0] _343_;
+  wire [3:0] _344_;
+  wire [3:0] _345_;
+  wire [3:0] _346_;
+  wire [3:0] _347_;
+  wire [3:0] _348_;
+  wire [3:0] _349_;
+  wire [3:0] _350_;
   wire [7:0] a__0;
   wire [7:0] a__1;
   wire [7:0] a__2;
@@ -414,43 +377,10 @@ module accelgen_gemm(cmd__valid, a__payload, a__valid, w__payload, w__valid, o__
   wire acc_mem_w0_en;
   wire [31:0] act_mem_r0_data;
   wire act_mem_w0_en;
-  reg [7:0] array_a_i_25  = 8'h00;
-  reg [7:0] array_a_i_56  = 8'h00;
-  reg [7:0] array_a_i_87  = 8'h00;
-  reg array_bank_i_27  = 1'h0;
-  reg array_bank_i_58  = 1'h0;
-  reg array_bank_i_89  = 1'h0;
-  reg [66:0] array_deskew_0_0 = 67'h00000000000000000;
-  reg [66:0] array_deskew_0_1 = 67'h00000000000000000;
-  reg [66:0] array_deskew_0_2 = 67'h00000000000000000;
-  reg [66:0] array_deskew_1_0 = 67'h00000000000000000;
-  reg [66:0] array_deskew_1_1 = 67'h00000000000000000;
-  reg [66:0] array_deskew_2_0 = 67'h00000000000000000;
-  reg [2:0] array_deskew_fl_0_0 = 3'h0;
-  reg [2:0] array_deskew_fl_0_1 = 3'h0;
-  reg [2:0] array_deskew_fl_0_2 = 3'h0;
-  reg [2:0] array_deskew_fl_1_0 = 3'h0;
-  reg [2:0] array_deskew_fl_1_1 = 3'h0;
-  reg [2:0] array_deskew_fl_2_0 = 3'h0;
-  wire [2:0] array_fl__3;
-  wire [2:0] array_fl_i__0;
-  wire [2:0] array_fl_i__0_67 ;
-  wire [2:0] array_fl_i__0_98 ;
-  wire [2:0] array_fl_i__1;
-  wire [2:0] array_fl_i__1_104 ;
-  wire [2:0] array_fl_i__1_73 ;
-  wire [2:0] array_fl_i__2;
-  wire [2:0] array_fl_i__2_110 ;
-  wire [2:0] array_fl_i__2_79 ;
-  wire [2:0] array_fl_i__3;
-  wire [2:0] array_fl_i__3_116 ;
-  wire [2:0] array_fl_i__3_85 ;
-  wire [2:0] array_fl_o__0_151 ;
-  wire [2:0] array_fl_o__1_157 ;
-  wire [2:0] array_fl_o__2_159 ;
-  reg [2:0] array_mode_i_29  = 3'h0;
-  reg [2:0] array_mode_i_60  = 3'h0;
-  reg [2:0] array_mode_i_91  = 3'h0;
+  wire [11:0] array_fl_i;
+  wire [11:0] array_fl_i_43 ;
+  wire [11:0] array_fl_i_56 ;
+  wire [11:0] array_fl_o_60 ;
   wire [3:0] array_port_146_0 ;
   wire [3:0] array_port_151_0 ;
   wire [3:0] array_port_158_0 ;
@@ -459,40 +389,25 @@ module accelgen_gemm(cmd__valid, a__payload, a__valid, w__payload, w__valid, o__
   wire [3:0] array_port_175_0 ;
   wire [3:0] array_port_182_0 ;
   wire [3:0] array_port_187_0 ;
-  wire [66:0] array_ps__3;
-  wire [66:0] array_ps_i__0;
-  wire [66:0] array_ps_i__0_64 ;
-  wire [66:0] array_ps_i__0_95 ;
-  wire [66:0] array_ps_i__1;
-  wire [66:0] array_ps_i__1_101 ;
-  wire [66:0] array_ps_i__1_70 ;
-  wire [66:0] array_ps_i__2;
-  wire [66:0] array_ps_i__2_107 ;
-  wire [66:0] array_ps_i__2_76 ;
-  wire [66:0] array_ps_i__3;
-  wire [66:0] array_ps_i__3_113 ;
-  wire [66:0] array_ps_i__3_82 ;
-  wire [66:0] array_ps_o__0_149 ;
-  wire [66:0] array_ps_o__1_155 ;
-  wire [66:0] array_ps_o__2_158 ;
-  reg [7:0] array_skew_a_2_0 = 8'h00;
-  reg [7:0] array_skew_a_3_0 = 8'h00;
-  reg [7:0] array_skew_a_3_1 = 8'h00;
-  reg array_skew_bank_2_0 = 1'h0;
-  reg array_skew_bank_3_0 = 1'h0;
-  reg array_skew_bank_3_1 = 1'h0;
-  reg [2:0] array_skew_mode_2_0 = 3'h0;
-  reg [2:0] array_skew_mode_3_0 = 3'h0;
-  reg [2:0] array_skew_mode_3_1 = 3'h0;
+  wire [267:0] array_ps_i;
+  wire [267:0] array_ps_i_40 ;
+  wire [267:0] array_ps_i_53 ;
+  wire [267:0] array_ps_o_59 ;
+  wire [11:0] array_q;
+  wire [11:0] array_q_35 ;
+  wire [11:0] array_q_48 ;
+  wire [69:0] array_q_62 ;
+  wire [69:0] array_q_66 ;
+  wire [69:0] array_q_70 ;
   wire array_w_ok__0;
   wire array_w_ok__1;
   wire array_w_ok__2;
   wire array_w_ok__3;
   wire [3:0] array_w_row_we;
   wire [1:0] array_w_we;
-  wire [1:0] array_w_we_31 ;
-  wire [1:0] array_w_we_62 ;
-  wire [1:0] array_w_we_93 ;
+  wire [1:0] array_w_we_25 ;
+  wire [1:0] array_w_we_38 ;
+  wire [1:0] array_w_we_51 ;
   reg bank = 1'h0;
   wire bank_free;
   wire booked;
@@ -511,13 +426,7 @@ module accelgen_gemm(cmd__valid, a__payload, a__valid, w__payload, w__valid, o__
   output cmd_ok;
   wire cmd_ok;
   wire credit_ok;
-  reg [12:0] ctl_0 = 13'h0000;
-  reg [12:0] ctl_1 = 13'h0000;
-  reg [12:0] ctl_2 = 13'h0000;
-  reg [12:0] ctl_3 = 13'h0000;
-  reg [12:0] ctl_4 = 13'h0000;
-  reg [12:0] ctl_5 = 13'h0000;
-  reg [12:0] ctl_6 = 13'h0000;
+  wire ctl_out_valid ;
   reg [3:0] drain_0 = 4'h0;
   reg [3:0] drain_1 = 4'h0;
   wire e5;
@@ -533,13 +442,13 @@ module accelgen_gemm(cmd__valid, a__payload, a__valid, w__payload, w__valid, o__
   reg [9:0] fd_n0 = 10'h000;
   reg feeder_state = 1'h0;
   reg [2:0] flags = 3'h0;
-  reg [2:0] flags_151  = 3'h0;
-  reg [2:0] flags_156  = 3'h0;
-  reg [2:0] flags_161  = 3'h0;
+  reg [2:0] flags_149  = 3'h0;
+  reg [2:0] flags_154  = 3'h0;
+  reg [2:0] flags_159  = 3'h0;
   wire [31:0] fp32;
-  wire [31:0] fp32_154 ;
-  wire [31:0] fp32_159 ;
-  wire [31:0] fp32_164 ;
+  wire [31:0] fp32_152 ;
+  wire [31:0] fp32_157 ;
+  wire [31:0] fp32_162 ;
   reg [1:0] full = 2'h0;
   wire [1:0] full_clr;
   wire [1:0] full_set;
@@ -578,6 +487,7 @@ module accelgen_gemm(cmd__valid, a__payload, a__valid, w__payload, w__valid, o__
   wire [31:0] out_2;
   wire [31:0] out_3;
   reg [5:0] outstanding = 6'h00;
+  wire [11:0] q_135 ;
   wire [27:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -611,17 +521,17 @@ module accelgen_gemm(cmd__valid, a__payload, a__valid, w__payload, w__valid, o__
   input w__valid;
   wire w__valid;
   wire w_en;
-  wire w_en_166 ;
+  wire w_en_164 ;
   wire w_rdy;
   assign _000_ = | drain_0;
   assign _098_ = drain_0 - 1'h1;
-  assign _140_ = | drain_1;
-  assign _151_ = drain_1 - 1'h1;
-  assign _162_ = full | full_set;
-  assign _173_ = ~ full_clr;
-  assign _182_ = _162_ & _173_;
-  assign _193_ = cmd__valid & w_rdy;
-  assign _204_ = errors != 16'hffff;
+  assign _133_ = | drain_1;
+  assign _144_ = drain_1 - 1'h1;
+  assign _155_ = full | full_set;
+  assign _166_ = ~ full_clr;
+  assign _175_ = _155_ & _166_;
+  assign _186_ = cmd__valid & w_rdy;
+  assign _197_ = errors != 16'hffff;
   assign _001_ = errors + 1'h1;
   assign _010_ = bank_free & w__valid;
   assign _019_ = ld_row + 1'h1;
@@ -635,92 +545,92 @@ module accelgen_gemm(cmd__valid, a__payload, a__valid, w__payload, w__valid, o__
   assign _099_ = _087_ >= ld_n;
   assign _110_ = ld_k0 + ld_kdepth;
   assign _121_ = ld_k0 + ld_kdepth;
-  assign _132_ = ! fd_k0;
-  assign _136_ = last_k & last_n;
-  assign _137_ = _136_ & last_m;
-  assign _138_ = fd_addr + 1'h1;
-  assign _139_ = fd_m + 1'h1;
-  assign _141_ = ~ fd_bank;
-  assign _142_ = fd_k0 + fd_kdepth;
-  assign _143_ = fd_n0 + 3'h4;
-  assign _144_ = ~ taken;
-  assign _145_ = booked & _144_;
-  assign _146_ = ~ booked;
-  assign _147_ = taken & _146_;
-  assign _148_ = outstanding + 1'h1;
-  assign _149_ = outstanding - 1'h1;
-  assign _150_ = | cmd__payload[6:0];
-  assign _152_ = cmd_mode_ok & _150_;
-  assign _153_ = cmd__payload[6:0] <= 7'h40;
-  assign _154_ = _152_ & _153_;
-  assign _155_ = | cmd__payload[15:7];
-  assign _156_ = _154_ & _155_;
-  assign _157_ = cmd__payload[15:7] <= 9'h100;
-  assign _158_ = _156_ & _157_;
-  assign _159_ = | cmd__payload[24:16];
-  assign _160_ = _158_ & _159_;
-  assign _161_ = cmd__payload[24:16] <= 9'h100;
-  assign cmd_ok = _160_ & _161_;
+  assign _128_ = ! fd_k0;
+  assign _129_ = last_k & last_n;
+  assign _130_ = _129_ & last_m;
+  assign _131_ = fd_addr + 1'h1;
+  assign _132_ = fd_m + 1'h1;
+  assign _134_ = ~ fd_bank;
+  assign _135_ = fd_k0 + fd_kdepth;
+  assign _136_ = fd_n0 + 3'h4;
+  assign _137_ = ~ taken;
+  assign _138_ = booked & _137_;
+  assign _139_ = ~ booked;
+  assign _140_ = taken & _139_;
+  assign _141_ = outstanding + 1'h1;
+  assign _142_ = outstanding - 1'h1;
+  assign _143_ = | cmd__payload[6:0];
+  assign _145_ = cmd_mode_ok & _143_;
+  assign _146_ = cmd__payload[6:0] <= 7'h40;
+  assign _147_ = _145_ & _146_;
+  assign _148_ = | cmd__payload[15:7];
+  assign _149_ = _147_ & _148_;
+  assign _150_ = cmd__payload[15:7] <= 9'h100;
+  assign _151_ = _149_ & _150_;
+  assign _152_ = | cmd__payload[24:16];
+  assign _153_ = _151_ & _152_;
+  assign _154_ = cmd__payload[24:16] <= 9'h100;
+  assign cmd_ok = _153_ & _154_;
+  assign _156_ = ld_mode == 3'h4;
+  assign _157_ = ld_mode == 2'h3;
+  assign _158_ = ld_mode == 2'h2;
+  assign _159_ = ld_mode == 1'h1;
+  assign _160_ = _159_ ? 11'h008 : 11'h004;
+  assign _161_ = _158_ ? 11'h004 : _160_;
+  assign _162_ = _157_ ? 11'h004 : _161_;
+  assign ld_kdepth = _156_ ? 11'h004 : _162_;
   assign _163_ = ld_mode == 3'h4;
   assign _164_ = ld_mode == 2'h3;
   assign _165_ = ld_mode == 2'h2;
-  assign _166_ = ld_mode == 1'h1;
-  assign _167_ = _166_ ? 11'h008 : 11'h004;
-  assign _168_ = _165_ ? 11'h004 : _167_;
-  assign _169_ = _164_ ? 11'h004 : _168_;
-  assign ld_kdepth = _163_ ? 11'h004 : _169_;
-  assign _170_ = ld_mode == 3'h4;
-  assign _171_ = ld_mode == 2'h3;
-  assign _172_ = ld_mode == 2'h2;
-  assign _174_ = ld_mode == 1'h1;
-  assign _175_ = _174_ ? 2'h2 : 2'h1;
-  assign _176_ = _172_ ? 2'h1 : _175_;
-  assign _177_ = _171_ ? 2'h1 : _176_;
-  assign ld_kstep = _170_ ? 2'h1 : _177_;
-  assign _178_ = ld_mode == 3'h4;
-  assign _179_ = ld_mode == 2'h3;
-  assign _180_ = ld_mode == 2'h2;
+  assign _167_ = ld_mode == 1'h1;
+  assign _168_ = _167_ ? 2'h2 : 2'h1;
+  assign _169_ = _165_ ? 2'h1 : _168_;
+  assign _170_ = _164_ ? 2'h1 : _169_;
+  assign ld_kstep = _163_ ? 2'h1 : _170_;
+  assign _171_ = ld_mode == 3'h4;
+  assign _172_ = ld_mode == 2'h3;
+  assign _173_ = ld_mode == 2'h2;
+  assign _174_ = _173_ ? 1'h1 : 1'h0;
+  assign _176_ = _172_ ? 1'h0 : _174_;
+  assign ld_is_w4a8 = _171_ ? 1'h0 : _176_;
+  assign _177_ = ld_mode == 3'h4;
+  assign _178_ = ld_mode == 2'h3;
+  assign _179_ = ld_mode == 2'h2;
+  assign _180_ = ld_mode == 1'h1;
   assign _181_ = _180_ ? 1'h1 : 1'h0;
-  assign _183_ = _179_ ? 1'h0 : _181_;
-  assign ld_is_w4a8 = _178_ ? 1'h0 : _183_;
-  assign _184_ = ld_mode == 3'h4;
-  assign _185_ = ld_mode == 2'h3;
-  assign _186_ = ld_mode == 2'h2;
-  assign _187_ = ld_mode == 1'h1;
-  assign _188_ = _187_ ? 1'h1 : 1'h0;
-  assign _189_ = _186_ ? 1'h0 : _188_;
-  assign _190_ = _185_ ? 1'h0 : _189_;
-  assign ld_is_int4 = _184_ ? 1'h0 : _190_;
-  assign _191_ = full >> ld_bank;
-  assign _192_ = ~ _191_;
-  assign _194_ = ld_bank ? drain_1 : drain_0;
-  assign _195_ = ! _194_;
-  assign bank_free = _192_ & _195_;
-  assign _196_ = ~ ld_is_w4a8;
-  assign _197_ = _196_ | ld_row[0];
-  assign _198_ = ld_row == 2'h3;
-  assign take_beat = _197_ | _198_;
+  assign _182_ = _179_ ? 1'h0 : _181_;
+  assign _183_ = _178_ ? 1'h0 : _182_;
+  assign ld_is_int4 = _177_ ? 1'h0 : _183_;
+  assign _184_ = full >> ld_bank;
+  assign _185_ = ~ _184_;
+  assign _187_ = ld_bank ? drain_1 : drain_0;
+  assign _188_ = ! _187_;
+  assign bank_free = _185_ & _188_;
+  assign _189_ = ~ ld_is_w4a8;
+  assign _190_ = _189_ | ld_row[0];
+  assign _191_ = ld_row == 2'h3;
+  assign take_beat = _190_ | _191_;
   assign lo_ok = ld_krow < ld_k;
-  assign _199_ = ld_krow + 1'h1;
-  assign hi_ok = _199_ < ld_k;
-  assign _200_ = ld_n0 + 1'h0;
-  assign ld_col_ok_0 = _200_ < ld_n;
-  assign _201_ = ld_col_ok_0 & lo_ok;
-  assign _202_ = ld_is_w4a8 & ld_row[0];
-  assign _203_ = _202_ ? w__payload[7:4] : w__payload[3:0];
-  assign array_port_146_0  = _201_ ? _203_ : 4'h0;
-  assign _205_ = ld_is_int4 ? hi_ok : lo_ok;
-  assign _206_ = ld_col_ok_0 & _205_;
-  assign _207_ = ld_is_w4a8 ? 4'h0 : w__payload[7:4];
-  assign _208_ = ld_is_int4 ? w__payload[7:4] : _207_;
-  assign array_port_151_0  = _206_ ? _208_ : 4'h0;
+  assign _192_ = ld_krow + 1'h1;
+  assign hi_ok = _192_ < ld_k;
+  assign _193_ = ld_n0 + 1'h0;
+  assign ld_col_ok_0 = _193_ < ld_n;
+  assign _194_ = ld_col_ok_0 & lo_ok;
+  assign _195_ = ld_is_w4a8 & ld_row[0];
+  assign _196_ = _195_ ? w__payload[7:4] : w__payload[3:0];
+  assign array_port_146_0  = _194_ ? _196_ : 4'h0;
+  assign _198_ = ld_is_int4 ? hi_ok : lo_ok;
+  assign _199_ = ld_col_ok_0 & _198_;
+  assign _200_ = ld_is_w4a8 ? 4'h0 : w__payload[7:4];
+  assign _201_ = ld_is_int4 ? w__payload[7:4] : _200_;
+  assign array_port_151_0  = _199_ ? _201_ : 4'h0;
   assign array_w_ok__0 = ld_col_ok_0 & lo_ok;
-  assign _209_ = ld_n0 + 1'h1;
-  assign ld_col_ok_1 = _209_ < ld_n;
-  assign _210_ = ld_col_ok_1 & lo_ok;
-  assign _211_ = ld_is_w4a8 & ld_row[0];
-  assign _212_ = _211_ ? w__payload[15:12] : w__payload[11:8];
-  assign array_port_158_0  = _210_ ? _212_ : 4'h0;
+  assign _202_ = ld_n0 + 1'h1;
+  assign ld_col_ok_1 = _202_ < ld_n;
+  assign _203_ = ld_col_ok_1 & lo_ok;
+  assign _204_ = ld_is_w4a8 & ld_row[0];
+  assign _205_ = _204_ ? w__payload[15:12] : w__payload[11:8];
+  assign array_port_158_0  = _203_ ? _205_ : 4'h0;
   assign _002_ = ld_is_int4 ? hi_ok : lo_ok;
   assign _003_ = ld_col_ok_1 & _002_;
   assign _004_ = ld_is_w4a8 ? 4'h0 : w__payload[15:12];
@@ -808,10 +718,10 @@ module accelgen_gemm(cmd__valid, a__payload, a__valid, w__payload, w__valid, o__
   assign sc_fp = | { _067_, _066_ };
   assign e5 = sc[12:10] == 3'h4;
   assign { _068_[32], out_0 } = sc_fp ? { 1'h0, fp32 } : { sc_sum_0[31], sc_sum_0[31:0] };
-  assign { _069_[32], out_1 } = sc_fp ? { 1'h0, fp32_154  } : { sc_sum_1[31], sc_sum_1[31:0] };
-  assign { _070_[32], out_2 } = sc_fp ? { 1'h0, fp32_159  } : { sc_sum_2[31], sc_sum_2[31:0] };
-  assign { _072_[32], out_3 } = sc_fp ? { 1'h0, fp32_164  } : { sc_sum_3[31], sc_sum_3[31:0] };
-  assign w_en_166  = sc[0] & sc[2];
+  assign { _069_[32], out_1 } = sc_fp ? { 1'h0, fp32_152  } : { sc_sum_1[31], sc_sum_1[31:0] };
+  assign { _070_[32], out_2 } = sc_fp ? { 1'h0, fp32_157  } : { sc_sum_2[31], sc_sum_2[31:0] };
+  assign { _072_[32], out_3 } = sc_fp ? { 1'h0, fp32_162  } : { sc_sum_3[31], sc_sum_3[31:0] };
+  assign w_en_164  = sc[0] & sc[2];
   assign taken = o__valid & o__ready;
   assign booked = issue & last_k;
   assign _073_ = loader_state | feeder_state;
@@ -871,553 +781,442 @@ module accelgen_gemm(cmd__valid, a__payload, a__valid, w__payload, w__valid, o__
   always @(posedge clk)
     fd_bank <= _106_;
   always @(posedge clk)
-    ctl_0 <= _107_;
+    sb <= _107_;
   always @(posedge clk)
-    ctl_1 <= _108_;
+    sb_ps_0 <= _108_;
   always @(posedge clk)
-    ctl_2 <= _109_;
+    sb_ps_1 <= _109_;
   always @(posedge clk)
-    ctl_3 <= _111_;
+    sb_ps_2 <= _111_;
   always @(posedge clk)
-    ctl_4 <= _112_;
+    sb_ps_3 <= _112_;
   always @(posedge clk)
-    ctl_5 <= _113_;
+    sb_fl_0 <= _113_;
   always @(posedge clk)
-    ctl_6 <= _114_;
+    sb_fl_1 <= _114_;
   always @(posedge clk)
-    sb <= _115_;
+    sb_fl_2 <= _115_;
   always @(posedge clk)
-    sb_ps_0 <= _116_;
+    sb_fl_3 <= _116_;
   always @(posedge clk)
-    sb_ps_1 <= _117_;
+    sc <= _117_;
   always @(posedge clk)
-    sb_ps_2 <= _118_;
+    sc_sum_0 <= _118_;
   always @(posedge clk)
-    sb_ps_3 <= _119_;
+    flags <= _119_;
   always @(posedge clk)
-    sb_fl_0 <= _120_;
+    sc_sum_1 <= _120_;
   always @(posedge clk)
-    sb_fl_1 <= _122_;
+    flags_149  <= _122_;
   always @(posedge clk)
-    sb_fl_2 <= _123_;
+    sc_sum_2 <= _123_;
   always @(posedge clk)
-    sb_fl_3 <= _124_;
+    flags_154  <= _124_;
   always @(posedge clk)
-    sc <= _125_;
+    sc_sum_3 <= _125_;
   always @(posedge clk)
-    sc_sum_0 <= _126_;
+    flags_159  <= _126_;
   always @(posedge clk)
-    flags <= _127_;
-  always @(posedge clk)
-    sc_sum_1 <= _128_;
-  always @(posedge clk)
-    flags_151  <= _129_;
-  always @(posedge clk)
-    sc_sum_2 <= _130_;
-  always @(posedge clk)
-    flags_156  <= _131_;
-  always @(posedge clk)
-    sc_sum_3 <= _133_;
-  always @(posedge clk)
-    flags_161  <= _134_;
-  always @(posedge clk)
-    outstanding <= _135_;
+    outstanding <= _127_;
   always @(posedge clk)
     acc_mem_r0_bypass_data_w0 <= { acc_mem_port_248_0 , acc_mem_port_246_0 , acc_mem_port_244_0 , acc_mem_port_242_0 , acc_mem_port_240_0 , acc_mem_port_238_0 , acc_mem_port_236_0 , acc_mem_port_234_0  };
   assign acc_mem_r__0__data = acc_mem_r0_bypass_w0 ? acc_mem_r0_bypass_data_w0 : acc_mem_r0_data;
-  assign _213_ = sb[9:4] == ctl_6[9:4];
-  assign _214_ = acc_mem_w0_en & _213_;
+  assign _206_ = sb[9:4] == q_135 [8:3];
+  assign _207_ = acc_mem_w0_en & _206_;
   always @(posedge clk)
-    acc_mem_r0_bypass_w0 <= _214_;
-  always @(posedge clk)
-    array_deskew_2_0 <= _241_;
-  always @(posedge clk)
-    array_deskew_fl_2_0 <= _242_;
-  assign _215_ = ~ ld_bank;
-  assign array_w_we = { array_w_row_we[0], array_w_row_we[0] } & { ld_bank, _215_ };
-  assign _226_ = ~ ld_bank;
-  assign array_w_we_31  = { array_w_row_we[1], array_w_row_we[1] } & { ld_bank, _226_ };
-  assign _237_ = ~ ld_bank;
-  assign array_w_we_62  = { array_w_row_we[2], array_w_row_we[2] } & { ld_bank, _237_ };
-  assign _243_ = ~ ld_bank;
-  assign array_w_we_93  = { array_w_row_we[3], array_w_row_we[3] } & { ld_bank, _243_ };
-  always @(posedge clk)
-    array_a_i_25  <= _244_;
-  always @(posedge clk)
-    array_bank_i_27  <= _245_;
-  always @(posedge clk)
-    array_mode_i_29  <= _246_;
-  always @(posedge clk)
-    array_skew_a_2_0 <= _247_;
-  always @(posedge clk)
-    array_skew_bank_2_0 <= _248_;
-  always @(posedge clk)
-    array_skew_mode_2_0 <= _216_;
-  always @(posedge clk)
-    array_a_i_56  <= _217_;
-  always @(posedge clk)
-    array_bank_i_58  <= _218_;
-  always @(posedge clk)
-    array_mode_i_60  <= _219_;
-  always @(posedge clk)
-    array_skew_a_3_0 <= _220_;
-  always @(posedge clk)
-    array_skew_bank_3_0 <= _221_;
-  always @(posedge clk)
-    array_skew_mode_3_0 <= _222_;
-  always @(posedge clk)
-    array_skew_a_3_1 <= _223_;
-  always @(posedge clk)
-    array_skew_bank_3_1 <= _224_;
-  always @(posedge clk)
-    array_skew_mode_3_1 <= _225_;
-  always @(posedge clk)
-    array_a_i_87  <= _227_;
-  always @(posedge clk)
-    array_bank_i_89  <= _228_;
-  always @(posedge clk)
-    array_mode_i_91  <= _229_;
-  always @(posedge clk)
-    array_deskew_0_0 <= _230_;
-  always @(posedge clk)
-    array_deskew_fl_0_0 <= _231_;
-  always @(posedge clk)
-    array_deskew_0_1 <= _232_;
-  always @(posedge clk)
-    array_deskew_fl_0_1 <= _233_;
-  always @(posedge clk)
-    array_deskew_0_2 <= _234_;
-  always @(posedge clk)
-    array_deskew_fl_0_2 <= _235_;
-  always @(posedge clk)
-    array_deskew_1_0 <= _236_;
-  always @(posedge clk)
-    array_deskew_fl_1_0 <= _238_;
-  always @(posedge clk)
-    array_deskew_1_1 <= _239_;
-  always @(posedge clk)
-    array_deskew_fl_1_1 <= _240_;
-  assign _242_ = rst ? 3'h0 : array_fl_o__2_159 ;
-  assign _241_ = rst ? 67'h00000000000000000 : array_ps_o__2_158 ;
-  assign _240_ = rst ? 3'h0 : array_deskew_fl_1_0;
-  assign _239_ = rst ? 67'h00000000000000000 : array_deskew_1_0;
-  assign _238_ = rst ? 3'h0 : array_fl_o__1_157 ;
-  assign _236_ = rst ? 67'h00000000000000000 : array_ps_o__1_155 ;
-  assign _235_ = rst ? 3'h0 : array_deskew_fl_0_1;
-  assign _234_ = rst ? 67'h00000000000000000 : array_deskew_0_1;
-  assign _233_ = rst ? 3'h0 : array_deskew_fl_0_0;
-  assign _232_ = rst ? 67'h00000000000000000 : array_deskew_0_0;
-  assign _231_ = rst ? 3'h0 : array_fl_o__0_151 ;
-  assign _230_ = rst ? 67'h00000000000000000 : array_ps_o__0_149 ;
-  assign _229_ = rst ? 3'h0 : array_skew_mode_3_1;
-  assign _228_ = rst ? 1'h0 : array_skew_bank_3_1;
-  assign _227_ = rst ? 8'h00 : array_skew_a_3_1;
-  assign _225_ = rst ? 3'h0 : array_skew_mode_3_0;
-  assign _224_ = rst ? 1'h0 : array_skew_bank_3_0;
-  assign _223_ = rst ? 8'h00 : array_skew_a_3_0;
-  assign _222_ = rst ? 3'h0 : mode;
-  assign _221_ = rst ? 1'h0 : bank;
-  assign _220_ = rst ? 8'h00 : a__3;
-  assign _219_ = rst ? 3'h0 : array_skew_mode_2_0;
-  assign _218_ = rst ? 1'h0 : array_skew_bank_2_0;
-  assign _217_ = rst ? 8'h00 : array_skew_a_2_0;
-  assign _216_ = rst ? 3'h0 : mode;
-  assign _248_ = rst ? 1'h0 : bank;
-  assign _247_ = rst ? 8'h00 : a__2;
-  assign _246_ = rst ? 3'h0 : mode;
-  assign _245_ = rst ? 1'h0 : bank;
-  assign _244_ = rst ? 8'h00 : a__1;
-  assign _249_ = last_m ? _051_ : 2'h0;
-  assign _250_ = issue ? _249_ : 2'h0;
-  assign full_clr = feeder_state ? _250_ : 2'h0;
+    acc_mem_r0_bypass_w0 <= _207_;
+  assign array_w_we_38  = { array_w_row_we[2], array_w_row_we[2] } & { ld_bank, _210_ };
+  assign _211_ = ~ ld_bank;
+  assign array_w_we_51  = { array_w_row_we[3], array_w_row_we[3] } & { ld_bank, _211_ };
+  assign _208_ = ~ ld_bank;
+  assign array_w_we = { array_w_row_we[0], array_w_row_we[0] } & { ld_bank, _208_ };
+  assign _209_ = ~ ld_bank;
+  assign array_w_we_25  = { array_w_row_we[1], array_w_row_we[1] } & { ld_bank, _209_ };
+  assign _210_ = ~ ld_bank;
+  assign _212_ = last_m ? _051_ : 2'h0;
+  assign _213_ = issue ? _212_ : 2'h0;
+  assign full_clr = feeder_state ? _213_ : 2'h0;
   assign act_mem_w0_en = feeder_state ? _050_ : 1'h0;
   assign issue = feeder_state ? _048_ : 1'h0;
   assign a__ready = feeder_state ? _045_ : 1'h0;
   assign ready = feeder_state ? _044_ : 1'h0;
   assign r_en = feeder_state ? 1'h0 : 1'h1;
-  assign _251_ = _028_ ? _029_ : 2'h0;
-  assign _252_ = _025_ ? _251_ : 2'h0;
-  assign full_set = loader_state ? _252_ : 2'h0;
-  assign _253_ = _025_ ? _026_ : 4'h0;
-  assign array_w_row_we = loader_state ? _253_ : 4'h0;
-  assign _254_ = _025_ ? take_beat : 1'h0;
-  assign w__ready = loader_state ? _254_ : 1'h0;
-  assign _255_ = cmd_ok ? 1'h1 : 1'h0;
-  assign _256_ = _024_ ? _255_ : 1'h0;
-  assign w_en = loader_state ? 1'h0 : _256_;
+  assign _214_ = _028_ ? _029_ : 2'h0;
+  assign _215_ = _025_ ? _214_ : 2'h0;
+  assign full_set = loader_state ? _215_ : 2'h0;
+  assign _216_ = _025_ ? _026_ : 4'h0;
+  assign array_w_row_we = loader_state ? _216_ : 4'h0;
+  assign _217_ = _025_ ? take_beat : 1'h0;
+  assign w__ready = loader_state ? _217_ : 1'h0;
+  assign _218_ = cmd_ok ? 1'h1 : 1'h0;
+  assign _219_ = _024_ ? _218_ : 1'h0;
+  assign w_en = loader_state ? 1'h0 : _219_;
   assign cmd__ready = loader_state ? 1'h0 : w_rdy;
-  function [2:0] _737_;
+  function [2:0] _633_;
     input [2:0] a;
     input [11:0] b;
     input [3:0] s;
     casez (s) // synopsys parallel_case
       4'b???1:
-        _737_ = b[2:0];
+        _633_ = b[2:0];
       4'b??1?:
-        _737_ = b[5:3];
+        _633_ = b[5:3];
       4'b?1??:
-        _737_ = b[8:6];
+        _633_ = b[8:6];
       4'b1???:
-        _737_ = b[11:9];
+        _633_ = b[11:9];
       default:
-        _737_ = a;
+        _633_ = a;
     endcase
   endfunction
-  assign cmd_desc_mode  = _737_(3'h0, 12'h29c, { _260_, _259_, _258_, _257_ });
-  assign _257_ = cmd__payload[27:25] == 3'h4;
-  assign _258_ = cmd__payload[27:25] == 3'h3;
-  assign _259_ = cmd__payload[27:25] == 3'h2;
-  assign _260_ = cmd__payload[27:25] == 3'h1;
-  function [0:0] _742_;
+  assign cmd_desc_mode  = _633_(3'h0, 12'h29c, { _223_, _222_, _221_, _220_ });
+  assign _220_ = cmd__payload[27:25] == 3'h4;
+  assign _221_ = cmd__payload[27:25] == 3'h3;
+  assign _222_ = cmd__payload[27:25] == 3'h2;
+  assign _223_ = cmd__payload[27:25] == 3'h1;
+  function [0:0] _638_;
     input [0:0] a;
     input [4:0] b;
     input [4:0] s;
     casez (s) // synopsys parallel_case
       5'b????1:
-        _742_ = b[0:0];
+        _638_ = b[0:0];
       5'b???1?:
-        _742_ = b[1:1];
+        _638_ = b[1:1];
       5'b??1??:
-        _742_ = b[2:2];
+        _638_ = b[2:2];
       5'b?1???:
-        _742_ = b[3:3];
+        _638_ = b[3:3];
       5'b1????:
-        _742_ = b[4:4];
+        _638_ = b[4:4];
       default:
-        _742_ = a;
+        _638_ = a;
     endcase
   endfunction
-  assign cmd_mode_ok = _742_(1'h0, 5'h1f, { _265_, _264_, _263_, _262_, _261_ });
-  assign _261_ = cmd__payload[27:25] == 3'h4;
-  assign _262_ = cmd__payload[27:25] == 3'h3;
-  assign _263_ = cmd__payload[27:25] == 3'h2;
-  assign _264_ = cmd__payload[27:25] == 3'h1;
-  assign _265_ = ! cmd__payload[27:25];
-  assign _266_ = _147_ ? _149_[5:0] : outstanding;
-  assign _267_ = _145_ ? _148_[5:0] : _266_;
-  assign _135_ = rst ? 6'h00 : _267_;
-  assign _134_ = rst ? 3'h0 : acc_mem_port_248_0 ;
-  assign _133_ = rst ? 73'h0000000000000000000 : acc_mem_port_246_0 ;
-  assign _131_ = rst ? 3'h0 : acc_mem_port_244_0 ;
-  assign _130_ = rst ? 73'h0000000000000000000 : acc_mem_port_242_0 ;
-  assign _129_ = rst ? 3'h0 : acc_mem_port_240_0 ;
-  assign _128_ = rst ? 73'h0000000000000000000 : acc_mem_port_238_0 ;
-  assign _127_ = rst ? 3'h0 : acc_mem_port_236_0 ;
-  assign _126_ = rst ? 73'h0000000000000000000 : acc_mem_port_234_0 ;
-  assign _125_ = rst ? 13'h0000 : sb;
-  assign _124_ = rst ? 3'h0 : array_fl__3;
-  assign _123_ = rst ? 3'h0 : array_deskew_fl_2_0;
-  assign _122_ = rst ? 3'h0 : array_deskew_fl_1_1;
-  assign _120_ = rst ? 3'h0 : array_deskew_fl_0_2;
-  assign _119_ = rst ? 67'h00000000000000000 : array_ps__3;
-  assign _118_ = rst ? 67'h00000000000000000 : array_deskew_2_0;
-  assign _117_ = rst ? 67'h00000000000000000 : array_deskew_1_1;
-  assign _116_ = rst ? 67'h00000000000000000 : array_deskew_0_2;
-  assign _115_ = rst ? 13'h0000 : ctl_6;
-  assign _114_ = rst ? 13'h0000 : ctl_5;
-  assign _113_ = rst ? 13'h0000 : ctl_4;
-  assign _112_ = rst ? 13'h0000 : ctl_3;
-  assign _111_ = rst ? 13'h0000 : ctl_2;
-  assign _109_ = rst ? 13'h0000 : ctl_1;
-  assign _108_ = rst ? 13'h0000 : ctl_0;
-  assign _107_ = rst ? 13'h0000 : s1;
-  assign _268_ = last_m ? _141_ : fd_bank;
-  assign _269_ = issue ? _268_ : fd_bank;
-  assign _270_ = feeder_state ? _269_ : fd_bank;
-  assign _106_ = rst ? 1'h0 : _270_;
-  assign _271_ = issue ? fd[27:25] : mode;
-  assign _272_ = feeder_state ? _271_ : mode;
-  assign _105_ = rst ? 3'h0 : _272_;
-  assign _273_ = issue ? fd_bank : bank;
-  assign _274_ = feeder_state ? _273_ : bank;
-  assign _104_ = rst ? 1'h0 : _274_;
-  assign _275_ = issue ? a__payload : s1_data;
-  assign _276_ = feeder_state ? _275_ : s1_data;
-  assign _103_ = rst ? 32'd0 : _276_;
-  assign _277_ = issue ? fd_first_pass : s1_from_stream;
-  assign _278_ = feeder_state ? _277_ : s1_from_stream;
-  assign _102_ = rst ? 1'h0 : _278_;
-  assign _279_ = last_n ? 1'h0 : feeder_state;
-  assign _280_ = last_k ? _279_ : feeder_state;
-  assign _281_ = last_m ? _280_ : feeder_state;
-  assign _282_ = issue ? _281_ : feeder_state;
-  function [0:0] _796_;
+  assign cmd_mode_ok = _638_(1'h0, 5'h1f, { _228_, _227_, _226_, _225_, _224_ });
+  assign _224_ = cmd__payload[27:25] == 3'h4;
+  assign _225_ = cmd__payload[27:25] == 3'h3;
+  assign _226_ = cmd__payload[27:25] == 3'h2;
+  assign _227_ = cmd__payload[27:25] == 3'h1;
+  assign _228_ = ! cmd__payload[27:25];
+  assign _229_ = _140_ ? _142_[5:0] : outstanding;
+  assign _230_ = _138_ ? _141_[5:0] : _229_;
+  assign _127_ = rst ? 6'h00 : _230_;
+  assign _126_ = rst ? 3'h0 : acc_mem_port_248_0 ;
+  assign _125_ = rst ? 73'h0000000000000000000 : acc_mem_port_246_0 ;
+  assign _124_ = rst ? 3'h0 : acc_mem_port_244_0 ;
+  assign _123_ = rst ? 73'h0000000000000000000 : acc_mem_port_242_0 ;
+  assign _122_ = rst ? 3'h0 : acc_mem_port_240_0 ;
+  assign _120_ = rst ? 73'h0000000000000000000 : acc_mem_port_238_0 ;
+  assign _119_ = rst ? 3'h0 : acc_mem_port_236_0 ;
+  assign _118_ = rst ? 73'h0000000000000000000 : acc_mem_port_234_0 ;
+  assign _117_ = rst ? 13'h0000 : sb;
+  assign _116_ = rst ? 3'h0 : array_fl_o_60 [11:9];
+  assign _115_ = rst ? 3'h0 : array_q_70 [69:67];
+  assign _114_ = rst ? 3'h0 : array_q_66 [69:67];
+  assign _113_ = rst ? 3'h0 : array_q_62 [69:67];
+  assign _112_ = rst ? 67'h00000000000000000 : array_ps_o_59 [267:201];
+  assign _111_ = rst ? 67'h00000000000000000 : array_q_70 [66:0];
+  assign _109_ = rst ? 67'h00000000000000000 : array_q_66 [66:0];
+  assign _108_ = rst ? 67'h00000000000000000 : array_q_62 [66:0];
+  assign _107_ = rst ? 13'h0000 : { q_135 , ctl_out_valid  };
+  assign _231_ = last_m ? _134_ : fd_bank;
+  assign _232_ = issue ? _231_ : fd_bank;
+  assign _233_ = feeder_state ? _232_ : fd_bank;
+  assign _106_ = rst ? 1'h0 : _233_;
+  assign _234_ = issue ? fd[27:25] : mode;
+  assign _235_ = feeder_state ? _234_ : mode;
+  assign _105_ = rst ? 3'h0 : _235_;
+  assign _236_ = issue ? fd_bank : bank;
+  assign _237_ = feeder_state ? _236_ : bank;
+  assign _104_ = rst ? 1'h0 : _237_;
+  assign _238_ = issue ? a__payload : s1_data;
+  assign _239_ = feeder_state ? _238_ : s1_data;
+  assign _103_ = rst ? 32'd0 : _239_;
+  assign _240_ = issue ? fd_first_pass : s1_from_stream;
+  assign _241_ = feeder_state ? _240_ : s1_from_stream;
+  assign _102_ = rst ? 1'h0 : _241_;
+  assign _242_ = last_n ? 1'h0 : feeder_state;
+  assign _243_ = last_k ? _242_ : feeder_state;
+  assign _244_ = last_m ? _243_ : feeder_state;
+  assign _245_ = issue ? _244_ : feeder_state;
+  function [0:0] _685_;
     input [0:0] a;
     input [1:0] b;
     input [1:0] s;
     casez (s) // synopsys parallel_case
       2'b?1:
-        _796_ = b[0:0];
+        _685_ = b[0:0];
       2'b1?:
-        _796_ = b[1:1];
+        _685_ = b[1:1];
       default:
-        _796_ = a;
+        _685_ = a;
     endcase
   endfunction
-  assign _283_ = _796_(feeder_state, { _284_, _282_ }, { _285_, feeder_state });
-  assign _284_ = r_rdy ? 1'h1 : feeder_state;
-  assign _285_ = ~ feeder_state;
-  assign _101_ = rst ? 1'h0 : _283_;
-  assign _286_ = last_k ? 1'h0 : fd_first_pass;
-  assign _287_ = last_m ? _286_ : fd_first_pass;
-  assign _288_ = issue ? _287_ : fd_first_pass;
-  function [0:0] _803_;
+  assign _246_ = _685_(feeder_state, { _247_, _245_ }, { _248_, feeder_state });
+  assign _247_ = r_rdy ? 1'h1 : feeder_state;
+  assign _248_ = ~ feeder_state;
+  assign _101_ = rst ? 1'h0 : _246_;
+  assign _249_ = last_k ? 1'h0 : fd_first_pass;
+  assign _250_ = last_m ? _249_ : fd_first_pass;
+  assign _251_ = issue ? _250_ : fd_first_pass;
+  function [0:0] _692_;
     input [0:0] a;
     input [1:0] b;
     input [1:0] s;
     casez (s) // synopsys parallel_case
       2'b?1:
-        _803_ = b[0:0];
+        _692_ = b[0:0];
       2'b1?:
-        _803_ = b[1:1];
+        _692_ = b[1:1];
       default:
-        _803_ = a;
+        _692_ = a;
     endcase
   endfunction
-  assign _289_ = _803_(fd_first_pass, { _290_, _288_ }, { _291_, feeder_state });
-  assign _290_ = r_rdy ? 1'h1 : fd_first_pass;
-  assign _291_ = ~ feeder_state;
-  assign _100_ = rst ? 1'h0 : _289_;
-  assign _292_ = last_k ? 13'h0000 : _138_[12:0];
-  assign _293_ = last_m ? _292_ : _138_[12:0];
-  assign _294_ = issue ? _293_ : fd_addr;
-  function [12:0] _810_;
+  assign _252_ = _692_(fd_first_pass, { _253_, _251_ }, { _254_, feeder_state });
+  assign _253_ = r_rdy ? 1'h1 : fd_first_pass;
+  assign _254_ = ~ feeder_state;
+  assign _100_ = rst ? 1'h0 : _252_;
+  assign _255_ = last_k ? 13'h0000 : _131_[12:0];
+  assign _256_ = last_m ? _255_ : _131_[12:0];
+  assign _257_ = issue ? _256_ : fd_addr;
+  function [12:0] _699_;
     input [12:0] a;
     input [25:0] b;
     input [1:0] s;
     casez (s) // synopsys parallel_case
       2'b?1:
-        _810_ = b[12:0];
+        _699_ = b[12:0];
       2'b1?:
-        _810_ = b[25:13];
+        _699_ = b[25:13];
       default:
-        _810_ = a;
+        _699_ = a;
     endcase
   endfunction
-  assign _295_ = _810_(fd_addr, { _296_, _294_ }, { _297_, feeder_state });
-  assign _296_ = r_rdy ? 13'h0000 : fd_addr;
-  assign _297_ = ~ feeder_state;
-  assign _097_ = rst ? 13'h0000 : _295_;
-  assign _298_ = last_k ? _143_[9:0] : fd_n0;
-  assign _299_ = last_m ? _298_ : fd_n0;
-  assign _300_ = issue ? _299_ : fd_n0;
-  function [9:0] _817_;
+  assign _258_ = _699_(fd_addr, { _259_, _257_ }, { _260_, feeder_state });
+  assign _259_ = r_rdy ? 13'h0000 : fd_addr;
+  assign _260_ = ~ feeder_state;
+  assign _097_ = rst ? 13'h0000 : _258_;
+  assign _261_ = last_k ? _136_[9:0] : fd_n0;
+  assign _262_ = last_m ? _261_ : fd_n0;
+  assign _263_ = issue ? _262_ : fd_n0;
+  function [9:0] _706_;
     input [9:0] a;
     input [19:0] b;
     input [1:0] s;
     casez (s) // synopsys parallel_case
       2'b?1:
-        _817_ = b[9:0];
+        _706_ = b[9:0];
       2'b1?:
-        _817_ = b[19:10];
+        _706_ = b[19:10];
       default:
-        _817_ = a;
+        _706_ = a;
     endcase
   endfunction
-  assign _301_ = _817_(fd_n0, { _302_, _300_ }, { _303_, feeder_state });
-  assign _302_ = r_rdy ? 10'h000 : fd_n0;
-  assign _303_ = ~ feeder_state;
-  assign _096_ = rst ? 10'h000 : _301_;
-  assign _304_ = last_k ? 11'h000 : _142_[10:0];
-  assign _305_ = last_m ? _304_ : fd_k0;
-  assign _306_ = issue ? _305_ : fd_k0;
-  function [10:0] _824_;
+  assign _264_ = _706_(fd_n0, { _265_, _263_ }, { _266_, feeder_state });
+  assign _265_ = r_rdy ? 10'h000 : fd_n0;
+  assign _266_ = ~ feeder_state;
+  assign _096_ = rst ? 10'h000 : _264_;
+  assign _267_ = last_k ? 11'h000 : _135_[10:0];
+  assign _268_ = last_m ? _267_ : fd_k0;
+  assign _269_ = issue ? _268_ : fd_k0;
+  function [10:0] _713_;
     input [10:0] a;
     input [21:0] b;
     input [1:0] s;
     casez (s) // synopsys parallel_case
       2'b?1:
-        _824_ = b[10:0];
+        _713_ = b[10:0];
       2'b1?:
-        _824_ = b[21:11];
+        _713_ = b[21:11];
       default:
-        _824_ = a;
+        _713_ = a;
     endcase
   endfunction
-  assign _307_ = _824_(fd_k0, { _308_, _306_ }, { _309_, feeder_state });
-  assign _308_ = r_rdy ? 11'h000 : fd_k0;
-  assign _309_ = ~ feeder_state;
-  assign _095_ = rst ? 11'h000 : _307_;
-  assign _310_ = last_m ? 7'h00 : _139_[6:0];
-  assign _311_ = issue ? _310_ : fd_m;
-  function [6:0] _830_;
+  assign _270_ = _713_(fd_k0, { _271_, _269_ }, { _272_, feeder_state });
+  assign _271_ = r_rdy ? 11'h000 : fd_k0;
+  assign _272_ = ~ feeder_state;
+  assign _095_ = rst ? 11'h000 : _270_;
+  assign _273_ = last_m ? 7'h00 : _132_[6:0];
+  assign _274_ = issue ? _273_ : fd_m;
+  function [6:0] _719_;
     input [6:0] a;
     input [13:0] b;
     input [1:0] s;
     casez (s) // synopsys parallel_case
       2'b?1:
-        _830_ = b[6:0];
+        _719_ = b[6:0];
       2'b1?:
-        _830_ = b[13:7];
+        _719_ = b[13:7];
       default:
-        _830_ = a;
+        _719_ = a;
     endcase
   endfunction
-  assign _312_ = _830_(fd_m, { _313_, _311_ }, { _314_, feeder_state });
-  assign _313_ = r_rdy ? 7'h00 : fd_m;
-  assign _314_ = ~ feeder_state;
-  assign _094_ = rst ? 7'h00 : _312_;
-  assign _315_ = r_rdy ? r_data : fd;
-  assign _316_ = feeder_state ? fd : _315_;
-  assign _093_ = rst ? 28'h0000000 : _316_;
-  assign _317_ = issue ? fd[27:25] : s1[12:10];
-  assign _318_ = feeder_state ? _317_ : s1[12:10];
-  assign _092_[12:10] = rst ? 3'h0 : _318_;
-  assign _319_ = issue ? _137_ : s1[3];
-  assign _320_ = feeder_state ? _319_ : s1[3];
-  assign _092_[3] = rst ? 1'h0 : _320_;
-  assign _321_ = issue ? last_k : s1[2];
-  assign _322_ = feeder_state ? _321_ : s1[2];
-  assign _092_[2] = rst ? 1'h0 : _322_;
-  assign _323_ = issue ? _132_ : s1[1];
-  assign _324_ = feeder_state ? _323_ : s1[1];
-  assign _092_[1] = rst ? 1'h0 : _324_;
+  assign _275_ = _719_(fd_m, { _276_, _274_ }, { _277_, feeder_state });
+  assign _276_ = r_rdy ? 7'h00 : fd_m;
+  assign _277_ = ~ feeder_state;
+  assign _094_ = rst ? 7'h00 : _275_;
+  assign _278_ = r_rdy ? r_data : fd;
+  assign _279_ = feeder_state ? fd : _278_;
+  assign _093_ = rst ? 28'h0000000 : _279_;
+  assign _280_ = issue ? fd[27:25] : s1[12:10];
+  assign _281_ = feeder_state ? _280_ : s1[12:10];
+  assign _092_[12:10] = rst ? 3'h0 : _281_;
+  assign _282_ = issue ? _130_ : s1[3];
+  assign _283_ = feeder_state ? _282_ : s1[3];
+  assign _092_[3] = rst ? 1'h0 : _283_;
+  assign _284_ = issue ? last_k : s1[2];
+  assign _285_ = feeder_state ? _284_ : s1[2];
+  assign _092_[2] = rst ? 1'h0 : _285_;
+  assign _286_ = issue ? _128_ : s1[1];
+  assign _287_ = feeder_state ? _286_ : s1[1];
+  assign _092_[1] = rst ? 1'h0 : _287_;
   assign _092_[0] = rst ? 1'h0 : issue;
-  assign _325_ = issue ? fd_m[5:0] : s1[9:4];
-  assign _326_ = feeder_state ? _325_ : s1[9:4];
-  assign _092_[9:4] = rst ? 6'h00 : _326_;
-  assign _327_ = _038_ ? _049_ : ld_bank;
-  assign _328_ = _010_ ? _327_ : ld_bank;
-  assign _329_ = loader_state ? _328_ : ld_bank;
-  assign _091_ = rst ? 1'h0 : _329_;
-  assign _330_ = _204_ ? _001_[15:0] : errors;
-  assign _331_ = cmd_ok ? errors : _330_;
-  assign _332_ = _193_ ? _331_ : errors;
-  assign _333_ = loader_state ? errors : _332_;
-  assign _090_ = rst ? 16'h0000 : _333_;
-  assign _334_ = _099_ ? 1'h0 : loader_state;
-  assign _335_ = _071_ ? _334_ : loader_state;
-  assign _336_ = _038_ ? _335_ : loader_state;
-  assign _337_ = _010_ ? _336_ : loader_state;
-  function [0:0] _866_;
+  assign _288_ = issue ? fd_m[5:0] : s1[9:4];
+  assign _289_ = feeder_state ? _288_ : s1[9:4];
+  assign _092_[9:4] = rst ? 6'h00 : _289_;
+  assign _290_ = _038_ ? _049_ : ld_bank;
+  assign _291_ = _010_ ? _290_ : ld_bank;
+  assign _292_ = loader_state ? _291_ : ld_bank;
+  assign _091_ = rst ? 1'h0 : _292_;
+  assign _293_ = _197_ ? _001_[15:0] : errors;
+  assign _294_ = cmd_ok ? errors : _293_;
+  assign _295_ = _186_ ? _294_ : errors;
+  assign _296_ = loader_state ? errors : _295_;
+  assign _090_ = rst ? 16'h0000 : _296_;
+  assign _297_ = _099_ ? 1'h0 : loader_state;
+  assign _298_ = _071_ ? _297_ : loader_state;
+  assign _299_ = _038_ ? _298_ : loader_state;
+  assign _300_ = _010_ ? _299_ : loader_state;
+  function [0:0] _755_;
     input [0:0] a;
     input [1:0] b;
     input [1:0] s;
     casez (s) // synopsys parallel_case
       2'b?1:
-        _866_ = b[0:0];
+        _755_ = b[0:0];
       2'b1?:
-        _866_ = b[1:1];
+        _755_ = b[1:1];
       default:
-        _866_ = a;
+        _755_ = a;
     endcase
   endfunction
-  assign _338_ = _866_(loader_state, { _340_, _337_ }, { _341_, loader_state });
-  assign _339_ = cmd_ok ? 1'h1 : loader_state;
-  assign _340_ = _193_ ? _339_ : loader_state;
-  assign _341_ = ~ loader_state;
-  assign _089_ = rst ? 1'h0 : _338_;
-  assign _342_ = _071_ ? 11'h000 : _121_[10:0];
-  assign _343_ = _038_ ? _342_ : _027_[10:0];
-  assign _344_ = _010_ ? _343_ : ld_krow;
-  function [10:0] _874_;
+  assign _301_ = _755_(loader_state, { _303_, _300_ }, { _304_, loader_state });
+  assign _302_ = cmd_ok ? 1'h1 : loader_state;
+  assign _303_ = _186_ ? _302_ : loader_state;
+  assign _304_ = ~ loader_state;
+  assign _089_ = rst ? 1'h0 : _301_;
+  assign _305_ = _071_ ? 11'h000 : _121_[10:0];
+  assign _306_ = _038_ ? _305_ : _027_[10:0];
+  assign _307_ = _010_ ? _306_ : ld_krow;
+  function [10:0] _763_;
     input [10:0] a;
     input [21:0] b;
     input [1:0] s;
     casez (s) // synopsys parallel_case
       2'b?1:
-        _874_ = b[10:0];
+        _763_ = b[10:0];
       2'b1?:
-        _874_ = b[21:11];
+        _763_ = b[21:11];
       default:
-        _874_ = a;
+        _763_ = a;
     endcase
   endfunction
-  assign _345_ = _874_(ld_krow, { _347_, _344_ }, { _348_, loader_state });
-  assign _346_ = cmd_ok ? 11'h000 : ld_krow;
-  assign _347_ = _193_ ? _346_ : ld_krow;
-  assign _348_ = ~ loader_state;
-  assign _088_ = rst ? 11'h000 : _345_;
-  assign _349_ = _038_ ? 2'h0 : _019_[1:0];
-  assign _350_ = _010_ ? _349_ : ld_row;
-  function [1:0] _881_;
+  assign _308_ = _763_(ld_krow, { _310_, _307_ }, { _311_, loader_state });
+  assign _309_ = cmd_ok ? 11'h000 : ld_krow;
+  assign _310_ = _186_ ? _309_ : ld_krow;
+  assign _311_ = ~ loader_state;
+  assign _088_ = rst ? 11'h000 : _308_;
+  assign _312_ = _038_ ? 2'h0 : _019_[1:0];
+  assign _313_ = _010_ ? _312_ : ld_row;
+  function [1:0] _770_;
     input [1:0] a;
     input [3:0] b;
     input [1:0] s;
     casez (s) // synopsys parallel_case
       2'b?1:
-        _881_ = b[1:0];
+        _770_ = b[1:0];
       2'b1?:
-        _881_ = b[3:2];
+        _770_ = b[3:2];
       default:
-        _881_ = a;
+        _770_ = a;
     endcase
   endfunction
-  assign _351_ = _881_(ld_row, { _353_, _350_ }, { _354_, loader_state });
-  assign _352_ = cmd_ok ? 2'h0 : ld_row;
-  assign _353_ = _193_ ? _352_ : ld_row;
-  assign _354_ = ~ loader_state;
-  assign _086_ = rst ? 2'h0 : _351_;
-  assign _355_ = _071_ ? 11'h000 : _110_[10:0];
-  assign _356_ = _038_ ? _355_ : ld_k0;
-  assign _357_ = _010_ ? _356_ : ld_k0;
-  function [10:0] _889_;
+  assign _314_ = _770_(ld_row, { _316_, _313_ }, { _317_, loader_state });
+  assign _315_ = cmd_ok ? 2'h0 : ld_row;
+  assign _316_ = _186_ ? _315_ : ld_row;
+  assign _317_ = ~ loader_state;
+  assign _086_ = rst ? 2'h0 : _314_;
+  assign _318_ = _071_ ? 11'h000 : _110_[10:0];
+  assign _319_ = _038_ ? _318_ : ld_k0;
+  assign _320_ = _010_ ? _319_ : ld_k0;
+  function [10:0] _778_;
     input [10:0] a;
     input [21:0] b;
     input [1:0] s;
     casez (s) // synopsys parallel_case
       2'b?1:
-        _889_ = b[10:0];
+        _778_ = b[10:0];
       2'b1?:
-        _889_ = b[21:11];
+        _778_ = b[21:11];
       default:
-        _889_ = a;
+        _778_ = a;
     endcase
   endfunction
-  assign _358_ = _889_(ld_k0, { _360_, _357_ }, { _361_, loader_state });
-  assign _359_ = cmd_ok ? 11'h000 : ld_k0;
-  assign _360_ = _193_ ? _359_ : ld_k0;
-  assign _361_ = ~ loader_state;
-  assign _085_ = rst ? 11'h000 : _358_;
-  assign _362_ = _071_ ? _076_[9:0] : ld_n0;
-  assign _363_ = _038_ ? _362_ : ld_n0;
-  assign _364_ = _010_ ? _363_ : ld_n0;
-  function [9:0] _897_;
+  assign _321_ = _778_(ld_k0, { _323_, _320_ }, { _324_, loader_state });
+  assign _322_ = cmd_ok ? 11'h000 : ld_k0;
+  assign _323_ = _186_ ? _322_ : ld_k0;
+  assign _324_ = ~ loader_state;
+  assign _085_ = rst ? 11'h000 : _321_;
+  assign _325_ = _071_ ? _076_[9:0] : ld_n0;
+  assign _326_ = _038_ ? _325_ : ld_n0;
+  assign _327_ = _010_ ? _326_ : ld_n0;
+  function [9:0] _786_;
     input [9:0] a;
     input [19:0] b;
     input [1:0] s;
     casez (s) // synopsys parallel_case
       2'b?1:
-        _897_ = b[9:0];
+        _786_ = b[9:0];
       2'b1?:
-        _897_ = b[19:10];
+        _786_ = b[19:10];
       default:
-        _897_ = a;
+        _786_ = a;
     endcase
   endfunction
-  assign _365_ = _897_(ld_n0, { _367_, _364_ }, { _368_, loader_state });
-  assign _366_ = cmd_ok ? 10'h000 : ld_n0;
-  assign _367_ = _193_ ? _366_ : ld_n0;
-  assign _368_ = ~ loader_state;
-  assign _084_ = rst ? 10'h000 : _365_;
-  assign _369_ = cmd_ok ? cmd_desc_mode  : ld_mode;
-  assign _370_ = _193_ ? _369_ : ld_mode;
-  assign _371_ = loader_state ? ld_mode : _370_;
-  assign _083_ = rst ? 3'h0 : _371_;
-  assign _372_ = cmd_ok ? cmd__payload[24:16] : ld_k;
-  assign _373_ = _193_ ? _372_ : ld_k;
-  assign _374_ = loader_state ? ld_k : _373_;
-  assign _082_ = rst ? 9'h000 : _374_;
-  assign _375_ = cmd_ok ? cmd__payload[15:7] : ld_n;
-  assign _376_ = _193_ ? _375_ : ld_n;
-  assign _377_ = loader_state ? ld_n : _376_;
-  assign _081_ = rst ? 9'h000 : _377_;
-  assign _080_ = rst ? 2'h0 : _182_;
-  assign _378_ = _140_ ? _151_[3:0] : drain_1;
-  assign _379_ = fd_bank ? 4'h8 : _378_;
-  assign _380_ = last_m ? _379_ : _378_;
-  assign _381_ = issue ? _380_ : _378_;
-  assign _382_ = feeder_state ? _381_ : _378_;
-  assign _079_ = rst ? 4'h0 : _382_;
-  assign _383_ = _000_ ? _098_[3:0] : drain_0;
-  assign _384_ = fd_bank ? _383_ : 4'h8;
-  assign _385_ = last_m ? _384_ : _383_;
-  assign _386_ = issue ? _385_ : _383_;
-  assign _387_ = feeder_state ? _386_ : _383_;
-  assign _078_ = rst ? 4'h0 : _387_;
+  assign _328_ = _786_(ld_n0, { _330_, _327_ }, { _331_, loader_state });
+  assign _329_ = cmd_ok ? 10'h000 : ld_n0;
+  assign _330_ = _186_ ? _329_ : ld_n0;
+  assign _331_ = ~ loader_state;
+  assign _084_ = rst ? 10'h000 : _328_;
+  assign _332_ = cmd_ok ? cmd_desc_mode  : ld_mode;
+  assign _333_ = _186_ ? _332_ : ld_mode;
+  assign _334_ = loader_state ? ld_mode : _333_;
+  assign _083_ = rst ? 3'h0 : _334_;
+  assign _335_ = cmd_ok ? cmd__payload[24:16] : ld_k;
+  assign _336_ = _186_ ? _335_ : ld_k;
+  assign _337_ = loader_state ? ld_k : _336_;
+  assign _082_ = rst ? 9'h000 : _337_;
+  assign _338_ = cmd_ok ? cmd__payload[15:7] : ld_n;
+  assign _339_ = _186_ ? _338_ : ld_n;
+  assign _340_ = loader_state ? ld_n : _339_;
+  assign _081_ = rst ? 9'h000 : _340_;
+  assign _080_ = rst ? 2'h0 : _175_;
+  assign _341_ = _133_ ? _144_[3:0] : drain_1;
+  assign _342_ = fd_bank ? 4'h8 : _341_;
+  assign _343_ = last_m ? _342_ : _341_;
+  assign _344_ = issue ? _343_ : _341_;
+  assign _345_ = feeder_state ? _344_ : _341_;
+  assign _079_ = rst ? 4'h0 : _345_;
+  assign _346_ = _000_ ? _098_[3:0] : drain_0;
+  assign _347_ = fd_bank ? _346_ : 4'h8;
+  assign _348_ = last_m ? _347_ : _346_;
+  assign _349_ = issue ? _348_ : _346_;
+  assign _350_ = feeder_state ? _349_ : _346_;
+  assign _078_ = rst ? 4'h0 : _350_;
   accelgen_gemm_sram_1r1w_d64_w304 acc_mem_macro (
     .clk(clk),
-    .r0_addr(ctl_6[9:4]),
+    .r0_addr(q_135 [8:3]),
     .r0_data(acc_mem_r0_data),
     .r0_en(1'h1),
     .w0_addr(sb[9:4]),
@@ -1433,133 +1232,118 @@ module accelgen_gemm(cmd__valid, a__payload, a__valid, w__payload, w__valid, o__
     .w0_data(a__payload),
     .w0_en(act_mem_w0_en)
   );
+  accelgen_gemm_delay_w70 #(
+    .DEPTH(32'd3)
+  ) array_deskew_0 (
+    .clk(clk),
+    .d({ array_fl_o_60 [2:0], array_ps_o_59 [66:0] }),
+    .q(array_q_62 )
+  );
+  accelgen_gemm_delay_w70 #(
+    .DEPTH(32'd2)
+  ) array_deskew_1 (
+    .clk(clk),
+    .d({ array_fl_o_60 [5:3], array_ps_o_59 [133:67] }),
+    .q(array_q_66 )
+  );
+  accelgen_gemm_delay_w70 #(
+    .DEPTH(32'd1)
+  ) array_deskew_2 (
+    .clk(clk),
+    .d({ array_fl_o_60 [8:6], array_ps_o_59 [200:134] }),
+    .q(array_q_70 )
+  );
   accelgen_gemm_pe_row array_row_0 (
     .a_i(a__0),
     .bank_i(bank),
     .clk(clk),
-    .fl_i__0(3'h0),
-    .fl_i__1(3'h0),
-    .fl_i__2(3'h0),
-    .fl_i__3(3'h0),
-    .fl_o__0(array_fl_i__0),
-    .fl_o__1(array_fl_i__1),
-    .fl_o__2(array_fl_i__2),
-    .fl_o__3(array_fl_i__3),
+    .fl_i(12'h000),
+    .fl_o(array_fl_i),
     .mode_i(mode),
-    .ps_i__0(67'h00000000000000000),
-    .ps_i__1(67'h00000000000000000),
-    .ps_i__2(67'h00000000000000000),
-    .ps_i__3(67'h00000000000000000),
-    .ps_o__0(array_ps_i__0),
-    .ps_o__1(array_ps_i__1),
-    .ps_o__2(array_ps_i__2),
-    .ps_o__3(array_ps_i__3),
+    .ps_i(268'h0000000000000000000000000000000000000000000000000000000000000000000),
+    .ps_o(array_ps_i),
     .rst(rst),
-    .w_data__0({ array_port_151_0 , array_port_146_0  }),
-    .w_data__1({ array_port_163_0 , array_port_158_0  }),
-    .w_data__2({ array_port_175_0 , array_port_170_0  }),
-    .w_data__3({ array_port_187_0 , array_port_182_0  }),
-    .w_ok__0(array_w_ok__0),
-    .w_ok__1(array_w_ok__1),
-    .w_ok__2(array_w_ok__2),
-    .w_ok__3(array_w_ok__3),
+    .w_data({ array_port_187_0 , array_port_182_0 , array_port_175_0 , array_port_170_0 , array_port_163_0 , array_port_158_0 , array_port_151_0 , array_port_146_0  }),
+    .w_ok({ array_w_ok__3, array_w_ok__2, array_w_ok__1, array_w_ok__0 }),
     .w_we(array_w_we)
   );
   accelgen_gemm_pe_row array_row_1 (
-    .a_i(array_a_i_25 ),
-    .bank_i(array_bank_i_27 ),
+    .a_i(array_q[7:0]),
+    .bank_i(array_q[8]),
     .clk(clk),
-    .fl_i__0(array_fl_i__0),
-    .fl_i__1(array_fl_i__1),
-    .fl_i__2(array_fl_i__2),
-    .fl_i__3(array_fl_i__3),
-    .fl_o__0(array_fl_i__0_67 ),
-    .fl_o__1(array_fl_i__1_73 ),
-    .fl_o__2(array_fl_i__2_79 ),
-    .fl_o__3(array_fl_i__3_85 ),
-    .mode_i(array_mode_i_29 ),
-    .ps_i__0(array_ps_i__0),
-    .ps_i__1(array_ps_i__1),
-    .ps_i__2(array_ps_i__2),
-    .ps_i__3(array_ps_i__3),
-    .ps_o__0(array_ps_i__0_64 ),
-    .ps_o__1(array_ps_i__1_70 ),
-    .ps_o__2(array_ps_i__2_76 ),
-    .ps_o__3(array_ps_i__3_82 ),
+    .fl_i(array_fl_i),
+    .fl_o(array_fl_i_43 ),
+    .mode_i(array_q[11:9]),
+    .ps_i(array_ps_i),
+    .ps_o(array_ps_i_40 ),
     .rst(rst),
-    .w_data__0({ array_port_151_0 , array_port_146_0  }),
-    .w_data__1({ array_port_163_0 , array_port_158_0  }),
-    .w_data__2({ array_port_175_0 , array_port_170_0  }),
-    .w_data__3({ array_port_187_0 , array_port_182_0  }),
-    .w_ok__0(array_w_ok__0),
-    .w_ok__1(array_w_ok__1),
-    .w_ok__2(array_w_ok__2),
-    .w_ok__3(array_w_ok__3),
-    .w_we(array_w_we_31 )
+    .w_data({ array_port_187_0 , array_port_182_0 , array_port_175_0 , array_port_170_0 , array_port_163_0 , array_port_158_0 , array_port_151_0 , array_port_146_0  }),
+    .w_ok({ array_w_ok__3, array_w_ok__2, array_w_ok__1, array_w_ok__0 }),
+    .w_we(array_w_we_25 )
   );
   accelgen_gemm_pe_row array_row_2 (
-    .a_i(array_a_i_56 ),
-    .bank_i(array_bank_i_58 ),
+    .a_i(array_q_35 [7:0]),
+    .bank_i(array_q_35 [8]),
     .clk(clk),
-    .fl_i__0(array_fl_i__0_67 ),
-    .fl_i__1(array_fl_i__1_73 ),
-    .fl_i__2(array_fl_i__2_79 ),
-    .fl_i__3(array_fl_i__3_85 ),
-    .fl_o__0(array_fl_i__0_98 ),
-    .fl_o__1(array_fl_i__1_104 ),
-    .fl_o__2(array_fl_i__2_110 ),
-    .fl_o__3(array_fl_i__3_116 ),
-    .mode_i(array_mode_i_60 ),
-    .ps_i__0(array_ps_i__0_64 ),
-    .ps_i__1(array_ps_i__1_70 ),
-    .ps_i__2(array_ps_i__2_76 ),
-    .ps_i__3(array_ps_i__3_82 ),
-    .ps_o__0(array_ps_i__0_95 ),
-    .ps_o__1(array_ps_i__1_101 ),
-    .ps_o__2(array_ps_i__2_107 ),
-    .ps_o__3(array_ps_i__3_113 ),
+    .fl_i(array_fl_i_43 ),
+    .fl_o(array_fl_i_56 ),
+    .mode_i(array_q_35 [11:9]),
+    .ps_i(array_ps_i_40 ),
+    .ps_o(array_ps_i_53 ),
     .rst(rst),
-    .w_data__0({ array_port_151_0 , array_port_146_0  }),
-    .w_data__1({ array_port_163_0 , array_port_158_0  }),
-    .w_data__2({ array_port_175_0 , array_port_170_0  }),
-    .w_data__3({ array_port_187_0 , array_port_182_0  }),
-    .w_ok__0(array_w_ok__0),
-    .w_ok__1(array_w_ok__1),
-    .w_ok__2(array_w_ok__2),
-    .w_ok__3(array_w_ok__3),
-    .w_we(array_w_we_62 )
+    .w_data({ array_port_187_0 , array_port_182_0 , array_port_175_0 , array_port_170_0 , array_port_163_0 , array_port_158_0 , array_port_151_0 , array_port_146_0  }),
+    .w_ok({ array_w_ok__3, array_w_ok__2, array_w_ok__1, array_w_ok__0 }),
+    .w_we(array_w_we_38 )
   );
   accelgen_gemm_pe_row array_row_3 (
-    .a_i(array_a_i_87 ),
-    .bank_i(array_bank_i_89 ),
+    .a_i(array_q_48 [7:0]),
+    .bank_i(array_q_48 [8]),
     .clk(clk),
-    .fl_i__0(array_fl_i__0_98 ),
-    .fl_i__1(array_fl_i__1_104 ),
-    .fl_i__2(array_fl_i__2_110 ),
-    .fl_i__3(array_fl_i__3_116 ),
-    .fl_o__0(array_fl_o__0_151 ),
-    .fl_o__1(array_fl_o__1_157 ),
-    .fl_o__2(array_fl_o__2_159 ),
-    .fl_o__3(array_fl__3),
-    .mode_i(array_mode_i_91 ),
-    .ps_i__0(array_ps_i__0_95 ),
-    .ps_i__1(array_ps_i__1_101 ),
-    .ps_i__2(array_ps_i__2_107 ),
-    .ps_i__3(array_ps_i__3_113 ),
-    .ps_o__0(array_ps_o__0_149 ),
-    .ps_o__1(array_ps_o__1_155 ),
-    .ps_o__2(array_ps_o__2_158 ),
-    .ps_o__3(array_ps__3),
+    .fl_i(array_fl_i_56 ),
+    .fl_o(array_fl_o_60 ),
+    .mode_i(array_q_48 [11:9]),
+    .ps_i(array_ps_i_53 ),
+    .ps_o(array_ps_o_59 ),
     .rst(rst),
-    .w_data__0({ array_port_151_0 , array_port_146_0  }),
-    .w_data__1({ array_port_163_0 , array_port_158_0  }),
-    .w_data__2({ array_port_175_0 , array_port_170_0  }),
-    .w_data__3({ array_port_187_0 , array_port_182_0  }),
-    .w_ok__0(array_w_ok__0),
-    .w_ok__1(array_w_ok__1),
-    .w_ok__2(array_w_ok__2),
-    .w_ok__3(array_w_ok__3),
-    .w_we(array_w_we_93 )
+    .w_data({ array_port_187_0 , array_port_182_0 , array_port_175_0 , array_port_170_0 , array_port_163_0 , array_port_158_0 , array_port_151_0 , array_port_146_0  }),
+    .w_ok({ array_w_ok__3, array_w_ok__2, array_w_ok__1, array_w_ok__0 }),
+    .w_we(array_w_we_51 )
+  );
+  accelgen_gemm_delay_w12 #(
+    .DEPTH(32'd1)
+  ) array_skew_1 (
+    .clk(clk),
+    .d({ mode, bank, a__1 }),
+    .q(array_q)
+  );
+  accelgen_gemm_delay_w12 #(
+    .DEPTH(32'd2)
+  ) array_skew_2 (
+    .clk(clk),
+    .d({ mode, bank, a__2 }),
+    .q(array_q_35 )
+  );
+  accelgen_gemm_delay_w12 #(
+    .DEPTH(32'd3)
+  ) array_skew_3 (
+    .clk(clk),
+    .d({ mode, bank, a__3 }),
+    .q(array_q_48 )
+  );
+  accelgen_gemm_delay_w12 #(
+    .DEPTH(32'd7)
+  ) ctl (
+    .clk(clk),
+    .d(s1[12:1]),
+    .q(q_135 )
+  );
+  accelgen_gemm_delay_w1_rst #(
+    .DEPTH(32'd7)
+  ) ctl_valid (
+    .clk(clk),
+    .d(s1[0]),
+    .q(ctl_out_valid ),
+    .rst(rst)
   );
   accelgen_gemm_fifo_w28_d2 desc_fifo (
     .clk(clk),
@@ -1578,7 +1362,7 @@ module accelgen_gemm(cmd__valid, a__payload, a__valid, w__payload, w__valid, o__
     .r_rdy(o__valid),
     .rst(rst),
     .w_data({ sc[3], out_3, out_2, out_1, out_0 }),
-    .w_en(w_en_166 ),
+    .w_en(w_en_164 ),
     .w_rdy(_077_)
   );
   accelgen_gemm_to_binary32 to_binary32_0 (
@@ -1589,20 +1373,20 @@ module accelgen_gemm(cmd__valid, a__payload, a__valid, w__payload, w__valid, o__
   );
   accelgen_gemm_to_binary32 to_binary32_1 (
     .e5(e5),
-    .flags(flags_151 ),
-    .fp32(fp32_154 ),
+    .flags(flags_149 ),
+    .fp32(fp32_152 ),
     .total(sc_sum_1)
   );
   accelgen_gemm_to_binary32 to_binary32_2 (
     .e5(e5),
-    .flags(flags_156 ),
-    .fp32(fp32_159 ),
+    .flags(flags_154 ),
+    .fp32(fp32_157 ),
     .total(sc_sum_2)
   );
   accelgen_gemm_to_binary32 to_binary32_3 (
     .e5(e5),
-    .flags(flags_161 ),
-    .fp32(fp32_164 ),
+    .flags(flags_159 ),
+    .fp32(fp32_162 ),
     .total(sc_sum_3)
   );
   assign _072_[31:0] = out_3;
@@ -2158,148 +1942,121 @@ module accelgen_gemm_pe(bank_i, mode_i, ps_i, w_data, w_we, fl_i, w_ok, clk, rst
   assign _080_[5:0] = fp_shift;
 endmodule
 
-module accelgen_gemm_pe_row(fl_i__1, fl_i__2, fl_i__3, w_ok__0, w_ok__1, w_ok__2, w_ok__3, a_i, bank_i, mode_i, w_we, w_data__0, w_data__1, w_data__2, w_data__3, ps_i__0, ps_i__1, ps_i__2, ps_i__3, clk, rst
-, fl_o__0, fl_o__1, fl_o__2, fl_o__3, ps_o__0, ps_o__1, ps_o__2, ps_o__3, fl_i__0);
+module accelgen_gemm_pe_row(w_ok, a_i, bank_i, mode_i, w_we, w_data, ps_i, clk, rst, fl_o, ps_o, fl_i);
   wire [7:0] _0_;
   wire _1_;
   wire [2:0] _2_;
   input [7:0] a_i;
   wire [7:0] a_i;
-  wire [7:0] a_i_40 ;
-  wire [7:0] a_i_53 ;
-  wire [7:0] a_i_66 ;
+  wire [7:0] a_i_22 ;
+  wire [7:0] a_i_35 ;
+  wire [7:0] a_i_48 ;
   input bank_i;
   wire bank_i;
-  wire bank_i_42 ;
-  wire bank_i_55 ;
-  wire bank_i_68 ;
+  wire bank_i_24 ;
+  wire bank_i_37 ;
+  wire bank_i_50 ;
   input clk;
   wire clk;
-  input [2:0] fl_i__0;
-  wire [2:0] fl_i__0;
-  input [2:0] fl_i__1;
-  wire [2:0] fl_i__1;
-  input [2:0] fl_i__2;
-  wire [2:0] fl_i__2;
-  input [2:0] fl_i__3;
-  wire [2:0] fl_i__3;
-  output [2:0] fl_o__0;
-  wire [2:0] fl_o__0;
-  output [2:0] fl_o__1;
-  wire [2:0] fl_o__1;
-  output [2:0] fl_o__2;
-  wire [2:0] fl_o__2;
-  output [2:0] fl_o__3;
-  wire [2:0] fl_o__3;
+  input [11:0] fl_i;
+  wire [11:0] fl_i;
+  output [11:0] fl_o;
+  wire [11:0] fl_o;
+  wire [2:0] fl_o_21 ;
+  wire [2:0] fl_o_34 ;
+  wire [2:0] fl_o_47 ;
+  wire [2:0] fl_o_60 ;
   input [2:0] mode_i;
   wire [2:0] mode_i;
-  wire [2:0] mode_i_44 ;
-  wire [2:0] mode_i_57 ;
-  wire [2:0] mode_i_70 ;
-  input [66:0] ps_i__0;
-  wire [66:0] ps_i__0;
-  input [66:0] ps_i__1;
-  wire [66:0] ps_i__1;
-  input [66:0] ps_i__2;
-  wire [66:0] ps_i__2;
-  input [66:0] ps_i__3;
-  wire [66:0] ps_i__3;
-  output [66:0] ps_o__0;
-  wire [66:0] ps_o__0;
-  output [66:0] ps_o__1;
-  wire [66:0] ps_o__1;
-  output [66:0] ps_o__2;
-  wire [66:0] ps_o__2;
-  output [66:0] ps_o__3;
-  wire [66:0] ps_o__3;
+  wire [2:0] mode_i_26 ;
+  wire [2:0] mode_i_39 ;
+  wire [2:0] mode_i_52 ;
+  input [267:0] ps_i;
+  wire [267:0] ps_i;
+  output [267:0] ps_o;
+  wire [267:0] ps_o;
+  wire [66:0] ps_o_18 ;
+  wire [66:0] ps_o_31 ;
+  wire [66:0] ps_o_44 ;
+  wire [66:0] ps_o_57 ;
   input rst;
   wire rst;
-  input [7:0] w_data__0;
-  wire [7:0] w_data__0;
-  input [7:0] w_data__1;
-  wire [7:0] w_data__1;
-  input [7:0] w_data__2;
-  wire [7:0] w_data__2;
-  input [7:0] w_data__3;
-  wire [7:0] w_data__3;
-  input w_ok__0;
-  wire w_ok__0;
-  input w_ok__1;
-  wire w_ok__1;
-  input w_ok__2;
-  wire w_ok__2;
-  input w_ok__3;
-  wire w_ok__3;
+  input [31:0] w_data;
+  wire [31:0] w_data;
+  input [3:0] w_ok;
+  wire [3:0] w_ok;
   input [1:0] w_we;
   wire [1:0] w_we;
   accelgen_gemm_pe pe_0 (
     .a_i(a_i),
-    .a_o(a_i_40 ),
+    .a_o(a_i_22 ),
     .bank_i(bank_i),
-    .bank_o(bank_i_42 ),
+    .bank_o(bank_i_24 ),
     .clk(clk),
-    .fl_i(fl_i__0),
-    .fl_o(fl_o__0),
+    .fl_i(fl_i[2:0]),
+    .fl_o(fl_o_21 ),
     .mode_i(mode_i),
-    .mode_o(mode_i_44 ),
-    .ps_i(ps_i__0),
-    .ps_o(ps_o__0),
+    .mode_o(mode_i_26 ),
+    .ps_i(ps_i[66:0]),
+    .ps_o(ps_o_18 ),
     .rst(rst),
-    .w_data(w_data__0),
-    .w_ok(w_ok__0),
+    .w_data(w_data[7:0]),
+    .w_ok(w_ok[0]),
     .w_we(w_we)
   );
   accelgen_gemm_pe pe_1 (
-    .a_i(a_i_40 ),
-    .a_o(a_i_53 ),
-    .bank_i(bank_i_42 ),
-    .bank_o(bank_i_55 ),
+    .a_i(a_i_22 ),
+    .a_o(a_i_35 ),
+    .bank_i(bank_i_24 ),
+    .bank_o(bank_i_37 ),
     .clk(clk),
-    .fl_i(fl_i__1),
-    .fl_o(fl_o__1),
-    .mode_i(mode_i_44 ),
-    .mode_o(mode_i_57 ),
-    .ps_i(ps_i__1),
-    .ps_o(ps_o__1),
+    .fl_i(fl_i[5:3]),
+    .fl_o(fl_o_34 ),
+    .mode_i(mode_i_26 ),
+    .mode_o(mode_i_39 ),
+    .ps_i(ps_i[133:67]),
+    .ps_o(ps_o_31 ),
     .rst(rst),
-    .w_data(w_data__1),
-    .w_ok(w_ok__1),
+    .w_data(w_data[15:8]),
+    .w_ok(w_ok[1]),
     .w_we(w_we)
   );
   accelgen_gemm_pe pe_2 (
-    .a_i(a_i_53 ),
-    .a_o(a_i_66 ),
-    .bank_i(bank_i_55 ),
-    .bank_o(bank_i_68 ),
+    .a_i(a_i_35 ),
+    .a_o(a_i_48 ),
+    .bank_i(bank_i_37 ),
+    .bank_o(bank_i_50 ),
     .clk(clk),
-    .fl_i(fl_i__2),
-    .fl_o(fl_o__2),
-    .mode_i(mode_i_57 ),
-    .mode_o(mode_i_70 ),
-    .ps_i(ps_i__2),
-    .ps_o(ps_o__2),
+    .fl_i(fl_i[8:6]),
+    .fl_o(fl_o_47 ),
+    .mode_i(mode_i_39 ),
+    .mode_o(mode_i_52 ),
+    .ps_i(ps_i[200:134]),
+    .ps_o(ps_o_44 ),
     .rst(rst),
-    .w_data(w_data__2),
-    .w_ok(w_ok__2),
+    .w_data(w_data[23:16]),
+    .w_ok(w_ok[2]),
     .w_we(w_we)
   );
   accelgen_gemm_pe pe_3 (
-    .a_i(a_i_66 ),
+    .a_i(a_i_48 ),
     .a_o(_0_),
-    .bank_i(bank_i_68 ),
+    .bank_i(bank_i_50 ),
     .bank_o(_1_),
     .clk(clk),
-    .fl_i(fl_i__3),
-    .fl_o(fl_o__3),
-    .mode_i(mode_i_70 ),
+    .fl_i(fl_i[11:9]),
+    .fl_o(fl_o_60 ),
+    .mode_i(mode_i_52 ),
     .mode_o(_2_),
-    .ps_i(ps_i__3),
-    .ps_o(ps_o__3),
+    .ps_i(ps_i[267:201]),
+    .ps_o(ps_o_57 ),
     .rst(rst),
-    .w_data(w_data__3),
-    .w_ok(w_ok__3),
+    .w_data(w_data[31:24]),
+    .w_ok(w_ok[3]),
     .w_we(w_we)
   );
+  assign fl_o = { fl_o_60 , fl_o_47 , fl_o_34 , fl_o_21  };
+  assign ps_o = { ps_o_57 , ps_o_44 , ps_o_31 , ps_o_18  };
 endmodule
 
 module accelgen_gemm_to_binary32(flags, e5, fp32, total);
@@ -2636,6 +2393,42 @@ module accelgen_gemm_to_binary32(flags, e5, fp32, total);
   assign _014_[7:0] = cv_exp;
   assign _008_[71:0] = cv_norm;
   assign _007_[71:0] = cv_mag;
+endmodule
+
+// accelgen_gemm_delay_w12: q is d delayed by DEPTH clock cycles (DEPTH >= 1), 12 bits; no reset.
+module accelgen_gemm_delay_w12 (clk, d, q);
+  parameter DEPTH = 1;
+  input clk;
+  input [11:0] d;
+  output [11:0] q;
+  reg [12*DEPTH-1:0] pipe;
+  always @(posedge clk) pipe <= (pipe << 12) | d;
+  assign q = pipe[12*DEPTH-1 -: 12];
+endmodule
+
+// accelgen_gemm_delay_w1_rst: q is d delayed by DEPTH clock cycles (DEPTH >= 1), 1 bits; synchronous reset clears it.
+module accelgen_gemm_delay_w1_rst (clk, rst, d, q);
+  parameter DEPTH = 1;
+  input clk;
+  input rst;
+  input [0:0] d;
+  output [0:0] q;
+  reg [1*DEPTH-1:0] pipe;
+  always @(posedge clk)
+    if (rst) pipe <= {1*DEPTH{1'b0}};
+    else pipe <= (pipe << 1) | d;
+  assign q = pipe[1*DEPTH-1 -: 1];
+endmodule
+
+// accelgen_gemm_delay_w70: q is d delayed by DEPTH clock cycles (DEPTH >= 1), 70 bits; no reset.
+module accelgen_gemm_delay_w70 (clk, d, q);
+  parameter DEPTH = 1;
+  input clk;
+  input [69:0] d;
+  output [69:0] q;
+  reg [70*DEPTH-1:0] pipe;
+  always @(posedge clk) pipe <= (pipe << 70) | d;
+  assign q = pipe[70*DEPTH-1 -: 70];
 endmodule
 
 // accelgen_gemm_sram_1r1w_d4096_w32: SRAM, 4096 words x 32 bits, 1 synchronous read-first port(s), 1 write port(s).

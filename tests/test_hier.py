@@ -154,3 +154,109 @@ def test_sram_read_first_or_transparent_in_amaranth_simulation(transparent):
     sim.add_testbench(bench)
     sim.run()
     assert seen == ([0x22, 0x22] if transparent else [0x11, 0x22])
+
+
+class _Delays(wiring.Component):
+    """Two delay lines of one width (one module, two depths) and one with reset."""
+
+    def __init__(self):
+        super().__init__({"d": In(4), "q1": Out(4), "q3": Out(4), "v": In(1), "v2": Out(1)})
+
+    def elaborate(self, platform):
+        from gen.lib.delay import delay
+        m = Module()
+        m.d.comb += [self.q1.eq(delay(m, "one", self.d, 1)), self.q3.eq(delay(m, "three", self.d, 3)),
+                     self.v2.eq(delay(m, "valid", self.v, 2, reset=True))]
+        return m
+
+
+def test_delay_lines_are_one_parameterized_module_per_width():
+    """Lines of one width share a module whose depth is the instance's DEPTH parameter; a line
+    with reset is a module of its own."""
+    text = hier.convert(_Delays(), "t")
+    names = sorted(text.macros)
+    assert names == ["t_delay_w1_rst", "t_delay_w4"]
+    depths = re.findall(r"t_delay_w4 #\(\s*\.DEPTH\(32'd(\d+)\)\s*\)", text.verilog)
+    assert sorted(depths) == ["1", "3"]
+
+
+def test_delay_line_parameters_are_checked():
+    from gen.lib.delay import DelayLine
+    with pytest.raises(ValueError, match=r"depth = 0: a delay line delays by at least 1 cycle"):
+        DelayLine(width=4, depth=0)
+    with pytest.raises(ValueError, match=r"width = 0: a delay line carries at least 1 bit"):
+        DelayLine(width=0, depth=2)
+
+
+def _run_delays(sim_steps):
+    """q1, q3, v2 of :class:`_Delays` in Amaranth's simulator over ``sim_steps`` (d, v, rst)."""
+    from amaranth.sim import Simulator
+    dut = _Delays()
+    seen = []
+
+    async def bench(ctx):
+        for d, v, rst in sim_steps:
+            ctx.set(dut.d, d)
+            ctx.set(dut.v, v)
+            await ctx.tick()
+            seen.append((ctx.get(dut.q1), ctx.get(dut.q3), ctx.get(dut.v2)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return seen
+
+
+def test_delay_line_in_amaranth_simulation():
+    steps = [(k % 16, k % 2, 0) for k in range(10)]
+    seen = _run_delays(steps)
+    for t in range(3, 10):
+        assert seen[t][0] == steps[t][0]           # q1 after the edge that took d
+        assert seen[t][1] == steps[t - 2][0]
+        assert seen[t][2] == steps[t - 1][1]
+
+
+@pytest.mark.skipif(__import__("shutil").which("iverilog") is None, reason="needs iverilog")
+def test_delay_line_verilog_under_icarus(tmp_path):
+    """The self-written modules delay by DEPTH cycles, and reset clears the line with reset."""
+    import subprocess
+    text = hier.convert(_Delays(), "t")
+    tb = """
+module tb;
+  reg clk = 0, rst = 1, v = 0; reg [3:0] d = 0; wire [3:0] q1, q3; wire v2;
+  t dut (.clk(clk), .rst(rst), .d(d), .v(v), .q1(q1), .q3(q3), .v2(v2));
+  integer k;
+  initial begin
+    @(posedge clk); #1 rst = 0;
+    if (v2 !== 1'b0) $display("FAIL reset");
+    for (k = 1; k < 12; k = k + 1) begin
+      d = k; v = k % 2; @(posedge clk); #1;
+      if (q1 !== k[3:0]) $display("FAIL q1 %0d %0d", k, q1);
+      if (k >= 3 && q3 !== k - 2) $display("FAIL q3 %0d %0d", k, q3);
+      if (k >= 2 && v2 !== (k - 1) % 2) $display("FAIL v2 %0d", k);
+    end
+    $display("DONE"); $finish;
+  end
+  always #5 clk = ~clk;
+endmodule
+"""
+    src = tmp_path / "t.v"
+    src.write_text(text.verilog + "".join(text.macros.values()) + tb)
+    subprocess.run(["iverilog", "-g2012", "-o", str(tmp_path / "t.vvp"), str(src)], check=True)
+    out = subprocess.run(["vvp", str(tmp_path / "t.vvp")], capture_output=True, text=True).stdout
+    assert "DONE" in out and "FAIL" not in out, out
+
+
+def test_default_gemm_skew_and_deskew_are_delay_lines():
+    """The array's skew (rows 1 to R - 1) and deskew (columns 0 to C - 2) are delay-line instances
+    of depths 1 to R - 1 and C - 1 to 1; no per-stage register is left in the top."""
+    text = (RTL / "accelgen_gemm.v").read_text()
+    manifest = json.loads((RTL / "accelgen_gemm.json").read_text())
+    rows, cols = manifest["parameters"]["rows"], manifest["parameters"]["cols"]
+    skew = re.findall(r"accelgen_gemm_delay_w\d+ #\(\s*\.DEPTH\(32'd(\d+)\)\s*\)\s*array_skew_", text)
+    deskew = re.findall(r"accelgen_gemm_delay_w\d+ #\(\s*\.DEPTH\(32'd(\d+)\)\s*\)\s*array_deskew_",
+                        text)
+    assert sorted(map(int, skew)) == list(range(1, rows))
+    assert sorted(map(int, deskew)) == list(range(1, cols))
+    assert not re.search(r"skew_a_\d+_\d+", text)

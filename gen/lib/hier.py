@@ -97,6 +97,9 @@ class Reused:
     """
 
     module_suffix = None
+    verilog_parameters = ()
+    """Constructor arguments that are parameters of the module's own Verilog (:meth:`verilog`),
+    set per instance (``#(.DEPTH(5))``) rather than giving modules of their own."""
     memory_init = True
     """False for a component whose memories need no initial contents (never read before written):
     the Verilog then has no per-word initialization for them."""
@@ -105,9 +108,11 @@ class Reused:
         self = super().__new__(cls, *args, src_loc_at=src_loc_at + 1, **kwargs)
         bound = inspect.signature(cls.__init__).bind(None, *args, **kwargs)
         bound.apply_defaults()
-        params = {}
+        params, self._instance_parameters = {}, {}
         for key, value in list(bound.arguments.items())[1:]:
-            if hasattr(value, "as_dict"):
+            if key in cls.verilog_parameters:
+                self._instance_parameters[key.upper()] = value
+            elif hasattr(value, "as_dict"):
                 params.update(value.as_dict())
             else:
                 params[key] = value
@@ -118,6 +123,11 @@ class Reused:
     def module_parameters(self):
         """The parameters the module was generated with (JSON-ready)."""
         return self._reuse_parameters
+
+    @property
+    def instance_parameters(self):
+        """Verilog parameters of this instance (:attr:`verilog_parameters`, upper case)."""
+        return self._instance_parameters
 
     def module_suffix_for(self, parameters):
         return self.module_suffix or plain_name(type(self).__name__.lower())
@@ -181,7 +191,8 @@ class _Collection:
             info.ports = {"__".join(map(str, path)): ("input" if member.flow == wiring.In else "output")
                           for path, member, _ in comp.signature.flatten(comp)}
             if getattr(comp, "clocked", True):
-                info.ports = {"clk": "input", **info.ports}
+                reset = {"rst": "input"} if getattr(comp, "resettable", False) else {}
+                info.ports = {"clk": "input", **reset, **info.ports}
             info.rtlil = _blackbox_rtlil(info.name, comp, info.ports)
             return
         from amaranth.back import rtlil
@@ -243,6 +254,8 @@ def add(m, name, comp):
         if port in info.ports:
             prefix = "i_" if member.flow == wiring.In else "o_"
             conns[prefix + port] = Value.cast(value)
+    for key, value in comp.instance_parameters.items():
+        conns["p_" + key] = value
     m.submodules[name] = Instance(info.name, **conns)
     return comp
 
@@ -264,10 +277,11 @@ def _rtlil_ports(text, module):
 
 
 def _blackbox_rtlil(name, comp, ports):
-    widths = {"clk": 1}
+    widths = {"clk": 1, "rst": 1}
     for path, _, value in comp.signature.flatten(comp):
         widths["__".join(map(str, path))] = len(Value.cast(value))
     lines = ["attribute \\blackbox 1", f"module \\{name}"]
+    lines += [f"  parameter \\{key} {value}" for key, value in comp.instance_parameters.items()]
     for k, (port, direction) in enumerate(ports.items(), 1):
         lines.append(f"  wire width {widths[port]} {direction} {k} \\{port}")
     lines.append("end")
