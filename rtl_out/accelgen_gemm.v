@@ -2406,7 +2406,7 @@ module accelgen_gemm_delay_w12 (clk, d, q);
   assign q = pipe[12*DEPTH-1 -: 12];
 endmodule
 
-// accelgen_gemm_delay_w1_rst: q is d delayed by DEPTH clock cycles (DEPTH >= 1), 1 bits; synchronous reset clears it.
+// accelgen_gemm_delay_w1_rst: q is d delayed by DEPTH clock cycles (DEPTH >= 1), 1 bit; synchronous reset clears it.
 module accelgen_gemm_delay_w1_rst (clk, rst, d, q);
   parameter DEPTH = 1;
   input clk;
