@@ -2,356 +2,348 @@
 // Do not edit; regenerate with `accelgen emit`. The manifest accelgen_gemm.json describes the ports and lists the modules.
 module accelgen_gemm(cmd__valid, a__payload, a__valid, w__payload, w__valid, o__ready, clk, rst, cmd__ready, a__ready, w__ready, o__payload, o__valid, errors, busy, cmd_ok, cmd__payload);
   wire _000_;
-  wire [16:0] _001_;
-  wire _002_;
-  wire _003_;
-  wire [3:0] _004_;
-  wire [3:0] _005_;
-  wire [10:0] _006_;
+  wire _001_;
+  wire [72:0] _002_;
+  wire [72:0] _003_;
+  wire [73:0] _004_;
+  wire [2:0] _005_;
+  wire _006_;
   wire _007_;
   wire _008_;
-  wire [3:0] _009_;
-  wire _010_;
-  wire _011_;
-  wire _012_;
-  wire [3:0] _013_;
-  wire [3:0] _014_;
-  wire [10:0] _015_;
-  wire _016_;
-  wire _017_;
-  wire [3:0] _018_;
+  wire [32:0] _009_;
+  wire [32:0] _010_;
+  wire [32:0] _011_;
+  wire [32:0] _012_;
+  wire [73:0] _013_;
+  wire [12:0] _014_;
+  wire [66:0] _015_;
+  wire [66:0] _016_;
+  wire [66:0] _017_;
+  wire [66:0] _018_;
   wire [2:0] _019_;
-  wire _020_;
-  wire _021_;
-  wire [3:0] _022_;
-  wire [3:0] _023_;
-  wire _024_;
-  wire _025_;
-  wire [3:0] _026_;
-  wire [11:0] _027_;
-  wire _028_;
-  wire [1:0] _029_;
-  wire _030_;
-  wire _031_;
-  wire _032_;
-  wire _033_;
-  wire [10:0] _034_;
-  wire [10:0] _035_;
-  wire [10:0] _036_;
-  wire [11:0] _037_;
-  wire _038_;
-  wire [10:0] _039_;
-  wire [7:0] _040_;
+  wire [2:0] _020_;
+  wire [2:0] _021_;
+  wire [2:0] _022_;
+  wire [12:0] _023_;
+  wire [2:0] _024_;
+  wire [72:0] _025_;
+  wire [2:0] _026_;
+  wire [72:0] _027_;
+  wire [2:0] _028_;
+  wire [72:0] _029_;
+  wire [2:0] _030_;
+  wire [72:0] _031_;
+  wire [2:0] _032_;
+  wire [72:0] _033_;
+  wire [73:0] _034_;
+  wire [2:0] _035_;
+  wire [72:0] _036_;
+  wire [73:0] _037_;
+  wire [2:0] _038_;
+  wire _039_;
+  wire _040_;
   wire _041_;
   wire _042_;
   wire _043_;
   wire _044_;
-  wire _045_;
+  wire [1:0] _045_;
   wire _046_;
   wire _047_;
-  wire _048_;
-  wire _049_;
-  wire _050_;
+  wire [1:0] _048_;
+  wire [3:0] _049_;
+  wire [3:0] _050_;
   wire [1:0] _051_;
-  wire [72:0] _052_;
-  wire [73:0] _053_;
-  wire [2:0] _054_;
-  wire [72:0] _055_;
-  wire [73:0] _056_;
-  wire [2:0] _057_;
-  wire [72:0] _058_;
-  wire [73:0] _059_;
-  wire [11:0] _060_;
-  wire [2:0] _061_;
-  wire [72:0] _062_;
-  wire [73:0] _063_;
-  wire [2:0] _064_;
+  wire [1:0] _052_;
+  wire _053_;
+  wire [4:0] _054_;
+  wire _055_;
+  wire [4:0] _056_;
+  wire _057_;
+  wire _058_;
+  wire [3:0] _059_;
+  wire [3:0] _060_;
+  wire [3:0] _061_;
+  wire [3:0] _062_;
+  wire _063_;
+  wire _064_;
   wire _065_;
   wire _066_;
   wire _067_;
-  wire [32:0] _068_;
-  wire [32:0] _069_;
-  wire [32:0] _070_;
+  wire _068_;
+  wire _069_;
+  wire _070_;
   wire _071_;
-  wire [32:0] _072_;
+  wire _072_;
   wire _073_;
   wire _074_;
   wire _075_;
-  wire [10:0] _076_;
+  wire _076_;
   wire _077_;
-  wire [3:0] _078_;
-  wire [3:0] _079_;
-  wire [1:0] _080_;
-  wire [8:0] _081_;
-  wire [8:0] _082_;
-  wire [2:0] _083_;
-  wire [9:0] _084_;
-  wire [10:0] _085_;
-  wire [1:0] _086_;
-  wire [10:0] _087_;
-  wire [10:0] _088_;
+  wire _078_;
+  wire _079_;
+  wire _080_;
+  wire _081_;
+  wire _082_;
+  wire _083_;
+  wire [7:0] _084_;
+  wire _085_;
+  wire _086_;
+  wire _087_;
+  wire _088_;
   wire _089_;
-  wire [15:0] _090_;
+  wire _090_;
   wire _091_;
-  wire [12:0] _092_;
-  wire [27:0] _093_;
-  wire [6:0] _094_;
-  wire [10:0] _095_;
-  wire [9:0] _096_;
-  wire [12:0] _097_;
-  wire [4:0] _098_;
-  wire _099_;
+  wire _092_;
+  wire [1:0] _093_;
+  wire _094_;
+  wire _095_;
+  wire _096_;
+  wire _097_;
+  wire [13:0] _098_;
+  wire [7:0] _099_;
   wire _100_;
-  wire _101_;
-  wire _102_;
-  wire [31:0] _103_;
-  wire _104_;
-  wire [2:0] _105_;
-  wire _106_;
-  wire [12:0] _107_;
-  wire [66:0] _108_;
-  wire [66:0] _109_;
-  wire [11:0] _110_;
-  wire [66:0] _111_;
-  wire [66:0] _112_;
-  wire [2:0] _113_;
-  wire [2:0] _114_;
-  wire [2:0] _115_;
+  wire [11:0] _101_;
+  wire [10:0] _102_;
+  wire _103_;
+  wire [12:0] _104_;
+  wire [27:0] _105_;
+  wire [6:0] _106_;
+  wire [10:0] _107_;
+  wire [9:0] _108_;
+  wire [12:0] _109_;
+  wire _110_;
+  wire _111_;
+  wire _112_;
+  wire [31:0] _113_;
+  wire _114_;
+  wire _115_;
   wire [2:0] _116_;
-  wire [12:0] _117_;
-  wire [72:0] _118_;
-  wire [2:0] _119_;
-  wire [72:0] _120_;
+  wire _117_;
+  wire [10:0] _118_;
+  wire [10:0] _119_;
+  wire [10:0] _120_;
   wire [11:0] _121_;
-  wire [2:0] _122_;
-  wire [72:0] _123_;
-  wire [2:0] _124_;
-  wire [72:0] _125_;
+  wire [10:0] _122_;
+  wire _123_;
+  wire _124_;
+  wire _125_;
   wire [2:0] _126_;
-  wire [5:0] _127_;
+  wire [2:0] _127_;
   wire _128_;
   wire _129_;
-  wire _130_;
-  wire [13:0] _131_;
-  wire [7:0] _132_;
+  wire [31:0] _130_;
+  wire [31:0] _131_;
+  wire _132_;
   wire _133_;
   wire _134_;
-  wire [11:0] _135_;
-  wire [10:0] _136_;
+  wire _135_;
+  wire _136_;
   wire _137_;
   wire _138_;
   wire _139_;
   wire _140_;
-  wire [6:0] _141_;
-  wire [6:0] _142_;
+  wire _141_;
+  wire _142_;
   wire _143_;
-  wire [4:0] _144_;
+  wire _144_;
   wire _145_;
   wire _146_;
-  wire _147_;
-  wire _148_;
-  wire _149_;
-  wire _150_;
-  wire _151_;
+  wire [12:0] _147_;
+  wire [12:0] _148_;
+  wire [12:0] _149_;
+  wire [12:0] _150_;
+  wire [12:0] _151_;
   wire _152_;
-  wire _153_;
-  wire _154_;
-  wire [1:0] _155_;
-  wire _156_;
-  wire _157_;
+  wire [9:0] _153_;
+  wire [9:0] _154_;
+  wire [9:0] _155_;
+  wire [9:0] _156_;
+  wire [9:0] _157_;
   wire _158_;
-  wire _159_;
+  wire [10:0] _159_;
   wire [10:0] _160_;
   wire [10:0] _161_;
   wire [10:0] _162_;
-  wire _163_;
+  wire [10:0] _163_;
   wire _164_;
-  wire _165_;
-  wire [1:0] _166_;
-  wire _167_;
-  wire [1:0] _168_;
-  wire [1:0] _169_;
-  wire [1:0] _170_;
-  wire _171_;
-  wire _172_;
-  wire _173_;
+  wire [6:0] _165_;
+  wire [6:0] _166_;
+  wire [6:0] _167_;
+  wire [6:0] _168_;
+  wire _169_;
+  wire [27:0] _170_;
+  wire [27:0] _171_;
+  wire [2:0] _172_;
+  wire [2:0] _173_;
   wire _174_;
-  wire [1:0] _175_;
+  wire _175_;
   wire _176_;
   wire _177_;
   wire _178_;
   wire _179_;
-  wire _180_;
-  wire _181_;
-  wire _182_;
-  wire _183_;
+  wire [5:0] _180_;
+  wire [5:0] _181_;
+  wire [1:0] _182_;
+  wire [1:0] _183_;
   wire _184_;
   wire _185_;
-  wire _186_;
-  wire [3:0] _187_;
-  wire _188_;
+  wire [10:0] _186_;
+  wire [1:0] _187_;
+  wire [10:0] _188_;
   wire _189_;
-  wire _190_;
+  wire [15:0] _190_;
   wire _191_;
-  wire [11:0] _192_;
-  wire [10:0] _193_;
-  wire _194_;
-  wire _195_;
-  wire [3:0] _196_;
+  wire _192_;
+  wire [1:0] _193_;
+  wire [1:0] _194_;
+  wire [1:0] _195_;
+  wire _196_;
   wire _197_;
   wire _198_;
   wire _199_;
-  wire [3:0] _200_;
-  wire [3:0] _201_;
-  wire [10:0] _202_;
+  wire _200_;
+  wire _201_;
+  wire _202_;
   wire _203_;
   wire _204_;
-  wire [3:0] _205_;
+  wire _205_;
   wire _206_;
   wire _207_;
   wire _208_;
   wire _209_;
   wire _210_;
   wire _211_;
-  wire [1:0] _212_;
-  wire [1:0] _213_;
-  wire [1:0] _214_;
-  wire [1:0] _215_;
-  wire [3:0] _216_;
-  wire _217_;
+  wire _212_;
+  wire [11:0] _213_;
+  wire [10:0] _214_;
+  wire _215_;
+  wire _216_;
+  wire [3:0] _217_;
   wire _218_;
   wire _219_;
   wire _220_;
-  wire _221_;
-  wire _222_;
-  wire _223_;
+  wire [3:0] _221_;
+  wire [3:0] _222_;
+  wire [10:0] _223_;
   wire _224_;
   wire _225_;
-  wire _226_;
+  wire [3:0] _226_;
   wire _227_;
   wire _228_;
-  wire [5:0] _229_;
-  wire [5:0] _230_;
-  wire _231_;
-  wire _232_;
+  wire [10:0] _229_;
+  wire [3:0] _230_;
+  wire [3:0] _231_;
+  wire [10:0] _232_;
   wire _233_;
-  wire [2:0] _234_;
-  wire [2:0] _235_;
+  wire _234_;
+  wire [3:0] _235_;
   wire _236_;
   wire _237_;
-  wire [31:0] _238_;
-  wire [31:0] _239_;
-  wire _240_;
-  wire _241_;
+  wire [10:0] _238_;
+  wire [3:0] _239_;
+  wire [3:0] _240_;
+  wire [10:0] _241_;
   wire _242_;
   wire _243_;
-  wire _244_;
+  wire [3:0] _244_;
   wire _245_;
   wire _246_;
-  wire _247_;
-  wire _248_;
-  wire _249_;
+  wire [10:0] _247_;
+  wire [3:0] _248_;
+  wire [3:0] _249_;
   wire _250_;
   wire _251_;
-  wire _252_;
+  wire [3:0] _252_;
   wire _253_;
-  wire _254_;
-  wire [12:0] _255_;
-  wire [12:0] _256_;
-  wire [12:0] _257_;
-  wire [12:0] _258_;
-  wire [12:0] _259_;
-  wire _260_;
-  wire [9:0] _261_;
-  wire [9:0] _262_;
-  wire [9:0] _263_;
-  wire [9:0] _264_;
-  wire [9:0] _265_;
+  wire [1:0] _254_;
+  wire _255_;
+  wire _256_;
+  wire _257_;
+  wire [16:0] _258_;
+  wire _259_;
+  wire [2:0] _260_;
+  wire [11:0] _261_;
+  wire _262_;
+  wire _263_;
+  wire [11:0] _264_;
+  wire _265_;
   wire _266_;
   wire [10:0] _267_;
   wire [10:0] _268_;
-  wire [10:0] _269_;
-  wire [10:0] _270_;
-  wire [10:0] _271_;
-  wire _272_;
-  wire [6:0] _273_;
-  wire [6:0] _274_;
-  wire [6:0] _275_;
-  wire [6:0] _276_;
+  wire _269_;
+  wire [11:0] _270_;
+  wire [11:0] _271_;
+  wire [8:0] _272_;
+  wire [8:0] _273_;
+  wire [2:0] _274_;
+  wire [9:0] _275_;
+  wire _276_;
   wire _277_;
-  wire [27:0] _278_;
-  wire [27:0] _279_;
-  wire [2:0] _280_;
-  wire [2:0] _281_;
-  wire _282_;
+  wire _278_;
+  wire [15:0] _279_;
+  wire [15:0] _280_;
+  wire [15:0] _281_;
+  wire [15:0] _282_;
   wire _283_;
   wire _284_;
   wire _285_;
   wire _286_;
   wire _287_;
-  wire [5:0] _288_;
-  wire [5:0] _289_;
+  wire _288_;
+  wire _289_;
   wire _290_;
-  wire _291_;
-  wire _292_;
-  wire [15:0] _293_;
-  wire [15:0] _294_;
-  wire [15:0] _295_;
-  wire [15:0] _296_;
+  wire [10:0] _291_;
+  wire [10:0] _292_;
+  wire [10:0] _293_;
+  wire [10:0] _294_;
+  wire [10:0] _295_;
+  wire [10:0] _296_;
   wire _297_;
-  wire _298_;
-  wire _299_;
-  wire _300_;
-  wire _301_;
-  wire _302_;
+  wire [1:0] _298_;
+  wire [1:0] _299_;
+  wire [1:0] _300_;
+  wire [1:0] _301_;
+  wire [1:0] _302_;
   wire _303_;
-  wire _304_;
+  wire [10:0] _304_;
   wire [10:0] _305_;
   wire [10:0] _306_;
   wire [10:0] _307_;
   wire [10:0] _308_;
   wire [10:0] _309_;
-  wire [10:0] _310_;
-  wire _311_;
-  wire [1:0] _312_;
-  wire [1:0] _313_;
-  wire [1:0] _314_;
-  wire [1:0] _315_;
-  wire [1:0] _316_;
+  wire _310_;
+  wire [9:0] _311_;
+  wire [9:0] _312_;
+  wire [9:0] _313_;
+  wire [9:0] _314_;
+  wire [9:0] _315_;
+  wire [9:0] _316_;
   wire _317_;
-  wire [10:0] _318_;
-  wire [10:0] _319_;
-  wire [10:0] _320_;
-  wire [10:0] _321_;
-  wire [10:0] _322_;
-  wire [10:0] _323_;
-  wire _324_;
-  wire [9:0] _325_;
-  wire [9:0] _326_;
-  wire [9:0] _327_;
-  wire [9:0] _328_;
-  wire [9:0] _329_;
-  wire [9:0] _330_;
+  wire [2:0] _318_;
+  wire [2:0] _319_;
+  wire [2:0] _320_;
+  wire [8:0] _321_;
+  wire [8:0] _322_;
+  wire [8:0] _323_;
+  wire [8:0] _324_;
+  wire [8:0] _325_;
+  wire [8:0] _326_;
+  wire [1:0] _327_;
+  wire [1:0] _328_;
+  wire [3:0] _329_;
+  wire _330_;
   wire _331_;
-  wire [2:0] _332_;
-  wire [2:0] _333_;
-  wire [2:0] _334_;
-  wire [8:0] _335_;
-  wire [8:0] _336_;
-  wire [8:0] _337_;
-  wire [8:0] _338_;
-  wire [8:0] _339_;
-  wire [8:0] _340_;
-  wire [3:0] _341_;
-  wire [3:0] _342_;
-  wire [3:0] _343_;
-  wire [3:0] _344_;
-  wire [3:0] _345_;
-  wire [3:0] _346_;
-  wire [3:0] _347_;
-  wire [3:0] _348_;
-  wire [3:0] _349_;
-  wire [3:0] _350_;
+  wire _332_;
+  wire _333_;
+  wire _334_;
+  wire _335_;
+  wire _336_;
+  wire [6:0] _337_;
+  wire [6:0] _338_;
+  wire _339_;
+  wire [5:0] _340_;
+  wire [5:0] _341_;
+  wire [5:0] _342_;
   wire [7:0] a__0;
   wire [7:0] a__1;
   wire [7:0] a__2;
@@ -362,33 +354,65 @@ module accelgen_gemm(cmd__valid, a__payload, a__valid, w__payload, w__valid, o__
   wire a__ready;
   input a__valid;
   wire a__valid;
-  wire [72:0] acc_mem_port_234_0 ;
-  wire [2:0] acc_mem_port_236_0 ;
-  wire [72:0] acc_mem_port_238_0 ;
-  wire [2:0] acc_mem_port_240_0 ;
-  wire [72:0] acc_mem_port_242_0 ;
-  wire [2:0] acc_mem_port_244_0 ;
-  wire [72:0] acc_mem_port_246_0 ;
-  wire [2:0] acc_mem_port_248_0 ;
-  reg [303:0] acc_mem_r0_bypass_data_w0 = 304'h0000000000000000000000000000000000000000000000000000000000000000000000000000;
-  reg acc_mem_r0_bypass_w0 = 1'h0;
-  wire [303:0] acc_mem_r0_data;
-  wire [303:0] acc_mem_r__0__data;
-  wire acc_mem_w0_en;
-  wire [31:0] act_mem_r0_data;
-  wire act_mem_w0_en;
+  wire [72:0] acc_acc_mem_port_267_0 ;
+  wire [2:0] acc_acc_mem_port_269_0 ;
+  wire [72:0] acc_acc_mem_port_271_0 ;
+  wire [2:0] acc_acc_mem_port_273_0 ;
+  wire [72:0] acc_acc_mem_port_275_0 ;
+  wire [2:0] acc_acc_mem_port_277_0 ;
+  wire [72:0] acc_acc_mem_port_279_0 ;
+  wire [2:0] acc_acc_mem_port_281_0 ;
+  reg [303:0] acc_acc_mem_r0_bypass_data_w0 = 304'h0000000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg acc_acc_mem_r0_bypass_w0 = 1'h0;
+  wire [303:0] acc_acc_mem_r0_data;
+  wire [303:0] acc_acc_mem_r__0__data;
+  wire acc_acc_mem_w0_en;
+  wire acc_ctl_valid ;
+  wire acc_e5;
+  reg [2:0] acc_flags = 3'h0;
+  reg [2:0] acc_flags_35  = 3'h0;
+  reg [2:0] acc_flags_42  = 3'h0;
+  reg [2:0] acc_flags_49  = 3'h0;
+  wire [31:0] acc_fp32;
+  wire [31:0] acc_fp32_39 ;
+  wire [31:0] acc_fp32_46 ;
+  wire [31:0] acc_fp32_53 ;
+  wire [31:0] acc_out_0;
+  wire [31:0] acc_out_1;
+  wire [31:0] acc_out_2;
+  wire [31:0] acc_out_3;
+  wire [69:0] acc_port_19_0 ;
+  wire [69:0] acc_port_20_0 ;
+  wire [69:0] acc_port_21_0 ;
+  wire [11:0] acc_port_265_0 ;
+  reg [12:0] acc_sb = 13'h0000;
+  reg [2:0] acc_sb_fl_0 = 3'h0;
+  reg [2:0] acc_sb_fl_1 = 3'h0;
+  reg [2:0] acc_sb_fl_2 = 3'h0;
+  reg [2:0] acc_sb_fl_3 = 3'h0;
+  reg [66:0] acc_sb_ps_0 = 67'h00000000000000000;
+  reg [66:0] acc_sb_ps_1 = 67'h00000000000000000;
+  reg [66:0] acc_sb_ps_2 = 67'h00000000000000000;
+  reg [66:0] acc_sb_ps_3 = 67'h00000000000000000;
+  reg [12:0] acc_sc = 13'h0000;
+  wire acc_sc_fp;
+  reg [72:0] acc_sc_sum_0 = 73'h0000000000000000000;
+  reg [72:0] acc_sc_sum_1 = 73'h0000000000000000000;
+  reg [72:0] acc_sc_sum_2 = 73'h0000000000000000000;
+  reg [72:0] acc_sc_sum_3 = 73'h0000000000000000000;
+  wire acc_w_en;
   wire [11:0] array_fl_i;
   wire [11:0] array_fl_i_43 ;
   wire [11:0] array_fl_i_56 ;
   wire [11:0] array_fl_o_60 ;
-  wire [3:0] array_port_146_0 ;
-  wire [3:0] array_port_151_0 ;
-  wire [3:0] array_port_158_0 ;
-  wire [3:0] array_port_163_0 ;
-  wire [3:0] array_port_170_0 ;
-  wire [3:0] array_port_175_0 ;
-  wire [3:0] array_port_182_0 ;
-  wire [3:0] array_port_187_0 ;
+  wire [3:0] array_port_104_0 ;
+  wire [3:0] array_port_109_0 ;
+  wire [3:0] array_port_116_0 ;
+  wire [3:0] array_port_121_0 ;
+  wire [3:0] array_port_128_0 ;
+  wire [3:0] array_port_133_0 ;
+  wire [3:0] array_port_140_0 ;
+  wire [3:0] array_port_145_0 ;
   wire [267:0] array_ps_i;
   wire [267:0] array_ps_i_40 ;
   wire [267:0] array_ps_i_53 ;
@@ -396,9 +420,6 @@ module accelgen_gemm(cmd__valid, a__payload, a__valid, w__payload, w__valid, o__
   wire [11:0] array_q;
   wire [11:0] array_q_35 ;
   wire [11:0] array_q_48 ;
-  wire [69:0] array_q_62 ;
-  wire [69:0] array_q_66 ;
-  wire [69:0] array_q_70 ;
   wire array_w_ok__0;
   wire array_w_ok__1;
   wire array_w_ok__2;
@@ -408,11 +429,17 @@ module accelgen_gemm(cmd__valid, a__payload, a__valid, w__payload, w__valid, o__
   wire [1:0] array_w_we_25 ;
   wire [1:0] array_w_we_38 ;
   wire [1:0] array_w_we_51 ;
-  reg bank = 1'h0;
-  wire bank_free;
+  wire [1:0] bank_clr;
+  wire [1:0] bank_free;
+  wire [1:0] bank_set;
+  reg [3:0] banks_drain_0 = 4'h0;
+  reg [3:0] banks_drain_1 = 4'h0;
+  reg [1:0] banks_full = 2'h0;
   wire booked;
   output busy;
   wire busy;
+  wire [2:0] check_desc_mode ;
+  wire check_mode_ok;
   input clk;
   wire clk;
   input [27:0] cmd__payload;
@@ -421,849 +448,828 @@ module accelgen_gemm(cmd__valid, a__payload, a__valid, w__payload, w__valid, o__
   wire cmd__ready;
   input cmd__valid;
   wire cmd__valid;
-  wire [2:0] cmd_desc_mode ;
-  wire cmd_mode_ok;
   output cmd_ok;
   wire cmd_ok;
-  wire credit_ok;
-  wire ctl_out_valid ;
-  reg [3:0] drain_0 = 4'h0;
-  reg [3:0] drain_1 = 4'h0;
-  wire e5;
   output [15:0] errors;
   reg [15:0] errors = 16'h0000;
-  reg [27:0] fd = 28'h0000000;
-  reg [12:0] fd_addr = 13'h0000;
-  reg fd_bank = 1'h0;
-  reg fd_first_pass = 1'h0;
-  reg [10:0] fd_k0 = 11'h000;
-  wire [10:0] fd_kdepth;
-  reg [6:0] fd_m = 7'h00;
-  reg [9:0] fd_n0 = 10'h000;
-  reg feeder_state = 1'h0;
-  reg [2:0] flags = 3'h0;
-  reg [2:0] flags_149  = 3'h0;
-  reg [2:0] flags_154  = 3'h0;
-  reg [2:0] flags_159  = 3'h0;
-  wire [31:0] fp32;
-  wire [31:0] fp32_152 ;
-  wire [31:0] fp32_157 ;
-  wire [31:0] fp32_162 ;
-  reg [1:0] full = 2'h0;
-  wire [1:0] full_clr;
-  wire [1:0] full_set;
-  wire hi_ok;
-  wire issue;
-  wire last_k;
-  wire last_m;
-  wire last_n;
-  reg ld_bank = 1'h0;
-  wire ld_col_ok_0;
-  wire ld_col_ok_1;
-  wire ld_col_ok_2;
-  wire ld_col_ok_3;
-  wire ld_is_int4;
-  wire ld_is_w4a8;
-  reg [8:0] ld_k = 9'h000;
-  reg [10:0] ld_k0 = 11'h000;
-  wire [10:0] ld_kdepth;
-  reg [10:0] ld_krow = 11'h000;
-  wire [1:0] ld_kstep;
-  reg [2:0] ld_mode = 3'h0;
-  reg [8:0] ld_n = 9'h000;
-  reg [9:0] ld_n0 = 10'h000;
-  reg [1:0] ld_row = 2'h0;
-  wire lo_ok;
-  reg loader_state = 1'h0;
-  reg [2:0] mode = 3'h0;
+  wire [31:0] feeder_act_mem_r0_data;
+  wire feeder_act_mem_w0_en;
+  reg feeder_array_bank = 1'h0;
+  reg [2:0] feeder_array_mode = 3'h0;
+  wire feeder_credit_ok;
+  reg [12:0] feeder_ctl = 13'h0000;
+  reg [27:0] feeder_fd = 28'h0000000;
+  reg [12:0] feeder_fd_addr = 13'h0000;
+  reg feeder_fd_bank = 1'h0;
+  reg feeder_fd_first_pass = 1'h0;
+  reg [10:0] feeder_fd_k0 = 11'h000;
+  wire [10:0] feeder_fd_kdepth;
+  reg [6:0] feeder_fd_m = 7'h00;
+  reg [9:0] feeder_fd_n0 = 10'h000;
+  reg feeder_feeder_state = 1'h0;
+  wire feeder_issue;
+  wire feeder_last_k;
+  wire feeder_last_m;
+  wire feeder_last_n;
+  wire [27:0] feeder_queue_data;
+  wire feeder_queue_pop;
+  wire feeder_queue_valid;
+  wire feeder_ready;
+  wire feeder_room;
+  reg [31:0] feeder_s1_data = 32'd0;
+  reg feeder_s1_from_stream = 1'h0;
+  wire loader_bank_free;
+  wire loader_hi_ok;
+  reg loader_ld_bank = 1'h0;
+  wire loader_ld_col_ok_0;
+  wire loader_ld_col_ok_1;
+  wire loader_ld_col_ok_2;
+  wire loader_ld_col_ok_3;
+  wire loader_ld_is_int4;
+  wire loader_ld_is_w4a8;
+  reg [8:0] loader_ld_k = 9'h000;
+  reg [10:0] loader_ld_k0 = 11'h000;
+  wire [10:0] loader_ld_kdepth;
+  reg [10:0] loader_ld_krow = 11'h000;
+  wire [1:0] loader_ld_kstep;
+  reg [2:0] loader_ld_mode = 3'h0;
+  reg [8:0] loader_ld_n = 9'h000;
+  reg [9:0] loader_ld_n0 = 10'h000;
+  reg [1:0] loader_ld_row = 2'h0;
+  wire loader_lo_ok;
+  reg loader_loader_state = 1'h0;
+  wire loader_queue_push;
+  wire loader_queue_ready;
+  wire loader_take_beat;
   output [128:0] o__payload;
   wire [128:0] o__payload;
   input o__ready;
   wire o__ready;
   output o__valid;
   wire o__valid;
-  wire [31:0] out_0;
-  wire [31:0] out_1;
-  wire [31:0] out_2;
-  wire [31:0] out_3;
-  reg [5:0] outstanding = 6'h00;
-  wire [11:0] q_135 ;
-  wire [27:0] r_data;
-  wire r_en;
-  wire r_rdy;
-  wire ready;
+  reg [5:0] output_outstanding = 6'h00;
+  wire output_pending;
+  wire output_taken;
   input rst;
   wire rst;
-  reg [12:0] s1 = 13'h0000;
-  reg [31:0] s1_data = 32'd0;
-  reg s1_from_stream = 1'h0;
-  reg [12:0] sb = 13'h0000;
-  reg [2:0] sb_fl_0 = 3'h0;
-  reg [2:0] sb_fl_1 = 3'h0;
-  reg [2:0] sb_fl_2 = 3'h0;
-  reg [2:0] sb_fl_3 = 3'h0;
-  reg [66:0] sb_ps_0 = 67'h00000000000000000;
-  reg [66:0] sb_ps_1 = 67'h00000000000000000;
-  reg [66:0] sb_ps_2 = 67'h00000000000000000;
-  reg [66:0] sb_ps_3 = 67'h00000000000000000;
-  reg [12:0] sc = 13'h0000;
-  wire sc_fp;
-  reg [72:0] sc_sum_0 = 73'h0000000000000000000;
-  reg [72:0] sc_sum_1 = 73'h0000000000000000000;
-  reg [72:0] sc_sum_2 = 73'h0000000000000000000;
-  reg [72:0] sc_sum_3 = 73'h0000000000000000000;
-  wire take_beat;
-  wire taken;
   input [31:0] w__payload;
   wire [31:0] w__payload;
   output w__ready;
   wire w__ready;
   input w__valid;
   wire w__valid;
-  wire w_en;
-  wire w_en_164 ;
-  wire w_rdy;
-  assign _000_ = | drain_0;
-  assign _098_ = drain_0 - 1'h1;
-  assign _133_ = | drain_1;
-  assign _144_ = drain_1 - 1'h1;
-  assign _155_ = full | full_set;
-  assign _166_ = ~ full_clr;
-  assign _175_ = _155_ & _166_;
-  assign _186_ = cmd__valid & w_rdy;
-  assign _197_ = errors != 16'hffff;
-  assign _001_ = errors + 1'h1;
-  assign _010_ = bank_free & w__valid;
-  assign _019_ = ld_row + 1'h1;
-  assign _027_ = ld_krow + ld_kstep;
-  assign _038_ = ld_row == 2'h3;
-  assign _049_ = ~ ld_bank;
-  assign _060_ = ld_k0 + ld_kdepth;
-  assign _071_ = _060_ >= ld_k;
-  assign _076_ = ld_n0 + 3'h4;
-  assign _087_ = ld_n0 + 3'h4;
-  assign _099_ = _087_ >= ld_n;
-  assign _110_ = ld_k0 + ld_kdepth;
-  assign _121_ = ld_k0 + ld_kdepth;
-  assign _128_ = ! fd_k0;
-  assign _129_ = last_k & last_n;
-  assign _130_ = _129_ & last_m;
-  assign _131_ = fd_addr + 1'h1;
-  assign _132_ = fd_m + 1'h1;
-  assign _134_ = ~ fd_bank;
-  assign _135_ = fd_k0 + fd_kdepth;
-  assign _136_ = fd_n0 + 3'h4;
-  assign _137_ = ~ taken;
-  assign _138_ = booked & _137_;
-  assign _139_ = ~ booked;
-  assign _140_ = taken & _139_;
-  assign _141_ = outstanding + 1'h1;
-  assign _142_ = outstanding - 1'h1;
-  assign _143_ = | cmd__payload[6:0];
-  assign _145_ = cmd_mode_ok & _143_;
-  assign _146_ = cmd__payload[6:0] <= 7'h40;
-  assign _147_ = _145_ & _146_;
-  assign _148_ = | cmd__payload[15:7];
-  assign _149_ = _147_ & _148_;
-  assign _150_ = cmd__payload[15:7] <= 9'h100;
-  assign _151_ = _149_ & _150_;
-  assign _152_ = | cmd__payload[24:16];
-  assign _153_ = _151_ & _152_;
-  assign _154_ = cmd__payload[24:16] <= 9'h100;
-  assign cmd_ok = _153_ & _154_;
-  assign _156_ = ld_mode == 3'h4;
-  assign _157_ = ld_mode == 2'h3;
-  assign _158_ = ld_mode == 2'h2;
-  assign _159_ = ld_mode == 1'h1;
-  assign _160_ = _159_ ? 11'h008 : 11'h004;
-  assign _161_ = _158_ ? 11'h004 : _160_;
-  assign _162_ = _157_ ? 11'h004 : _161_;
-  assign ld_kdepth = _156_ ? 11'h004 : _162_;
-  assign _163_ = ld_mode == 3'h4;
-  assign _164_ = ld_mode == 2'h3;
-  assign _165_ = ld_mode == 2'h2;
-  assign _167_ = ld_mode == 1'h1;
-  assign _168_ = _167_ ? 2'h2 : 2'h1;
-  assign _169_ = _165_ ? 2'h1 : _168_;
-  assign _170_ = _164_ ? 2'h1 : _169_;
-  assign ld_kstep = _163_ ? 2'h1 : _170_;
-  assign _171_ = ld_mode == 3'h4;
-  assign _172_ = ld_mode == 2'h3;
-  assign _173_ = ld_mode == 2'h2;
-  assign _174_ = _173_ ? 1'h1 : 1'h0;
-  assign _176_ = _172_ ? 1'h0 : _174_;
-  assign ld_is_w4a8 = _171_ ? 1'h0 : _176_;
-  assign _177_ = ld_mode == 3'h4;
-  assign _178_ = ld_mode == 2'h3;
-  assign _179_ = ld_mode == 2'h2;
-  assign _180_ = ld_mode == 1'h1;
-  assign _181_ = _180_ ? 1'h1 : 1'h0;
-  assign _182_ = _179_ ? 1'h0 : _181_;
-  assign _183_ = _178_ ? 1'h0 : _182_;
-  assign ld_is_int4 = _177_ ? 1'h0 : _183_;
-  assign _184_ = full >> ld_bank;
-  assign _185_ = ~ _184_;
-  assign _187_ = ld_bank ? drain_1 : drain_0;
-  assign _188_ = ! _187_;
-  assign bank_free = _185_ & _188_;
-  assign _189_ = ~ ld_is_w4a8;
-  assign _190_ = _189_ | ld_row[0];
-  assign _191_ = ld_row == 2'h3;
-  assign take_beat = _190_ | _191_;
-  assign lo_ok = ld_krow < ld_k;
-  assign _192_ = ld_krow + 1'h1;
-  assign hi_ok = _192_ < ld_k;
-  assign _193_ = ld_n0 + 1'h0;
-  assign ld_col_ok_0 = _193_ < ld_n;
-  assign _194_ = ld_col_ok_0 & lo_ok;
-  assign _195_ = ld_is_w4a8 & ld_row[0];
-  assign _196_ = _195_ ? w__payload[7:4] : w__payload[3:0];
-  assign array_port_146_0  = _194_ ? _196_ : 4'h0;
-  assign _198_ = ld_is_int4 ? hi_ok : lo_ok;
-  assign _199_ = ld_col_ok_0 & _198_;
-  assign _200_ = ld_is_w4a8 ? 4'h0 : w__payload[7:4];
-  assign _201_ = ld_is_int4 ? w__payload[7:4] : _200_;
-  assign array_port_151_0  = _199_ ? _201_ : 4'h0;
-  assign array_w_ok__0 = ld_col_ok_0 & lo_ok;
-  assign _202_ = ld_n0 + 1'h1;
-  assign ld_col_ok_1 = _202_ < ld_n;
-  assign _203_ = ld_col_ok_1 & lo_ok;
-  assign _204_ = ld_is_w4a8 & ld_row[0];
-  assign _205_ = _204_ ? w__payload[15:12] : w__payload[11:8];
-  assign array_port_158_0  = _203_ ? _205_ : 4'h0;
-  assign _002_ = ld_is_int4 ? hi_ok : lo_ok;
-  assign _003_ = ld_col_ok_1 & _002_;
-  assign _004_ = ld_is_w4a8 ? 4'h0 : w__payload[15:12];
-  assign _005_ = ld_is_int4 ? w__payload[15:12] : _004_;
-  assign array_port_163_0  = _003_ ? _005_ : 4'h0;
-  assign array_w_ok__1 = ld_col_ok_1 & lo_ok;
-  assign _006_ = ld_n0 + 2'h2;
-  assign ld_col_ok_2 = _006_ < ld_n;
-  assign _007_ = ld_col_ok_2 & lo_ok;
-  assign _008_ = ld_is_w4a8 & ld_row[0];
-  assign _009_ = _008_ ? w__payload[23:20] : w__payload[19:16];
-  assign array_port_170_0  = _007_ ? _009_ : 4'h0;
-  assign _011_ = ld_is_int4 ? hi_ok : lo_ok;
-  assign _012_ = ld_col_ok_2 & _011_;
-  assign _013_ = ld_is_w4a8 ? 4'h0 : w__payload[23:20];
-  assign _014_ = ld_is_int4 ? w__payload[23:20] : _013_;
-  assign array_port_175_0  = _012_ ? _014_ : 4'h0;
-  assign array_w_ok__2 = ld_col_ok_2 & lo_ok;
-  assign _015_ = ld_n0 + 2'h3;
-  assign ld_col_ok_3 = _015_ < ld_n;
-  assign _016_ = ld_col_ok_3 & lo_ok;
-  assign _017_ = ld_is_w4a8 & ld_row[0];
-  assign _018_ = _017_ ? w__payload[31:28] : w__payload[27:24];
-  assign array_port_182_0  = _016_ ? _018_ : 4'h0;
-  assign _020_ = ld_is_int4 ? hi_ok : lo_ok;
-  assign _021_ = ld_col_ok_3 & _020_;
-  assign _022_ = ld_is_w4a8 ? 4'h0 : w__payload[31:28];
-  assign _023_ = ld_is_int4 ? w__payload[31:28] : _022_;
-  assign array_port_187_0  = _021_ ? _023_ : 4'h0;
-  assign array_w_ok__3 = ld_col_ok_3 & lo_ok;
-  assign _024_ = cmd__valid & w_rdy;
-  assign _025_ = bank_free & w__valid;
-  assign _026_ = 1'h1 << ld_row;
-  assign _028_ = ld_row == 2'h3;
-  assign _029_ = ld_bank ? 2'h2 : 2'h1;
-  assign _030_ = fd[27:25] == 3'h4;
-  assign _031_ = fd[27:25] == 2'h3;
-  assign _032_ = fd[27:25] == 2'h2;
-  assign _033_ = fd[27:25] == 1'h1;
-  assign _034_ = _033_ ? 11'h008 : 11'h004;
-  assign _035_ = _032_ ? 11'h004 : _034_;
-  assign _036_ = _031_ ? 11'h004 : _035_;
-  assign fd_kdepth = _030_ ? 11'h004 : _036_;
-  assign _037_ = fd_k0 + fd_kdepth;
-  assign last_k = _037_ >= fd[24:16];
-  assign _039_ = fd_n0 + 3'h4;
-  assign last_n = _039_ >= fd[15:7];
-  assign _040_ = fd_m + 1'h1;
-  assign last_m = _040_ == fd[6:0];
-  assign _041_ = ~ last_k;
-  assign _042_ = outstanding < 6'h20;
-  assign credit_ok = _041_ | _042_;
-  assign _043_ = full >> fd_bank;
-  assign _044_ = _043_ & credit_ok;
-  assign _045_ = ready & fd_first_pass;
-  assign _046_ = ~ fd_first_pass;
-  assign _047_ = a__valid | _046_;
-  assign _048_ = ready & _047_;
-  assign _050_ = issue & fd_first_pass;
-  assign _051_ = fd_bank ? 2'h2 : 2'h1;
-  assign a__0 = s1_from_stream ? s1_data[7:0] : act_mem_r0_data[7:0];
-  assign a__1 = s1_from_stream ? s1_data[15:8] : act_mem_r0_data[15:8];
-  assign a__2 = s1_from_stream ? s1_data[23:16] : act_mem_r0_data[23:16];
-  assign a__3 = s1_from_stream ? s1_data[31:24] : act_mem_r0_data[31:24];
-  assign _052_ = sb[1] ? 73'h0000000000000000000 : acc_mem_r__0__data[72:0];
-  assign { _053_[73], acc_mem_port_234_0  } = $signed(_052_) + $signed(sb_ps_0);
-  assign _054_ = sb[1] ? 3'h0 : acc_mem_r__0__data[75:73];
-  assign acc_mem_port_236_0  = _054_ | sb_fl_0;
-  assign _055_ = sb[1] ? 73'h0000000000000000000 : acc_mem_r__0__data[148:76];
-  assign { _056_[73], acc_mem_port_238_0  } = $signed(_055_) + $signed(sb_ps_1);
-  assign _057_ = sb[1] ? 3'h0 : acc_mem_r__0__data[151:149];
-  assign acc_mem_port_240_0  = _057_ | sb_fl_1;
-  assign _058_ = sb[1] ? 73'h0000000000000000000 : acc_mem_r__0__data[224:152];
-  assign { _059_[73], acc_mem_port_242_0  } = $signed(_058_) + $signed(sb_ps_2);
-  assign _061_ = sb[1] ? 3'h0 : acc_mem_r__0__data[227:225];
-  assign acc_mem_port_244_0  = _061_ | sb_fl_2;
-  assign _062_ = sb[1] ? 73'h0000000000000000000 : acc_mem_r__0__data[300:228];
-  assign { _063_[73], acc_mem_port_246_0  } = $signed(_062_) + $signed(sb_ps_3);
-  assign _064_ = sb[1] ? 3'h0 : acc_mem_r__0__data[303:301];
-  assign acc_mem_port_248_0  = _064_ | sb_fl_3;
-  assign _065_ = ~ sb[2];
-  assign acc_mem_w0_en = sb[0] & _065_;
-  assign _066_ = sc[12:10] == 2'h3;
-  assign _067_ = sc[12:10] == 3'h4;
-  assign sc_fp = | { _067_, _066_ };
-  assign e5 = sc[12:10] == 3'h4;
-  assign { _068_[32], out_0 } = sc_fp ? { 1'h0, fp32 } : { sc_sum_0[31], sc_sum_0[31:0] };
-  assign { _069_[32], out_1 } = sc_fp ? { 1'h0, fp32_152  } : { sc_sum_1[31], sc_sum_1[31:0] };
-  assign { _070_[32], out_2 } = sc_fp ? { 1'h0, fp32_157  } : { sc_sum_2[31], sc_sum_2[31:0] };
-  assign { _072_[32], out_3 } = sc_fp ? { 1'h0, fp32_162  } : { sc_sum_3[31], sc_sum_3[31:0] };
-  assign w_en_164  = sc[0] & sc[2];
-  assign taken = o__valid & o__ready;
-  assign booked = issue & last_k;
-  assign _073_ = loader_state | feeder_state;
-  assign _074_ = _073_ | r_rdy;
-  assign _075_ = | outstanding;
-  assign busy = _074_ | _075_;
+  assign _000_ = loader_loader_state | feeder_feeder_state;
+  assign _001_ = _000_ | feeder_queue_valid;
+  assign busy = _001_ | output_pending;
   always @(posedge clk)
-    drain_0 <= _078_;
+    acc_flags_49  <= _032_;
+  assign _002_ = acc_sb[1] ? 73'h0000000000000000000 : acc_acc_mem_r__0__data[72:0];
+  assign { _013_[73], acc_acc_mem_port_267_0  } = $signed(_002_) + $signed(acc_sb_ps_0);
+  assign _024_ = acc_sb[1] ? 3'h0 : acc_acc_mem_r__0__data[75:73];
+  assign acc_acc_mem_port_269_0  = _024_ | acc_sb_fl_0;
+  assign _033_ = acc_sb[1] ? 73'h0000000000000000000 : acc_acc_mem_r__0__data[148:76];
+  assign { _034_[73], acc_acc_mem_port_271_0  } = $signed(_033_) + $signed(acc_sb_ps_1);
+  assign _035_ = acc_sb[1] ? 3'h0 : acc_acc_mem_r__0__data[151:149];
+  assign acc_acc_mem_port_273_0  = _035_ | acc_sb_fl_1;
+  assign _036_ = acc_sb[1] ? 73'h0000000000000000000 : acc_acc_mem_r__0__data[224:152];
+  assign { _037_[73], acc_acc_mem_port_275_0  } = $signed(_036_) + $signed(acc_sb_ps_2);
+  assign _038_ = acc_sb[1] ? 3'h0 : acc_acc_mem_r__0__data[227:225];
+  assign acc_acc_mem_port_277_0  = _038_ | acc_sb_fl_2;
+  assign _003_ = acc_sb[1] ? 73'h0000000000000000000 : acc_acc_mem_r__0__data[300:228];
+  assign { _004_[73], acc_acc_mem_port_279_0  } = $signed(_003_) + $signed(acc_sb_ps_3);
+  assign _005_ = acc_sb[1] ? 3'h0 : acc_acc_mem_r__0__data[303:301];
+  assign acc_acc_mem_port_281_0  = _005_ | acc_sb_fl_3;
+  assign _006_ = ~ acc_sb[2];
+  assign acc_acc_mem_w0_en = acc_sb[0] & _006_;
+  assign _007_ = acc_sc[12:10] == 2'h3;
+  assign _008_ = acc_sc[12:10] == 3'h4;
+  assign acc_sc_fp = | { _008_, _007_ };
+  assign acc_e5 = acc_sc[12:10] == 3'h4;
+  assign { _009_[32], acc_out_0 } = acc_sc_fp ? { 1'h0, acc_fp32 } : { acc_sc_sum_0[31], acc_sc_sum_0[31:0] };
+  assign { _010_[32], acc_out_1 } = acc_sc_fp ? { 1'h0, acc_fp32_39  } : { acc_sc_sum_1[31], acc_sc_sum_1[31:0] };
+  assign { _011_[32], acc_out_2 } = acc_sc_fp ? { 1'h0, acc_fp32_46  } : { acc_sc_sum_2[31], acc_sc_sum_2[31:0] };
+  assign { _012_[32], acc_out_3 } = acc_sc_fp ? { 1'h0, acc_fp32_53  } : { acc_sc_sum_3[31], acc_sc_sum_3[31:0] };
+  assign acc_w_en = acc_sc[0] & acc_sc[2];
   always @(posedge clk)
-    drain_1 <= _079_;
+    acc_sb <= _014_;
   always @(posedge clk)
-    full <= _080_;
+    acc_sb_ps_0 <= _015_;
   always @(posedge clk)
-    ld_n <= _081_;
+    acc_sb_ps_1 <= _016_;
   always @(posedge clk)
-    ld_k <= _082_;
+    acc_sb_ps_2 <= _017_;
   always @(posedge clk)
-    ld_mode <= _083_;
+    acc_sb_ps_3 <= _018_;
   always @(posedge clk)
-    ld_n0 <= _084_;
+    acc_sb_fl_0 <= _019_;
   always @(posedge clk)
-    ld_k0 <= _085_;
+    acc_sb_fl_1 <= _020_;
   always @(posedge clk)
-    ld_row <= _086_;
+    acc_sb_fl_2 <= _021_;
   always @(posedge clk)
-    ld_krow <= _088_;
+    acc_sb_fl_3 <= _022_;
   always @(posedge clk)
-    loader_state <= _089_;
+    acc_sc <= _023_;
   always @(posedge clk)
-    errors <= _090_;
+    acc_sc_sum_0 <= _025_;
   always @(posedge clk)
-    ld_bank <= _091_;
+    acc_flags <= _026_;
   always @(posedge clk)
-    s1 <= _092_;
+    acc_sc_sum_1 <= _027_;
   always @(posedge clk)
-    fd <= _093_;
+    acc_flags_35  <= _028_;
   always @(posedge clk)
-    fd_m <= _094_;
+    acc_sc_sum_2 <= _029_;
   always @(posedge clk)
-    fd_k0 <= _095_;
+    acc_flags_42  <= _030_;
   always @(posedge clk)
-    fd_n0 <= _096_;
+    acc_sc_sum_3 <= _031_;
+  assign _032_ = rst ? 3'h0 : acc_acc_mem_port_281_0 ;
+  assign _031_ = rst ? 73'h0000000000000000000 : acc_acc_mem_port_279_0 ;
+  assign _030_ = rst ? 3'h0 : acc_acc_mem_port_277_0 ;
+  assign _029_ = rst ? 73'h0000000000000000000 : acc_acc_mem_port_275_0 ;
+  assign _028_ = rst ? 3'h0 : acc_acc_mem_port_273_0 ;
+  assign _027_ = rst ? 73'h0000000000000000000 : acc_acc_mem_port_271_0 ;
+  assign _026_ = rst ? 3'h0 : acc_acc_mem_port_269_0 ;
+  assign _025_ = rst ? 73'h0000000000000000000 : acc_acc_mem_port_267_0 ;
+  assign _023_ = rst ? 13'h0000 : acc_sb;
+  assign _022_ = rst ? 3'h0 : array_fl_o_60 [11:9];
+  assign _021_ = rst ? 3'h0 : acc_port_21_0 [69:67];
+  assign _020_ = rst ? 3'h0 : acc_port_20_0 [69:67];
+  assign _019_ = rst ? 3'h0 : acc_port_19_0 [69:67];
+  assign _018_ = rst ? 67'h00000000000000000 : array_ps_o_59 [267:201];
+  assign _017_ = rst ? 67'h00000000000000000 : acc_port_21_0 [66:0];
+  assign _016_ = rst ? 67'h00000000000000000 : acc_port_20_0 [66:0];
+  assign _015_ = rst ? 67'h00000000000000000 : acc_port_19_0 [66:0];
+  assign _014_ = rst ? 13'h0000 : { acc_port_265_0 , acc_ctl_valid  };
   always @(posedge clk)
-    fd_addr <= _097_;
+    acc_acc_mem_r0_bypass_data_w0 <= { acc_acc_mem_port_281_0 , acc_acc_mem_port_279_0 , acc_acc_mem_port_277_0 , acc_acc_mem_port_275_0 , acc_acc_mem_port_273_0 , acc_acc_mem_port_271_0 , acc_acc_mem_port_269_0 , acc_acc_mem_port_267_0  };
+  assign acc_acc_mem_r__0__data = acc_acc_mem_r0_bypass_w0 ? acc_acc_mem_r0_bypass_data_w0 : acc_acc_mem_r0_data;
+  assign _039_ = acc_sb[9:4] == acc_port_265_0 [8:3];
+  assign _040_ = acc_acc_mem_w0_en & _039_;
   always @(posedge clk)
-    fd_first_pass <= _100_;
+    acc_acc_mem_r0_bypass_w0 <= _040_;
+  assign array_w_we_38  = { array_w_row_we[2], array_w_row_we[2] } & { loader_ld_bank, _043_ };
+  assign _044_ = ~ loader_ld_bank;
+  assign array_w_we_51  = { array_w_row_we[3], array_w_row_we[3] } & { loader_ld_bank, _044_ };
+  assign _041_ = ~ loader_ld_bank;
+  assign array_w_we = { array_w_row_we[0], array_w_row_we[0] } & { loader_ld_bank, _041_ };
+  assign _042_ = ~ loader_ld_bank;
+  assign array_w_we_25  = { array_w_row_we[1], array_w_row_we[1] } & { loader_ld_bank, _042_ };
+  assign _043_ = ~ loader_ld_bank;
+  assign _045_ = banks_full | bank_set;
+  assign _051_ = ~ bank_clr;
+  assign _052_ = _045_ & _051_;
+  assign _053_ = | banks_drain_0;
+  assign _054_ = banks_drain_0 - 1'h1;
+  assign _055_ = | banks_drain_1;
+  assign _056_ = banks_drain_1 - 1'h1;
+  assign _057_ = ~ banks_full[0];
+  assign _058_ = ! banks_drain_0;
+  assign bank_free[0] = _057_ & _058_;
+  assign _046_ = ~ banks_full[1];
+  assign _047_ = ! banks_drain_1;
+  assign bank_free[1] = _046_ & _047_;
   always @(posedge clk)
-    feeder_state <= _101_;
+    banks_full <= _048_;
   always @(posedge clk)
-    s1_from_stream <= _102_;
+    banks_drain_0 <= _049_;
   always @(posedge clk)
-    s1_data <= _103_;
-  always @(posedge clk)
-    bank <= _104_;
-  always @(posedge clk)
-    mode <= _105_;
-  always @(posedge clk)
-    fd_bank <= _106_;
-  always @(posedge clk)
-    sb <= _107_;
-  always @(posedge clk)
-    sb_ps_0 <= _108_;
-  always @(posedge clk)
-    sb_ps_1 <= _109_;
-  always @(posedge clk)
-    sb_ps_2 <= _111_;
-  always @(posedge clk)
-    sb_ps_3 <= _112_;
-  always @(posedge clk)
-    sb_fl_0 <= _113_;
-  always @(posedge clk)
-    sb_fl_1 <= _114_;
-  always @(posedge clk)
-    sb_fl_2 <= _115_;
-  always @(posedge clk)
-    sb_fl_3 <= _116_;
-  always @(posedge clk)
-    sc <= _117_;
-  always @(posedge clk)
-    sc_sum_0 <= _118_;
-  always @(posedge clk)
-    flags <= _119_;
-  always @(posedge clk)
-    sc_sum_1 <= _120_;
-  always @(posedge clk)
-    flags_149  <= _122_;
-  always @(posedge clk)
-    sc_sum_2 <= _123_;
-  always @(posedge clk)
-    flags_154  <= _124_;
-  always @(posedge clk)
-    sc_sum_3 <= _125_;
-  always @(posedge clk)
-    flags_159  <= _126_;
-  always @(posedge clk)
-    outstanding <= _127_;
-  always @(posedge clk)
-    acc_mem_r0_bypass_data_w0 <= { acc_mem_port_248_0 , acc_mem_port_246_0 , acc_mem_port_244_0 , acc_mem_port_242_0 , acc_mem_port_240_0 , acc_mem_port_238_0 , acc_mem_port_236_0 , acc_mem_port_234_0  };
-  assign acc_mem_r__0__data = acc_mem_r0_bypass_w0 ? acc_mem_r0_bypass_data_w0 : acc_mem_r0_data;
-  assign _206_ = sb[9:4] == q_135 [8:3];
-  assign _207_ = acc_mem_w0_en & _206_;
-  always @(posedge clk)
-    acc_mem_r0_bypass_w0 <= _207_;
-  assign array_w_we_38  = { array_w_row_we[2], array_w_row_we[2] } & { ld_bank, _210_ };
-  assign _211_ = ~ ld_bank;
-  assign array_w_we_51  = { array_w_row_we[3], array_w_row_we[3] } & { ld_bank, _211_ };
-  assign _208_ = ~ ld_bank;
-  assign array_w_we = { array_w_row_we[0], array_w_row_we[0] } & { ld_bank, _208_ };
-  assign _209_ = ~ ld_bank;
-  assign array_w_we_25  = { array_w_row_we[1], array_w_row_we[1] } & { ld_bank, _209_ };
-  assign _210_ = ~ ld_bank;
-  assign _212_ = last_m ? _051_ : 2'h0;
-  assign _213_ = issue ? _212_ : 2'h0;
-  assign full_clr = feeder_state ? _213_ : 2'h0;
-  assign act_mem_w0_en = feeder_state ? _050_ : 1'h0;
-  assign issue = feeder_state ? _048_ : 1'h0;
-  assign a__ready = feeder_state ? _045_ : 1'h0;
-  assign ready = feeder_state ? _044_ : 1'h0;
-  assign r_en = feeder_state ? 1'h0 : 1'h1;
-  assign _214_ = _028_ ? _029_ : 2'h0;
-  assign _215_ = _025_ ? _214_ : 2'h0;
-  assign full_set = loader_state ? _215_ : 2'h0;
-  assign _216_ = _025_ ? _026_ : 4'h0;
-  assign array_w_row_we = loader_state ? _216_ : 4'h0;
-  assign _217_ = _025_ ? take_beat : 1'h0;
-  assign w__ready = loader_state ? _217_ : 1'h0;
-  assign _218_ = cmd_ok ? 1'h1 : 1'h0;
-  assign _219_ = _024_ ? _218_ : 1'h0;
-  assign w_en = loader_state ? 1'h0 : _219_;
-  assign cmd__ready = loader_state ? 1'h0 : w_rdy;
-  function [2:0] _633_;
+    banks_drain_1 <= _050_;
+  assign _059_ = _055_ ? _056_[3:0] : banks_drain_1;
+  assign _060_ = bank_clr[1] ? 4'h8 : _059_;
+  assign _050_ = rst ? 4'h0 : _060_;
+  assign _061_ = _053_ ? _054_[3:0] : banks_drain_0;
+  assign _062_ = bank_clr[0] ? 4'h8 : _061_;
+  assign _049_ = rst ? 4'h0 : _062_;
+  assign _048_ = rst ? 2'h0 : _052_;
+  assign _063_ = | cmd__payload[6:0];
+  assign _066_ = check_mode_ok & _063_;
+  assign _067_ = cmd__payload[6:0] <= 7'h40;
+  assign _068_ = _066_ & _067_;
+  assign _069_ = | cmd__payload[15:7];
+  assign _070_ = _068_ & _069_;
+  assign _071_ = cmd__payload[15:7] <= 9'h100;
+  assign _072_ = _070_ & _071_;
+  assign _073_ = | cmd__payload[24:16];
+  assign _064_ = _072_ & _073_;
+  assign _065_ = cmd__payload[24:16] <= 9'h100;
+  assign cmd_ok = _064_ & _065_;
+  function [2:0] _457_;
     input [2:0] a;
     input [11:0] b;
     input [3:0] s;
     casez (s) // synopsys parallel_case
       4'b???1:
-        _633_ = b[2:0];
+        _457_ = b[2:0];
       4'b??1?:
-        _633_ = b[5:3];
+        _457_ = b[5:3];
       4'b?1??:
-        _633_ = b[8:6];
+        _457_ = b[8:6];
       4'b1???:
-        _633_ = b[11:9];
+        _457_ = b[11:9];
       default:
-        _633_ = a;
+        _457_ = a;
     endcase
   endfunction
-  assign cmd_desc_mode  = _633_(3'h0, 12'h29c, { _223_, _222_, _221_, _220_ });
-  assign _220_ = cmd__payload[27:25] == 3'h4;
-  assign _221_ = cmd__payload[27:25] == 3'h3;
-  assign _222_ = cmd__payload[27:25] == 3'h2;
-  assign _223_ = cmd__payload[27:25] == 3'h1;
-  function [0:0] _638_;
+  assign check_desc_mode  = _457_(3'h0, 12'h29c, { _077_, _076_, _075_, _074_ });
+  assign _074_ = cmd__payload[27:25] == 3'h4;
+  assign _075_ = cmd__payload[27:25] == 3'h3;
+  assign _076_ = cmd__payload[27:25] == 3'h2;
+  assign _077_ = cmd__payload[27:25] == 3'h1;
+  function [0:0] _462_;
     input [0:0] a;
     input [4:0] b;
     input [4:0] s;
     casez (s) // synopsys parallel_case
       5'b????1:
-        _638_ = b[0:0];
+        _462_ = b[0:0];
       5'b???1?:
-        _638_ = b[1:1];
+        _462_ = b[1:1];
       5'b??1??:
-        _638_ = b[2:2];
+        _462_ = b[2:2];
       5'b?1???:
-        _638_ = b[3:3];
+        _462_ = b[3:3];
       5'b1????:
-        _638_ = b[4:4];
+        _462_ = b[4:4];
       default:
-        _638_ = a;
+        _462_ = a;
     endcase
   endfunction
-  assign cmd_mode_ok = _638_(1'h0, 5'h1f, { _228_, _227_, _226_, _225_, _224_ });
-  assign _224_ = cmd__payload[27:25] == 3'h4;
-  assign _225_ = cmd__payload[27:25] == 3'h3;
-  assign _226_ = cmd__payload[27:25] == 3'h2;
-  assign _227_ = cmd__payload[27:25] == 3'h1;
-  assign _228_ = ! cmd__payload[27:25];
-  assign _229_ = _140_ ? _142_[5:0] : outstanding;
-  assign _230_ = _138_ ? _141_[5:0] : _229_;
-  assign _127_ = rst ? 6'h00 : _230_;
-  assign _126_ = rst ? 3'h0 : acc_mem_port_248_0 ;
-  assign _125_ = rst ? 73'h0000000000000000000 : acc_mem_port_246_0 ;
-  assign _124_ = rst ? 3'h0 : acc_mem_port_244_0 ;
-  assign _123_ = rst ? 73'h0000000000000000000 : acc_mem_port_242_0 ;
-  assign _122_ = rst ? 3'h0 : acc_mem_port_240_0 ;
-  assign _120_ = rst ? 73'h0000000000000000000 : acc_mem_port_238_0 ;
-  assign _119_ = rst ? 3'h0 : acc_mem_port_236_0 ;
-  assign _118_ = rst ? 73'h0000000000000000000 : acc_mem_port_234_0 ;
-  assign _117_ = rst ? 13'h0000 : sb;
-  assign _116_ = rst ? 3'h0 : array_fl_o_60 [11:9];
-  assign _115_ = rst ? 3'h0 : array_q_70 [69:67];
-  assign _114_ = rst ? 3'h0 : array_q_66 [69:67];
-  assign _113_ = rst ? 3'h0 : array_q_62 [69:67];
-  assign _112_ = rst ? 67'h00000000000000000 : array_ps_o_59 [267:201];
-  assign _111_ = rst ? 67'h00000000000000000 : array_q_70 [66:0];
-  assign _109_ = rst ? 67'h00000000000000000 : array_q_66 [66:0];
-  assign _108_ = rst ? 67'h00000000000000000 : array_q_62 [66:0];
-  assign _107_ = rst ? 13'h0000 : { q_135 , ctl_out_valid  };
-  assign _231_ = last_m ? _134_ : fd_bank;
-  assign _232_ = issue ? _231_ : fd_bank;
-  assign _233_ = feeder_state ? _232_ : fd_bank;
-  assign _106_ = rst ? 1'h0 : _233_;
-  assign _234_ = issue ? fd[27:25] : mode;
-  assign _235_ = feeder_state ? _234_ : mode;
-  assign _105_ = rst ? 3'h0 : _235_;
-  assign _236_ = issue ? fd_bank : bank;
-  assign _237_ = feeder_state ? _236_ : bank;
-  assign _104_ = rst ? 1'h0 : _237_;
-  assign _238_ = issue ? a__payload : s1_data;
-  assign _239_ = feeder_state ? _238_ : s1_data;
-  assign _103_ = rst ? 32'd0 : _239_;
-  assign _240_ = issue ? fd_first_pass : s1_from_stream;
-  assign _241_ = feeder_state ? _240_ : s1_from_stream;
-  assign _102_ = rst ? 1'h0 : _241_;
-  assign _242_ = last_n ? 1'h0 : feeder_state;
-  assign _243_ = last_k ? _242_ : feeder_state;
-  assign _244_ = last_m ? _243_ : feeder_state;
-  assign _245_ = issue ? _244_ : feeder_state;
-  function [0:0] _685_;
+  assign check_mode_ok = _462_(1'h0, 5'h1f, { _082_, _081_, _080_, _079_, _078_ });
+  assign _078_ = cmd__payload[27:25] == 3'h4;
+  assign _079_ = cmd__payload[27:25] == 3'h3;
+  assign _080_ = cmd__payload[27:25] == 3'h2;
+  assign _081_ = cmd__payload[27:25] == 3'h1;
+  assign _082_ = ! cmd__payload[27:25];
+  always @(posedge clk)
+    feeder_fd_addr <= _109_;
+  always @(posedge clk)
+    feeder_fd_first_pass <= _110_;
+  always @(posedge clk)
+    feeder_feeder_state <= _111_;
+  always @(posedge clk)
+    feeder_s1_from_stream <= _112_;
+  always @(posedge clk)
+    feeder_s1_data <= _113_;
+  always @(posedge clk)
+    feeder_array_bank <= _115_;
+  always @(posedge clk)
+    feeder_array_mode <= _116_;
+  always @(posedge clk)
+    feeder_fd_bank <= _117_;
+  assign _083_ = feeder_fd[27:25] == 3'h4;
+  assign _094_ = feeder_fd[27:25] == 2'h3;
+  assign _103_ = feeder_fd[27:25] == 2'h2;
+  assign _114_ = feeder_fd[27:25] == 1'h1;
+  assign _118_ = _114_ ? 11'h008 : 11'h004;
+  assign _119_ = _103_ ? 11'h004 : _118_;
+  assign _120_ = _094_ ? 11'h004 : _119_;
+  assign feeder_fd_kdepth = _083_ ? 11'h004 : _120_;
+  assign _121_ = feeder_fd_k0 + feeder_fd_kdepth;
+  assign feeder_last_k = _121_ >= feeder_fd[24:16];
+  assign _122_ = feeder_fd_n0 + 3'h4;
+  assign feeder_last_n = _122_ >= feeder_fd[15:7];
+  assign _084_ = feeder_fd_m + 1'h1;
+  assign feeder_last_m = _084_ == feeder_fd[6:0];
+  assign _085_ = ~ feeder_last_k;
+  assign feeder_credit_ok = _085_ | feeder_room;
+  assign booked = feeder_issue & feeder_last_k;
+  assign _086_ = banks_full >> feeder_fd_bank;
+  assign _087_ = _086_ & feeder_credit_ok;
+  assign _088_ = feeder_ready & feeder_fd_first_pass;
+  assign _089_ = ~ feeder_fd_first_pass;
+  assign _090_ = a__valid | _089_;
+  assign _091_ = feeder_ready & _090_;
+  assign _092_ = feeder_issue & feeder_fd_first_pass;
+  assign _093_ = feeder_fd_bank ? 2'h2 : 2'h1;
+  assign a__0 = feeder_s1_from_stream ? feeder_s1_data[7:0] : feeder_act_mem_r0_data[7:0];
+  assign a__1 = feeder_s1_from_stream ? feeder_s1_data[15:8] : feeder_act_mem_r0_data[15:8];
+  assign a__2 = feeder_s1_from_stream ? feeder_s1_data[23:16] : feeder_act_mem_r0_data[23:16];
+  assign a__3 = feeder_s1_from_stream ? feeder_s1_data[31:24] : feeder_act_mem_r0_data[31:24];
+  assign _095_ = ! feeder_fd_k0;
+  assign _096_ = feeder_last_k & feeder_last_n;
+  assign _097_ = _096_ & feeder_last_m;
+  assign _098_ = feeder_fd_addr + 1'h1;
+  assign _099_ = feeder_fd_m + 1'h1;
+  assign _100_ = ~ feeder_fd_bank;
+  assign _101_ = feeder_fd_k0 + feeder_fd_kdepth;
+  assign _102_ = feeder_fd_n0 + 3'h4;
+  always @(posedge clk)
+    feeder_ctl <= _104_;
+  always @(posedge clk)
+    feeder_fd <= _105_;
+  always @(posedge clk)
+    feeder_fd_m <= _106_;
+  always @(posedge clk)
+    feeder_fd_k0 <= _107_;
+  always @(posedge clk)
+    feeder_fd_n0 <= _108_;
+  assign _123_ = feeder_last_m ? _100_ : feeder_fd_bank;
+  assign _124_ = feeder_issue ? _123_ : feeder_fd_bank;
+  assign _125_ = feeder_feeder_state ? _124_ : feeder_fd_bank;
+  assign _117_ = rst ? 1'h0 : _125_;
+  assign _126_ = feeder_issue ? feeder_fd[27:25] : feeder_array_mode;
+  assign _127_ = feeder_feeder_state ? _126_ : feeder_array_mode;
+  assign _116_ = rst ? 3'h0 : _127_;
+  assign _128_ = feeder_issue ? feeder_fd_bank : feeder_array_bank;
+  assign _129_ = feeder_feeder_state ? _128_ : feeder_array_bank;
+  assign _115_ = rst ? 1'h0 : _129_;
+  assign _130_ = feeder_issue ? a__payload : feeder_s1_data;
+  assign _131_ = feeder_feeder_state ? _130_ : feeder_s1_data;
+  assign _113_ = rst ? 32'd0 : _131_;
+  assign _132_ = feeder_issue ? feeder_fd_first_pass : feeder_s1_from_stream;
+  assign _133_ = feeder_feeder_state ? _132_ : feeder_s1_from_stream;
+  assign _112_ = rst ? 1'h0 : _133_;
+  assign _134_ = feeder_last_n ? 1'h0 : feeder_feeder_state;
+  assign _135_ = feeder_last_k ? _134_ : feeder_feeder_state;
+  assign _136_ = feeder_last_m ? _135_ : feeder_feeder_state;
+  assign _137_ = feeder_issue ? _136_ : feeder_feeder_state;
+  function [0:0] _538_;
     input [0:0] a;
     input [1:0] b;
     input [1:0] s;
     casez (s) // synopsys parallel_case
       2'b?1:
-        _685_ = b[0:0];
+        _538_ = b[0:0];
       2'b1?:
-        _685_ = b[1:1];
+        _538_ = b[1:1];
       default:
-        _685_ = a;
+        _538_ = a;
     endcase
   endfunction
-  assign _246_ = _685_(feeder_state, { _247_, _245_ }, { _248_, feeder_state });
-  assign _247_ = r_rdy ? 1'h1 : feeder_state;
-  assign _248_ = ~ feeder_state;
-  assign _101_ = rst ? 1'h0 : _246_;
-  assign _249_ = last_k ? 1'h0 : fd_first_pass;
-  assign _250_ = last_m ? _249_ : fd_first_pass;
-  assign _251_ = issue ? _250_ : fd_first_pass;
-  function [0:0] _692_;
+  assign _138_ = _538_(feeder_feeder_state, { _139_, _137_ }, { _140_, feeder_feeder_state });
+  assign _139_ = feeder_queue_valid ? 1'h1 : feeder_feeder_state;
+  assign _140_ = ~ feeder_feeder_state;
+  assign _111_ = rst ? 1'h0 : _138_;
+  assign _141_ = feeder_last_k ? 1'h0 : feeder_fd_first_pass;
+  assign _142_ = feeder_last_m ? _141_ : feeder_fd_first_pass;
+  assign _143_ = feeder_issue ? _142_ : feeder_fd_first_pass;
+  function [0:0] _545_;
     input [0:0] a;
     input [1:0] b;
     input [1:0] s;
     casez (s) // synopsys parallel_case
       2'b?1:
-        _692_ = b[0:0];
+        _545_ = b[0:0];
       2'b1?:
-        _692_ = b[1:1];
+        _545_ = b[1:1];
       default:
-        _692_ = a;
+        _545_ = a;
     endcase
   endfunction
-  assign _252_ = _692_(fd_first_pass, { _253_, _251_ }, { _254_, feeder_state });
-  assign _253_ = r_rdy ? 1'h1 : fd_first_pass;
-  assign _254_ = ~ feeder_state;
-  assign _100_ = rst ? 1'h0 : _252_;
-  assign _255_ = last_k ? 13'h0000 : _131_[12:0];
-  assign _256_ = last_m ? _255_ : _131_[12:0];
-  assign _257_ = issue ? _256_ : fd_addr;
-  function [12:0] _699_;
+  assign _144_ = _545_(feeder_fd_first_pass, { _145_, _143_ }, { _146_, feeder_feeder_state });
+  assign _145_ = feeder_queue_valid ? 1'h1 : feeder_fd_first_pass;
+  assign _146_ = ~ feeder_feeder_state;
+  assign _110_ = rst ? 1'h0 : _144_;
+  assign _147_ = feeder_last_k ? 13'h0000 : _098_[12:0];
+  assign _148_ = feeder_last_m ? _147_ : _098_[12:0];
+  assign _149_ = feeder_issue ? _148_ : feeder_fd_addr;
+  function [12:0] _552_;
     input [12:0] a;
     input [25:0] b;
     input [1:0] s;
     casez (s) // synopsys parallel_case
       2'b?1:
-        _699_ = b[12:0];
+        _552_ = b[12:0];
       2'b1?:
-        _699_ = b[25:13];
+        _552_ = b[25:13];
       default:
-        _699_ = a;
+        _552_ = a;
     endcase
   endfunction
-  assign _258_ = _699_(fd_addr, { _259_, _257_ }, { _260_, feeder_state });
-  assign _259_ = r_rdy ? 13'h0000 : fd_addr;
-  assign _260_ = ~ feeder_state;
-  assign _097_ = rst ? 13'h0000 : _258_;
-  assign _261_ = last_k ? _136_[9:0] : fd_n0;
-  assign _262_ = last_m ? _261_ : fd_n0;
-  assign _263_ = issue ? _262_ : fd_n0;
-  function [9:0] _706_;
+  assign _150_ = _552_(feeder_fd_addr, { _151_, _149_ }, { _152_, feeder_feeder_state });
+  assign _151_ = feeder_queue_valid ? 13'h0000 : feeder_fd_addr;
+  assign _152_ = ~ feeder_feeder_state;
+  assign _109_ = rst ? 13'h0000 : _150_;
+  assign _153_ = feeder_last_k ? _102_[9:0] : feeder_fd_n0;
+  assign _154_ = feeder_last_m ? _153_ : feeder_fd_n0;
+  assign _155_ = feeder_issue ? _154_ : feeder_fd_n0;
+  function [9:0] _559_;
     input [9:0] a;
     input [19:0] b;
     input [1:0] s;
     casez (s) // synopsys parallel_case
       2'b?1:
-        _706_ = b[9:0];
+        _559_ = b[9:0];
       2'b1?:
-        _706_ = b[19:10];
+        _559_ = b[19:10];
       default:
-        _706_ = a;
+        _559_ = a;
     endcase
   endfunction
-  assign _264_ = _706_(fd_n0, { _265_, _263_ }, { _266_, feeder_state });
-  assign _265_ = r_rdy ? 10'h000 : fd_n0;
-  assign _266_ = ~ feeder_state;
-  assign _096_ = rst ? 10'h000 : _264_;
-  assign _267_ = last_k ? 11'h000 : _135_[10:0];
-  assign _268_ = last_m ? _267_ : fd_k0;
-  assign _269_ = issue ? _268_ : fd_k0;
-  function [10:0] _713_;
+  assign _156_ = _559_(feeder_fd_n0, { _157_, _155_ }, { _158_, feeder_feeder_state });
+  assign _157_ = feeder_queue_valid ? 10'h000 : feeder_fd_n0;
+  assign _158_ = ~ feeder_feeder_state;
+  assign _108_ = rst ? 10'h000 : _156_;
+  assign _159_ = feeder_last_k ? 11'h000 : _101_[10:0];
+  assign _160_ = feeder_last_m ? _159_ : feeder_fd_k0;
+  assign _161_ = feeder_issue ? _160_ : feeder_fd_k0;
+  function [10:0] _566_;
     input [10:0] a;
     input [21:0] b;
     input [1:0] s;
     casez (s) // synopsys parallel_case
       2'b?1:
-        _713_ = b[10:0];
+        _566_ = b[10:0];
       2'b1?:
-        _713_ = b[21:11];
+        _566_ = b[21:11];
       default:
-        _713_ = a;
+        _566_ = a;
     endcase
   endfunction
-  assign _270_ = _713_(fd_k0, { _271_, _269_ }, { _272_, feeder_state });
-  assign _271_ = r_rdy ? 11'h000 : fd_k0;
-  assign _272_ = ~ feeder_state;
-  assign _095_ = rst ? 11'h000 : _270_;
-  assign _273_ = last_m ? 7'h00 : _132_[6:0];
-  assign _274_ = issue ? _273_ : fd_m;
-  function [6:0] _719_;
+  assign _162_ = _566_(feeder_fd_k0, { _163_, _161_ }, { _164_, feeder_feeder_state });
+  assign _163_ = feeder_queue_valid ? 11'h000 : feeder_fd_k0;
+  assign _164_ = ~ feeder_feeder_state;
+  assign _107_ = rst ? 11'h000 : _162_;
+  assign _165_ = feeder_last_m ? 7'h00 : _099_[6:0];
+  assign _166_ = feeder_issue ? _165_ : feeder_fd_m;
+  function [6:0] _572_;
     input [6:0] a;
     input [13:0] b;
     input [1:0] s;
     casez (s) // synopsys parallel_case
       2'b?1:
-        _719_ = b[6:0];
+        _572_ = b[6:0];
       2'b1?:
-        _719_ = b[13:7];
+        _572_ = b[13:7];
       default:
-        _719_ = a;
+        _572_ = a;
     endcase
   endfunction
-  assign _275_ = _719_(fd_m, { _276_, _274_ }, { _277_, feeder_state });
-  assign _276_ = r_rdy ? 7'h00 : fd_m;
-  assign _277_ = ~ feeder_state;
-  assign _094_ = rst ? 7'h00 : _275_;
-  assign _278_ = r_rdy ? r_data : fd;
-  assign _279_ = feeder_state ? fd : _278_;
-  assign _093_ = rst ? 28'h0000000 : _279_;
-  assign _280_ = issue ? fd[27:25] : s1[12:10];
-  assign _281_ = feeder_state ? _280_ : s1[12:10];
-  assign _092_[12:10] = rst ? 3'h0 : _281_;
-  assign _282_ = issue ? _130_ : s1[3];
-  assign _283_ = feeder_state ? _282_ : s1[3];
-  assign _092_[3] = rst ? 1'h0 : _283_;
-  assign _284_ = issue ? last_k : s1[2];
-  assign _285_ = feeder_state ? _284_ : s1[2];
-  assign _092_[2] = rst ? 1'h0 : _285_;
-  assign _286_ = issue ? _128_ : s1[1];
-  assign _287_ = feeder_state ? _286_ : s1[1];
-  assign _092_[1] = rst ? 1'h0 : _287_;
-  assign _092_[0] = rst ? 1'h0 : issue;
-  assign _288_ = issue ? fd_m[5:0] : s1[9:4];
-  assign _289_ = feeder_state ? _288_ : s1[9:4];
-  assign _092_[9:4] = rst ? 6'h00 : _289_;
-  assign _290_ = _038_ ? _049_ : ld_bank;
-  assign _291_ = _010_ ? _290_ : ld_bank;
-  assign _292_ = loader_state ? _291_ : ld_bank;
-  assign _091_ = rst ? 1'h0 : _292_;
-  assign _293_ = _197_ ? _001_[15:0] : errors;
-  assign _294_ = cmd_ok ? errors : _293_;
-  assign _295_ = _186_ ? _294_ : errors;
-  assign _296_ = loader_state ? errors : _295_;
-  assign _090_ = rst ? 16'h0000 : _296_;
-  assign _297_ = _099_ ? 1'h0 : loader_state;
-  assign _298_ = _071_ ? _297_ : loader_state;
-  assign _299_ = _038_ ? _298_ : loader_state;
-  assign _300_ = _010_ ? _299_ : loader_state;
-  function [0:0] _755_;
+  assign _167_ = _572_(feeder_fd_m, { _168_, _166_ }, { _169_, feeder_feeder_state });
+  assign _168_ = feeder_queue_valid ? 7'h00 : feeder_fd_m;
+  assign _169_ = ~ feeder_feeder_state;
+  assign _106_ = rst ? 7'h00 : _167_;
+  assign _170_ = feeder_queue_valid ? feeder_queue_data : feeder_fd;
+  assign _171_ = feeder_feeder_state ? feeder_fd : _170_;
+  assign _105_ = rst ? 28'h0000000 : _171_;
+  assign _172_ = feeder_issue ? feeder_fd[27:25] : feeder_ctl[12:10];
+  assign _173_ = feeder_feeder_state ? _172_ : feeder_ctl[12:10];
+  assign _104_[12:10] = rst ? 3'h0 : _173_;
+  assign _174_ = feeder_issue ? _097_ : feeder_ctl[3];
+  assign _175_ = feeder_feeder_state ? _174_ : feeder_ctl[3];
+  assign _104_[3] = rst ? 1'h0 : _175_;
+  assign _176_ = feeder_issue ? feeder_last_k : feeder_ctl[2];
+  assign _177_ = feeder_feeder_state ? _176_ : feeder_ctl[2];
+  assign _104_[2] = rst ? 1'h0 : _177_;
+  assign _178_ = feeder_issue ? _095_ : feeder_ctl[1];
+  assign _179_ = feeder_feeder_state ? _178_ : feeder_ctl[1];
+  assign _104_[1] = rst ? 1'h0 : _179_;
+  assign _104_[0] = rst ? 1'h0 : feeder_issue;
+  assign _180_ = feeder_issue ? feeder_fd_m[5:0] : feeder_ctl[9:4];
+  assign _181_ = feeder_feeder_state ? _180_ : feeder_ctl[9:4];
+  assign _104_[9:4] = rst ? 6'h00 : _181_;
+  assign _182_ = feeder_last_m ? _093_ : 2'h0;
+  assign _183_ = feeder_issue ? _182_ : 2'h0;
+  assign bank_clr = feeder_feeder_state ? _183_ : 2'h0;
+  assign feeder_act_mem_w0_en = feeder_feeder_state ? _092_ : 1'h0;
+  assign feeder_issue = feeder_feeder_state ? _091_ : 1'h0;
+  assign a__ready = feeder_feeder_state ? _088_ : 1'h0;
+  assign feeder_ready = feeder_feeder_state ? _087_ : 1'h0;
+  assign feeder_queue_pop = feeder_feeder_state ? 1'h0 : 1'h1;
+  assign _184_ = loader_ld_mode == 3'h4;
+  assign _199_ = loader_ld_mode == 2'h3;
+  assign _210_ = loader_ld_mode == 2'h2;
+  assign _220_ = loader_ld_mode == 1'h1;
+  assign _229_ = _220_ ? 11'h008 : 11'h004;
+  assign _238_ = _210_ ? 11'h004 : _229_;
+  assign _247_ = _199_ ? 11'h004 : _238_;
+  assign loader_ld_kdepth = _184_ ? 11'h004 : _247_;
+  assign _255_ = loader_ld_mode == 3'h4;
+  assign _265_ = loader_ld_mode == 2'h3;
+  assign _185_ = loader_ld_mode == 2'h2;
+  assign _192_ = loader_ld_mode == 1'h1;
+  assign _193_ = _192_ ? 2'h2 : 2'h1;
+  assign _194_ = _185_ ? 2'h1 : _193_;
+  assign _195_ = _265_ ? 2'h1 : _194_;
+  assign loader_ld_kstep = _255_ ? 2'h1 : _195_;
+  assign _196_ = loader_ld_mode == 3'h4;
+  assign _197_ = loader_ld_mode == 2'h3;
+  assign _198_ = loader_ld_mode == 2'h2;
+  assign _200_ = _198_ ? 1'h1 : 1'h0;
+  assign _201_ = _197_ ? 1'h0 : _200_;
+  assign loader_ld_is_w4a8 = _196_ ? 1'h0 : _201_;
+  assign _202_ = loader_ld_mode == 3'h4;
+  assign _203_ = loader_ld_mode == 2'h3;
+  assign _204_ = loader_ld_mode == 2'h2;
+  assign _205_ = loader_ld_mode == 1'h1;
+  assign _206_ = _205_ ? 1'h1 : 1'h0;
+  assign _207_ = _204_ ? 1'h0 : _206_;
+  assign _208_ = _203_ ? 1'h0 : _207_;
+  assign loader_ld_is_int4 = _202_ ? 1'h0 : _208_;
+  assign loader_bank_free = bank_free >> loader_ld_bank;
+  assign _209_ = ~ loader_ld_is_w4a8;
+  assign _211_ = _209_ | loader_ld_row[0];
+  assign _212_ = loader_ld_row == 2'h3;
+  assign loader_take_beat = _211_ | _212_;
+  assign loader_lo_ok = loader_ld_krow < loader_ld_k;
+  assign _213_ = loader_ld_krow + 1'h1;
+  assign loader_hi_ok = _213_ < loader_ld_k;
+  assign _214_ = loader_ld_n0 + 1'h0;
+  assign loader_ld_col_ok_0 = _214_ < loader_ld_n;
+  assign _215_ = loader_ld_col_ok_0 & loader_lo_ok;
+  assign _216_ = loader_ld_is_w4a8 & loader_ld_row[0];
+  assign _217_ = _216_ ? w__payload[7:4] : w__payload[3:0];
+  assign array_port_104_0  = _215_ ? _217_ : 4'h0;
+  assign _218_ = loader_ld_is_int4 ? loader_hi_ok : loader_lo_ok;
+  assign _219_ = loader_ld_col_ok_0 & _218_;
+  assign _221_ = loader_ld_is_w4a8 ? 4'h0 : w__payload[7:4];
+  assign _222_ = loader_ld_is_int4 ? w__payload[7:4] : _221_;
+  assign array_port_109_0  = _219_ ? _222_ : 4'h0;
+  assign array_w_ok__0 = loader_ld_col_ok_0 & loader_lo_ok;
+  assign _223_ = loader_ld_n0 + 1'h1;
+  assign loader_ld_col_ok_1 = _223_ < loader_ld_n;
+  assign _224_ = loader_ld_col_ok_1 & loader_lo_ok;
+  assign _225_ = loader_ld_is_w4a8 & loader_ld_row[0];
+  assign _226_ = _225_ ? w__payload[15:12] : w__payload[11:8];
+  assign array_port_116_0  = _224_ ? _226_ : 4'h0;
+  assign _227_ = loader_ld_is_int4 ? loader_hi_ok : loader_lo_ok;
+  assign _228_ = loader_ld_col_ok_1 & _227_;
+  assign _230_ = loader_ld_is_w4a8 ? 4'h0 : w__payload[15:12];
+  assign _231_ = loader_ld_is_int4 ? w__payload[15:12] : _230_;
+  assign array_port_121_0  = _228_ ? _231_ : 4'h0;
+  assign array_w_ok__1 = loader_ld_col_ok_1 & loader_lo_ok;
+  assign _232_ = loader_ld_n0 + 2'h2;
+  assign loader_ld_col_ok_2 = _232_ < loader_ld_n;
+  assign _233_ = loader_ld_col_ok_2 & loader_lo_ok;
+  assign _234_ = loader_ld_is_w4a8 & loader_ld_row[0];
+  assign _235_ = _234_ ? w__payload[23:20] : w__payload[19:16];
+  assign array_port_128_0  = _233_ ? _235_ : 4'h0;
+  assign _236_ = loader_ld_is_int4 ? loader_hi_ok : loader_lo_ok;
+  assign _237_ = loader_ld_col_ok_2 & _236_;
+  assign _239_ = loader_ld_is_w4a8 ? 4'h0 : w__payload[23:20];
+  assign _240_ = loader_ld_is_int4 ? w__payload[23:20] : _239_;
+  assign array_port_133_0  = _237_ ? _240_ : 4'h0;
+  assign array_w_ok__2 = loader_ld_col_ok_2 & loader_lo_ok;
+  assign _241_ = loader_ld_n0 + 2'h3;
+  assign loader_ld_col_ok_3 = _241_ < loader_ld_n;
+  assign _242_ = loader_ld_col_ok_3 & loader_lo_ok;
+  assign _243_ = loader_ld_is_w4a8 & loader_ld_row[0];
+  assign _244_ = _243_ ? w__payload[31:28] : w__payload[27:24];
+  assign array_port_140_0  = _242_ ? _244_ : 4'h0;
+  assign _245_ = loader_ld_is_int4 ? loader_hi_ok : loader_lo_ok;
+  assign _246_ = loader_ld_col_ok_3 & _245_;
+  assign _248_ = loader_ld_is_w4a8 ? 4'h0 : w__payload[31:28];
+  assign _249_ = loader_ld_is_int4 ? w__payload[31:28] : _248_;
+  assign array_port_145_0  = _246_ ? _249_ : 4'h0;
+  assign array_w_ok__3 = loader_ld_col_ok_3 & loader_lo_ok;
+  assign _250_ = cmd__valid & loader_queue_ready;
+  assign _251_ = loader_bank_free & w__valid;
+  assign _252_ = 1'h1 << loader_ld_row;
+  assign _253_ = loader_ld_row == 2'h3;
+  assign _254_ = loader_ld_bank ? 2'h2 : 2'h1;
+  assign _256_ = cmd__valid & loader_queue_ready;
+  assign _257_ = errors != 16'hffff;
+  assign _258_ = errors + 1'h1;
+  assign _259_ = loader_bank_free & w__valid;
+  assign _260_ = loader_ld_row + 1'h1;
+  assign _261_ = loader_ld_krow + loader_ld_kstep;
+  assign _262_ = loader_ld_row == 2'h3;
+  assign _263_ = ~ loader_ld_bank;
+  assign _264_ = loader_ld_k0 + loader_ld_kdepth;
+  assign _266_ = _264_ >= loader_ld_k;
+  assign _267_ = loader_ld_n0 + 3'h4;
+  assign _268_ = loader_ld_n0 + 3'h4;
+  assign _269_ = _268_ >= loader_ld_n;
+  assign _270_ = loader_ld_k0 + loader_ld_kdepth;
+  assign _271_ = loader_ld_k0 + loader_ld_kdepth;
+  always @(posedge clk)
+    loader_ld_n <= _272_;
+  always @(posedge clk)
+    loader_ld_k <= _273_;
+  always @(posedge clk)
+    loader_ld_mode <= _274_;
+  always @(posedge clk)
+    loader_ld_n0 <= _275_;
+  always @(posedge clk)
+    loader_ld_k0 <= _186_;
+  always @(posedge clk)
+    loader_ld_row <= _187_;
+  always @(posedge clk)
+    loader_ld_krow <= _188_;
+  always @(posedge clk)
+    loader_loader_state <= _189_;
+  always @(posedge clk)
+    errors <= _190_;
+  always @(posedge clk)
+    loader_ld_bank <= _191_;
+  assign _276_ = _262_ ? _263_ : loader_ld_bank;
+  assign _277_ = _259_ ? _276_ : loader_ld_bank;
+  assign _278_ = loader_loader_state ? _277_ : loader_ld_bank;
+  assign _191_ = rst ? 1'h0 : _278_;
+  assign _279_ = _257_ ? _258_[15:0] : errors;
+  assign _280_ = cmd_ok ? errors : _279_;
+  assign _281_ = _256_ ? _280_ : errors;
+  assign _282_ = loader_loader_state ? errors : _281_;
+  assign _190_ = rst ? 16'h0000 : _282_;
+  assign _283_ = _269_ ? 1'h0 : loader_loader_state;
+  assign _284_ = _266_ ? _283_ : loader_loader_state;
+  assign _285_ = _262_ ? _284_ : loader_loader_state;
+  assign _286_ = _259_ ? _285_ : loader_loader_state;
+  function [0:0] _732_;
     input [0:0] a;
     input [1:0] b;
     input [1:0] s;
     casez (s) // synopsys parallel_case
       2'b?1:
-        _755_ = b[0:0];
+        _732_ = b[0:0];
       2'b1?:
-        _755_ = b[1:1];
+        _732_ = b[1:1];
       default:
-        _755_ = a;
+        _732_ = a;
     endcase
   endfunction
-  assign _301_ = _755_(loader_state, { _303_, _300_ }, { _304_, loader_state });
-  assign _302_ = cmd_ok ? 1'h1 : loader_state;
-  assign _303_ = _186_ ? _302_ : loader_state;
-  assign _304_ = ~ loader_state;
-  assign _089_ = rst ? 1'h0 : _301_;
-  assign _305_ = _071_ ? 11'h000 : _121_[10:0];
-  assign _306_ = _038_ ? _305_ : _027_[10:0];
-  assign _307_ = _010_ ? _306_ : ld_krow;
-  function [10:0] _763_;
+  assign _287_ = _732_(loader_loader_state, { _289_, _286_ }, { _290_, loader_loader_state });
+  assign _288_ = cmd_ok ? 1'h1 : loader_loader_state;
+  assign _289_ = _256_ ? _288_ : loader_loader_state;
+  assign _290_ = ~ loader_loader_state;
+  assign _189_ = rst ? 1'h0 : _287_;
+  assign _291_ = _266_ ? 11'h000 : _271_[10:0];
+  assign _292_ = _262_ ? _291_ : _261_[10:0];
+  assign _293_ = _259_ ? _292_ : loader_ld_krow;
+  function [10:0] _740_;
     input [10:0] a;
     input [21:0] b;
     input [1:0] s;
     casez (s) // synopsys parallel_case
       2'b?1:
-        _763_ = b[10:0];
+        _740_ = b[10:0];
       2'b1?:
-        _763_ = b[21:11];
+        _740_ = b[21:11];
       default:
-        _763_ = a;
+        _740_ = a;
     endcase
   endfunction
-  assign _308_ = _763_(ld_krow, { _310_, _307_ }, { _311_, loader_state });
-  assign _309_ = cmd_ok ? 11'h000 : ld_krow;
-  assign _310_ = _186_ ? _309_ : ld_krow;
-  assign _311_ = ~ loader_state;
-  assign _088_ = rst ? 11'h000 : _308_;
-  assign _312_ = _038_ ? 2'h0 : _019_[1:0];
-  assign _313_ = _010_ ? _312_ : ld_row;
-  function [1:0] _770_;
+  assign _294_ = _740_(loader_ld_krow, { _296_, _293_ }, { _297_, loader_loader_state });
+  assign _295_ = cmd_ok ? 11'h000 : loader_ld_krow;
+  assign _296_ = _256_ ? _295_ : loader_ld_krow;
+  assign _297_ = ~ loader_loader_state;
+  assign _188_ = rst ? 11'h000 : _294_;
+  assign _298_ = _262_ ? 2'h0 : _260_[1:0];
+  assign _299_ = _259_ ? _298_ : loader_ld_row;
+  function [1:0] _747_;
     input [1:0] a;
     input [3:0] b;
     input [1:0] s;
     casez (s) // synopsys parallel_case
       2'b?1:
-        _770_ = b[1:0];
+        _747_ = b[1:0];
       2'b1?:
-        _770_ = b[3:2];
+        _747_ = b[3:2];
       default:
-        _770_ = a;
+        _747_ = a;
     endcase
   endfunction
-  assign _314_ = _770_(ld_row, { _316_, _313_ }, { _317_, loader_state });
-  assign _315_ = cmd_ok ? 2'h0 : ld_row;
-  assign _316_ = _186_ ? _315_ : ld_row;
-  assign _317_ = ~ loader_state;
-  assign _086_ = rst ? 2'h0 : _314_;
-  assign _318_ = _071_ ? 11'h000 : _110_[10:0];
-  assign _319_ = _038_ ? _318_ : ld_k0;
-  assign _320_ = _010_ ? _319_ : ld_k0;
-  function [10:0] _778_;
+  assign _300_ = _747_(loader_ld_row, { _302_, _299_ }, { _303_, loader_loader_state });
+  assign _301_ = cmd_ok ? 2'h0 : loader_ld_row;
+  assign _302_ = _256_ ? _301_ : loader_ld_row;
+  assign _303_ = ~ loader_loader_state;
+  assign _187_ = rst ? 2'h0 : _300_;
+  assign _304_ = _266_ ? 11'h000 : _270_[10:0];
+  assign _305_ = _262_ ? _304_ : loader_ld_k0;
+  assign _306_ = _259_ ? _305_ : loader_ld_k0;
+  function [10:0] _755_;
     input [10:0] a;
     input [21:0] b;
     input [1:0] s;
     casez (s) // synopsys parallel_case
       2'b?1:
-        _778_ = b[10:0];
+        _755_ = b[10:0];
       2'b1?:
-        _778_ = b[21:11];
+        _755_ = b[21:11];
       default:
-        _778_ = a;
+        _755_ = a;
     endcase
   endfunction
-  assign _321_ = _778_(ld_k0, { _323_, _320_ }, { _324_, loader_state });
-  assign _322_ = cmd_ok ? 11'h000 : ld_k0;
-  assign _323_ = _186_ ? _322_ : ld_k0;
-  assign _324_ = ~ loader_state;
-  assign _085_ = rst ? 11'h000 : _321_;
-  assign _325_ = _071_ ? _076_[9:0] : ld_n0;
-  assign _326_ = _038_ ? _325_ : ld_n0;
-  assign _327_ = _010_ ? _326_ : ld_n0;
-  function [9:0] _786_;
+  assign _307_ = _755_(loader_ld_k0, { _309_, _306_ }, { _310_, loader_loader_state });
+  assign _308_ = cmd_ok ? 11'h000 : loader_ld_k0;
+  assign _309_ = _256_ ? _308_ : loader_ld_k0;
+  assign _310_ = ~ loader_loader_state;
+  assign _186_ = rst ? 11'h000 : _307_;
+  assign _311_ = _266_ ? _267_[9:0] : loader_ld_n0;
+  assign _312_ = _262_ ? _311_ : loader_ld_n0;
+  assign _313_ = _259_ ? _312_ : loader_ld_n0;
+  function [9:0] _763_;
     input [9:0] a;
     input [19:0] b;
     input [1:0] s;
     casez (s) // synopsys parallel_case
       2'b?1:
-        _786_ = b[9:0];
+        _763_ = b[9:0];
       2'b1?:
-        _786_ = b[19:10];
+        _763_ = b[19:10];
       default:
-        _786_ = a;
+        _763_ = a;
     endcase
   endfunction
-  assign _328_ = _786_(ld_n0, { _330_, _327_ }, { _331_, loader_state });
-  assign _329_ = cmd_ok ? 10'h000 : ld_n0;
-  assign _330_ = _186_ ? _329_ : ld_n0;
-  assign _331_ = ~ loader_state;
-  assign _084_ = rst ? 10'h000 : _328_;
-  assign _332_ = cmd_ok ? cmd_desc_mode  : ld_mode;
-  assign _333_ = _186_ ? _332_ : ld_mode;
-  assign _334_ = loader_state ? ld_mode : _333_;
-  assign _083_ = rst ? 3'h0 : _334_;
-  assign _335_ = cmd_ok ? cmd__payload[24:16] : ld_k;
-  assign _336_ = _186_ ? _335_ : ld_k;
-  assign _337_ = loader_state ? ld_k : _336_;
-  assign _082_ = rst ? 9'h000 : _337_;
-  assign _338_ = cmd_ok ? cmd__payload[15:7] : ld_n;
-  assign _339_ = _186_ ? _338_ : ld_n;
-  assign _340_ = loader_state ? ld_n : _339_;
-  assign _081_ = rst ? 9'h000 : _340_;
-  assign _080_ = rst ? 2'h0 : _175_;
-  assign _341_ = _133_ ? _144_[3:0] : drain_1;
-  assign _342_ = fd_bank ? 4'h8 : _341_;
-  assign _343_ = last_m ? _342_ : _341_;
-  assign _344_ = issue ? _343_ : _341_;
-  assign _345_ = feeder_state ? _344_ : _341_;
-  assign _079_ = rst ? 4'h0 : _345_;
-  assign _346_ = _000_ ? _098_[3:0] : drain_0;
-  assign _347_ = fd_bank ? _346_ : 4'h8;
-  assign _348_ = last_m ? _347_ : _346_;
-  assign _349_ = issue ? _348_ : _346_;
-  assign _350_ = feeder_state ? _349_ : _346_;
-  assign _078_ = rst ? 4'h0 : _350_;
-  accelgen_gemm_sram_1r1w_d64_w304 acc_mem_macro (
+  assign _314_ = _763_(loader_ld_n0, { _316_, _313_ }, { _317_, loader_loader_state });
+  assign _315_ = cmd_ok ? 10'h000 : loader_ld_n0;
+  assign _316_ = _256_ ? _315_ : loader_ld_n0;
+  assign _317_ = ~ loader_loader_state;
+  assign _275_ = rst ? 10'h000 : _314_;
+  assign _318_ = cmd_ok ? check_desc_mode  : loader_ld_mode;
+  assign _319_ = _256_ ? _318_ : loader_ld_mode;
+  assign _320_ = loader_loader_state ? loader_ld_mode : _319_;
+  assign _274_ = rst ? 3'h0 : _320_;
+  assign _321_ = cmd_ok ? cmd__payload[24:16] : loader_ld_k;
+  assign _322_ = _256_ ? _321_ : loader_ld_k;
+  assign _323_ = loader_loader_state ? loader_ld_k : _322_;
+  assign _273_ = rst ? 9'h000 : _323_;
+  assign _324_ = cmd_ok ? cmd__payload[15:7] : loader_ld_n;
+  assign _325_ = _256_ ? _324_ : loader_ld_n;
+  assign _326_ = loader_loader_state ? loader_ld_n : _325_;
+  assign _272_ = rst ? 9'h000 : _326_;
+  assign _327_ = _253_ ? _254_ : 2'h0;
+  assign _328_ = _251_ ? _327_ : 2'h0;
+  assign bank_set = loader_loader_state ? _328_ : 2'h0;
+  assign _329_ = _251_ ? _252_ : 4'h0;
+  assign array_w_row_we = loader_loader_state ? _329_ : 4'h0;
+  assign _330_ = _251_ ? loader_take_beat : 1'h0;
+  assign w__ready = loader_loader_state ? _330_ : 1'h0;
+  assign _331_ = cmd_ok ? 1'h1 : 1'h0;
+  assign _332_ = _250_ ? _331_ : 1'h0;
+  assign loader_queue_push = loader_loader_state ? 1'h0 : _332_;
+  assign cmd__ready = loader_loader_state ? 1'h0 : loader_queue_ready;
+  assign feeder_room = output_outstanding < 6'h20;
+  assign output_pending = | output_outstanding;
+  assign _333_ = ~ output_taken;
+  assign _334_ = booked & _333_;
+  assign _335_ = ~ booked;
+  assign _336_ = output_taken & _335_;
+  assign _337_ = output_outstanding + 1'h1;
+  assign _338_ = output_outstanding - 1'h1;
+  always @(posedge clk)
+    output_outstanding <= _340_;
+  assign output_taken = o__valid & o__ready;
+  assign _341_ = _336_ ? _338_[5:0] : output_outstanding;
+  assign _342_ = _334_ ? _337_[5:0] : _341_;
+  assign _340_ = rst ? 6'h00 : _342_;
+  accelgen_gemm_sram_1r1w_d64_w304 acc_acc_mem_macro (
     .clk(clk),
-    .r0_addr(q_135 [8:3]),
-    .r0_data(acc_mem_r0_data),
+    .r0_addr(acc_port_265_0 [8:3]),
+    .r0_data(acc_acc_mem_r0_data),
     .r0_en(1'h1),
-    .w0_addr(sb[9:4]),
-    .w0_data({ acc_mem_port_248_0 , acc_mem_port_246_0 , acc_mem_port_244_0 , acc_mem_port_242_0 , acc_mem_port_240_0 , acc_mem_port_238_0 , acc_mem_port_236_0 , acc_mem_port_234_0  }),
-    .w0_en(acc_mem_w0_en)
+    .w0_addr(acc_sb[9:4]),
+    .w0_data({ acc_acc_mem_port_281_0 , acc_acc_mem_port_279_0 , acc_acc_mem_port_277_0 , acc_acc_mem_port_275_0 , acc_acc_mem_port_273_0 , acc_acc_mem_port_271_0 , acc_acc_mem_port_269_0 , acc_acc_mem_port_267_0  }),
+    .w0_en(acc_acc_mem_w0_en)
   );
-  accelgen_gemm_sram_1r1w_d4096_w32 act_mem_macro (
-    .clk(clk),
-    .r0_addr(fd_addr[11:0]),
-    .r0_data(act_mem_r0_data),
-    .r0_en(1'h1),
-    .w0_addr(fd_addr[11:0]),
-    .w0_data(a__payload),
-    .w0_en(act_mem_w0_en)
+  accelgen_gemm_to_binary32 acc_to_binary32_0 (
+    .e5(acc_e5),
+    .flags(acc_flags),
+    .fp32(acc_fp32),
+    .total(acc_sc_sum_0)
+  );
+  accelgen_gemm_to_binary32 acc_to_binary32_1 (
+    .e5(acc_e5),
+    .flags(acc_flags_35 ),
+    .fp32(acc_fp32_39 ),
+    .total(acc_sc_sum_1)
+  );
+  accelgen_gemm_to_binary32 acc_to_binary32_2 (
+    .e5(acc_e5),
+    .flags(acc_flags_42 ),
+    .fp32(acc_fp32_46 ),
+    .total(acc_sc_sum_2)
+  );
+  accelgen_gemm_to_binary32 acc_to_binary32_3 (
+    .e5(acc_e5),
+    .flags(acc_flags_49 ),
+    .fp32(acc_fp32_53 ),
+    .total(acc_sc_sum_3)
   );
   accelgen_gemm_delay_w70 #(
     .DEPTH(32'd3)
   ) array_deskew_0 (
     .clk(clk),
     .d({ array_fl_o_60 [2:0], array_ps_o_59 [66:0] }),
-    .q(array_q_62 )
+    .q(acc_port_19_0 )
   );
   accelgen_gemm_delay_w70 #(
     .DEPTH(32'd2)
   ) array_deskew_1 (
     .clk(clk),
     .d({ array_fl_o_60 [5:3], array_ps_o_59 [133:67] }),
-    .q(array_q_66 )
+    .q(acc_port_20_0 )
   );
   accelgen_gemm_delay_w70 #(
     .DEPTH(32'd1)
   ) array_deskew_2 (
     .clk(clk),
     .d({ array_fl_o_60 [8:6], array_ps_o_59 [200:134] }),
-    .q(array_q_70 )
+    .q(acc_port_21_0 )
   );
   accelgen_gemm_pe_row array_row_0 (
     .a_i(a__0),
-    .bank_i(bank),
+    .bank_i(feeder_array_bank),
     .clk(clk),
     .fl_i(12'h000),
     .fl_o(array_fl_i),
-    .mode_i(mode),
+    .mode_i(feeder_array_mode),
     .ps_i(268'h0000000000000000000000000000000000000000000000000000000000000000000),
     .ps_o(array_ps_i),
     .rst(rst),
-    .w_data({ array_port_187_0 , array_port_182_0 , array_port_175_0 , array_port_170_0 , array_port_163_0 , array_port_158_0 , array_port_151_0 , array_port_146_0  }),
+    .w_data({ array_port_145_0 , array_port_140_0 , array_port_133_0 , array_port_128_0 , array_port_121_0 , array_port_116_0 , array_port_109_0 , array_port_104_0  }),
     .w_ok({ array_w_ok__3, array_w_ok__2, array_w_ok__1, array_w_ok__0 }),
     .w_we(array_w_we)
   );
@@ -1277,7 +1283,7 @@ module accelgen_gemm(cmd__valid, a__payload, a__valid, w__payload, w__valid, o__
     .ps_i(array_ps_i),
     .ps_o(array_ps_i_40 ),
     .rst(rst),
-    .w_data({ array_port_187_0 , array_port_182_0 , array_port_175_0 , array_port_170_0 , array_port_163_0 , array_port_158_0 , array_port_151_0 , array_port_146_0  }),
+    .w_data({ array_port_145_0 , array_port_140_0 , array_port_133_0 , array_port_128_0 , array_port_121_0 , array_port_116_0 , array_port_109_0 , array_port_104_0  }),
     .w_ok({ array_w_ok__3, array_w_ok__2, array_w_ok__1, array_w_ok__0 }),
     .w_we(array_w_we_25 )
   );
@@ -1291,7 +1297,7 @@ module accelgen_gemm(cmd__valid, a__payload, a__valid, w__payload, w__valid, o__
     .ps_i(array_ps_i_40 ),
     .ps_o(array_ps_i_53 ),
     .rst(rst),
-    .w_data({ array_port_187_0 , array_port_182_0 , array_port_175_0 , array_port_170_0 , array_port_163_0 , array_port_158_0 , array_port_151_0 , array_port_146_0  }),
+    .w_data({ array_port_145_0 , array_port_140_0 , array_port_133_0 , array_port_128_0 , array_port_121_0 , array_port_116_0 , array_port_109_0 , array_port_104_0  }),
     .w_ok({ array_w_ok__3, array_w_ok__2, array_w_ok__1, array_w_ok__0 }),
     .w_we(array_w_we_38 )
   );
@@ -1305,7 +1311,7 @@ module accelgen_gemm(cmd__valid, a__payload, a__valid, w__payload, w__valid, o__
     .ps_i(array_ps_i_53 ),
     .ps_o(array_ps_o_59 ),
     .rst(rst),
-    .w_data({ array_port_187_0 , array_port_182_0 , array_port_175_0 , array_port_170_0 , array_port_163_0 , array_port_158_0 , array_port_151_0 , array_port_146_0  }),
+    .w_data({ array_port_145_0 , array_port_140_0 , array_port_133_0 , array_port_128_0 , array_port_121_0 , array_port_116_0 , array_port_109_0 , array_port_104_0  }),
     .w_ok({ array_w_ok__3, array_w_ok__2, array_w_ok__1, array_w_ok__0 }),
     .w_we(array_w_we_51 )
   );
@@ -1313,90 +1319,75 @@ module accelgen_gemm(cmd__valid, a__payload, a__valid, w__payload, w__valid, o__
     .DEPTH(32'd1)
   ) array_skew_1 (
     .clk(clk),
-    .d({ mode, bank, a__1 }),
+    .d({ feeder_array_mode, feeder_array_bank, a__1 }),
     .q(array_q)
   );
   accelgen_gemm_delay_w12 #(
     .DEPTH(32'd2)
   ) array_skew_2 (
     .clk(clk),
-    .d({ mode, bank, a__2 }),
+    .d({ feeder_array_mode, feeder_array_bank, a__2 }),
     .q(array_q_35 )
   );
   accelgen_gemm_delay_w12 #(
     .DEPTH(32'd3)
   ) array_skew_3 (
     .clk(clk),
-    .d({ mode, bank, a__3 }),
+    .d({ feeder_array_mode, feeder_array_bank, a__3 }),
     .q(array_q_48 )
   );
   accelgen_gemm_delay_w12 #(
     .DEPTH(32'd7)
-  ) ctl (
+  ) ctl_127  (
     .clk(clk),
-    .d(s1[12:1]),
-    .q(q_135 )
+    .d(feeder_ctl[12:1]),
+    .q(acc_port_265_0 )
   );
   accelgen_gemm_delay_w1_rst #(
     .DEPTH(32'd7)
   ) ctl_valid (
     .clk(clk),
-    .d(s1[0]),
-    .q(ctl_out_valid ),
+    .d(feeder_ctl[0]),
+    .q(acc_ctl_valid ),
     .rst(rst)
   );
   accelgen_gemm_fifo_w28_d2 desc_fifo (
     .clk(clk),
-    .r_data(r_data),
-    .r_en(r_en),
-    .r_rdy(r_rdy),
+    .r_data(feeder_queue_data),
+    .r_en(feeder_queue_pop),
+    .r_rdy(feeder_queue_valid),
     .rst(rst),
-    .w_data({ cmd_desc_mode , cmd__payload[24:0] }),
-    .w_en(w_en),
-    .w_rdy(w_rdy)
+    .w_data({ check_desc_mode , cmd__payload[24:0] }),
+    .w_en(loader_queue_push),
+    .w_rdy(loader_queue_ready)
   );
-  accelgen_gemm_fifo_buffered_w129_d32 out_fifo (
+  accelgen_gemm_sram_1r1w_d4096_w32 feeder_act_mem_macro (
+    .clk(clk),
+    .r0_addr(feeder_fd_addr[11:0]),
+    .r0_data(feeder_act_mem_r0_data),
+    .r0_en(1'h1),
+    .w0_addr(feeder_fd_addr[11:0]),
+    .w0_data(a__payload),
+    .w0_en(feeder_act_mem_w0_en)
+  );
+  accelgen_gemm_fifo_buffered_w129_d32 output_fifo (
     .clk(clk),
     .r_data(o__payload),
     .r_en(o__ready),
     .r_rdy(o__valid),
     .rst(rst),
-    .w_data({ sc[3], out_3, out_2, out_1, out_0 }),
-    .w_en(w_en_164 ),
-    .w_rdy(_077_)
+    .w_data({ acc_sc[3], acc_out_3, acc_out_2, acc_out_1, acc_out_0 }),
+    .w_en(acc_w_en),
+    .w_rdy(_339_)
   );
-  accelgen_gemm_to_binary32 to_binary32_0 (
-    .e5(e5),
-    .flags(flags),
-    .fp32(fp32),
-    .total(sc_sum_0)
-  );
-  accelgen_gemm_to_binary32 to_binary32_1 (
-    .e5(e5),
-    .flags(flags_149 ),
-    .fp32(fp32_152 ),
-    .total(sc_sum_1)
-  );
-  accelgen_gemm_to_binary32 to_binary32_2 (
-    .e5(e5),
-    .flags(flags_154 ),
-    .fp32(fp32_157 ),
-    .total(sc_sum_2)
-  );
-  accelgen_gemm_to_binary32 to_binary32_3 (
-    .e5(e5),
-    .flags(flags_159 ),
-    .fp32(fp32_162 ),
-    .total(sc_sum_3)
-  );
-  assign _072_[31:0] = out_3;
-  assign _070_[31:0] = out_2;
-  assign _069_[31:0] = out_1;
-  assign _068_[31:0] = out_0;
-  assign _063_[72:0] = acc_mem_port_246_0 ;
-  assign _059_[72:0] = acc_mem_port_242_0 ;
-  assign _056_[72:0] = acc_mem_port_238_0 ;
-  assign _053_[72:0] = acc_mem_port_234_0 ;
+  assign _012_[31:0] = acc_out_3;
+  assign _011_[31:0] = acc_out_2;
+  assign _010_[31:0] = acc_out_1;
+  assign _009_[31:0] = acc_out_0;
+  assign _004_[72:0] = acc_acc_mem_port_279_0 ;
+  assign _037_[72:0] = acc_acc_mem_port_275_0 ;
+  assign _034_[72:0] = acc_acc_mem_port_271_0 ;
+  assign _013_[72:0] = acc_acc_mem_port_267_0 ;
 endmodule
 
 module accelgen_gemm_fifo_buffered_w129_d32(w_en, r_en, clk, rst, w_rdy, r_data, r_rdy, w_data);
@@ -1709,10 +1700,10 @@ module accelgen_gemm_pe(bank_i, mode_i, ps_i, w_data, w_we, fl_i, w_ok, clk, rst
   wire _099_;
   wire _100_;
   wire _101_;
-  wire [7:0] _102_;
-  wire [7:0] _103_;
-  wire _104_;
-  wire _105_;
+  wire _102_;
+  wire _103_;
+  wire [7:0] _104_;
+  wire [7:0] _105_;
   reg _signal  = 1'h0;
   wire [9:0] _signal_27 ;
   wire [9:0] _signal_29 ;
@@ -1909,35 +1900,35 @@ module accelgen_gemm_pe(bank_i, mode_i, ps_i, w_data, w_we, fl_i, w_ok, clk, rst
     mode_o <= _005_;
   always @(posedge clk)
     ps_o <= _006_;
-  assign _003_ = rst ? 8'h00 : a_i;
-  assign _002_ = rst ? 3'h0 : _013_;
-  assign _100_ = w_we[1] ? w_ok : ok1;
-  assign _099_ = rst ? 1'h0 : _100_;
-  assign _101_ = w_we[0] ? w_ok : _signal ;
-  function [16:0] _236_;
+  function [16:0] _231_;
     input [16:0] a;
     input [33:0] b;
     input [1:0] s;
     casez (s) // synopsys parallel_case
       2'b?1:
-        _236_ = b[16:0];
+        _231_ = b[16:0];
       2'b1?:
-        _236_ = b[33:17];
+        _231_ = b[33:17];
       default:
-        _236_ = a;
+        _231_ = a;
     endcase
   endfunction
-  assign product = _236_(_014_[16:0], { _009_[10], _009_[10], _009_[10], _009_[10], _009_[10], _009_[10], _009_, _010_[16:0] }, { _105_, _104_ });
-  assign _098_ = rst ? 1'h0 : _101_;
-  assign _102_ = w_we[1] ? w_data : w1;
-  assign _097_ = rst ? 8'h00 : _102_;
-  assign _103_ = w_we[0] ? w_data : w0;
-  assign _096_ = rst ? 8'h00 : _103_;
-  assign _104_ = { is_w4a8, is_int4 } == 2'h2;
-  assign _105_ = { is_w4a8, is_int4 } == 2'h1;
+  assign product = _231_(_014_[16:0], { _009_[10], _009_[10], _009_[10], _009_[10], _009_[10], _009_[10], _009_, _010_[16:0] }, { _101_, _100_ });
+  assign _100_ = { is_w4a8, is_int4 } == 2'h2;
+  assign _101_ = { is_w4a8, is_int4 } == 2'h1;
   assign _006_ = rst ? 67'h00000000000000000 : _056_[66:0];
   assign _005_ = rst ? 3'h0 : mode_i;
   assign _004_ = rst ? 1'h0 : bank_i;
+  assign _003_ = rst ? 8'h00 : a_i;
+  assign _002_ = rst ? 3'h0 : _013_;
+  assign _102_ = w_we[1] ? w_ok : ok1;
+  assign _099_ = rst ? 1'h0 : _102_;
+  assign _103_ = w_we[0] ? w_ok : _signal ;
+  assign _098_ = rst ? 1'h0 : _103_;
+  assign _104_ = w_we[1] ? w_data : w1;
+  assign _097_ = rst ? 8'h00 : _104_;
+  assign _105_ = w_we[0] ? w_data : w0;
+  assign _096_ = rst ? 8'h00 : _105_;
   assign _081_[63:0] = fp_mag;
   assign _080_[5:0] = fp_shift;
 endmodule
@@ -2247,149 +2238,149 @@ module accelgen_gemm_to_binary32(flags, e5, fp32, total);
   assign _005_ = flags[2] ? 32'd4286578688 : _004_;
   assign _006_ = flags[1] ? 32'd2139095040 : _005_;
   assign fp32 = _002_ ? 32'd2143289344 : _006_;
-  assign _015_ = cv_mag[35] ? 7'h24 : _155_;
-  assign _016_ = cv_mag[36] ? 7'h23 : _015_;
-  assign _017_ = cv_mag[37] ? 7'h22 : _016_;
-  assign _018_ = cv_mag[38] ? 7'h21 : _017_;
-  assign _019_ = cv_mag[39] ? 7'h20 : _018_;
-  assign _020_ = cv_mag[40] ? 7'h1f : _019_;
-  assign _021_ = cv_mag[41] ? 7'h1e : _020_;
-  assign _022_ = cv_mag[42] ? 7'h1d : _021_;
-  assign _023_ = cv_mag[43] ? 7'h1c : _022_;
-  assign _024_ = cv_mag[44] ? 7'h1b : _023_;
-  assign _025_ = cv_mag[45] ? 7'h1a : _024_;
-  assign _026_ = cv_mag[46] ? 7'h19 : _025_;
-  assign _027_ = cv_mag[47] ? 7'h18 : _026_;
-  assign _028_ = cv_mag[48] ? 7'h17 : _027_;
-  assign _029_ = cv_mag[49] ? 7'h16 : _028_;
-  assign _030_ = cv_mag[50] ? 7'h15 : _029_;
-  assign _031_ = cv_mag[51] ? 7'h14 : _030_;
-  assign _032_ = cv_mag[52] ? 7'h13 : _031_;
-  assign _033_ = cv_mag[53] ? 7'h12 : _032_;
-  assign _034_ = cv_mag[54] ? 7'h11 : _033_;
-  assign _035_ = cv_mag[55] ? 7'h10 : _034_;
-  assign _036_ = cv_mag[56] ? 7'h0f : _035_;
-  assign _037_ = cv_mag[57] ? 7'h0e : _036_;
-  assign _038_ = cv_mag[58] ? 7'h0d : _037_;
-  assign _039_ = cv_mag[59] ? 7'h0c : _038_;
-  assign _040_ = cv_mag[60] ? 7'h0b : _039_;
-  assign _041_ = cv_mag[61] ? 7'h0a : _040_;
-  assign _042_ = cv_mag[62] ? 7'h09 : _041_;
-  assign _043_ = cv_mag[63] ? 7'h08 : _042_;
-  assign _044_ = cv_mag[64] ? 7'h07 : _043_;
-  assign _045_ = cv_mag[65] ? 7'h06 : _044_;
-  assign _046_ = cv_mag[66] ? 7'h05 : _045_;
-  assign _047_ = cv_mag[67] ? 7'h04 : _046_;
-  assign _048_ = cv_mag[68] ? 7'h03 : _047_;
-  assign _049_ = cv_mag[69] ? 7'h02 : _048_;
-  assign _050_ = cv_mag[70] ? 7'h01 : _049_;
-  assign cv_lz = cv_mag[71] ? 7'h00 : _050_;
-  assign _051_ = cv_mag[1] ? 7'h01 : 7'h00;
-  assign _052_ = cv_mag[2] ? 7'h02 : _051_;
-  assign _053_ = cv_mag[3] ? 7'h03 : _052_;
-  assign _054_ = cv_mag[4] ? 7'h04 : _053_;
-  assign _055_ = cv_mag[5] ? 7'h05 : _054_;
-  assign _056_ = cv_mag[6] ? 7'h06 : _055_;
-  assign _057_ = cv_mag[7] ? 7'h07 : _056_;
-  assign _058_ = cv_mag[8] ? 7'h08 : _057_;
-  assign _059_ = cv_mag[9] ? 7'h09 : _058_;
-  assign _060_ = cv_mag[10] ? 7'h0a : _059_;
-  assign _061_ = cv_mag[11] ? 7'h0b : _060_;
-  assign _062_ = cv_mag[12] ? 7'h0c : _061_;
-  assign _063_ = cv_mag[13] ? 7'h0d : _062_;
-  assign _064_ = cv_mag[14] ? 7'h0e : _063_;
-  assign _065_ = cv_mag[15] ? 7'h0f : _064_;
-  assign _066_ = cv_mag[16] ? 7'h10 : _065_;
-  assign _067_ = cv_mag[17] ? 7'h11 : _066_;
-  assign _068_ = cv_mag[18] ? 7'h12 : _067_;
-  assign _069_ = cv_mag[19] ? 7'h13 : _068_;
-  assign _070_ = cv_mag[20] ? 7'h14 : _069_;
-  assign _071_ = cv_mag[21] ? 7'h15 : _070_;
-  assign _072_ = cv_mag[22] ? 7'h16 : _071_;
-  assign _073_ = cv_mag[23] ? 7'h17 : _072_;
-  assign _074_ = cv_mag[24] ? 7'h18 : _073_;
-  assign _075_ = cv_mag[25] ? 7'h19 : _074_;
-  assign _076_ = cv_mag[26] ? 7'h1a : _075_;
-  assign _077_ = cv_mag[27] ? 7'h1b : _076_;
-  assign _078_ = cv_mag[28] ? 7'h1c : _077_;
-  assign _079_ = cv_mag[29] ? 7'h1d : _078_;
-  assign _080_ = cv_mag[30] ? 7'h1e : _079_;
-  assign _081_ = cv_mag[31] ? 7'h1f : _080_;
-  assign _082_ = cv_mag[32] ? 7'h20 : _081_;
-  assign _083_ = cv_mag[33] ? 7'h21 : _082_;
-  assign _084_ = cv_mag[34] ? 7'h22 : _083_;
-  assign _085_ = cv_mag[35] ? 7'h23 : _084_;
-  assign _086_ = cv_mag[36] ? 7'h24 : _085_;
-  assign _087_ = cv_mag[37] ? 7'h25 : _086_;
-  assign _088_ = cv_mag[38] ? 7'h26 : _087_;
-  assign _089_ = cv_mag[39] ? 7'h27 : _088_;
-  assign _090_ = cv_mag[40] ? 7'h28 : _089_;
-  assign _091_ = cv_mag[41] ? 7'h29 : _090_;
-  assign _092_ = cv_mag[42] ? 7'h2a : _091_;
-  assign _093_ = cv_mag[43] ? 7'h2b : _092_;
-  assign _094_ = cv_mag[44] ? 7'h2c : _093_;
-  assign _095_ = cv_mag[45] ? 7'h2d : _094_;
-  assign _096_ = cv_mag[46] ? 7'h2e : _095_;
-  assign _097_ = cv_mag[47] ? 7'h2f : _096_;
-  assign _098_ = cv_mag[48] ? 7'h30 : _097_;
-  assign _099_ = cv_mag[49] ? 7'h31 : _098_;
-  assign _100_ = cv_mag[50] ? 7'h32 : _099_;
-  assign _101_ = cv_mag[51] ? 7'h33 : _100_;
-  assign _102_ = cv_mag[52] ? 7'h34 : _101_;
-  assign _103_ = cv_mag[53] ? 7'h35 : _102_;
-  assign _104_ = cv_mag[54] ? 7'h36 : _103_;
-  assign _105_ = cv_mag[55] ? 7'h37 : _104_;
-  assign _106_ = cv_mag[56] ? 7'h38 : _105_;
-  assign _107_ = cv_mag[57] ? 7'h39 : _106_;
-  assign _108_ = cv_mag[58] ? 7'h3a : _107_;
-  assign _109_ = cv_mag[59] ? 7'h3b : _108_;
-  assign _110_ = cv_mag[60] ? 7'h3c : _109_;
-  assign _111_ = cv_mag[61] ? 7'h3d : _110_;
-  assign _112_ = cv_mag[62] ? 7'h3e : _111_;
-  assign _113_ = cv_mag[63] ? 7'h3f : _112_;
-  assign _114_ = cv_mag[64] ? 7'h40 : _113_;
-  assign _115_ = cv_mag[65] ? 7'h41 : _114_;
-  assign _116_ = cv_mag[66] ? 7'h42 : _115_;
-  assign _117_ = cv_mag[67] ? 7'h43 : _116_;
-  assign _121_ = cv_mag[0] ? 7'h47 : 7'h00;
-  assign _118_ = cv_mag[68] ? 7'h44 : _117_;
-  assign _119_ = cv_mag[69] ? 7'h45 : _118_;
-  assign _120_ = cv_mag[70] ? 7'h46 : _119_;
-  assign cv_lead = cv_mag[71] ? 7'h47 : _120_;
-  assign _122_ = cv_mag[1] ? 7'h46 : _121_;
-  assign _123_ = cv_mag[2] ? 7'h45 : _122_;
-  assign _124_ = cv_mag[3] ? 7'h44 : _123_;
-  assign _125_ = cv_mag[4] ? 7'h43 : _124_;
-  assign _126_ = cv_mag[5] ? 7'h42 : _125_;
-  assign _127_ = cv_mag[6] ? 7'h41 : _126_;
-  assign _128_ = cv_mag[7] ? 7'h40 : _127_;
-  assign _129_ = cv_mag[8] ? 7'h3f : _128_;
-  assign _130_ = cv_mag[9] ? 7'h3e : _129_;
-  assign _131_ = cv_mag[10] ? 7'h3d : _130_;
-  assign _132_ = cv_mag[11] ? 7'h3c : _131_;
-  assign _133_ = cv_mag[12] ? 7'h3b : _132_;
-  assign _134_ = cv_mag[13] ? 7'h3a : _133_;
-  assign _135_ = cv_mag[14] ? 7'h39 : _134_;
-  assign _136_ = cv_mag[15] ? 7'h38 : _135_;
-  assign _137_ = cv_mag[16] ? 7'h37 : _136_;
-  assign _138_ = cv_mag[17] ? 7'h36 : _137_;
-  assign _139_ = cv_mag[18] ? 7'h35 : _138_;
-  assign _140_ = cv_mag[19] ? 7'h34 : _139_;
-  assign _141_ = cv_mag[20] ? 7'h33 : _140_;
-  assign _142_ = cv_mag[21] ? 7'h32 : _141_;
-  assign _143_ = cv_mag[22] ? 7'h31 : _142_;
-  assign _144_ = cv_mag[23] ? 7'h30 : _143_;
-  assign _145_ = cv_mag[24] ? 7'h2f : _144_;
-  assign _146_ = cv_mag[25] ? 7'h2e : _145_;
-  assign _147_ = cv_mag[26] ? 7'h2d : _146_;
-  assign _148_ = cv_mag[27] ? 7'h2c : _147_;
-  assign _149_ = cv_mag[28] ? 7'h2b : _148_;
-  assign _150_ = cv_mag[29] ? 7'h2a : _149_;
-  assign _151_ = cv_mag[30] ? 7'h29 : _150_;
-  assign _152_ = cv_mag[31] ? 7'h28 : _151_;
-  assign _153_ = cv_mag[32] ? 7'h27 : _152_;
-  assign _154_ = cv_mag[33] ? 7'h26 : _153_;
-  assign _155_ = cv_mag[34] ? 7'h25 : _154_;
+  assign _068_ = cv_mag[0] ? 7'h47 : 7'h00;
+  assign _015_ = cv_mag[50] ? 7'h15 : _154_;
+  assign _016_ = cv_mag[51] ? 7'h14 : _015_;
+  assign _017_ = cv_mag[52] ? 7'h13 : _016_;
+  assign _018_ = cv_mag[53] ? 7'h12 : _017_;
+  assign _019_ = cv_mag[54] ? 7'h11 : _018_;
+  assign _025_ = cv_mag[5] ? 7'h42 : _155_;
+  assign _020_ = cv_mag[55] ? 7'h10 : _019_;
+  assign _021_ = cv_mag[56] ? 7'h0f : _020_;
+  assign _022_ = cv_mag[57] ? 7'h0e : _021_;
+  assign _023_ = cv_mag[58] ? 7'h0d : _022_;
+  assign _024_ = cv_mag[59] ? 7'h0c : _023_;
+  assign _026_ = cv_mag[60] ? 7'h0b : _024_;
+  assign _027_ = cv_mag[61] ? 7'h0a : _026_;
+  assign _028_ = cv_mag[62] ? 7'h09 : _027_;
+  assign _029_ = cv_mag[63] ? 7'h08 : _028_;
+  assign _030_ = cv_mag[64] ? 7'h07 : _029_;
+  assign _036_ = cv_mag[6] ? 7'h41 : _025_;
+  assign _031_ = cv_mag[65] ? 7'h06 : _030_;
+  assign _032_ = cv_mag[66] ? 7'h05 : _031_;
+  assign _033_ = cv_mag[67] ? 7'h04 : _032_;
+  assign _034_ = cv_mag[68] ? 7'h03 : _033_;
+  assign _035_ = cv_mag[69] ? 7'h02 : _034_;
+  assign _037_ = cv_mag[70] ? 7'h01 : _035_;
+  assign cv_lz = cv_mag[71] ? 7'h00 : _037_;
+  assign _038_ = cv_mag[1] ? 7'h01 : 7'h00;
+  assign _039_ = cv_mag[2] ? 7'h02 : _038_;
+  assign _045_ = cv_mag[7] ? 7'h40 : _036_;
+  assign _040_ = cv_mag[3] ? 7'h03 : _039_;
+  assign _041_ = cv_mag[4] ? 7'h04 : _040_;
+  assign _042_ = cv_mag[5] ? 7'h05 : _041_;
+  assign _043_ = cv_mag[6] ? 7'h06 : _042_;
+  assign _044_ = cv_mag[7] ? 7'h07 : _043_;
+  assign _046_ = cv_mag[8] ? 7'h08 : _044_;
+  assign _047_ = cv_mag[9] ? 7'h09 : _046_;
+  assign _048_ = cv_mag[10] ? 7'h0a : _047_;
+  assign _049_ = cv_mag[11] ? 7'h0b : _048_;
+  assign _050_ = cv_mag[12] ? 7'h0c : _049_;
+  assign _056_ = cv_mag[8] ? 7'h3f : _045_;
+  assign _051_ = cv_mag[13] ? 7'h0d : _050_;
+  assign _052_ = cv_mag[14] ? 7'h0e : _051_;
+  assign _053_ = cv_mag[15] ? 7'h0f : _052_;
+  assign _054_ = cv_mag[16] ? 7'h10 : _053_;
+  assign _055_ = cv_mag[17] ? 7'h11 : _054_;
+  assign _057_ = cv_mag[18] ? 7'h12 : _055_;
+  assign _058_ = cv_mag[19] ? 7'h13 : _057_;
+  assign _059_ = cv_mag[20] ? 7'h14 : _058_;
+  assign _060_ = cv_mag[21] ? 7'h15 : _059_;
+  assign _061_ = cv_mag[22] ? 7'h16 : _060_;
+  assign _067_ = cv_mag[9] ? 7'h3e : _056_;
+  assign _062_ = cv_mag[23] ? 7'h17 : _061_;
+  assign _063_ = cv_mag[24] ? 7'h18 : _062_;
+  assign _064_ = cv_mag[25] ? 7'h19 : _063_;
+  assign _065_ = cv_mag[26] ? 7'h1a : _064_;
+  assign _066_ = cv_mag[27] ? 7'h1b : _065_;
+  assign _069_ = cv_mag[28] ? 7'h1c : _066_;
+  assign _070_ = cv_mag[29] ? 7'h1d : _069_;
+  assign _071_ = cv_mag[30] ? 7'h1e : _070_;
+  assign _072_ = cv_mag[31] ? 7'h1f : _071_;
+  assign _073_ = cv_mag[32] ? 7'h20 : _072_;
+  assign _079_ = cv_mag[10] ? 7'h3d : _067_;
+  assign _074_ = cv_mag[33] ? 7'h21 : _073_;
+  assign _075_ = cv_mag[34] ? 7'h22 : _074_;
+  assign _076_ = cv_mag[35] ? 7'h23 : _075_;
+  assign _077_ = cv_mag[36] ? 7'h24 : _076_;
+  assign _078_ = cv_mag[37] ? 7'h25 : _077_;
+  assign _080_ = cv_mag[38] ? 7'h26 : _078_;
+  assign _081_ = cv_mag[39] ? 7'h27 : _080_;
+  assign _082_ = cv_mag[40] ? 7'h28 : _081_;
+  assign _083_ = cv_mag[41] ? 7'h29 : _082_;
+  assign _084_ = cv_mag[42] ? 7'h2a : _083_;
+  assign _090_ = cv_mag[11] ? 7'h3c : _079_;
+  assign _085_ = cv_mag[43] ? 7'h2b : _084_;
+  assign _086_ = cv_mag[44] ? 7'h2c : _085_;
+  assign _087_ = cv_mag[45] ? 7'h2d : _086_;
+  assign _088_ = cv_mag[46] ? 7'h2e : _087_;
+  assign _089_ = cv_mag[47] ? 7'h2f : _088_;
+  assign _091_ = cv_mag[48] ? 7'h30 : _089_;
+  assign _092_ = cv_mag[49] ? 7'h31 : _091_;
+  assign _093_ = cv_mag[50] ? 7'h32 : _092_;
+  assign _094_ = cv_mag[51] ? 7'h33 : _093_;
+  assign _095_ = cv_mag[52] ? 7'h34 : _094_;
+  assign _101_ = cv_mag[12] ? 7'h3b : _090_;
+  assign _096_ = cv_mag[53] ? 7'h35 : _095_;
+  assign _097_ = cv_mag[54] ? 7'h36 : _096_;
+  assign _098_ = cv_mag[55] ? 7'h37 : _097_;
+  assign _099_ = cv_mag[56] ? 7'h38 : _098_;
+  assign _100_ = cv_mag[57] ? 7'h39 : _099_;
+  assign _102_ = cv_mag[58] ? 7'h3a : _100_;
+  assign _103_ = cv_mag[59] ? 7'h3b : _102_;
+  assign _104_ = cv_mag[60] ? 7'h3c : _103_;
+  assign _105_ = cv_mag[61] ? 7'h3d : _104_;
+  assign _106_ = cv_mag[62] ? 7'h3e : _105_;
+  assign _112_ = cv_mag[13] ? 7'h3a : _101_;
+  assign _107_ = cv_mag[63] ? 7'h3f : _106_;
+  assign _108_ = cv_mag[64] ? 7'h40 : _107_;
+  assign _109_ = cv_mag[65] ? 7'h41 : _108_;
+  assign _110_ = cv_mag[66] ? 7'h42 : _109_;
+  assign _111_ = cv_mag[67] ? 7'h43 : _110_;
+  assign _113_ = cv_mag[68] ? 7'h44 : _111_;
+  assign _114_ = cv_mag[69] ? 7'h45 : _113_;
+  assign _115_ = cv_mag[70] ? 7'h46 : _114_;
+  assign cv_lead = cv_mag[71] ? 7'h47 : _115_;
+  assign _116_ = cv_mag[14] ? 7'h39 : _112_;
+  assign _122_ = cv_mag[1] ? 7'h46 : _068_;
+  assign _117_ = cv_mag[15] ? 7'h38 : _116_;
+  assign _118_ = cv_mag[16] ? 7'h37 : _117_;
+  assign _119_ = cv_mag[17] ? 7'h36 : _118_;
+  assign _120_ = cv_mag[18] ? 7'h35 : _119_;
+  assign _121_ = cv_mag[19] ? 7'h34 : _120_;
+  assign _123_ = cv_mag[20] ? 7'h33 : _121_;
+  assign _124_ = cv_mag[21] ? 7'h32 : _123_;
+  assign _125_ = cv_mag[22] ? 7'h31 : _124_;
+  assign _126_ = cv_mag[23] ? 7'h30 : _125_;
+  assign _127_ = cv_mag[24] ? 7'h2f : _126_;
+  assign _133_ = cv_mag[2] ? 7'h45 : _122_;
+  assign _128_ = cv_mag[25] ? 7'h2e : _127_;
+  assign _129_ = cv_mag[26] ? 7'h2d : _128_;
+  assign _130_ = cv_mag[27] ? 7'h2c : _129_;
+  assign _131_ = cv_mag[28] ? 7'h2b : _130_;
+  assign _132_ = cv_mag[29] ? 7'h2a : _131_;
+  assign _134_ = cv_mag[30] ? 7'h29 : _132_;
+  assign _135_ = cv_mag[31] ? 7'h28 : _134_;
+  assign _136_ = cv_mag[32] ? 7'h27 : _135_;
+  assign _137_ = cv_mag[33] ? 7'h26 : _136_;
+  assign _138_ = cv_mag[34] ? 7'h25 : _137_;
+  assign _144_ = cv_mag[3] ? 7'h44 : _133_;
+  assign _139_ = cv_mag[35] ? 7'h24 : _138_;
+  assign _140_ = cv_mag[36] ? 7'h23 : _139_;
+  assign _141_ = cv_mag[37] ? 7'h22 : _140_;
+  assign _142_ = cv_mag[38] ? 7'h21 : _141_;
+  assign _143_ = cv_mag[39] ? 7'h20 : _142_;
+  assign _145_ = cv_mag[40] ? 7'h1f : _143_;
+  assign _146_ = cv_mag[41] ? 7'h1e : _145_;
+  assign _147_ = cv_mag[42] ? 7'h1d : _146_;
+  assign _148_ = cv_mag[43] ? 7'h1c : _147_;
+  assign _149_ = cv_mag[44] ? 7'h1b : _148_;
+  assign _155_ = cv_mag[4] ? 7'h43 : _144_;
+  assign _150_ = cv_mag[45] ? 7'h1a : _149_;
+  assign _151_ = cv_mag[46] ? 7'h19 : _150_;
+  assign _152_ = cv_mag[47] ? 7'h18 : _151_;
+  assign _153_ = cv_mag[48] ? 7'h17 : _152_;
+  assign _154_ = cv_mag[49] ? 7'h16 : _153_;
   assign _014_[7:0] = cv_exp;
   assign _008_[71:0] = cv_norm;
   assign _007_[71:0] = cv_mag;
