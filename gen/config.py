@@ -401,6 +401,10 @@ class FlowConfig:
         0.2, 0, 0.45, "input and output delays outside the block, as a fraction of the period")
     reset_false_path: bool = _bool_field(
         True, "rst is a false path (a synchronized reset held for several cycles)")
+    sram: str = _str_field(
+        "behavioural", "SRAM wrappers: behavioural modules in each top's Verilog, or black boxes "
+        "(<top>_sram_blackbox.v) with the behavioural models in <top>_sram_model.v, listed in "
+        "the filelist", choices=("behavioural", "blackbox"))
 
 
 def _is_power_of_two(n):

@@ -133,7 +133,7 @@ def core_text(manifest):
         "filesets:",
         "  rtl:",
         "    files:",
-        f"      - {top}.v",
+        *(f"      - {name}" for name in manifest.get("sources", [f"{top}.v"])),
         "    file_type: verilogSource",
         "  sdc:",
         "    files:",

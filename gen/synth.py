@@ -156,6 +156,19 @@ def yosys_check(verilog, top):
     return synthesize(verilog, top, "generic")
 
 
+def source_file(folder, manifest):
+    """The one Verilog file of a top written into ``folder``: ``<top>.v``, or, where the manifest
+    lists more sources (SRAM models beside black-box wrappers), all of them in one file."""
+    folder = Path(folder)
+    names = manifest.get("sources") or [f"{manifest['top']}.v"]
+    if len(names) == 1:
+        return folder / names[0]
+    combined = folder / f"{manifest['top']}.all.v"
+    combined.write_text("".join((folder / n).read_text(encoding="utf-8") for n in names),
+                        encoding="utf-8")
+    return combined
+
+
 def manifest_from_verilog(text, top, block="component"):
     """A minimal manifest (``top``, ``block``, ``ports``) read from the port declarations of module
     ``top`` in Verilog ``text``, for components synthesized outside ``accelgen emit`` (a PE, an array).
@@ -275,7 +288,7 @@ def run(config, target="generic", *, fmax=True, device="hx8k", seed=1):
             if not name.endswith(".json"):
                 continue
             manifest = json.loads(files[name])
-            verilog = Path(tmp) / f"{manifest['top']}.v"
+            verilog = source_file(tmp, manifest)
             report = synthesize(verilog, manifest["top"], target)
             report["block"] = manifest["block"]
             report["parameters"] = manifest["parameters"]

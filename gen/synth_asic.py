@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 
 from .liberty import MacroPort, drive_and_load, macro_library, read_cells
-from .synth import ToolMissing, _tool
+from .synth import ToolMissing, _tool, source_file
 
 __all__ = ["DEFAULT_LIBERTY", "SRAM_UM2_PER_BIT", "SRAM_MIN_BITS", "liberty_path", "synthesize",
            "sram_modules", "run", "format_table"]
@@ -504,7 +504,7 @@ def run(config, *, liberty=None, sram_min_bits=SRAM_MIN_BITS, sram_um2_per_bit=S
                 continue
             manifest = json.loads(files[name])
             top = manifest["top"]
-            report = synthesize(Path(tmp) / f"{top}.v", top, liberty=lib,
+            report = synthesize(source_file(tmp, manifest), top, liberty=lib,
                                 sram_modules=sram_modules(manifest),
                                 sdc=files[f"{top}.sdc"], sram_min_bits=sram_min_bits,
                                 sram_um2_per_bit=sram_um2_per_bit, sram_access_ns=sram_access_ns,

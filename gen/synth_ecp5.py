@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .synth import ToolMissing, ooc_wrapper
+from .synth import ToolMissing, ooc_wrapper, source_file
 
 __all__ = ["DEVICES", "synthesize", "place_and_route", "run", "format_table"]
 
@@ -176,7 +176,7 @@ def run(config, *, fmax=True, device=DEFAULT_DEVICE, seed=1, done=None):
                 continue
             manifest = json.loads(files[name])
             top = manifest["top"]
-            verilog = Path(tmp) / f"{top}.v"
+            verilog = source_file(tmp, manifest)
             report = synthesize(verilog, top)
             report["block"] = manifest["block"]
             report["parameters"] = manifest["parameters"]

@@ -202,7 +202,10 @@ def build(verilog_dir, top, *, sim=None, waves=None, extra_sources=(), verilator
     sim = simulator(sim)
     waves = waves_requested() if waves is None else waves
     verilog_dir = Path(verilog_dir)
-    sources = [verilog_dir / f"{top}.v", *map(Path, extra_sources)]
+    manifest_file = verilog_dir / f"{top}.json"
+    listed = (json.loads(manifest_file.read_text(encoding="utf-8")).get("sources")
+              if manifest_file.is_file() else None) or [f"{top}.v"]
+    sources = [verilog_dir / name for name in listed] + [*map(Path, extra_sources)]
     if sim == "verilator":
         build_args = ["-Wno-fatal", *VERILATOR_WAIVERS, *verilator_args]
         if waves:

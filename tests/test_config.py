@@ -84,9 +84,11 @@ def test_default_config_is_valid():
      "flow.io_delay_fraction = -0.1: must be a number from 0 to 0.45"),
     ({"gemm": {}, "flow": {"reset_false_path": 1}},
      "flow.reset_false_path = 1: must be true or false"),
+    ({"gemm": {}, "flow": {"sram": "macro"}},
+     'flow.sram = "macro": must be one of behavioural, blackbox'),
     ({"gemm": {}, "flow": {"clock": 5}},
      "flow.clock = 5: unknown key; allowed keys are clock_period_ns, io_delay_fraction, "
-     "reset_false_path"),
+     "reset_false_path, sram"),
     ({"gemm": {}, "flow": 5}, "flow = 5: must be a table"),
     ({"gemm": 3}, "gemm = 3: must be a table"),
 ])

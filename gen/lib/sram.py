@@ -25,7 +25,7 @@ from amaranth.lib.wiring import In, Out
 
 from .hier import Reused
 
-__all__ = ["SramMacro", "Sram"]
+__all__ = ["SramMacro", "Sram", "blackbox_of"]
 
 
 def _addr_bits(depth):
@@ -156,3 +156,17 @@ class Sram(wiring.Component):
                 word = Mux(hit, new, word)
             m.d.comb += (r.data.as_value() if isinstance(r.data, data.View) else r.data).eq(word)
         return m
+
+
+def blackbox_of(text):
+    """The black-box declaration of a macro written by :meth:`SramMacro.verilog`: its comment,
+    module header and port declarations, no body, marked ``(* blackbox *)`` for synthesis tools."""
+    keep = []
+    for line in text.splitlines():
+        if line.startswith("//"):
+            keep.append(line)
+        elif line.startswith("module "):
+            keep += ["(* blackbox *)", line]
+        elif line.startswith(("  input ", "  output ")):
+            keep.append(line.replace("output reg ", "output "))
+    return "\n".join(keep + ["endmodule"]) + "\n"
