@@ -3,347 +3,315 @@
 module accelgen_gemm(cmd__valid, a__payload, a__valid, w__payload, w__valid, o__ready, clk, rst, cmd__ready, a__ready, w__ready, o__payload, o__valid, errors, busy, cmd_ok, cmd__payload);
   wire _000_;
   wire _001_;
-  wire [72:0] _002_;
-  wire [72:0] _003_;
-  wire [73:0] _004_;
-  wire [2:0] _005_;
-  wire _006_;
+  wire _002_;
+  wire _003_;
+  wire _004_;
+  wire [12:0] _005_;
+  wire [12:0] _006_;
   wire _007_;
   wire _008_;
-  wire [32:0] _009_;
-  wire [32:0] _010_;
-  wire [32:0] _011_;
-  wire [32:0] _012_;
-  wire [73:0] _013_;
-  wire [12:0] _014_;
-  wire [66:0] _015_;
-  wire [66:0] _016_;
-  wire [66:0] _017_;
-  wire [66:0] _018_;
-  wire [2:0] _019_;
-  wire [2:0] _020_;
-  wire [2:0] _021_;
-  wire [2:0] _022_;
-  wire [12:0] _023_;
-  wire [2:0] _024_;
-  wire [72:0] _025_;
-  wire [2:0] _026_;
-  wire [72:0] _027_;
-  wire [2:0] _028_;
-  wire [72:0] _029_;
-  wire [2:0] _030_;
-  wire [72:0] _031_;
-  wire [2:0] _032_;
-  wire [72:0] _033_;
-  wire [73:0] _034_;
-  wire [2:0] _035_;
-  wire [72:0] _036_;
-  wire [73:0] _037_;
-  wire [2:0] _038_;
+  wire _009_;
+  wire _010_;
+  wire _011_;
+  wire _012_;
+  wire [1:0] _013_;
+  wire _014_;
+  wire _015_;
+  wire [1:0] _016_;
+  wire [3:0] _017_;
+  wire [3:0] _018_;
+  wire [1:0] _019_;
+  wire [1:0] _020_;
+  wire _021_;
+  wire [4:0] _022_;
+  wire _023_;
+  wire [4:0] _024_;
+  wire _025_;
+  wire _026_;
+  wire [3:0] _027_;
+  wire [3:0] _028_;
+  wire [3:0] _029_;
+  wire [3:0] _030_;
+  wire _031_;
+  wire _032_;
+  wire _033_;
+  wire _034_;
+  wire _035_;
+  wire _036_;
+  wire _037_;
+  wire _038_;
   wire _039_;
   wire _040_;
   wire _041_;
   wire _042_;
   wire _043_;
   wire _044_;
-  wire [1:0] _045_;
+  wire _045_;
   wire _046_;
   wire _047_;
-  wire [1:0] _048_;
-  wire [3:0] _049_;
-  wire [3:0] _050_;
-  wire [1:0] _051_;
-  wire [1:0] _052_;
+  wire _048_;
+  wire _049_;
+  wire _050_;
+  wire _051_;
+  wire [7:0] _052_;
   wire _053_;
-  wire [4:0] _054_;
+  wire _054_;
   wire _055_;
-  wire [4:0] _056_;
+  wire _056_;
   wire _057_;
   wire _058_;
-  wire [3:0] _059_;
-  wire [3:0] _060_;
-  wire [3:0] _061_;
-  wire [3:0] _062_;
+  wire _059_;
+  wire _060_;
+  wire [1:0] _061_;
+  wire _062_;
   wire _063_;
   wire _064_;
   wire _065_;
-  wire _066_;
-  wire _067_;
+  wire [13:0] _066_;
+  wire [7:0] _067_;
   wire _068_;
-  wire _069_;
-  wire _070_;
+  wire [11:0] _069_;
+  wire [10:0] _070_;
   wire _071_;
-  wire _072_;
-  wire _073_;
-  wire _074_;
-  wire _075_;
-  wire _076_;
-  wire _077_;
+  wire [12:0] _072_;
+  wire [27:0] _073_;
+  wire [6:0] _074_;
+  wire [10:0] _075_;
+  wire [9:0] _076_;
+  wire [12:0] _077_;
   wire _078_;
   wire _079_;
   wire _080_;
-  wire _081_;
+  wire [31:0] _081_;
   wire _082_;
   wire _083_;
-  wire [7:0] _084_;
+  wire [2:0] _084_;
   wire _085_;
-  wire _086_;
-  wire _087_;
-  wire _088_;
-  wire _089_;
-  wire _090_;
+  wire [10:0] _086_;
+  wire [10:0] _087_;
+  wire [10:0] _088_;
+  wire [11:0] _089_;
+  wire [10:0] _090_;
   wire _091_;
   wire _092_;
-  wire [1:0] _093_;
-  wire _094_;
-  wire _095_;
+  wire _093_;
+  wire [2:0] _094_;
+  wire [2:0] _095_;
   wire _096_;
   wire _097_;
-  wire [13:0] _098_;
-  wire [7:0] _099_;
+  wire [31:0] _098_;
+  wire [31:0] _099_;
   wire _100_;
-  wire [11:0] _101_;
-  wire [10:0] _102_;
+  wire _101_;
+  wire _102_;
   wire _103_;
-  wire [12:0] _104_;
-  wire [27:0] _105_;
-  wire [6:0] _106_;
-  wire [10:0] _107_;
-  wire [9:0] _108_;
-  wire [12:0] _109_;
+  wire _104_;
+  wire _105_;
+  wire _106_;
+  wire _107_;
+  wire _108_;
+  wire _109_;
   wire _110_;
   wire _111_;
   wire _112_;
-  wire [31:0] _113_;
+  wire _113_;
   wire _114_;
-  wire _115_;
-  wire [2:0] _116_;
-  wire _117_;
-  wire [10:0] _118_;
-  wire [10:0] _119_;
-  wire [10:0] _120_;
-  wire [11:0] _121_;
-  wire [10:0] _122_;
-  wire _123_;
-  wire _124_;
-  wire _125_;
-  wire [2:0] _126_;
-  wire [2:0] _127_;
-  wire _128_;
-  wire _129_;
-  wire [31:0] _130_;
-  wire [31:0] _131_;
+  wire [12:0] _115_;
+  wire [12:0] _116_;
+  wire [12:0] _117_;
+  wire [12:0] _118_;
+  wire [12:0] _119_;
+  wire _120_;
+  wire [9:0] _121_;
+  wire [9:0] _122_;
+  wire [9:0] _123_;
+  wire [9:0] _124_;
+  wire [9:0] _125_;
+  wire _126_;
+  wire [10:0] _127_;
+  wire [10:0] _128_;
+  wire [10:0] _129_;
+  wire [10:0] _130_;
+  wire [10:0] _131_;
   wire _132_;
-  wire _133_;
-  wire _134_;
-  wire _135_;
-  wire _136_;
+  wire [6:0] _133_;
+  wire [6:0] _134_;
+  wire [6:0] _135_;
+  wire [6:0] _136_;
   wire _137_;
-  wire _138_;
-  wire _139_;
-  wire _140_;
-  wire _141_;
+  wire [27:0] _138_;
+  wire [27:0] _139_;
+  wire [2:0] _140_;
+  wire [2:0] _141_;
   wire _142_;
   wire _143_;
   wire _144_;
   wire _145_;
   wire _146_;
-  wire [12:0] _147_;
-  wire [12:0] _148_;
-  wire [12:0] _149_;
-  wire [12:0] _150_;
-  wire [12:0] _151_;
+  wire _147_;
+  wire [5:0] _148_;
+  wire [5:0] _149_;
+  wire [1:0] _150_;
+  wire [1:0] _151_;
   wire _152_;
-  wire [9:0] _153_;
-  wire [9:0] _154_;
-  wire [9:0] _155_;
-  wire [9:0] _156_;
-  wire [9:0] _157_;
-  wire _158_;
-  wire [10:0] _159_;
-  wire [10:0] _160_;
-  wire [10:0] _161_;
-  wire [10:0] _162_;
-  wire [10:0] _163_;
+  wire _153_;
+  wire [10:0] _154_;
+  wire [1:0] _155_;
+  wire [10:0] _156_;
+  wire _157_;
+  wire [15:0] _158_;
+  wire _159_;
+  wire _160_;
+  wire [1:0] _161_;
+  wire [1:0] _162_;
+  wire [1:0] _163_;
   wire _164_;
-  wire [6:0] _165_;
-  wire [6:0] _166_;
-  wire [6:0] _167_;
-  wire [6:0] _168_;
+  wire _165_;
+  wire _166_;
+  wire _167_;
+  wire _168_;
   wire _169_;
-  wire [27:0] _170_;
-  wire [27:0] _171_;
-  wire [2:0] _172_;
-  wire [2:0] _173_;
+  wire _170_;
+  wire _171_;
+  wire _172_;
+  wire _173_;
   wire _174_;
   wire _175_;
   wire _176_;
   wire _177_;
   wire _178_;
   wire _179_;
-  wire [5:0] _180_;
-  wire [5:0] _181_;
-  wire [1:0] _182_;
-  wire [1:0] _183_;
+  wire _180_;
+  wire [11:0] _181_;
+  wire [10:0] _182_;
+  wire _183_;
   wire _184_;
-  wire _185_;
-  wire [10:0] _186_;
-  wire [1:0] _187_;
-  wire [10:0] _188_;
-  wire _189_;
-  wire [15:0] _190_;
-  wire _191_;
+  wire [3:0] _185_;
+  wire _186_;
+  wire _187_;
+  wire _188_;
+  wire [3:0] _189_;
+  wire [3:0] _190_;
+  wire [10:0] _191_;
   wire _192_;
-  wire [1:0] _193_;
-  wire [1:0] _194_;
-  wire [1:0] _195_;
+  wire _193_;
+  wire [3:0] _194_;
+  wire _195_;
   wire _196_;
-  wire _197_;
-  wire _198_;
-  wire _199_;
-  wire _200_;
+  wire [10:0] _197_;
+  wire [3:0] _198_;
+  wire [3:0] _199_;
+  wire [10:0] _200_;
   wire _201_;
   wire _202_;
-  wire _203_;
+  wire [3:0] _203_;
   wire _204_;
   wire _205_;
-  wire _206_;
-  wire _207_;
-  wire _208_;
-  wire _209_;
+  wire [10:0] _206_;
+  wire [3:0] _207_;
+  wire [3:0] _208_;
+  wire [10:0] _209_;
   wire _210_;
   wire _211_;
-  wire _212_;
-  wire [11:0] _213_;
-  wire [10:0] _214_;
-  wire _215_;
-  wire _216_;
+  wire [3:0] _212_;
+  wire _213_;
+  wire _214_;
+  wire [10:0] _215_;
+  wire [3:0] _216_;
   wire [3:0] _217_;
   wire _218_;
   wire _219_;
-  wire _220_;
-  wire [3:0] _221_;
-  wire [3:0] _222_;
-  wire [10:0] _223_;
+  wire [3:0] _220_;
+  wire _221_;
+  wire [1:0] _222_;
+  wire _223_;
   wire _224_;
   wire _225_;
-  wire [3:0] _226_;
+  wire [16:0] _226_;
   wire _227_;
-  wire _228_;
-  wire [10:0] _229_;
-  wire [3:0] _230_;
-  wire [3:0] _231_;
-  wire [10:0] _232_;
+  wire [2:0] _228_;
+  wire [11:0] _229_;
+  wire _230_;
+  wire _231_;
+  wire [11:0] _232_;
   wire _233_;
   wire _234_;
-  wire [3:0] _235_;
-  wire _236_;
+  wire [10:0] _235_;
+  wire [10:0] _236_;
   wire _237_;
-  wire [10:0] _238_;
-  wire [3:0] _239_;
-  wire [3:0] _240_;
-  wire [10:0] _241_;
-  wire _242_;
-  wire _243_;
-  wire [3:0] _244_;
+  wire [11:0] _238_;
+  wire [11:0] _239_;
+  wire [8:0] _240_;
+  wire [8:0] _241_;
+  wire [2:0] _242_;
+  wire [9:0] _243_;
+  wire _244_;
   wire _245_;
   wire _246_;
-  wire [10:0] _247_;
-  wire [3:0] _248_;
-  wire [3:0] _249_;
-  wire _250_;
+  wire [15:0] _247_;
+  wire [15:0] _248_;
+  wire [15:0] _249_;
+  wire [15:0] _250_;
   wire _251_;
-  wire [3:0] _252_;
+  wire _252_;
   wire _253_;
-  wire [1:0] _254_;
+  wire _254_;
   wire _255_;
   wire _256_;
   wire _257_;
-  wire [16:0] _258_;
-  wire _259_;
-  wire [2:0] _260_;
-  wire [11:0] _261_;
-  wire _262_;
-  wire _263_;
-  wire [11:0] _264_;
+  wire _258_;
+  wire [10:0] _259_;
+  wire [10:0] _260_;
+  wire [10:0] _261_;
+  wire [10:0] _262_;
+  wire [10:0] _263_;
+  wire [10:0] _264_;
   wire _265_;
-  wire _266_;
-  wire [10:0] _267_;
-  wire [10:0] _268_;
-  wire _269_;
-  wire [11:0] _270_;
-  wire [11:0] _271_;
-  wire [8:0] _272_;
-  wire [8:0] _273_;
-  wire [2:0] _274_;
-  wire [9:0] _275_;
-  wire _276_;
-  wire _277_;
+  wire [1:0] _266_;
+  wire [1:0] _267_;
+  wire [1:0] _268_;
+  wire [1:0] _269_;
+  wire [1:0] _270_;
+  wire _271_;
+  wire [10:0] _272_;
+  wire [10:0] _273_;
+  wire [10:0] _274_;
+  wire [10:0] _275_;
+  wire [10:0] _276_;
+  wire [10:0] _277_;
   wire _278_;
-  wire [15:0] _279_;
-  wire [15:0] _280_;
-  wire [15:0] _281_;
-  wire [15:0] _282_;
-  wire _283_;
-  wire _284_;
+  wire [9:0] _279_;
+  wire [9:0] _280_;
+  wire [9:0] _281_;
+  wire [9:0] _282_;
+  wire [9:0] _283_;
+  wire [9:0] _284_;
   wire _285_;
-  wire _286_;
-  wire _287_;
-  wire _288_;
-  wire _289_;
-  wire _290_;
-  wire [10:0] _291_;
-  wire [10:0] _292_;
-  wire [10:0] _293_;
-  wire [10:0] _294_;
-  wire [10:0] _295_;
-  wire [10:0] _296_;
-  wire _297_;
-  wire [1:0] _298_;
-  wire [1:0] _299_;
-  wire [1:0] _300_;
-  wire [1:0] _301_;
-  wire [1:0] _302_;
+  wire [2:0] _286_;
+  wire [2:0] _287_;
+  wire [2:0] _288_;
+  wire [8:0] _289_;
+  wire [8:0] _290_;
+  wire [8:0] _291_;
+  wire [8:0] _292_;
+  wire [8:0] _293_;
+  wire [8:0] _294_;
+  wire [1:0] _295_;
+  wire [1:0] _296_;
+  wire [3:0] _297_;
+  wire _298_;
+  wire _299_;
+  wire _300_;
+  wire _301_;
+  wire _302_;
   wire _303_;
-  wire [10:0] _304_;
-  wire [10:0] _305_;
-  wire [10:0] _306_;
-  wire [10:0] _307_;
-  wire [10:0] _308_;
-  wire [10:0] _309_;
-  wire _310_;
-  wire [9:0] _311_;
-  wire [9:0] _312_;
-  wire [9:0] _313_;
-  wire [9:0] _314_;
-  wire [9:0] _315_;
-  wire [9:0] _316_;
-  wire _317_;
-  wire [2:0] _318_;
-  wire [2:0] _319_;
-  wire [2:0] _320_;
-  wire [8:0] _321_;
-  wire [8:0] _322_;
-  wire [8:0] _323_;
-  wire [8:0] _324_;
-  wire [8:0] _325_;
-  wire [8:0] _326_;
-  wire [1:0] _327_;
-  wire [1:0] _328_;
-  wire [3:0] _329_;
-  wire _330_;
-  wire _331_;
-  wire _332_;
-  wire _333_;
-  wire _334_;
-  wire _335_;
-  wire _336_;
-  wire [6:0] _337_;
-  wire [6:0] _338_;
-  wire _339_;
-  wire [5:0] _340_;
-  wire [5:0] _341_;
-  wire [5:0] _342_;
+  wire _304_;
+  wire [6:0] _305_;
+  wire [6:0] _306_;
+  wire _307_;
+  wire [5:0] _308_;
+  wire [5:0] _309_;
+  wire [5:0] _310_;
   wire [7:0] a__0;
   wire [7:0] a__1;
   wire [7:0] a__2;
@@ -354,14 +322,10 @@ module accelgen_gemm(cmd__valid, a__payload, a__valid, w__payload, w__valid, o__
   wire a__ready;
   input a__valid;
   wire a__valid;
-  wire [72:0] acc_acc_mem_port_267_0 ;
-  wire [2:0] acc_acc_mem_port_269_0 ;
-  wire [72:0] acc_acc_mem_port_271_0 ;
-  wire [2:0] acc_acc_mem_port_273_0 ;
-  wire [72:0] acc_acc_mem_port_275_0 ;
-  wire [2:0] acc_acc_mem_port_277_0 ;
-  wire [72:0] acc_acc_mem_port_279_0 ;
-  wire [2:0] acc_acc_mem_port_281_0 ;
+  wire [75:0] acc_acc;
+  wire [75:0] acc_acc_42 ;
+  wire [75:0] acc_acc_43 ;
+  wire [75:0] acc_acc_44 ;
   reg [303:0] acc_acc_mem_r0_bypass_data_w0 = 304'h0000000000000000000000000000000000000000000000000000000000000000000000000000;
   reg acc_acc_mem_r0_bypass_w0 = 1'h0;
   wire [303:0] acc_acc_mem_r0_data;
@@ -369,37 +333,17 @@ module accelgen_gemm(cmd__valid, a__payload, a__valid, w__payload, w__valid, o__
   wire acc_acc_mem_w0_en;
   wire acc_ctl_valid ;
   wire acc_e5;
-  reg [2:0] acc_flags = 3'h0;
-  reg [2:0] acc_flags_35  = 3'h0;
-  reg [2:0] acc_flags_42  = 3'h0;
-  reg [2:0] acc_flags_49  = 3'h0;
-  wire [31:0] acc_fp32;
-  wire [31:0] acc_fp32_39 ;
-  wire [31:0] acc_fp32_46 ;
-  wire [31:0] acc_fp32_53 ;
-  wire [31:0] acc_out_0;
-  wire [31:0] acc_out_1;
-  wire [31:0] acc_out_2;
-  wire [31:0] acc_out_3;
+  wire acc_is_fp;
   wire [69:0] acc_port_19_0 ;
   wire [69:0] acc_port_20_0 ;
   wire [69:0] acc_port_21_0 ;
   wire [11:0] acc_port_265_0 ;
+  wire [31:0] acc_result;
+  wire [31:0] acc_result_48 ;
+  wire [31:0] acc_result_49 ;
+  wire [31:0] acc_result_50 ;
   reg [12:0] acc_sb = 13'h0000;
-  reg [2:0] acc_sb_fl_0 = 3'h0;
-  reg [2:0] acc_sb_fl_1 = 3'h0;
-  reg [2:0] acc_sb_fl_2 = 3'h0;
-  reg [2:0] acc_sb_fl_3 = 3'h0;
-  reg [66:0] acc_sb_ps_0 = 67'h00000000000000000;
-  reg [66:0] acc_sb_ps_1 = 67'h00000000000000000;
-  reg [66:0] acc_sb_ps_2 = 67'h00000000000000000;
-  reg [66:0] acc_sb_ps_3 = 67'h00000000000000000;
   reg [12:0] acc_sc = 13'h0000;
-  wire acc_sc_fp;
-  reg [72:0] acc_sc_sum_0 = 73'h0000000000000000000;
-  reg [72:0] acc_sc_sum_1 = 73'h0000000000000000000;
-  reg [72:0] acc_sc_sum_2 = 73'h0000000000000000000;
-  reg [72:0] acc_sc_sum_3 = 73'h0000000000000000000;
   wire acc_w_en;
   wire [11:0] array_fl_i;
   wire [11:0] array_fl_i_43 ;
@@ -521,722 +465,678 @@ module accelgen_gemm(cmd__valid, a__payload, a__valid, w__payload, w__valid, o__
   assign _000_ = loader_loader_state | feeder_feeder_state;
   assign _001_ = _000_ | feeder_queue_valid;
   assign busy = _001_ | output_pending;
-  always @(posedge clk)
-    acc_flags_49  <= _032_;
-  assign _002_ = acc_sb[1] ? 73'h0000000000000000000 : acc_acc_mem_r__0__data[72:0];
-  assign { _013_[73], acc_acc_mem_port_267_0  } = $signed(_002_) + $signed(acc_sb_ps_0);
-  assign _024_ = acc_sb[1] ? 3'h0 : acc_acc_mem_r__0__data[75:73];
-  assign acc_acc_mem_port_269_0  = _024_ | acc_sb_fl_0;
-  assign _033_ = acc_sb[1] ? 73'h0000000000000000000 : acc_acc_mem_r__0__data[148:76];
-  assign { _034_[73], acc_acc_mem_port_271_0  } = $signed(_033_) + $signed(acc_sb_ps_1);
-  assign _035_ = acc_sb[1] ? 3'h0 : acc_acc_mem_r__0__data[151:149];
-  assign acc_acc_mem_port_273_0  = _035_ | acc_sb_fl_1;
-  assign _036_ = acc_sb[1] ? 73'h0000000000000000000 : acc_acc_mem_r__0__data[224:152];
-  assign { _037_[73], acc_acc_mem_port_275_0  } = $signed(_036_) + $signed(acc_sb_ps_2);
-  assign _038_ = acc_sb[1] ? 3'h0 : acc_acc_mem_r__0__data[227:225];
-  assign acc_acc_mem_port_277_0  = _038_ | acc_sb_fl_2;
-  assign _003_ = acc_sb[1] ? 73'h0000000000000000000 : acc_acc_mem_r__0__data[300:228];
-  assign { _004_[73], acc_acc_mem_port_279_0  } = $signed(_003_) + $signed(acc_sb_ps_3);
-  assign _005_ = acc_sb[1] ? 3'h0 : acc_acc_mem_r__0__data[303:301];
-  assign acc_acc_mem_port_281_0  = _005_ | acc_sb_fl_3;
-  assign _006_ = ~ acc_sb[2];
-  assign acc_acc_mem_w0_en = acc_sb[0] & _006_;
-  assign _007_ = acc_sc[12:10] == 2'h3;
-  assign _008_ = acc_sc[12:10] == 3'h4;
-  assign acc_sc_fp = | { _008_, _007_ };
-  assign acc_e5 = acc_sc[12:10] == 3'h4;
-  assign { _009_[32], acc_out_0 } = acc_sc_fp ? { 1'h0, acc_fp32 } : { acc_sc_sum_0[31], acc_sc_sum_0[31:0] };
-  assign { _010_[32], acc_out_1 } = acc_sc_fp ? { 1'h0, acc_fp32_39  } : { acc_sc_sum_1[31], acc_sc_sum_1[31:0] };
-  assign { _011_[32], acc_out_2 } = acc_sc_fp ? { 1'h0, acc_fp32_46  } : { acc_sc_sum_2[31], acc_sc_sum_2[31:0] };
-  assign { _012_[32], acc_out_3 } = acc_sc_fp ? { 1'h0, acc_fp32_53  } : { acc_sc_sum_3[31], acc_sc_sum_3[31:0] };
+  assign _004_ = ~ acc_sb[2];
+  assign acc_acc_mem_w0_en = acc_sb[0] & _004_;
   assign acc_w_en = acc_sc[0] & acc_sc[2];
   always @(posedge clk)
-    acc_sb <= _014_;
+    acc_sb <= _005_;
   always @(posedge clk)
-    acc_sb_ps_0 <= _015_;
+    acc_sc <= _006_;
+  assign _002_ = acc_sc[12:10] == 2'h3;
+  assign _003_ = acc_sc[12:10] == 3'h4;
+  assign acc_is_fp = | { _003_, _002_ };
+  assign acc_e5 = acc_sc[12:10] == 3'h4;
+  assign _006_ = rst ? 13'h0000 : acc_sb;
+  assign _005_ = rst ? 13'h0000 : { acc_port_265_0 , acc_ctl_valid  };
   always @(posedge clk)
-    acc_sb_ps_1 <= _016_;
-  always @(posedge clk)
-    acc_sb_ps_2 <= _017_;
-  always @(posedge clk)
-    acc_sb_ps_3 <= _018_;
-  always @(posedge clk)
-    acc_sb_fl_0 <= _019_;
-  always @(posedge clk)
-    acc_sb_fl_1 <= _020_;
-  always @(posedge clk)
-    acc_sb_fl_2 <= _021_;
-  always @(posedge clk)
-    acc_sb_fl_3 <= _022_;
-  always @(posedge clk)
-    acc_sc <= _023_;
-  always @(posedge clk)
-    acc_sc_sum_0 <= _025_;
-  always @(posedge clk)
-    acc_flags <= _026_;
-  always @(posedge clk)
-    acc_sc_sum_1 <= _027_;
-  always @(posedge clk)
-    acc_flags_35  <= _028_;
-  always @(posedge clk)
-    acc_sc_sum_2 <= _029_;
-  always @(posedge clk)
-    acc_flags_42  <= _030_;
-  always @(posedge clk)
-    acc_sc_sum_3 <= _031_;
-  assign _032_ = rst ? 3'h0 : acc_acc_mem_port_281_0 ;
-  assign _031_ = rst ? 73'h0000000000000000000 : acc_acc_mem_port_279_0 ;
-  assign _030_ = rst ? 3'h0 : acc_acc_mem_port_277_0 ;
-  assign _029_ = rst ? 73'h0000000000000000000 : acc_acc_mem_port_275_0 ;
-  assign _028_ = rst ? 3'h0 : acc_acc_mem_port_273_0 ;
-  assign _027_ = rst ? 73'h0000000000000000000 : acc_acc_mem_port_271_0 ;
-  assign _026_ = rst ? 3'h0 : acc_acc_mem_port_269_0 ;
-  assign _025_ = rst ? 73'h0000000000000000000 : acc_acc_mem_port_267_0 ;
-  assign _023_ = rst ? 13'h0000 : acc_sb;
-  assign _022_ = rst ? 3'h0 : array_fl_o_60 [11:9];
-  assign _021_ = rst ? 3'h0 : acc_port_21_0 [69:67];
-  assign _020_ = rst ? 3'h0 : acc_port_20_0 [69:67];
-  assign _019_ = rst ? 3'h0 : acc_port_19_0 [69:67];
-  assign _018_ = rst ? 67'h00000000000000000 : array_ps_o_59 [267:201];
-  assign _017_ = rst ? 67'h00000000000000000 : acc_port_21_0 [66:0];
-  assign _016_ = rst ? 67'h00000000000000000 : acc_port_20_0 [66:0];
-  assign _015_ = rst ? 67'h00000000000000000 : acc_port_19_0 [66:0];
-  assign _014_ = rst ? 13'h0000 : { acc_port_265_0 , acc_ctl_valid  };
-  always @(posedge clk)
-    acc_acc_mem_r0_bypass_data_w0 <= { acc_acc_mem_port_281_0 , acc_acc_mem_port_279_0 , acc_acc_mem_port_277_0 , acc_acc_mem_port_275_0 , acc_acc_mem_port_273_0 , acc_acc_mem_port_271_0 , acc_acc_mem_port_269_0 , acc_acc_mem_port_267_0  };
+    acc_acc_mem_r0_bypass_data_w0 <= { acc_acc_44 , acc_acc_43 , acc_acc_42 , acc_acc };
   assign acc_acc_mem_r__0__data = acc_acc_mem_r0_bypass_w0 ? acc_acc_mem_r0_bypass_data_w0 : acc_acc_mem_r0_data;
-  assign _039_ = acc_sb[9:4] == acc_port_265_0 [8:3];
-  assign _040_ = acc_acc_mem_w0_en & _039_;
+  assign _007_ = acc_sb[9:4] == acc_port_265_0 [8:3];
+  assign _008_ = acc_acc_mem_w0_en & _007_;
   always @(posedge clk)
-    acc_acc_mem_r0_bypass_w0 <= _040_;
-  assign array_w_we_38  = { array_w_row_we[2], array_w_row_we[2] } & { loader_ld_bank, _043_ };
-  assign _044_ = ~ loader_ld_bank;
-  assign array_w_we_51  = { array_w_row_we[3], array_w_row_we[3] } & { loader_ld_bank, _044_ };
-  assign _041_ = ~ loader_ld_bank;
-  assign array_w_we = { array_w_row_we[0], array_w_row_we[0] } & { loader_ld_bank, _041_ };
-  assign _042_ = ~ loader_ld_bank;
-  assign array_w_we_25  = { array_w_row_we[1], array_w_row_we[1] } & { loader_ld_bank, _042_ };
-  assign _043_ = ~ loader_ld_bank;
-  assign _045_ = banks_full | bank_set;
-  assign _051_ = ~ bank_clr;
-  assign _052_ = _045_ & _051_;
-  assign _053_ = | banks_drain_0;
-  assign _054_ = banks_drain_0 - 1'h1;
-  assign _055_ = | banks_drain_1;
-  assign _056_ = banks_drain_1 - 1'h1;
-  assign _057_ = ~ banks_full[0];
-  assign _058_ = ! banks_drain_0;
-  assign bank_free[0] = _057_ & _058_;
-  assign _046_ = ~ banks_full[1];
-  assign _047_ = ! banks_drain_1;
-  assign bank_free[1] = _046_ & _047_;
+    acc_acc_mem_r0_bypass_w0 <= _008_;
+  assign array_w_we_38  = { array_w_row_we[2], array_w_row_we[2] } & { loader_ld_bank, _011_ };
+  assign _012_ = ~ loader_ld_bank;
+  assign array_w_we_51  = { array_w_row_we[3], array_w_row_we[3] } & { loader_ld_bank, _012_ };
+  assign _009_ = ~ loader_ld_bank;
+  assign array_w_we = { array_w_row_we[0], array_w_row_we[0] } & { loader_ld_bank, _009_ };
+  assign _010_ = ~ loader_ld_bank;
+  assign array_w_we_25  = { array_w_row_we[1], array_w_row_we[1] } & { loader_ld_bank, _010_ };
+  assign _011_ = ~ loader_ld_bank;
+  assign _013_ = banks_full | bank_set;
+  assign _019_ = ~ bank_clr;
+  assign _020_ = _013_ & _019_;
+  assign _021_ = | banks_drain_0;
+  assign _022_ = banks_drain_0 - 1'h1;
+  assign _023_ = | banks_drain_1;
+  assign _024_ = banks_drain_1 - 1'h1;
+  assign _025_ = ~ banks_full[0];
+  assign _026_ = ! banks_drain_0;
+  assign bank_free[0] = _025_ & _026_;
+  assign _014_ = ~ banks_full[1];
+  assign _015_ = ! banks_drain_1;
+  assign bank_free[1] = _014_ & _015_;
   always @(posedge clk)
-    banks_full <= _048_;
+    banks_full <= _016_;
   always @(posedge clk)
-    banks_drain_0 <= _049_;
+    banks_drain_0 <= _017_;
   always @(posedge clk)
-    banks_drain_1 <= _050_;
-  assign _059_ = _055_ ? _056_[3:0] : banks_drain_1;
-  assign _060_ = bank_clr[1] ? 4'h8 : _059_;
-  assign _050_ = rst ? 4'h0 : _060_;
-  assign _061_ = _053_ ? _054_[3:0] : banks_drain_0;
-  assign _062_ = bank_clr[0] ? 4'h8 : _061_;
-  assign _049_ = rst ? 4'h0 : _062_;
-  assign _048_ = rst ? 2'h0 : _052_;
-  assign _063_ = | cmd__payload[6:0];
-  assign _066_ = check_mode_ok & _063_;
-  assign _067_ = cmd__payload[6:0] <= 7'h40;
-  assign _068_ = _066_ & _067_;
-  assign _069_ = | cmd__payload[15:7];
-  assign _070_ = _068_ & _069_;
-  assign _071_ = cmd__payload[15:7] <= 9'h100;
-  assign _072_ = _070_ & _071_;
-  assign _073_ = | cmd__payload[24:16];
-  assign _064_ = _072_ & _073_;
-  assign _065_ = cmd__payload[24:16] <= 9'h100;
-  assign cmd_ok = _064_ & _065_;
-  function [2:0] _457_;
+    banks_drain_1 <= _018_;
+  assign _027_ = _023_ ? _024_[3:0] : banks_drain_1;
+  assign _028_ = bank_clr[1] ? 4'h8 : _027_;
+  assign _018_ = rst ? 4'h0 : _028_;
+  assign _029_ = _021_ ? _022_[3:0] : banks_drain_0;
+  assign _030_ = bank_clr[0] ? 4'h8 : _029_;
+  assign _017_ = rst ? 4'h0 : _030_;
+  assign _016_ = rst ? 2'h0 : _020_;
+  assign _031_ = | cmd__payload[6:0];
+  assign _034_ = check_mode_ok & _031_;
+  assign _035_ = cmd__payload[6:0] <= 7'h40;
+  assign _036_ = _034_ & _035_;
+  assign _037_ = | cmd__payload[15:7];
+  assign _038_ = _036_ & _037_;
+  assign _039_ = cmd__payload[15:7] <= 9'h100;
+  assign _040_ = _038_ & _039_;
+  assign _041_ = | cmd__payload[24:16];
+  assign _032_ = _040_ & _041_;
+  assign _033_ = cmd__payload[24:16] <= 9'h100;
+  assign cmd_ok = _032_ & _033_;
+  function [2:0] _373_;
     input [2:0] a;
     input [11:0] b;
     input [3:0] s;
     casez (s) // synopsys parallel_case
       4'b???1:
-        _457_ = b[2:0];
+        _373_ = b[2:0];
       4'b??1?:
-        _457_ = b[5:3];
+        _373_ = b[5:3];
       4'b?1??:
-        _457_ = b[8:6];
+        _373_ = b[8:6];
       4'b1???:
-        _457_ = b[11:9];
+        _373_ = b[11:9];
       default:
-        _457_ = a;
+        _373_ = a;
     endcase
   endfunction
-  assign check_desc_mode  = _457_(3'h0, 12'h29c, { _077_, _076_, _075_, _074_ });
-  assign _074_ = cmd__payload[27:25] == 3'h4;
-  assign _075_ = cmd__payload[27:25] == 3'h3;
-  assign _076_ = cmd__payload[27:25] == 3'h2;
-  assign _077_ = cmd__payload[27:25] == 3'h1;
-  function [0:0] _462_;
+  assign check_desc_mode  = _373_(3'h0, 12'h29c, { _045_, _044_, _043_, _042_ });
+  assign _042_ = cmd__payload[27:25] == 3'h4;
+  assign _043_ = cmd__payload[27:25] == 3'h3;
+  assign _044_ = cmd__payload[27:25] == 3'h2;
+  assign _045_ = cmd__payload[27:25] == 3'h1;
+  function [0:0] _378_;
     input [0:0] a;
     input [4:0] b;
     input [4:0] s;
     casez (s) // synopsys parallel_case
       5'b????1:
-        _462_ = b[0:0];
+        _378_ = b[0:0];
       5'b???1?:
-        _462_ = b[1:1];
+        _378_ = b[1:1];
       5'b??1??:
-        _462_ = b[2:2];
+        _378_ = b[2:2];
       5'b?1???:
-        _462_ = b[3:3];
+        _378_ = b[3:3];
       5'b1????:
-        _462_ = b[4:4];
+        _378_ = b[4:4];
       default:
-        _462_ = a;
+        _378_ = a;
     endcase
   endfunction
-  assign check_mode_ok = _462_(1'h0, 5'h1f, { _082_, _081_, _080_, _079_, _078_ });
-  assign _078_ = cmd__payload[27:25] == 3'h4;
-  assign _079_ = cmd__payload[27:25] == 3'h3;
-  assign _080_ = cmd__payload[27:25] == 3'h2;
-  assign _081_ = cmd__payload[27:25] == 3'h1;
-  assign _082_ = ! cmd__payload[27:25];
+  assign check_mode_ok = _378_(1'h0, 5'h1f, { _050_, _049_, _048_, _047_, _046_ });
+  assign _046_ = cmd__payload[27:25] == 3'h4;
+  assign _047_ = cmd__payload[27:25] == 3'h3;
+  assign _048_ = cmd__payload[27:25] == 3'h2;
+  assign _049_ = cmd__payload[27:25] == 3'h1;
+  assign _050_ = ! cmd__payload[27:25];
   always @(posedge clk)
-    feeder_fd_addr <= _109_;
+    feeder_fd_addr <= _077_;
   always @(posedge clk)
-    feeder_fd_first_pass <= _110_;
+    feeder_fd_first_pass <= _078_;
   always @(posedge clk)
-    feeder_feeder_state <= _111_;
+    feeder_feeder_state <= _079_;
   always @(posedge clk)
-    feeder_s1_from_stream <= _112_;
+    feeder_s1_from_stream <= _080_;
   always @(posedge clk)
-    feeder_s1_data <= _113_;
+    feeder_s1_data <= _081_;
   always @(posedge clk)
-    feeder_array_bank <= _115_;
+    feeder_array_bank <= _083_;
   always @(posedge clk)
-    feeder_array_mode <= _116_;
+    feeder_array_mode <= _084_;
   always @(posedge clk)
-    feeder_fd_bank <= _117_;
-  assign _083_ = feeder_fd[27:25] == 3'h4;
-  assign _094_ = feeder_fd[27:25] == 2'h3;
-  assign _103_ = feeder_fd[27:25] == 2'h2;
-  assign _114_ = feeder_fd[27:25] == 1'h1;
-  assign _118_ = _114_ ? 11'h008 : 11'h004;
-  assign _119_ = _103_ ? 11'h004 : _118_;
-  assign _120_ = _094_ ? 11'h004 : _119_;
-  assign feeder_fd_kdepth = _083_ ? 11'h004 : _120_;
-  assign _121_ = feeder_fd_k0 + feeder_fd_kdepth;
-  assign feeder_last_k = _121_ >= feeder_fd[24:16];
-  assign _122_ = feeder_fd_n0 + 3'h4;
-  assign feeder_last_n = _122_ >= feeder_fd[15:7];
-  assign _084_ = feeder_fd_m + 1'h1;
-  assign feeder_last_m = _084_ == feeder_fd[6:0];
-  assign _085_ = ~ feeder_last_k;
-  assign feeder_credit_ok = _085_ | feeder_room;
+    feeder_fd_bank <= _085_;
+  assign _051_ = feeder_fd[27:25] == 3'h4;
+  assign _062_ = feeder_fd[27:25] == 2'h3;
+  assign _071_ = feeder_fd[27:25] == 2'h2;
+  assign _082_ = feeder_fd[27:25] == 1'h1;
+  assign _086_ = _082_ ? 11'h008 : 11'h004;
+  assign _087_ = _071_ ? 11'h004 : _086_;
+  assign _088_ = _062_ ? 11'h004 : _087_;
+  assign feeder_fd_kdepth = _051_ ? 11'h004 : _088_;
+  assign _089_ = feeder_fd_k0 + feeder_fd_kdepth;
+  assign feeder_last_k = _089_ >= feeder_fd[24:16];
+  assign _090_ = feeder_fd_n0 + 3'h4;
+  assign feeder_last_n = _090_ >= feeder_fd[15:7];
+  assign _052_ = feeder_fd_m + 1'h1;
+  assign feeder_last_m = _052_ == feeder_fd[6:0];
+  assign _053_ = ~ feeder_last_k;
+  assign feeder_credit_ok = _053_ | feeder_room;
   assign booked = feeder_issue & feeder_last_k;
-  assign _086_ = banks_full >> feeder_fd_bank;
-  assign _087_ = _086_ & feeder_credit_ok;
-  assign _088_ = feeder_ready & feeder_fd_first_pass;
-  assign _089_ = ~ feeder_fd_first_pass;
-  assign _090_ = a__valid | _089_;
-  assign _091_ = feeder_ready & _090_;
-  assign _092_ = feeder_issue & feeder_fd_first_pass;
-  assign _093_ = feeder_fd_bank ? 2'h2 : 2'h1;
+  assign _054_ = banks_full >> feeder_fd_bank;
+  assign _055_ = _054_ & feeder_credit_ok;
+  assign _056_ = feeder_ready & feeder_fd_first_pass;
+  assign _057_ = ~ feeder_fd_first_pass;
+  assign _058_ = a__valid | _057_;
+  assign _059_ = feeder_ready & _058_;
+  assign _060_ = feeder_issue & feeder_fd_first_pass;
+  assign _061_ = feeder_fd_bank ? 2'h2 : 2'h1;
   assign a__0 = feeder_s1_from_stream ? feeder_s1_data[7:0] : feeder_act_mem_r0_data[7:0];
   assign a__1 = feeder_s1_from_stream ? feeder_s1_data[15:8] : feeder_act_mem_r0_data[15:8];
   assign a__2 = feeder_s1_from_stream ? feeder_s1_data[23:16] : feeder_act_mem_r0_data[23:16];
   assign a__3 = feeder_s1_from_stream ? feeder_s1_data[31:24] : feeder_act_mem_r0_data[31:24];
-  assign _095_ = ! feeder_fd_k0;
-  assign _096_ = feeder_last_k & feeder_last_n;
-  assign _097_ = _096_ & feeder_last_m;
-  assign _098_ = feeder_fd_addr + 1'h1;
-  assign _099_ = feeder_fd_m + 1'h1;
-  assign _100_ = ~ feeder_fd_bank;
-  assign _101_ = feeder_fd_k0 + feeder_fd_kdepth;
-  assign _102_ = feeder_fd_n0 + 3'h4;
+  assign _063_ = ! feeder_fd_k0;
+  assign _064_ = feeder_last_k & feeder_last_n;
+  assign _065_ = _064_ & feeder_last_m;
+  assign _066_ = feeder_fd_addr + 1'h1;
+  assign _067_ = feeder_fd_m + 1'h1;
+  assign _068_ = ~ feeder_fd_bank;
+  assign _069_ = feeder_fd_k0 + feeder_fd_kdepth;
+  assign _070_ = feeder_fd_n0 + 3'h4;
   always @(posedge clk)
-    feeder_ctl <= _104_;
+    feeder_ctl <= _072_;
   always @(posedge clk)
-    feeder_fd <= _105_;
+    feeder_fd <= _073_;
   always @(posedge clk)
-    feeder_fd_m <= _106_;
+    feeder_fd_m <= _074_;
   always @(posedge clk)
-    feeder_fd_k0 <= _107_;
+    feeder_fd_k0 <= _075_;
   always @(posedge clk)
-    feeder_fd_n0 <= _108_;
-  assign _123_ = feeder_last_m ? _100_ : feeder_fd_bank;
-  assign _124_ = feeder_issue ? _123_ : feeder_fd_bank;
-  assign _125_ = feeder_feeder_state ? _124_ : feeder_fd_bank;
-  assign _117_ = rst ? 1'h0 : _125_;
-  assign _126_ = feeder_issue ? feeder_fd[27:25] : feeder_array_mode;
-  assign _127_ = feeder_feeder_state ? _126_ : feeder_array_mode;
-  assign _116_ = rst ? 3'h0 : _127_;
-  assign _128_ = feeder_issue ? feeder_fd_bank : feeder_array_bank;
-  assign _129_ = feeder_feeder_state ? _128_ : feeder_array_bank;
-  assign _115_ = rst ? 1'h0 : _129_;
-  assign _130_ = feeder_issue ? a__payload : feeder_s1_data;
-  assign _131_ = feeder_feeder_state ? _130_ : feeder_s1_data;
-  assign _113_ = rst ? 32'd0 : _131_;
-  assign _132_ = feeder_issue ? feeder_fd_first_pass : feeder_s1_from_stream;
-  assign _133_ = feeder_feeder_state ? _132_ : feeder_s1_from_stream;
-  assign _112_ = rst ? 1'h0 : _133_;
-  assign _134_ = feeder_last_n ? 1'h0 : feeder_feeder_state;
-  assign _135_ = feeder_last_k ? _134_ : feeder_feeder_state;
-  assign _136_ = feeder_last_m ? _135_ : feeder_feeder_state;
-  assign _137_ = feeder_issue ? _136_ : feeder_feeder_state;
-  function [0:0] _538_;
+    feeder_fd_n0 <= _076_;
+  assign _091_ = feeder_last_m ? _068_ : feeder_fd_bank;
+  assign _092_ = feeder_issue ? _091_ : feeder_fd_bank;
+  assign _093_ = feeder_feeder_state ? _092_ : feeder_fd_bank;
+  assign _085_ = rst ? 1'h0 : _093_;
+  assign _094_ = feeder_issue ? feeder_fd[27:25] : feeder_array_mode;
+  assign _095_ = feeder_feeder_state ? _094_ : feeder_array_mode;
+  assign _084_ = rst ? 3'h0 : _095_;
+  assign _096_ = feeder_issue ? feeder_fd_bank : feeder_array_bank;
+  assign _097_ = feeder_feeder_state ? _096_ : feeder_array_bank;
+  assign _083_ = rst ? 1'h0 : _097_;
+  assign _098_ = feeder_issue ? a__payload : feeder_s1_data;
+  assign _099_ = feeder_feeder_state ? _098_ : feeder_s1_data;
+  assign _081_ = rst ? 32'd0 : _099_;
+  assign _100_ = feeder_issue ? feeder_fd_first_pass : feeder_s1_from_stream;
+  assign _101_ = feeder_feeder_state ? _100_ : feeder_s1_from_stream;
+  assign _080_ = rst ? 1'h0 : _101_;
+  assign _102_ = feeder_last_n ? 1'h0 : feeder_feeder_state;
+  assign _103_ = feeder_last_k ? _102_ : feeder_feeder_state;
+  assign _104_ = feeder_last_m ? _103_ : feeder_feeder_state;
+  assign _105_ = feeder_issue ? _104_ : feeder_feeder_state;
+  function [0:0] _454_;
     input [0:0] a;
     input [1:0] b;
     input [1:0] s;
     casez (s) // synopsys parallel_case
       2'b?1:
-        _538_ = b[0:0];
+        _454_ = b[0:0];
       2'b1?:
-        _538_ = b[1:1];
+        _454_ = b[1:1];
       default:
-        _538_ = a;
+        _454_ = a;
     endcase
   endfunction
-  assign _138_ = _538_(feeder_feeder_state, { _139_, _137_ }, { _140_, feeder_feeder_state });
-  assign _139_ = feeder_queue_valid ? 1'h1 : feeder_feeder_state;
-  assign _140_ = ~ feeder_feeder_state;
-  assign _111_ = rst ? 1'h0 : _138_;
-  assign _141_ = feeder_last_k ? 1'h0 : feeder_fd_first_pass;
-  assign _142_ = feeder_last_m ? _141_ : feeder_fd_first_pass;
-  assign _143_ = feeder_issue ? _142_ : feeder_fd_first_pass;
-  function [0:0] _545_;
+  assign _106_ = _454_(feeder_feeder_state, { _107_, _105_ }, { _108_, feeder_feeder_state });
+  assign _107_ = feeder_queue_valid ? 1'h1 : feeder_feeder_state;
+  assign _108_ = ~ feeder_feeder_state;
+  assign _079_ = rst ? 1'h0 : _106_;
+  assign _109_ = feeder_last_k ? 1'h0 : feeder_fd_first_pass;
+  assign _110_ = feeder_last_m ? _109_ : feeder_fd_first_pass;
+  assign _111_ = feeder_issue ? _110_ : feeder_fd_first_pass;
+  function [0:0] _461_;
     input [0:0] a;
     input [1:0] b;
     input [1:0] s;
     casez (s) // synopsys parallel_case
       2'b?1:
-        _545_ = b[0:0];
+        _461_ = b[0:0];
       2'b1?:
-        _545_ = b[1:1];
+        _461_ = b[1:1];
       default:
-        _545_ = a;
+        _461_ = a;
     endcase
   endfunction
-  assign _144_ = _545_(feeder_fd_first_pass, { _145_, _143_ }, { _146_, feeder_feeder_state });
-  assign _145_ = feeder_queue_valid ? 1'h1 : feeder_fd_first_pass;
-  assign _146_ = ~ feeder_feeder_state;
-  assign _110_ = rst ? 1'h0 : _144_;
-  assign _147_ = feeder_last_k ? 13'h0000 : _098_[12:0];
-  assign _148_ = feeder_last_m ? _147_ : _098_[12:0];
-  assign _149_ = feeder_issue ? _148_ : feeder_fd_addr;
-  function [12:0] _552_;
+  assign _112_ = _461_(feeder_fd_first_pass, { _113_, _111_ }, { _114_, feeder_feeder_state });
+  assign _113_ = feeder_queue_valid ? 1'h1 : feeder_fd_first_pass;
+  assign _114_ = ~ feeder_feeder_state;
+  assign _078_ = rst ? 1'h0 : _112_;
+  assign _115_ = feeder_last_k ? 13'h0000 : _066_[12:0];
+  assign _116_ = feeder_last_m ? _115_ : _066_[12:0];
+  assign _117_ = feeder_issue ? _116_ : feeder_fd_addr;
+  function [12:0] _468_;
     input [12:0] a;
     input [25:0] b;
     input [1:0] s;
     casez (s) // synopsys parallel_case
       2'b?1:
-        _552_ = b[12:0];
+        _468_ = b[12:0];
       2'b1?:
-        _552_ = b[25:13];
+        _468_ = b[25:13];
       default:
-        _552_ = a;
+        _468_ = a;
     endcase
   endfunction
-  assign _150_ = _552_(feeder_fd_addr, { _151_, _149_ }, { _152_, feeder_feeder_state });
-  assign _151_ = feeder_queue_valid ? 13'h0000 : feeder_fd_addr;
-  assign _152_ = ~ feeder_feeder_state;
-  assign _109_ = rst ? 13'h0000 : _150_;
-  assign _153_ = feeder_last_k ? _102_[9:0] : feeder_fd_n0;
-  assign _154_ = feeder_last_m ? _153_ : feeder_fd_n0;
-  assign _155_ = feeder_issue ? _154_ : feeder_fd_n0;
-  function [9:0] _559_;
+  assign _118_ = _468_(feeder_fd_addr, { _119_, _117_ }, { _120_, feeder_feeder_state });
+  assign _119_ = feeder_queue_valid ? 13'h0000 : feeder_fd_addr;
+  assign _120_ = ~ feeder_feeder_state;
+  assign _077_ = rst ? 13'h0000 : _118_;
+  assign _121_ = feeder_last_k ? _070_[9:0] : feeder_fd_n0;
+  assign _122_ = feeder_last_m ? _121_ : feeder_fd_n0;
+  assign _123_ = feeder_issue ? _122_ : feeder_fd_n0;
+  function [9:0] _475_;
     input [9:0] a;
     input [19:0] b;
     input [1:0] s;
     casez (s) // synopsys parallel_case
       2'b?1:
-        _559_ = b[9:0];
+        _475_ = b[9:0];
       2'b1?:
-        _559_ = b[19:10];
+        _475_ = b[19:10];
       default:
-        _559_ = a;
+        _475_ = a;
     endcase
   endfunction
-  assign _156_ = _559_(feeder_fd_n0, { _157_, _155_ }, { _158_, feeder_feeder_state });
-  assign _157_ = feeder_queue_valid ? 10'h000 : feeder_fd_n0;
-  assign _158_ = ~ feeder_feeder_state;
-  assign _108_ = rst ? 10'h000 : _156_;
-  assign _159_ = feeder_last_k ? 11'h000 : _101_[10:0];
-  assign _160_ = feeder_last_m ? _159_ : feeder_fd_k0;
-  assign _161_ = feeder_issue ? _160_ : feeder_fd_k0;
-  function [10:0] _566_;
+  assign _124_ = _475_(feeder_fd_n0, { _125_, _123_ }, { _126_, feeder_feeder_state });
+  assign _125_ = feeder_queue_valid ? 10'h000 : feeder_fd_n0;
+  assign _126_ = ~ feeder_feeder_state;
+  assign _076_ = rst ? 10'h000 : _124_;
+  assign _127_ = feeder_last_k ? 11'h000 : _069_[10:0];
+  assign _128_ = feeder_last_m ? _127_ : feeder_fd_k0;
+  assign _129_ = feeder_issue ? _128_ : feeder_fd_k0;
+  function [10:0] _482_;
     input [10:0] a;
     input [21:0] b;
     input [1:0] s;
     casez (s) // synopsys parallel_case
       2'b?1:
-        _566_ = b[10:0];
+        _482_ = b[10:0];
       2'b1?:
-        _566_ = b[21:11];
+        _482_ = b[21:11];
       default:
-        _566_ = a;
+        _482_ = a;
     endcase
   endfunction
-  assign _162_ = _566_(feeder_fd_k0, { _163_, _161_ }, { _164_, feeder_feeder_state });
-  assign _163_ = feeder_queue_valid ? 11'h000 : feeder_fd_k0;
-  assign _164_ = ~ feeder_feeder_state;
-  assign _107_ = rst ? 11'h000 : _162_;
-  assign _165_ = feeder_last_m ? 7'h00 : _099_[6:0];
-  assign _166_ = feeder_issue ? _165_ : feeder_fd_m;
-  function [6:0] _572_;
+  assign _130_ = _482_(feeder_fd_k0, { _131_, _129_ }, { _132_, feeder_feeder_state });
+  assign _131_ = feeder_queue_valid ? 11'h000 : feeder_fd_k0;
+  assign _132_ = ~ feeder_feeder_state;
+  assign _075_ = rst ? 11'h000 : _130_;
+  assign _133_ = feeder_last_m ? 7'h00 : _067_[6:0];
+  assign _134_ = feeder_issue ? _133_ : feeder_fd_m;
+  function [6:0] _488_;
     input [6:0] a;
     input [13:0] b;
     input [1:0] s;
     casez (s) // synopsys parallel_case
       2'b?1:
-        _572_ = b[6:0];
+        _488_ = b[6:0];
       2'b1?:
-        _572_ = b[13:7];
+        _488_ = b[13:7];
       default:
-        _572_ = a;
+        _488_ = a;
     endcase
   endfunction
-  assign _167_ = _572_(feeder_fd_m, { _168_, _166_ }, { _169_, feeder_feeder_state });
-  assign _168_ = feeder_queue_valid ? 7'h00 : feeder_fd_m;
-  assign _169_ = ~ feeder_feeder_state;
-  assign _106_ = rst ? 7'h00 : _167_;
-  assign _170_ = feeder_queue_valid ? feeder_queue_data : feeder_fd;
-  assign _171_ = feeder_feeder_state ? feeder_fd : _170_;
-  assign _105_ = rst ? 28'h0000000 : _171_;
-  assign _172_ = feeder_issue ? feeder_fd[27:25] : feeder_ctl[12:10];
-  assign _173_ = feeder_feeder_state ? _172_ : feeder_ctl[12:10];
-  assign _104_[12:10] = rst ? 3'h0 : _173_;
-  assign _174_ = feeder_issue ? _097_ : feeder_ctl[3];
-  assign _175_ = feeder_feeder_state ? _174_ : feeder_ctl[3];
-  assign _104_[3] = rst ? 1'h0 : _175_;
-  assign _176_ = feeder_issue ? feeder_last_k : feeder_ctl[2];
-  assign _177_ = feeder_feeder_state ? _176_ : feeder_ctl[2];
-  assign _104_[2] = rst ? 1'h0 : _177_;
-  assign _178_ = feeder_issue ? _095_ : feeder_ctl[1];
-  assign _179_ = feeder_feeder_state ? _178_ : feeder_ctl[1];
-  assign _104_[1] = rst ? 1'h0 : _179_;
-  assign _104_[0] = rst ? 1'h0 : feeder_issue;
-  assign _180_ = feeder_issue ? feeder_fd_m[5:0] : feeder_ctl[9:4];
-  assign _181_ = feeder_feeder_state ? _180_ : feeder_ctl[9:4];
-  assign _104_[9:4] = rst ? 6'h00 : _181_;
-  assign _182_ = feeder_last_m ? _093_ : 2'h0;
-  assign _183_ = feeder_issue ? _182_ : 2'h0;
-  assign bank_clr = feeder_feeder_state ? _183_ : 2'h0;
-  assign feeder_act_mem_w0_en = feeder_feeder_state ? _092_ : 1'h0;
-  assign feeder_issue = feeder_feeder_state ? _091_ : 1'h0;
-  assign a__ready = feeder_feeder_state ? _088_ : 1'h0;
-  assign feeder_ready = feeder_feeder_state ? _087_ : 1'h0;
+  assign _135_ = _488_(feeder_fd_m, { _136_, _134_ }, { _137_, feeder_feeder_state });
+  assign _136_ = feeder_queue_valid ? 7'h00 : feeder_fd_m;
+  assign _137_ = ~ feeder_feeder_state;
+  assign _074_ = rst ? 7'h00 : _135_;
+  assign _138_ = feeder_queue_valid ? feeder_queue_data : feeder_fd;
+  assign _139_ = feeder_feeder_state ? feeder_fd : _138_;
+  assign _073_ = rst ? 28'h0000000 : _139_;
+  assign _140_ = feeder_issue ? feeder_fd[27:25] : feeder_ctl[12:10];
+  assign _141_ = feeder_feeder_state ? _140_ : feeder_ctl[12:10];
+  assign _072_[12:10] = rst ? 3'h0 : _141_;
+  assign _142_ = feeder_issue ? _065_ : feeder_ctl[3];
+  assign _143_ = feeder_feeder_state ? _142_ : feeder_ctl[3];
+  assign _072_[3] = rst ? 1'h0 : _143_;
+  assign _144_ = feeder_issue ? feeder_last_k : feeder_ctl[2];
+  assign _145_ = feeder_feeder_state ? _144_ : feeder_ctl[2];
+  assign _072_[2] = rst ? 1'h0 : _145_;
+  assign _146_ = feeder_issue ? _063_ : feeder_ctl[1];
+  assign _147_ = feeder_feeder_state ? _146_ : feeder_ctl[1];
+  assign _072_[1] = rst ? 1'h0 : _147_;
+  assign _072_[0] = rst ? 1'h0 : feeder_issue;
+  assign _148_ = feeder_issue ? feeder_fd_m[5:0] : feeder_ctl[9:4];
+  assign _149_ = feeder_feeder_state ? _148_ : feeder_ctl[9:4];
+  assign _072_[9:4] = rst ? 6'h00 : _149_;
+  assign _150_ = feeder_last_m ? _061_ : 2'h0;
+  assign _151_ = feeder_issue ? _150_ : 2'h0;
+  assign bank_clr = feeder_feeder_state ? _151_ : 2'h0;
+  assign feeder_act_mem_w0_en = feeder_feeder_state ? _060_ : 1'h0;
+  assign feeder_issue = feeder_feeder_state ? _059_ : 1'h0;
+  assign a__ready = feeder_feeder_state ? _056_ : 1'h0;
+  assign feeder_ready = feeder_feeder_state ? _055_ : 1'h0;
   assign feeder_queue_pop = feeder_feeder_state ? 1'h0 : 1'h1;
-  assign _184_ = loader_ld_mode == 3'h4;
-  assign _199_ = loader_ld_mode == 2'h3;
-  assign _210_ = loader_ld_mode == 2'h2;
-  assign _220_ = loader_ld_mode == 1'h1;
-  assign _229_ = _220_ ? 11'h008 : 11'h004;
-  assign _238_ = _210_ ? 11'h004 : _229_;
-  assign _247_ = _199_ ? 11'h004 : _238_;
-  assign loader_ld_kdepth = _184_ ? 11'h004 : _247_;
-  assign _255_ = loader_ld_mode == 3'h4;
-  assign _265_ = loader_ld_mode == 2'h3;
-  assign _185_ = loader_ld_mode == 2'h2;
-  assign _192_ = loader_ld_mode == 1'h1;
-  assign _193_ = _192_ ? 2'h2 : 2'h1;
-  assign _194_ = _185_ ? 2'h1 : _193_;
-  assign _195_ = _265_ ? 2'h1 : _194_;
-  assign loader_ld_kstep = _255_ ? 2'h1 : _195_;
-  assign _196_ = loader_ld_mode == 3'h4;
-  assign _197_ = loader_ld_mode == 2'h3;
-  assign _198_ = loader_ld_mode == 2'h2;
-  assign _200_ = _198_ ? 1'h1 : 1'h0;
-  assign _201_ = _197_ ? 1'h0 : _200_;
-  assign loader_ld_is_w4a8 = _196_ ? 1'h0 : _201_;
-  assign _202_ = loader_ld_mode == 3'h4;
-  assign _203_ = loader_ld_mode == 2'h3;
-  assign _204_ = loader_ld_mode == 2'h2;
-  assign _205_ = loader_ld_mode == 1'h1;
-  assign _206_ = _205_ ? 1'h1 : 1'h0;
-  assign _207_ = _204_ ? 1'h0 : _206_;
-  assign _208_ = _203_ ? 1'h0 : _207_;
-  assign loader_ld_is_int4 = _202_ ? 1'h0 : _208_;
+  assign _152_ = loader_ld_mode == 3'h4;
+  assign _167_ = loader_ld_mode == 2'h3;
+  assign _178_ = loader_ld_mode == 2'h2;
+  assign _188_ = loader_ld_mode == 1'h1;
+  assign _197_ = _188_ ? 11'h008 : 11'h004;
+  assign _206_ = _178_ ? 11'h004 : _197_;
+  assign _215_ = _167_ ? 11'h004 : _206_;
+  assign loader_ld_kdepth = _152_ ? 11'h004 : _215_;
+  assign _223_ = loader_ld_mode == 3'h4;
+  assign _233_ = loader_ld_mode == 2'h3;
+  assign _153_ = loader_ld_mode == 2'h2;
+  assign _160_ = loader_ld_mode == 1'h1;
+  assign _161_ = _160_ ? 2'h2 : 2'h1;
+  assign _162_ = _153_ ? 2'h1 : _161_;
+  assign _163_ = _233_ ? 2'h1 : _162_;
+  assign loader_ld_kstep = _223_ ? 2'h1 : _163_;
+  assign _164_ = loader_ld_mode == 3'h4;
+  assign _165_ = loader_ld_mode == 2'h3;
+  assign _166_ = loader_ld_mode == 2'h2;
+  assign _168_ = _166_ ? 1'h1 : 1'h0;
+  assign _169_ = _165_ ? 1'h0 : _168_;
+  assign loader_ld_is_w4a8 = _164_ ? 1'h0 : _169_;
+  assign _170_ = loader_ld_mode == 3'h4;
+  assign _171_ = loader_ld_mode == 2'h3;
+  assign _172_ = loader_ld_mode == 2'h2;
+  assign _173_ = loader_ld_mode == 1'h1;
+  assign _174_ = _173_ ? 1'h1 : 1'h0;
+  assign _175_ = _172_ ? 1'h0 : _174_;
+  assign _176_ = _171_ ? 1'h0 : _175_;
+  assign loader_ld_is_int4 = _170_ ? 1'h0 : _176_;
   assign loader_bank_free = bank_free >> loader_ld_bank;
-  assign _209_ = ~ loader_ld_is_w4a8;
-  assign _211_ = _209_ | loader_ld_row[0];
-  assign _212_ = loader_ld_row == 2'h3;
-  assign loader_take_beat = _211_ | _212_;
+  assign _177_ = ~ loader_ld_is_w4a8;
+  assign _179_ = _177_ | loader_ld_row[0];
+  assign _180_ = loader_ld_row == 2'h3;
+  assign loader_take_beat = _179_ | _180_;
   assign loader_lo_ok = loader_ld_krow < loader_ld_k;
-  assign _213_ = loader_ld_krow + 1'h1;
-  assign loader_hi_ok = _213_ < loader_ld_k;
-  assign _214_ = loader_ld_n0 + 1'h0;
-  assign loader_ld_col_ok_0 = _214_ < loader_ld_n;
-  assign _215_ = loader_ld_col_ok_0 & loader_lo_ok;
-  assign _216_ = loader_ld_is_w4a8 & loader_ld_row[0];
-  assign _217_ = _216_ ? w__payload[7:4] : w__payload[3:0];
-  assign array_port_104_0  = _215_ ? _217_ : 4'h0;
-  assign _218_ = loader_ld_is_int4 ? loader_hi_ok : loader_lo_ok;
-  assign _219_ = loader_ld_col_ok_0 & _218_;
-  assign _221_ = loader_ld_is_w4a8 ? 4'h0 : w__payload[7:4];
-  assign _222_ = loader_ld_is_int4 ? w__payload[7:4] : _221_;
-  assign array_port_109_0  = _219_ ? _222_ : 4'h0;
+  assign _181_ = loader_ld_krow + 1'h1;
+  assign loader_hi_ok = _181_ < loader_ld_k;
+  assign _182_ = loader_ld_n0 + 1'h0;
+  assign loader_ld_col_ok_0 = _182_ < loader_ld_n;
+  assign _183_ = loader_ld_col_ok_0 & loader_lo_ok;
+  assign _184_ = loader_ld_is_w4a8 & loader_ld_row[0];
+  assign _185_ = _184_ ? w__payload[7:4] : w__payload[3:0];
+  assign array_port_104_0  = _183_ ? _185_ : 4'h0;
+  assign _186_ = loader_ld_is_int4 ? loader_hi_ok : loader_lo_ok;
+  assign _187_ = loader_ld_col_ok_0 & _186_;
+  assign _189_ = loader_ld_is_w4a8 ? 4'h0 : w__payload[7:4];
+  assign _190_ = loader_ld_is_int4 ? w__payload[7:4] : _189_;
+  assign array_port_109_0  = _187_ ? _190_ : 4'h0;
   assign array_w_ok__0 = loader_ld_col_ok_0 & loader_lo_ok;
-  assign _223_ = loader_ld_n0 + 1'h1;
-  assign loader_ld_col_ok_1 = _223_ < loader_ld_n;
-  assign _224_ = loader_ld_col_ok_1 & loader_lo_ok;
-  assign _225_ = loader_ld_is_w4a8 & loader_ld_row[0];
-  assign _226_ = _225_ ? w__payload[15:12] : w__payload[11:8];
-  assign array_port_116_0  = _224_ ? _226_ : 4'h0;
-  assign _227_ = loader_ld_is_int4 ? loader_hi_ok : loader_lo_ok;
-  assign _228_ = loader_ld_col_ok_1 & _227_;
-  assign _230_ = loader_ld_is_w4a8 ? 4'h0 : w__payload[15:12];
-  assign _231_ = loader_ld_is_int4 ? w__payload[15:12] : _230_;
-  assign array_port_121_0  = _228_ ? _231_ : 4'h0;
+  assign _191_ = loader_ld_n0 + 1'h1;
+  assign loader_ld_col_ok_1 = _191_ < loader_ld_n;
+  assign _192_ = loader_ld_col_ok_1 & loader_lo_ok;
+  assign _193_ = loader_ld_is_w4a8 & loader_ld_row[0];
+  assign _194_ = _193_ ? w__payload[15:12] : w__payload[11:8];
+  assign array_port_116_0  = _192_ ? _194_ : 4'h0;
+  assign _195_ = loader_ld_is_int4 ? loader_hi_ok : loader_lo_ok;
+  assign _196_ = loader_ld_col_ok_1 & _195_;
+  assign _198_ = loader_ld_is_w4a8 ? 4'h0 : w__payload[15:12];
+  assign _199_ = loader_ld_is_int4 ? w__payload[15:12] : _198_;
+  assign array_port_121_0  = _196_ ? _199_ : 4'h0;
   assign array_w_ok__1 = loader_ld_col_ok_1 & loader_lo_ok;
-  assign _232_ = loader_ld_n0 + 2'h2;
-  assign loader_ld_col_ok_2 = _232_ < loader_ld_n;
-  assign _233_ = loader_ld_col_ok_2 & loader_lo_ok;
-  assign _234_ = loader_ld_is_w4a8 & loader_ld_row[0];
-  assign _235_ = _234_ ? w__payload[23:20] : w__payload[19:16];
-  assign array_port_128_0  = _233_ ? _235_ : 4'h0;
-  assign _236_ = loader_ld_is_int4 ? loader_hi_ok : loader_lo_ok;
-  assign _237_ = loader_ld_col_ok_2 & _236_;
-  assign _239_ = loader_ld_is_w4a8 ? 4'h0 : w__payload[23:20];
-  assign _240_ = loader_ld_is_int4 ? w__payload[23:20] : _239_;
-  assign array_port_133_0  = _237_ ? _240_ : 4'h0;
+  assign _200_ = loader_ld_n0 + 2'h2;
+  assign loader_ld_col_ok_2 = _200_ < loader_ld_n;
+  assign _201_ = loader_ld_col_ok_2 & loader_lo_ok;
+  assign _202_ = loader_ld_is_w4a8 & loader_ld_row[0];
+  assign _203_ = _202_ ? w__payload[23:20] : w__payload[19:16];
+  assign array_port_128_0  = _201_ ? _203_ : 4'h0;
+  assign _204_ = loader_ld_is_int4 ? loader_hi_ok : loader_lo_ok;
+  assign _205_ = loader_ld_col_ok_2 & _204_;
+  assign _207_ = loader_ld_is_w4a8 ? 4'h0 : w__payload[23:20];
+  assign _208_ = loader_ld_is_int4 ? w__payload[23:20] : _207_;
+  assign array_port_133_0  = _205_ ? _208_ : 4'h0;
   assign array_w_ok__2 = loader_ld_col_ok_2 & loader_lo_ok;
-  assign _241_ = loader_ld_n0 + 2'h3;
-  assign loader_ld_col_ok_3 = _241_ < loader_ld_n;
-  assign _242_ = loader_ld_col_ok_3 & loader_lo_ok;
-  assign _243_ = loader_ld_is_w4a8 & loader_ld_row[0];
-  assign _244_ = _243_ ? w__payload[31:28] : w__payload[27:24];
-  assign array_port_140_0  = _242_ ? _244_ : 4'h0;
-  assign _245_ = loader_ld_is_int4 ? loader_hi_ok : loader_lo_ok;
-  assign _246_ = loader_ld_col_ok_3 & _245_;
-  assign _248_ = loader_ld_is_w4a8 ? 4'h0 : w__payload[31:28];
-  assign _249_ = loader_ld_is_int4 ? w__payload[31:28] : _248_;
-  assign array_port_145_0  = _246_ ? _249_ : 4'h0;
+  assign _209_ = loader_ld_n0 + 2'h3;
+  assign loader_ld_col_ok_3 = _209_ < loader_ld_n;
+  assign _210_ = loader_ld_col_ok_3 & loader_lo_ok;
+  assign _211_ = loader_ld_is_w4a8 & loader_ld_row[0];
+  assign _212_ = _211_ ? w__payload[31:28] : w__payload[27:24];
+  assign array_port_140_0  = _210_ ? _212_ : 4'h0;
+  assign _213_ = loader_ld_is_int4 ? loader_hi_ok : loader_lo_ok;
+  assign _214_ = loader_ld_col_ok_3 & _213_;
+  assign _216_ = loader_ld_is_w4a8 ? 4'h0 : w__payload[31:28];
+  assign _217_ = loader_ld_is_int4 ? w__payload[31:28] : _216_;
+  assign array_port_145_0  = _214_ ? _217_ : 4'h0;
   assign array_w_ok__3 = loader_ld_col_ok_3 & loader_lo_ok;
-  assign _250_ = cmd__valid & loader_queue_ready;
-  assign _251_ = loader_bank_free & w__valid;
-  assign _252_ = 1'h1 << loader_ld_row;
-  assign _253_ = loader_ld_row == 2'h3;
-  assign _254_ = loader_ld_bank ? 2'h2 : 2'h1;
-  assign _256_ = cmd__valid & loader_queue_ready;
-  assign _257_ = errors != 16'hffff;
-  assign _258_ = errors + 1'h1;
-  assign _259_ = loader_bank_free & w__valid;
-  assign _260_ = loader_ld_row + 1'h1;
-  assign _261_ = loader_ld_krow + loader_ld_kstep;
-  assign _262_ = loader_ld_row == 2'h3;
-  assign _263_ = ~ loader_ld_bank;
-  assign _264_ = loader_ld_k0 + loader_ld_kdepth;
-  assign _266_ = _264_ >= loader_ld_k;
-  assign _267_ = loader_ld_n0 + 3'h4;
-  assign _268_ = loader_ld_n0 + 3'h4;
-  assign _269_ = _268_ >= loader_ld_n;
-  assign _270_ = loader_ld_k0 + loader_ld_kdepth;
-  assign _271_ = loader_ld_k0 + loader_ld_kdepth;
+  assign _218_ = cmd__valid & loader_queue_ready;
+  assign _219_ = loader_bank_free & w__valid;
+  assign _220_ = 1'h1 << loader_ld_row;
+  assign _221_ = loader_ld_row == 2'h3;
+  assign _222_ = loader_ld_bank ? 2'h2 : 2'h1;
+  assign _224_ = cmd__valid & loader_queue_ready;
+  assign _225_ = errors != 16'hffff;
+  assign _226_ = errors + 1'h1;
+  assign _227_ = loader_bank_free & w__valid;
+  assign _228_ = loader_ld_row + 1'h1;
+  assign _229_ = loader_ld_krow + loader_ld_kstep;
+  assign _230_ = loader_ld_row == 2'h3;
+  assign _231_ = ~ loader_ld_bank;
+  assign _232_ = loader_ld_k0 + loader_ld_kdepth;
+  assign _234_ = _232_ >= loader_ld_k;
+  assign _235_ = loader_ld_n0 + 3'h4;
+  assign _236_ = loader_ld_n0 + 3'h4;
+  assign _237_ = _236_ >= loader_ld_n;
+  assign _238_ = loader_ld_k0 + loader_ld_kdepth;
+  assign _239_ = loader_ld_k0 + loader_ld_kdepth;
   always @(posedge clk)
-    loader_ld_n <= _272_;
+    loader_ld_n <= _240_;
   always @(posedge clk)
-    loader_ld_k <= _273_;
+    loader_ld_k <= _241_;
   always @(posedge clk)
-    loader_ld_mode <= _274_;
+    loader_ld_mode <= _242_;
   always @(posedge clk)
-    loader_ld_n0 <= _275_;
+    loader_ld_n0 <= _243_;
   always @(posedge clk)
-    loader_ld_k0 <= _186_;
+    loader_ld_k0 <= _154_;
   always @(posedge clk)
-    loader_ld_row <= _187_;
+    loader_ld_row <= _155_;
   always @(posedge clk)
-    loader_ld_krow <= _188_;
+    loader_ld_krow <= _156_;
   always @(posedge clk)
-    loader_loader_state <= _189_;
+    loader_loader_state <= _157_;
   always @(posedge clk)
-    errors <= _190_;
+    errors <= _158_;
   always @(posedge clk)
-    loader_ld_bank <= _191_;
-  assign _276_ = _262_ ? _263_ : loader_ld_bank;
-  assign _277_ = _259_ ? _276_ : loader_ld_bank;
-  assign _278_ = loader_loader_state ? _277_ : loader_ld_bank;
-  assign _191_ = rst ? 1'h0 : _278_;
-  assign _279_ = _257_ ? _258_[15:0] : errors;
-  assign _280_ = cmd_ok ? errors : _279_;
-  assign _281_ = _256_ ? _280_ : errors;
-  assign _282_ = loader_loader_state ? errors : _281_;
-  assign _190_ = rst ? 16'h0000 : _282_;
-  assign _283_ = _269_ ? 1'h0 : loader_loader_state;
-  assign _284_ = _266_ ? _283_ : loader_loader_state;
-  assign _285_ = _262_ ? _284_ : loader_loader_state;
-  assign _286_ = _259_ ? _285_ : loader_loader_state;
-  function [0:0] _732_;
+    loader_ld_bank <= _159_;
+  assign _244_ = _230_ ? _231_ : loader_ld_bank;
+  assign _245_ = _227_ ? _244_ : loader_ld_bank;
+  assign _246_ = loader_loader_state ? _245_ : loader_ld_bank;
+  assign _159_ = rst ? 1'h0 : _246_;
+  assign _247_ = _225_ ? _226_[15:0] : errors;
+  assign _248_ = cmd_ok ? errors : _247_;
+  assign _249_ = _224_ ? _248_ : errors;
+  assign _250_ = loader_loader_state ? errors : _249_;
+  assign _158_ = rst ? 16'h0000 : _250_;
+  assign _251_ = _237_ ? 1'h0 : loader_loader_state;
+  assign _252_ = _234_ ? _251_ : loader_loader_state;
+  assign _253_ = _230_ ? _252_ : loader_loader_state;
+  assign _254_ = _227_ ? _253_ : loader_loader_state;
+  function [0:0] _648_;
     input [0:0] a;
     input [1:0] b;
     input [1:0] s;
     casez (s) // synopsys parallel_case
       2'b?1:
-        _732_ = b[0:0];
+        _648_ = b[0:0];
       2'b1?:
-        _732_ = b[1:1];
+        _648_ = b[1:1];
       default:
-        _732_ = a;
+        _648_ = a;
     endcase
   endfunction
-  assign _287_ = _732_(loader_loader_state, { _289_, _286_ }, { _290_, loader_loader_state });
-  assign _288_ = cmd_ok ? 1'h1 : loader_loader_state;
-  assign _289_ = _256_ ? _288_ : loader_loader_state;
-  assign _290_ = ~ loader_loader_state;
-  assign _189_ = rst ? 1'h0 : _287_;
-  assign _291_ = _266_ ? 11'h000 : _271_[10:0];
-  assign _292_ = _262_ ? _291_ : _261_[10:0];
-  assign _293_ = _259_ ? _292_ : loader_ld_krow;
-  function [10:0] _740_;
+  assign _255_ = _648_(loader_loader_state, { _257_, _254_ }, { _258_, loader_loader_state });
+  assign _256_ = cmd_ok ? 1'h1 : loader_loader_state;
+  assign _257_ = _224_ ? _256_ : loader_loader_state;
+  assign _258_ = ~ loader_loader_state;
+  assign _157_ = rst ? 1'h0 : _255_;
+  assign _259_ = _234_ ? 11'h000 : _239_[10:0];
+  assign _260_ = _230_ ? _259_ : _229_[10:0];
+  assign _261_ = _227_ ? _260_ : loader_ld_krow;
+  function [10:0] _656_;
     input [10:0] a;
     input [21:0] b;
     input [1:0] s;
     casez (s) // synopsys parallel_case
       2'b?1:
-        _740_ = b[10:0];
+        _656_ = b[10:0];
       2'b1?:
-        _740_ = b[21:11];
+        _656_ = b[21:11];
       default:
-        _740_ = a;
+        _656_ = a;
     endcase
   endfunction
-  assign _294_ = _740_(loader_ld_krow, { _296_, _293_ }, { _297_, loader_loader_state });
-  assign _295_ = cmd_ok ? 11'h000 : loader_ld_krow;
-  assign _296_ = _256_ ? _295_ : loader_ld_krow;
-  assign _297_ = ~ loader_loader_state;
-  assign _188_ = rst ? 11'h000 : _294_;
-  assign _298_ = _262_ ? 2'h0 : _260_[1:0];
-  assign _299_ = _259_ ? _298_ : loader_ld_row;
-  function [1:0] _747_;
+  assign _262_ = _656_(loader_ld_krow, { _264_, _261_ }, { _265_, loader_loader_state });
+  assign _263_ = cmd_ok ? 11'h000 : loader_ld_krow;
+  assign _264_ = _224_ ? _263_ : loader_ld_krow;
+  assign _265_ = ~ loader_loader_state;
+  assign _156_ = rst ? 11'h000 : _262_;
+  assign _266_ = _230_ ? 2'h0 : _228_[1:0];
+  assign _267_ = _227_ ? _266_ : loader_ld_row;
+  function [1:0] _663_;
     input [1:0] a;
     input [3:0] b;
     input [1:0] s;
     casez (s) // synopsys parallel_case
       2'b?1:
-        _747_ = b[1:0];
+        _663_ = b[1:0];
       2'b1?:
-        _747_ = b[3:2];
+        _663_ = b[3:2];
       default:
-        _747_ = a;
+        _663_ = a;
     endcase
   endfunction
-  assign _300_ = _747_(loader_ld_row, { _302_, _299_ }, { _303_, loader_loader_state });
-  assign _301_ = cmd_ok ? 2'h0 : loader_ld_row;
-  assign _302_ = _256_ ? _301_ : loader_ld_row;
-  assign _303_ = ~ loader_loader_state;
-  assign _187_ = rst ? 2'h0 : _300_;
-  assign _304_ = _266_ ? 11'h000 : _270_[10:0];
-  assign _305_ = _262_ ? _304_ : loader_ld_k0;
-  assign _306_ = _259_ ? _305_ : loader_ld_k0;
-  function [10:0] _755_;
+  assign _268_ = _663_(loader_ld_row, { _270_, _267_ }, { _271_, loader_loader_state });
+  assign _269_ = cmd_ok ? 2'h0 : loader_ld_row;
+  assign _270_ = _224_ ? _269_ : loader_ld_row;
+  assign _271_ = ~ loader_loader_state;
+  assign _155_ = rst ? 2'h0 : _268_;
+  assign _272_ = _234_ ? 11'h000 : _238_[10:0];
+  assign _273_ = _230_ ? _272_ : loader_ld_k0;
+  assign _274_ = _227_ ? _273_ : loader_ld_k0;
+  function [10:0] _671_;
     input [10:0] a;
     input [21:0] b;
     input [1:0] s;
     casez (s) // synopsys parallel_case
       2'b?1:
-        _755_ = b[10:0];
+        _671_ = b[10:0];
       2'b1?:
-        _755_ = b[21:11];
+        _671_ = b[21:11];
       default:
-        _755_ = a;
+        _671_ = a;
     endcase
   endfunction
-  assign _307_ = _755_(loader_ld_k0, { _309_, _306_ }, { _310_, loader_loader_state });
-  assign _308_ = cmd_ok ? 11'h000 : loader_ld_k0;
-  assign _309_ = _256_ ? _308_ : loader_ld_k0;
-  assign _310_ = ~ loader_loader_state;
-  assign _186_ = rst ? 11'h000 : _307_;
-  assign _311_ = _266_ ? _267_[9:0] : loader_ld_n0;
-  assign _312_ = _262_ ? _311_ : loader_ld_n0;
-  assign _313_ = _259_ ? _312_ : loader_ld_n0;
-  function [9:0] _763_;
+  assign _275_ = _671_(loader_ld_k0, { _277_, _274_ }, { _278_, loader_loader_state });
+  assign _276_ = cmd_ok ? 11'h000 : loader_ld_k0;
+  assign _277_ = _224_ ? _276_ : loader_ld_k0;
+  assign _278_ = ~ loader_loader_state;
+  assign _154_ = rst ? 11'h000 : _275_;
+  assign _279_ = _234_ ? _235_[9:0] : loader_ld_n0;
+  assign _280_ = _230_ ? _279_ : loader_ld_n0;
+  assign _281_ = _227_ ? _280_ : loader_ld_n0;
+  function [9:0] _679_;
     input [9:0] a;
     input [19:0] b;
     input [1:0] s;
     casez (s) // synopsys parallel_case
       2'b?1:
-        _763_ = b[9:0];
+        _679_ = b[9:0];
       2'b1?:
-        _763_ = b[19:10];
+        _679_ = b[19:10];
       default:
-        _763_ = a;
+        _679_ = a;
     endcase
   endfunction
-  assign _314_ = _763_(loader_ld_n0, { _316_, _313_ }, { _317_, loader_loader_state });
-  assign _315_ = cmd_ok ? 10'h000 : loader_ld_n0;
-  assign _316_ = _256_ ? _315_ : loader_ld_n0;
-  assign _317_ = ~ loader_loader_state;
-  assign _275_ = rst ? 10'h000 : _314_;
-  assign _318_ = cmd_ok ? check_desc_mode  : loader_ld_mode;
-  assign _319_ = _256_ ? _318_ : loader_ld_mode;
-  assign _320_ = loader_loader_state ? loader_ld_mode : _319_;
-  assign _274_ = rst ? 3'h0 : _320_;
-  assign _321_ = cmd_ok ? cmd__payload[24:16] : loader_ld_k;
-  assign _322_ = _256_ ? _321_ : loader_ld_k;
-  assign _323_ = loader_loader_state ? loader_ld_k : _322_;
-  assign _273_ = rst ? 9'h000 : _323_;
-  assign _324_ = cmd_ok ? cmd__payload[15:7] : loader_ld_n;
-  assign _325_ = _256_ ? _324_ : loader_ld_n;
-  assign _326_ = loader_loader_state ? loader_ld_n : _325_;
-  assign _272_ = rst ? 9'h000 : _326_;
-  assign _327_ = _253_ ? _254_ : 2'h0;
-  assign _328_ = _251_ ? _327_ : 2'h0;
-  assign bank_set = loader_loader_state ? _328_ : 2'h0;
-  assign _329_ = _251_ ? _252_ : 4'h0;
-  assign array_w_row_we = loader_loader_state ? _329_ : 4'h0;
-  assign _330_ = _251_ ? loader_take_beat : 1'h0;
-  assign w__ready = loader_loader_state ? _330_ : 1'h0;
-  assign _331_ = cmd_ok ? 1'h1 : 1'h0;
-  assign _332_ = _250_ ? _331_ : 1'h0;
-  assign loader_queue_push = loader_loader_state ? 1'h0 : _332_;
+  assign _282_ = _679_(loader_ld_n0, { _284_, _281_ }, { _285_, loader_loader_state });
+  assign _283_ = cmd_ok ? 10'h000 : loader_ld_n0;
+  assign _284_ = _224_ ? _283_ : loader_ld_n0;
+  assign _285_ = ~ loader_loader_state;
+  assign _243_ = rst ? 10'h000 : _282_;
+  assign _286_ = cmd_ok ? check_desc_mode  : loader_ld_mode;
+  assign _287_ = _224_ ? _286_ : loader_ld_mode;
+  assign _288_ = loader_loader_state ? loader_ld_mode : _287_;
+  assign _242_ = rst ? 3'h0 : _288_;
+  assign _289_ = cmd_ok ? cmd__payload[24:16] : loader_ld_k;
+  assign _290_ = _224_ ? _289_ : loader_ld_k;
+  assign _291_ = loader_loader_state ? loader_ld_k : _290_;
+  assign _241_ = rst ? 9'h000 : _291_;
+  assign _292_ = cmd_ok ? cmd__payload[15:7] : loader_ld_n;
+  assign _293_ = _224_ ? _292_ : loader_ld_n;
+  assign _294_ = loader_loader_state ? loader_ld_n : _293_;
+  assign _240_ = rst ? 9'h000 : _294_;
+  assign _295_ = _221_ ? _222_ : 2'h0;
+  assign _296_ = _219_ ? _295_ : 2'h0;
+  assign bank_set = loader_loader_state ? _296_ : 2'h0;
+  assign _297_ = _219_ ? _220_ : 4'h0;
+  assign array_w_row_we = loader_loader_state ? _297_ : 4'h0;
+  assign _298_ = _219_ ? loader_take_beat : 1'h0;
+  assign w__ready = loader_loader_state ? _298_ : 1'h0;
+  assign _299_ = cmd_ok ? 1'h1 : 1'h0;
+  assign _300_ = _218_ ? _299_ : 1'h0;
+  assign loader_queue_push = loader_loader_state ? 1'h0 : _300_;
   assign cmd__ready = loader_loader_state ? 1'h0 : loader_queue_ready;
   assign feeder_room = output_outstanding < 6'h20;
   assign output_pending = | output_outstanding;
-  assign _333_ = ~ output_taken;
-  assign _334_ = booked & _333_;
-  assign _335_ = ~ booked;
-  assign _336_ = output_taken & _335_;
-  assign _337_ = output_outstanding + 1'h1;
-  assign _338_ = output_outstanding - 1'h1;
+  assign _301_ = ~ output_taken;
+  assign _302_ = booked & _301_;
+  assign _303_ = ~ booked;
+  assign _304_ = output_taken & _303_;
+  assign _305_ = output_outstanding + 1'h1;
+  assign _306_ = output_outstanding - 1'h1;
   always @(posedge clk)
-    output_outstanding <= _340_;
+    output_outstanding <= _308_;
   assign output_taken = o__valid & o__ready;
-  assign _341_ = _336_ ? _338_[5:0] : output_outstanding;
-  assign _342_ = _334_ ? _337_[5:0] : _341_;
-  assign _340_ = rst ? 6'h00 : _342_;
+  assign _309_ = _304_ ? _306_[5:0] : output_outstanding;
+  assign _310_ = _302_ ? _305_[5:0] : _309_;
+  assign _308_ = rst ? 6'h00 : _310_;
   accelgen_gemm_sram_1r1w_d64_w304 acc_acc_mem_macro (
     .clk(clk),
     .r0_addr(acc_port_265_0 [8:3]),
     .r0_data(acc_acc_mem_r0_data),
     .r0_en(1'h1),
     .w0_addr(acc_sb[9:4]),
-    .w0_data({ acc_acc_mem_port_281_0 , acc_acc_mem_port_279_0 , acc_acc_mem_port_277_0 , acc_acc_mem_port_275_0 , acc_acc_mem_port_273_0 , acc_acc_mem_port_271_0 , acc_acc_mem_port_269_0 , acc_acc_mem_port_267_0  }),
+    .w0_data({ acc_acc_44 , acc_acc_43 , acc_acc_42 , acc_acc }),
     .w0_en(acc_acc_mem_w0_en)
   );
-  accelgen_gemm_to_binary32 acc_to_binary32_0 (
+  accelgen_gemm_acc_lane acc_lane_0 (
+    .acc(acc_acc),
+    .clk(clk),
     .e5(acc_e5),
-    .flags(acc_flags),
-    .fp32(acc_fp32),
-    .total(acc_sc_sum_0)
+    .first_k(acc_sb[1]),
+    .fl(acc_port_19_0 [69:67]),
+    .is_fp(acc_is_fp),
+    .prev(acc_acc_mem_r__0__data[75:0]),
+    .ps(acc_port_19_0 [66:0]),
+    .result(acc_result),
+    .rst(rst)
   );
-  accelgen_gemm_to_binary32 acc_to_binary32_1 (
+  accelgen_gemm_acc_lane acc_lane_1 (
+    .acc(acc_acc_42 ),
+    .clk(clk),
     .e5(acc_e5),
-    .flags(acc_flags_35 ),
-    .fp32(acc_fp32_39 ),
-    .total(acc_sc_sum_1)
+    .first_k(acc_sb[1]),
+    .fl(acc_port_20_0 [69:67]),
+    .is_fp(acc_is_fp),
+    .prev(acc_acc_mem_r__0__data[151:76]),
+    .ps(acc_port_20_0 [66:0]),
+    .result(acc_result_48 ),
+    .rst(rst)
   );
-  accelgen_gemm_to_binary32 acc_to_binary32_2 (
+  accelgen_gemm_acc_lane acc_lane_2 (
+    .acc(acc_acc_43 ),
+    .clk(clk),
     .e5(acc_e5),
-    .flags(acc_flags_42 ),
-    .fp32(acc_fp32_46 ),
-    .total(acc_sc_sum_2)
+    .first_k(acc_sb[1]),
+    .fl(acc_port_21_0 [69:67]),
+    .is_fp(acc_is_fp),
+    .prev(acc_acc_mem_r__0__data[227:152]),
+    .ps(acc_port_21_0 [66:0]),
+    .result(acc_result_49 ),
+    .rst(rst)
   );
-  accelgen_gemm_to_binary32 acc_to_binary32_3 (
+  accelgen_gemm_acc_lane acc_lane_3 (
+    .acc(acc_acc_44 ),
+    .clk(clk),
     .e5(acc_e5),
-    .flags(acc_flags_49 ),
-    .fp32(acc_fp32_53 ),
-    .total(acc_sc_sum_3)
+    .first_k(acc_sb[1]),
+    .fl(array_fl_o_60 [11:9]),
+    .is_fp(acc_is_fp),
+    .prev(acc_acc_mem_r__0__data[303:228]),
+    .ps(array_ps_o_59 [267:201]),
+    .result(acc_result_50 ),
+    .rst(rst)
   );
   accelgen_gemm_delay_w70 #(
     .DEPTH(32'd3)
@@ -1376,18 +1276,73 @@ module accelgen_gemm(cmd__valid, a__payload, a__valid, w__payload, w__valid, o__
     .r_en(o__ready),
     .r_rdy(o__valid),
     .rst(rst),
-    .w_data({ acc_sc[3], acc_out_3, acc_out_2, acc_out_1, acc_out_0 }),
+    .w_data({ acc_sc[3], acc_result_50 , acc_result_49 , acc_result_48 , acc_result }),
     .w_en(acc_w_en),
-    .w_rdy(_339_)
+    .w_rdy(_307_)
   );
-  assign _012_[31:0] = acc_out_3;
-  assign _011_[31:0] = acc_out_2;
-  assign _010_[31:0] = acc_out_1;
-  assign _009_[31:0] = acc_out_0;
-  assign _004_[72:0] = acc_acc_mem_port_279_0 ;
-  assign _037_[72:0] = acc_acc_mem_port_275_0 ;
-  assign _034_[72:0] = acc_acc_mem_port_271_0 ;
-  assign _013_[72:0] = acc_acc_mem_port_267_0 ;
+endmodule
+
+module accelgen_gemm_acc_lane(prev, first_k, fl, is_fp, e5, clk, rst, acc, result, ps);
+  wire [72:0] _00_;
+  wire [73:0] _01_;
+  wire [2:0] _02_;
+  wire [32:0] _03_;
+  wire [66:0] _04_;
+  wire [2:0] _05_;
+  wire [72:0] _06_;
+  wire [2:0] _07_;
+  output [75:0] acc;
+  wire [75:0] acc;
+  input clk;
+  wire clk;
+  input e5;
+  wire e5;
+  input first_k;
+  wire first_k;
+  input [2:0] fl;
+  wire [2:0] fl;
+  wire [2:0] flags;
+  reg [2:0] flags_17  = 3'h0;
+  wire [31:0] fp32;
+  input is_fp;
+  wire is_fp;
+  input [75:0] prev;
+  wire [75:0] prev;
+  input [66:0] ps;
+  wire [66:0] ps;
+  output [31:0] result;
+  wire [31:0] result;
+  input rst;
+  wire rst;
+  reg [2:0] sb_fl = 3'h0;
+  reg [66:0] sb_ps = 67'h00000000000000000;
+  reg [72:0] sc_sum = 73'h0000000000000000000;
+  assign { _01_[73], acc[72:0] } = $signed(_00_) + $signed(sb_ps);
+  assign _02_ = first_k ? 3'h0 : prev[75:73];
+  assign flags = _02_ | sb_fl;
+  assign { _03_[32], result } = is_fp ? { 1'h0, fp32 } : { sc_sum[31], sc_sum[31:0] };
+  always @(posedge clk)
+    sb_ps <= _04_;
+  always @(posedge clk)
+    sb_fl <= _05_;
+  always @(posedge clk)
+    sc_sum <= _06_;
+  always @(posedge clk)
+    flags_17  <= _07_;
+  assign _00_ = first_k ? 73'h0000000000000000000 : prev[72:0];
+  assign _07_ = rst ? 3'h0 : flags;
+  assign _06_ = rst ? 73'h0000000000000000000 : acc[72:0];
+  assign _05_ = rst ? 3'h0 : fl;
+  assign _04_ = rst ? 67'h00000000000000000 : ps;
+  accelgen_gemm_to_binary32 to_binary32 (
+    .e5(e5),
+    .flags(flags_17 ),
+    .fp32(fp32),
+    .total(sc_sum)
+  );
+  assign _03_[31:0] = result;
+  assign _01_[72:0] = acc[72:0];
+  assign acc[75:73] = flags;
 endmodule
 
 module accelgen_gemm_fifo_buffered_w129_d32(w_en, r_en, clk, rst, w_rdy, r_data, r_rdy, w_data);

@@ -6,12 +6,13 @@ from amaranth.lib.wiring import In, Out
 
 from ..gemm_lanes import PostLane, ToBinary32
 from ..lib import hier
+from ..lib.hier import Reused
 from ..lib.formats import mode_by_name
 from ..lib.sram import Sram
 from ..pe import FLAG_WIDTH
 from .params import SHIFT_BITS
 
-__all__ = ["Accumulator"]
+__all__ = ["Accumulator", "AccumulatorLane"]
 
 
 class Accumulator(wiring.Component):
@@ -64,55 +65,19 @@ class Accumulator(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self._p
-        C, ctl, rmb = p.cols, self.ctl, p.post_row_mult_bits
-        aw = p.acc_lane_width
+        C, ctl = p.cols, self.ctl
         fw = FLAG_WIDTH if p.fp else 0
-        lane = aw + fw
-        acc_mem = Sram(shape=unsigned(lane * C), depth=p.max_m, transparent=[(0,)])
+        lane_bits = p.acc_lane_width + fw
+        acc_mem = Sram(shape=unsigned(lane_bits * C), depth=p.max_m, transparent=[(0,)])
         m.submodules.acc_mem = acc_mem
         acc_wr, acc_rd = acc_mem.w[0], acc_mem.r[0]
-        if p.post:
-            # Stage A -> B: with a per-row factor, the column's and the row's multipliers and
-            # shifts combine (mult_w * mult_a, shift_w + shift_a) for the single rounding at C.
-            sb_post = [(Signal(p.post_mult_bits + rmb, name=f"sb_mult_{c}"),
-                        Signal(p.post_shift_bits, name=f"sb_shift_{c}")) for c in range(C)]
-            for c in range(C):
-                mult_in, shift_in = self.mult[c], self.shift[c]
-                if rmb:
-                    mult_in, shift_in = mult_in * ctl.rmult, shift_in + ctl.rshift
-                m.d.sync += [sb_post[c][0].eq(mult_in), sb_post[c][1].eq(shift_in)]
         m.d.comb += acc_rd.addr.eq(ctl.m)
         sb = Signal(p.ctrl_layout)
-        sb_ps = [Signal(signed(self._ps_width), name=f"sb_ps_{c}") for c in range(C)]
         m.d.sync += sb.eq(ctl)
-        m.d.sync += [sb_ps[c].eq(self.ps[c]) for c in range(C)]
-        sb_fl = [Signal(fw, name=f"sb_fl_{c}") for c in range(C)] if p.fp else []
-        m.d.sync += [sb_fl[c].eq(self.fl[c]) for c in range(len(sb_fl))]
-
-        sums, flags = [], []
-        for c in range(C):
-            prev = acc_rd.data[lane * c:lane * c + aw].as_signed()
-            total = Signal(signed(aw), name=f"sum_{c}")
-            m.d.comb += total.eq(Mux(sb.first_k, 0, prev) + sb_ps[c])
-            sums.append(total)
-            if p.fp:
-                prev_fl = acc_rd.data[lane * c + aw:lane * (c + 1)]
-                fl = Signal(fw, name=f"flags_{c}")
-                m.d.comb += fl.eq(Mux(sb.first_k, 0, prev_fl) | sb_fl[c])
-                flags.append(fl)
-        m.d.comb += [
-            acc_wr.addr.eq(sb.m),
-            acc_wr.data.eq(Cat(*(Cat(sums[c], *flags[c:c + 1]) for c in range(C)))),
-            acc_wr.en.eq(sb.valid & ~sb.last_k),
-        ]
-        if not p.fp and not p.post:
-            m.d.comb += [self.w_data.eq(Cat(*sums, sb.last)), self.w_en.eq(sb.valid & sb.last_k)]
-            return m
-
-        # Stage C: the final sums, registered, become binary32 (FP8), are post-processed or
-        # passed on.
-        sc = Signal(p.ctrl_layout)
-        m.d.sync += sc.eq(sb)
+        stage_c = p.fp or p.post
+        if stage_c:
+            sc = Signal(p.ctrl_layout)
+            m.d.sync += sc.eq(sb)
         if p.fp:
             fp_names = [n for n in p.modes if mode_by_name(n).fp8 is not None]
             sc_fp = Signal()
@@ -120,34 +85,115 @@ class Accumulator(wiring.Component):
             sc_e5 = Signal()
             m.d.comb += sc_e5.eq(sc.mode == p.modes.index("fp8_e5m2")
                                  if "fp8_e5m2" in p.modes else 0)
-        lanes = []
+        sums, results = [], []
         for c in range(C):
-            sc_sum = Signal(signed(aw), name=f"sc_sum_{c}")
-            m.d.sync += sc_sum.eq(sums[c])
-            as_int = sc_sum[:p.acc_width].as_signed()
+            lane = hier.add(m, f"lane_{c}", AccumulatorLane(
+                acc_width=p.acc_width, sum_width=p.acc_lane_width, ps_width=self._ps_width,
+                formats=p.fp, mult_bits=p.post_mult_bits, row_mult_bits=p.post_row_mult_bits,
+                out_width=p.out_width))
+            m.d.comb += [lane.ps.eq(self.ps[c]), lane.prev.eq(acc_rd.data[lane_bits * c:
+                                                                          lane_bits * (c + 1)]),
+                         lane.first_k.eq(sb.first_k)]
+            if p.fp:
+                m.d.comb += [lane.fl.eq(self.fl[c]), lane.is_fp.eq(sc_fp), lane.e5.eq(sc_e5)]
             if p.post:
-                as_int = self._post_lane(m, sc, as_int, sb_post[c], c)   # FP32 too
-            if not p.fp:
-                lanes.append(as_int)
-                continue
-            sc_fl = Signal(fw, name=f"sc_fl_{c}")
-            m.d.sync += sc_fl.eq(flags[c])
-            conv = hier.add(m, f"to_binary32_{c}", ToBinary32(width=aw, formats=p.fp))
-            m.d.comb += [conv.total.eq(sc_sum), conv.flags.eq(sc_fl), conv.e5.eq(sc_e5)]
-            out = Signal(signed(p.out_width), name=f"out_{c}")
-            m.d.comb += out.eq(Mux(sc_fp, conv.fp32, as_int))
-            lanes.append(out)
-        m.d.comb += [self.w_data.eq(Cat(*lanes, sc.last)), self.w_en.eq(sc.valid & sc.last_k)]
+                m.d.comb += [lane.mult.eq(self.mult[c]), lane.shift.eq(self.shift[c]),
+                             lane.out.eq(sc.out), lane.relu.eq(sc.relu)]
+                if p.post_row_mult_bits:
+                    m.d.comb += [lane.rmult.eq(ctl.rmult), lane.rshift.eq(ctl.rshift)]
+            sums.append(lane.acc)
+            results.append(lane.result)
+        m.d.comb += [acc_wr.addr.eq(sb.m), acc_wr.data.eq(Cat(*sums)),
+                     acc_wr.en.eq(sb.valid & ~sb.last_k)]
+        last = sc if stage_c else sb
+        m.d.comb += [self.w_data.eq(Cat(*results, last.last)), self.w_en.eq(last.valid & last.last_k)]
         return m
 
-    def _post_lane(self, m, sc, acc, post, c):
-        """The post-processing lane of column ``c`` at stage C: ``post`` holds the multiplier and
-        shift from stage B, registered in the lane beside ``sc``. Returns the lane's result, of
-        the output width."""
-        mult_sb, shift_sb = post
-        lane = hier.add(m, f"post_lane_{c}", PostLane(acc_width=len(acc), mult_bits=len(mult_sb),
-                                                      shift_bits=len(shift_sb),
-                                                      out_width=self._p.out_width))
-        m.d.comb += [lane.acc.eq(acc), lane.mult_in.eq(mult_sb), lane.shift_in.eq(shift_sb),
-                     lane.out.eq(sc.out), lane.relu.eq(sc.relu)]
-        return lane.result
+
+class AccumulatorLane(Reused, wiring.Component):
+    """One column of :class:`Accumulator`, one module however many columns there are.
+
+    Stage A -> B registers the column sum ``ps`` (and its FP8 flags); at stage B ``acc`` is the
+    new accumulator word, ``ps`` plus ``prev`` (the word read at A) or plus 0 on the first k tile,
+    with the flags OR-ed, and, without stage C, ``result`` is the sum. With FP8 formats or
+    post-processing, stage C registers the sum and ``result`` is its binary32 pattern (``is_fp``,
+    :class:`gen.gemm_lanes.ToBinary32`), the post-processed value
+    (:class:`gen.gemm_lanes.PostLane`, output ``out``, ``relu``) or the sum. The column's
+    multiplier and shift (``mult``, ``shift``) and the row's (``rmult``, ``rshift``), at stage A,
+    combine into one multiplier and shift registered at B.
+
+    Members
+    -------
+    ps : In(signed(ps_width)); fl : In(3) (FP8)
+    prev : In(sum_width + flag bits); first_k : In(1)
+    acc : Out(sum_width + flag bits)
+    mult, shift, rmult, rshift, out, relu : In (post-processing)
+    is_fp, e5 : In(1) (FP8)
+    result : Out(signed(out_width))
+    """
+
+    module_suffix = "acc_lane"
+
+    def __init__(self, *, acc_width, sum_width, ps_width, formats, mult_bits, row_mult_bits,
+                 out_width):
+        self._acc_width, self._sum_width, self._ps_width = acc_width, sum_width, ps_width
+        self._formats, self._mb, self._rmb, self._ow = tuple(formats), mult_bits, row_mult_bits, \
+            out_width
+        fw = FLAG_WIDTH if formats else 0
+        self._fw = fw
+        members = {"ps": In(signed(ps_width)), "prev": In(sum_width + fw), "first_k": In(1),
+                   "acc": Out(sum_width + fw), "result": Out(signed(out_width))}
+        if formats:
+            members.update({"fl": In(FLAG_WIDTH), "is_fp": In(1), "e5": In(1)})
+        if mult_bits:
+            members.update({"mult": In(mult_bits), "shift": In(SHIFT_BITS), "out": In(2),
+                            "relu": In(1)})
+            if row_mult_bits:
+                members.update({"rmult": In(row_mult_bits), "rshift": In(SHIFT_BITS)})
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        aw, fw = self._sum_width, self._fw
+        sb_ps = Signal(signed(self._ps_width))
+        m.d.sync += sb_ps.eq(self.ps)
+        total = Signal(signed(aw))
+        m.d.comb += total.eq(Mux(self.first_k, 0, self.prev[:aw].as_signed()) + sb_ps)
+        word = [total]
+        if fw:
+            sb_fl = Signal(fw)
+            m.d.sync += sb_fl.eq(self.fl)
+            flags = Signal(fw)
+            m.d.comb += flags.eq(Mux(self.first_k, 0, self.prev[aw:]) | sb_fl)
+            word.append(flags)
+        m.d.comb += self.acc.eq(Cat(*word))
+        if not (fw or self._mb):
+            m.d.comb += self.result.eq(total)
+            return m
+        if self._mb:
+            # Stage A -> B: the column's and the row's factors combine for the single rounding.
+            sb_mult = Signal(self._mb + self._rmb)
+            sb_shift = Signal(SHIFT_BITS + (1 if self._rmb else 0))
+            mult, shift = self.mult, self.shift
+            if self._rmb:
+                mult, shift = mult * self.rmult, shift + self.rshift
+            m.d.sync += [sb_mult.eq(mult), sb_shift.eq(shift)]
+        sc_sum = Signal(signed(aw))
+        m.d.sync += sc_sum.eq(total)
+        as_int = sc_sum[:self._acc_width].as_signed()
+        if self._mb:
+            post = hier.add(m, "post", PostLane(acc_width=self._acc_width, mult_bits=len(sb_mult),
+                                                shift_bits=len(sb_shift), out_width=self._ow))
+            m.d.comb += [post.acc.eq(as_int), post.mult_in.eq(sb_mult),
+                         post.shift_in.eq(sb_shift), post.out.eq(self.out),
+                         post.relu.eq(self.relu)]
+            as_int = post.result   # FP32 too
+        if not fw:
+            m.d.comb += self.result.eq(as_int)
+            return m
+        sc_fl = Signal(fw)
+        m.d.sync += sc_fl.eq(flags)
+        conv = hier.add(m, "to_binary32", ToBinary32(width=aw, formats=self._formats))
+        m.d.comb += [conv.total.eq(sc_sum), conv.flags.eq(sc_fl), conv.e5.eq(self.e5),
+                     self.result.eq(Mux(self.is_fp, conv.fp32, as_int))]
+        return m
