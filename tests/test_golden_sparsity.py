@@ -1,4 +1,5 @@
-"""The 2:4 sparsity model: pruning, compression, the beats, the sparse GEMM against the dense one."""
+"""The 2:4 sparsity model: pruning, compression, the beats, and the sparse GEMM against the dense
+GEMM of the pruned matrix."""
 
 import numpy as np
 import pytest
@@ -152,7 +153,8 @@ def _engine_from_beats(wbeats, mbeats, abeats, mode, rows, cols, m, n, k, vector
 
 
 @pytest.mark.parametrize("mode", INT_MODES)
-@pytest.mark.parametrize("rows, cols, m, n, k", [(2, 3, 3, 4, 5), (4, 2, 2, 5, 13), (4, 4, 2, 3, 40)])
+@pytest.mark.parametrize("rows, cols, m, n, k",
+                         [(2, 3, 3, 4, 5), (4, 2, 2, 5, 13), (4, 4, 2, 3, 40)])
 def test_beats_carry_the_sparse_gemm(mode, rows, cols, m, n, k, seed):
     rng = np.random.default_rng(seed)
     a, w = _pruned_operands(rng, m, n, k, mode)
