@@ -7,7 +7,8 @@ from amaranth.lib.wiring import In, Out
 from .lib.formats import FP8_FORMATS, INT_MODE_NAMES, MODES, fp_product_max, mode_by_name
 from .lib.hier import Reused
 
-__all__ = ["MixedPE", "pe_max_product", "mode_index_width", "fp_formats", "FLAG_WIDTH"]
+__all__ = ["MixedPE", "pe_max_product", "mode_index_width", "fp_formats", "FLAG_WIDTH",
+           "act_lane_width", "meta_width"]
 
 # Special-value flags that travel with an FP8 partial sum: bit 0 NaN, bit 1 +inf, bit 2 -inf.
 FLAG_WIDTH = 3
@@ -26,6 +27,20 @@ def pe_max_product(modes):
     ints = [table[name] for name in modes if name in table]
     fmts = fp_formats(modes)
     return max(ints + ([fp_product_max(fmts)] if fmts else []))
+
+
+def act_lane_width(modes, sparse):
+    """Bits of the activation lane a PE takes: one byte; with 2:4 sparsity, a group of 4
+    activations (32 bits, 16 where INT4 is the only mode)."""
+    if not sparse:
+        return 8
+    return 16 if tuple(modes) == ("int4",) else 32
+
+
+def meta_width(modes):
+    """Bits of a PE's 2:4 metadata per bank: the positions of its kept values in their group (two
+    where a byte holds two INT4 weights, ``int4``; else one)."""
+    return 4 if "int4" in modes else 2
 
 
 def mode_index_width(modes):
@@ -71,17 +86,29 @@ class MixedPE(Reused, wiring.Component):
     travel with the partial sum. A weight slot written as padding (``w_ok`` low: past K or N) raises
     no flag, so don't-care activation lanes cannot turn a result into NaN.
 
+    2:4 structured sparsity (``sparse``; Mishra et al., arXiv:2104.08378, 2021): the PE also keeps,
+    per bank, the position in its group of 4 reduction elements of each weight it holds (2 bits:
+    one weight, 4: two INT4 weights), and the activation lane carries the group's 4 activations
+    (32 bits; 16 in an INT4-only PE). Before the multiplier the PE selects the activation at each
+    weight's position: the byte ``a_i[8p + 7 : 8p]`` (INT8, W4A8, FP8) or the nibbles at the two
+    positions (INT4). So the multipliers and the weight registers are those of the dense PE, and a
+    row of PEs holding a group's 2 kept values retires the group's 4 reduction elements in one
+    cycle. A dense weight is written with the position 0 (INT4: 0 and 1) and its activation in the
+    lane's low byte, so dense operation is the special case of the identity selection.
+
     Parameters
     ----------
     modes : tuple of str
         Modes built into the PE; the ``mode`` input is an index into this tuple.
     psum_width : int
         Width of the partial sums passed down the column.
+    sparse : bool
+        Build the 2:4 selection (``w_meta`` and a wide activation lane).
 
     Members
     -------
-    a_i : In(8), bank_i : In(1), mode_i : In(mode_index_width(modes))
-        Activation byte, weight bank and mode, from the left.
+    a_i : In(act_lane_width(modes, sparse)), bank_i : In(1), mode_i : In(mode_index_width(modes))
+        Activation lane, weight bank and mode, from the left.
     a_o, bank_o, mode_o : Out
         The same, registered, to the right.
     ps_i : In(signed(psum_width))
@@ -97,25 +124,33 @@ class MixedPE(Reused, wiring.Component):
         ``fl_i | product flags``, registered.
     w_ok : In(1)
         FP8 modes only: the weight being written is a real element (not padding).
+    w_meta : In(meta_width(modes))
+        2:4 only: the position(s) of the weight(s) being written, bits 1:0 for the weight (or INT4
+        weight) in bits 3:0 of ``w_data``, bits 3:2 for the INT4 weight in bits 7:4.
     """
 
     module_suffix = "pe"
+    optional_parameters = ("sparse",)
 
-    def __init__(self, *, modes, psum_width):
+    def __init__(self, *, modes, psum_width, sparse=False):
         for name in modes:
             mode_by_name(name)
         self._modes = tuple(modes)
         self._psum_width = psum_width
         self._fp = fp_formats(modes)
+        self._sparse = bool(sparse)
         mw = mode_index_width(modes)
+        aw = act_lane_width(modes, sparse)
         members = {
-            "a_i": In(8), "bank_i": In(1), "mode_i": In(mw),
-            "a_o": Out(8), "bank_o": Out(1), "mode_o": Out(mw),
+            "a_i": In(aw), "bank_i": In(1), "mode_i": In(mw),
+            "a_o": Out(aw), "bank_o": Out(1), "mode_o": Out(mw),
             "ps_i": In(signed(psum_width)), "ps_o": Out(signed(psum_width)),
             "w_data": In(8), "w_we": In(2),
         }
         if self._fp:
             members.update({"fl_i": In(FLAG_WIDTH), "fl_o": Out(FLAG_WIDTH), "w_ok": In(1)})
+        if self._sparse:
+            members["w_meta"] = In(meta_width(modes))
         super().__init__(members)
 
     @property
@@ -144,19 +179,20 @@ class MixedPE(Reused, wiring.Component):
             m.d.sync += w1.eq(self.w_data[:w_bits])
         w = Signal(8)
         m.d.comb += w.eq(Mux(self.bank_i, w1, w0))
+        a = self._select(m) if self._sparse else self.a_i
 
         product = Signal(signed(17))
         if int_modes == ("int8",):
-            m.d.comb += product.eq(self.a_i.as_signed() * w.as_signed())
+            m.d.comb += product.eq(a.as_signed() * w.as_signed())
         elif int_modes == ("int4",):
             # INT4 alone: two 4 x 4 signed multipliers, no INT8 product (Keller et al., VLSI 2022).
-            m.d.comb += product.eq(self.a_i[0:4].as_signed() * w[0:4].as_signed()
-                                   + self.a_i[4:8].as_signed() * w[4:8].as_signed())
+            m.d.comb += product.eq(a[0:4].as_signed() * w[0:4].as_signed()
+                                   + a[4:8].as_signed() * w[4:8].as_signed())
         elif int_modes == ("w4a8",):
             # W4A8 alone: one 8 x 4 signed multiplier (the weight's high nibble is never used).
-            m.d.comb += product.eq(self.a_i.as_signed() * w[0:4].as_signed())
+            m.d.comb += product.eq(a.as_signed() * w[0:4].as_signed())
         elif int_modes:
-            self._fused_product(m, self.a_i, w, product)
+            self._fused_product(m, a, w, product)
 
         if self._fp:
             ok0, ok1 = Signal(), Signal()
@@ -164,7 +200,7 @@ class MixedPE(Reused, wiring.Component):
                 m.d.sync += ok0.eq(self.w_ok)
             with m.If(self.w_we[1]):
                 m.d.sync += ok1.eq(self.w_ok)
-            fp_term, flags = self._fp_product(m, self.a_i, w, Mux(self.bank_i, ok1, ok0))
+            fp_term, flags = self._fp_product(m, a, w, Mux(self.bank_i, ok1, ok0))
             is_fp = Signal()
             m.d.comb += is_fp.eq(self._mode_is(m, [n for n in self._modes if n not in INT_MODE_NAMES]))
             m.d.sync += self.fl_o.eq(self.fl_i | Mux(is_fp, flags, 0))
@@ -179,6 +215,30 @@ class MixedPE(Reused, wiring.Component):
             self.ps_o.eq(self.ps_i + _sign_extend(term, self._psum_width)),
         ]
         return m
+
+    def _select(self, m):
+        """2:4: the activation byte the weights of the wavefront's bank need, from the group's
+        lane: the byte at the weight's position, or (INT4) the nibbles at the two positions."""
+        mb = meta_width(self._modes)
+        meta0, meta1 = Signal(mb, name="meta0"), Signal(mb, name="meta1")
+        with m.If(self.w_we[0]):
+            m.d.sync += meta0.eq(self.w_meta)
+        with m.If(self.w_we[1]):
+            m.d.sync += meta1.eq(self.w_meta)
+        meta = Signal(mb, name="meta")
+        m.d.comb += meta.eq(Mux(self.bank_i, meta1, meta0))
+        a = Signal(8, name="a_sel")
+        nibbles = self.a_i[0:16]
+        pick4 = Cat(nibbles.word_select(meta[0:2], 4), nibbles.word_select(meta[2:4], 4)) \
+            if "int4" in self._modes else None
+        if self._modes == ("int4",):
+            m.d.comb += a.eq(pick4)
+        elif pick4 is None:
+            m.d.comb += a.eq(self.a_i.word_select(meta[0:2], 8))
+        else:
+            is_int4 = self._mode_is(m, ["int4"])
+            m.d.comb += a.eq(Mux(is_int4, pick4, self.a_i.word_select(meta[0:2], 8)))
+        return a
 
     def _mode_is(self, m, names):
         """1 when ``mode_i`` is one of ``names`` (constant where that is all or none of the modes)."""

@@ -7,7 +7,8 @@ from amaranth.lib.wiring import In, Out
 from .lib import hier
 from .lib.delay import delay
 from .lib.hier import Reused
-from .pe import FLAG_WIDTH, MixedPE, fp_formats, mode_index_width, pe_max_product
+from .pe import (FLAG_WIDTH, MixedPE, act_lane_width, fp_formats, meta_width, mode_index_width,
+                 pe_max_product)
 
 __all__ = ["SystolicArray", "PeRow", "psum_width"]
 
@@ -32,11 +33,14 @@ class SystolicArray(wiring.Component):
         R and C.
     modes : tuple of str
         Modes built into the PEs.
+    sparse : bool
+        2:4 PEs (:class:`gen.pe.MixedPE`): a wider activation lane per row and the weights'
+        positions on ``w_meta``.
 
     Members
     -------
-    a : In(8).array(rows)
-        Activation bytes of one wavefront.
+    a : In(act_lane_width(modes, sparse)).array(rows)
+        Activation lanes of one wavefront (a byte; 2:4: a group of 4 activations).
     bank : In(1)
         Weight bank the wavefront uses.
     mode : In(mode_index_width(modes))
@@ -53,18 +57,23 @@ class SystolicArray(wiring.Component):
         FP8 modes only: special-value flags (NaN, +inf, -inf) of the column sums at ``ps``.
     w_ok : In(1).array(cols)
         FP8 modes only: the weight written in column ``c`` is a real element, not padding.
+    w_meta : In(meta_width(modes)).array(cols)
+        2:4 only: the position(s) of the weight written in column ``c``.
     """
 
-    def __init__(self, *, rows, cols, modes):
+    def __init__(self, *, rows, cols, modes, sparse=False):
         self._rows = rows
         self._cols = cols
         self._modes = tuple(modes)
+        self._sparse = bool(sparse)
         self._psum_width = psum_width(rows, modes)
         self._fp = bool(fp_formats(modes))
         fp_members = {"fl": Out(FLAG_WIDTH).array(cols), "w_ok": In(1).array(cols)} if self._fp else {}
+        if self._sparse:
+            fp_members["w_meta"] = In(meta_width(modes)).array(cols)
         super().__init__({
             **fp_members,
-            "a": In(8).array(rows),
+            "a": In(act_lane_width(modes, sparse)).array(rows),
             "bank": In(1),
             "mode": In(mode_index_width(modes)),
             "ps": Out(signed(self._psum_width)).array(cols),
@@ -88,15 +97,18 @@ class SystolicArray(wiring.Component):
         pe_rows = []
         for r in range(rows):
             row = hier.add(m, f"row_{r}", PeRow(modes=self._modes, psum_width=self._psum_width,
-                                                cols=cols))
+                                                cols=cols, sparse=self._sparse))
             pe_rows.append(row)
             # The skew: row r's activation, bank and mode, r cycles late.
             lane = delay(m, f"skew_{r}", Cat(self.a[r], self.bank, self.mode), r)
-            a, bank, mode = lane[:8], lane[8], lane[9:]
+            aw = len(self.a[r])
+            a, bank, mode = lane[:aw], lane[aw], lane[aw + 1:]
             m.d.comb += [row.a_i.eq(a), row.bank_i.eq(bank), row.mode_i.eq(mode),
                          row.w_we.eq(self.w_row_we[r].replicate(2) & Cat(~self.w_bank, self.w_bank))]
             for c in range(cols):
                 m.d.comb += row.w_data[c].eq(self.w_data[c])
+                if self._sparse:
+                    m.d.comb += row.w_meta[c].eq(self.w_meta[c])
                 # Row 0 starts every column sum from zero.
                 if r > 0:
                     m.d.comb += row.ps_i[c].eq(pe_rows[r - 1].ps_o[c])
@@ -132,12 +144,16 @@ class PeRow(Reused, wiring.Component):
     ps_i, ps_o : In, Out(data.ArrayLayout(signed(psum_width), cols))
     fl_i, fl_o : In, Out(data.ArrayLayout(3, cols)); w_ok : In(cols)
         FP8 modes only, per column (see :class:`gen.pe.MixedPE`).
+    w_meta : In(data.ArrayLayout(meta_width(modes), cols))
+        2:4 only (``sparse``): the positions of the weights written, per column.
     """
 
     module_suffix = "pe_row"
+    optional_parameters = ("sparse",)
 
-    def __init__(self, *, modes, psum_width, cols):
+    def __init__(self, *, modes, psum_width, cols, sparse=False):
         self._modes, self._psum_width, self._cols = tuple(modes), psum_width, cols
+        self._sparse = bool(sparse)
         self._fp = bool(fp_formats(modes))
         # Per-column lanes are one packed port each, so that an instance has a few connections,
         # not a few per column.
@@ -145,9 +161,12 @@ class PeRow(Reused, wiring.Component):
         psums = data.ArrayLayout(signed(psum_width), cols)
         fp_members = ({"fl_i": In(flags), "fl_o": Out(flags), "w_ok": In(cols)} if self._fp
                       else {})
+        if self._sparse:
+            fp_members["w_meta"] = In(data.ArrayLayout(meta_width(modes), cols))
         super().__init__({
             **fp_members,
-            "a_i": In(8), "bank_i": In(1), "mode_i": In(mode_index_width(modes)),
+            "a_i": In(act_lane_width(modes, sparse)), "bank_i": In(1),
+            "mode_i": In(mode_index_width(modes)),
             "w_we": In(2), "w_data": In(data.ArrayLayout(8, cols)),
             "ps_i": In(psums), "ps_o": Out(psums),
         })
@@ -156,11 +175,14 @@ class PeRow(Reused, wiring.Component):
         m = Module()
         a, bank, mode = self.a_i, self.bank_i, self.mode_i
         for c in range(self._cols):
-            pe = hier.add(m, f"pe_{c}", MixedPE(modes=self._modes, psum_width=self._psum_width))
+            pe = hier.add(m, f"pe_{c}", MixedPE(modes=self._modes, psum_width=self._psum_width,
+                                                sparse=self._sparse))
             m.d.comb += [pe.a_i.eq(a), pe.bank_i.eq(bank), pe.mode_i.eq(mode),
                          pe.w_data.eq(self.w_data[c]), pe.w_we.eq(self.w_we),
                          pe.ps_i.eq(self.ps_i[c]), self.ps_o[c].eq(pe.ps_o)]
             a, bank, mode = pe.a_o, pe.bank_o, pe.mode_o
+            if self._sparse:
+                m.d.comb += pe.w_meta.eq(self.w_meta[c])
             if self._fp:
                 m.d.comb += [pe.fl_i.eq(self.fl_i[c]), pe.w_ok.eq(self.w_ok[c]),
                              self.fl_o[c].eq(pe.fl_o)]

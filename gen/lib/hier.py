@@ -103,13 +103,19 @@ class Reused:
     memory_init = True
     """False for a component whose memories need no initial contents (never read before written):
     the Verilog then has no per-word initialization for them."""
+    optional_parameters = ()
+    """Constructor arguments left out of the module's parameters while they hold their default
+    (features added later: a module built without them keeps the parameters it had before)."""
 
     def __new__(cls, *args, src_loc_at=0, **kwargs):
         self = super().__new__(cls, *args, src_loc_at=src_loc_at + 1, **kwargs)
         bound = inspect.signature(cls.__init__).bind(None, *args, **kwargs)
         bound.apply_defaults()
         params, self._instance_parameters = {}, {}
+        defaults = inspect.signature(cls.__init__).parameters
         for key, value in list(bound.arguments.items())[1:]:
+            if key in cls.optional_parameters and value == defaults[key].default:
+                continue
             if key in cls.verilog_parameters:
                 self._instance_parameters[key.upper()] = value
             elif hasattr(value, "as_dict"):
