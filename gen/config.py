@@ -291,9 +291,17 @@ class GemmConfig:
     vsq_post_row_mult_bits: int = _int_field(
         0, 0, 32, "bits of the post-processing unit's per-row multiplier (streamed with row m of "
         "A, with a 6-bit shift); 0: none")
+    sparsity: str = _str_field(
+        "none", "structured weight sparsity: \"2:4\" builds 2:4 PEs (commands choose dense or 2:4, "
+        "twice the MACs per cycle on 2:4 weights; needs even rows), \"none\" builds none",
+        ("none", "2:4"))
 
     def _validate(self):
         need = gemm_acc_width_needed(self.max_k)
+        if self.sparsity == "2:4" and self.rows % 2:
+            raise ConfigError("gemm.rows", self.rows,
+                              "must be even with gemm.sparsity = \"2:4\" (two PE rows hold the "
+                              "2 kept weights of a group of 4)")
         if self.acc_width < need:
             raise ConfigError("gemm.acc_width", self.acc_width,
                               f"must be at least {need} so that gemm.max_k = {self.max_k} "
@@ -432,7 +440,8 @@ class SystemConfig:
     gemm: GemmConfig = _section_field(
         GemmConfig, "the GEMM engine of every tile",
         refused={"top": "not allowed: a tile's engine is not a Verilog module of its own "
-                        "(system.top names the system's)"})
+                        "(system.top names the system's)",
+                 "sparsity": "not allowed: the system's tiles and host run dense GEMMs only"})
     softmax: SoftmaxConfig | None = _section_field(
         SoftmaxConfig, "the softmax unit of every tile (absent: none)", optional=True,
         refused={"top": "not allowed: a tile's softmax unit is not a Verilog module of its own "

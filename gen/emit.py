@@ -44,7 +44,8 @@ def _gemm_args(cfg):
                 out_fifo_depth=cfg.out_fifo_depth,
                 vsq_vector_sizes=cfg.vsq_vector_sizes, vsq_scale_bits=cfg.vsq_scale_bits,
                 post_mult_bits=cfg.vsq_post_mult_bits,
-                post_row_mult_bits=cfg.vsq_post_row_mult_bits)
+                post_row_mult_bits=cfg.vsq_post_row_mult_bits,
+                sparse=cfg.sparsity == "2:4")
 
 
 def _softmax_args(cfg):
@@ -104,6 +105,46 @@ def _gemm_top(cfg, engine=None):
                 "a.shift": "uint6: post-processing right shift of row m, added to w.shift",
             })
             vsq_parameters["vsq_post_row_mult_bits"] = rb
+    sparse_performance = {}
+    if cfg.sparsity == "2:4":
+        p = engine.params
+        vsq_formats.update({
+            "cmd.sparse": "flag: 1 for 2:4 compressed weights (every mode, VSQ and post-processed "
+                          "commands too); K is the dense reduction length",
+            "w.meta": "uint: 2:4 commands: position (0 to 3) in its group of 4 "
+                      "reduction elements of the kept weight in w.data bits 3:0 (bits 1:0 of "
+                      "meta) and, INT4 and W4A8, of the one in bits 7:4 (bits 3:2); dense "
+                      "commands: ignored",
+        })
+        vsq_parameters.update({
+            "sparsity": "2:4", "meta_bits": p.meta_bits, "act_lanes": p.act_lanes,
+            "sparse_tile_k": {name: 2 * cfg.rows * mode_by_name(name).k_per_row
+                              for name in cfg.modes},
+            "sparse_format": {
+                "groups": "W (K x N) is cut per column into groups of 4 consecutive K elements, "
+                          "K padded with zeros to K4 = 4 * ceil(K / 4); each group keeps 2 values "
+                          "(zeros allowed) and their positions p0 < p1",
+                "kept_matrix": "Wc (K4 / 2 x N): row 2g + j of column n is kept value j of "
+                               "group g; P (same shape) its position",
+                "w.data": "the beats of Wc as a dense weight matrix of K4 / 2 rows: tiles of R "
+                          "kept values (INT4 and W4A8: pairs of kept values packed like INT4 "
+                          "pairs); VSQ vectors of V dense elements are V / 2 kept values",
+                "w.meta": "P, packed like w.data: lane c holds the position of the kept value "
+                          "of w.data lane c (bits 1:0), and of the high INT4 one (bits 3:2)",
+                "a.data": f"{p.act_lanes} bytes: the dense activations of a k tile of "
+                          f"{2 * cfg.rows} (INT4: {4 * cfg.rows}) reduction elements, packed as "
+                          "in a dense beat; dense commands use the first "
+                          f"{cfg.rows} bytes",
+                "result": "Y[m, n] = sum over kept values of Wc[kk, n] * A[m, 4 * (kk // 2) + "
+                          "P[kk, n]] for positions below K",
+            },
+        })
+        sparse_performance = {
+            "sparse_modes": {name: {"macs_per_cycle": engine.macs_per_cycle(name, sparse=True),
+                                    "multiplies_per_cycle": engine.macs_per_cycle(name),
+                                    "latency": engine.pipeline_depth}
+                             for name in cfg.modes},
+        }
     return Top(
         block="gemm", name=cfg.top, component=engine,
         formats={
@@ -113,7 +154,8 @@ def _gemm_top(cfg, engine=None):
             "cmd.k": "uint: reduction length (1 to max_k)",
             "cmd.mode": f"uint: mode code ({codes})",
             "a.data": "int8 (int8, w4a8) or int4 pair (int4): element k in bits 3:0, k+1 in 7:4"
-                      + fp_note,
+                      + fp_note + ("; 2:4 builds: 2R bytes, dense commands use the first R"
+                                   if cfg.sparsity == "2:4" else ""),
             "w.data": "int8 (int8) or int4 pair along K (int4, w4a8)" + fp_note,
             "o.data": f"int{cfg.acc_width}: two's complement accumulator" + (
                 ", sign-extended; FP8 modes: IEEE binary32 bit pattern in bits 31:0, upper bits 0"
@@ -136,6 +178,7 @@ def _gemm_top(cfg, engine=None):
             "modes": {name: {"macs_per_cycle": engine.macs_per_cycle(name),
                              "latency": engine.pipeline_depth}
                       for name in cfg.modes},
+            **sparse_performance,
         },
     )
 

@@ -64,7 +64,7 @@ def test_emit_default(default_emission):
     ("[gemm]\nspeed = 'fast'\n",
      'gemm.speed = "fast": unknown key; allowed keys are top, rows, cols, modes, acc_width, max_m, '
      "max_n, max_k, out_fifo_depth, vsq_vector_sizes, vsq_scale_bits, vsq_post_mult_bits, "
-     "vsq_post_row_mult_bits"),
+     "vsq_post_row_mult_bits, sparsity"),
 ])
 def test_bad_config_one_line_status_2_nothing_written(tmp_path, toml, message):
     config = tmp_path / "bad.toml"

@@ -34,7 +34,7 @@ def test_default_config_is_valid():
     ({"gemm": {"colls": 8}},
      "gemm.colls = 8: unknown key; allowed keys are top, rows, cols, modes, acc_width, max_m, "
      "max_n, max_k, out_fifo_depth, vsq_vector_sizes, vsq_scale_bits, vsq_post_mult_bits, "
-     "vsq_post_row_mult_bits"),
+     "vsq_post_row_mult_bits, sparsity"),
     ({"gemm": {"modes": ["int8", "int2"]}},
      'gemm.modes = ["int8", "int2"]: must be a non-empty list of distinct names from: int8, int4, '
      "w4a8, fp8_e4m3, fp8_e5m2"),
@@ -197,7 +197,7 @@ def test_utf8_byte_order_mark_is_accepted(tmp_path):
     ({"gemm": {"a b\nc": 1}},
      'gemm."a b\\nc" = 1: unknown key; allowed keys are top, rows, cols, modes, acc_width, max_m, '
      "max_n, max_k, out_fifo_depth, vsq_vector_sizes, vsq_scale_bits, vsq_post_mult_bits, "
-     "vsq_post_row_mult_bits"),
+     "vsq_post_row_mult_bits, sparsity"),
 ])
 def test_module_names_and_one_line_messages(data, message):
     """Tops are distinct, never keywords; a message is one line of bounded length."""

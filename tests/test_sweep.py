@@ -123,7 +123,7 @@ SPEC_ERRORS = [
     ("[sweep]\nmetrics = [\"emit\"]\n" + BASE + "[grid]\n\"gemm.colz\" = [4]\n",
      "grid.gemm.colz = [4]: unknown configuration key; allowed keys of gemm are top, rows, cols, "
      "modes, acc_width, max_m, max_n, max_k, out_fifo_depth, vsq_vector_sizes, vsq_scale_bits, "
-     "vsq_post_mult_bits, vsq_post_row_mult_bits"),
+     "vsq_post_mult_bits, vsq_post_row_mult_bits, sparsity"),
     ("[sweep]\nmetrics = [\"emit\"]\n" + BASE + "[grid]\n\"gpu.cols\" = [4]\n",
      "grid.gpu.cols = [4]: must name a configuration key as section.key, with section one of "
      "gemm, softmax, noc, system, flow"),

@@ -17,7 +17,8 @@ class CommandCheck(wiring.Component):
 
     A command is valid when M, N and K are 1 to their maxima, its mode is built, a VSQ command
     (``vsq = 1``) names an integer mode and a built V, and a post-processed one (``out`` != 0) an
-    integer mode and a known output.
+    integer mode and a known output. Every mode takes 2:4 weights (``sparse``), VSQ and
+    post-processed commands too.
 
     Members
     -------
@@ -34,7 +35,8 @@ class CommandCheck(wiring.Component):
         self._p = p = params
         super().__init__({
             "cmd": In(cmd_layout(max_m=p.max_m, max_n=p.max_n, max_k=p.max_k,
-                                 vector_sizes=p.vsq_vector_sizes, post=p.post)),
+                                 vector_sizes=p.vsq_vector_sizes, post=p.post,
+                                 sparse=p.sparse)),
             "ok": Out(1),
             "desc": Out(p.desc_layout),
         })
@@ -66,5 +68,7 @@ class CommandCheck(wiring.Component):
             m.d.comb += post_ok.eq((cmd.out == 0) | (int_mode & (cmd.out < len(POST_OUTPUTS))))
             m.d.comb += [self.desc.out.eq(cmd.out), self.desc.relu.eq(cmd.relu)]
             ok = ok & post_ok
+        if p.sparse:
+            m.d.comb += self.desc.sparse.eq(cmd.sparse)
         m.d.comb += self.ok.eq(ok)
         return m

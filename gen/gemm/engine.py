@@ -128,6 +128,16 @@ class GemmEngine(Reused, wiring.Component):
     rounding stays single. A post-processed command (``out`` != 0) in an FP8 mode is dropped and
     counted in ``errors``.
 
+    2:4 structured sparsity, built where ``sparse``: a command with ``sparse = 1`` (any mode, VSQ
+    and post-processing included) takes compressed weights, for every group of 4 consecutive
+    reduction elements of a column the 2 kept values on ``w.data`` (streamed as a dense matrix of
+    ``ceil(K / 4) * 2`` rows) and their positions in the group on ``w.meta``; its ``a`` beats carry
+    the 2R (dense) activations of a k tile twice as deep, and the engine retires twice the
+    reduction elements per cycle on the same multipliers (:class:`gen.pe.MixedPE`,
+    :class:`gen.gemm.loader.WeightLoader`, :class:`gen.gemm.feeder.ActivationFeeder`), bit-exact
+    with :func:`sim.golden.sparsity.sparse_gemm`. ``a`` beats have 2R bytes in such a build; dense
+    commands use the first R. VSQ vectors count dense reduction elements.
+
     Parameters
     ----------
     rows, cols : int
@@ -149,6 +159,8 @@ class GemmEngine(Reused, wiring.Component):
         Bits of the per-column post-processing multiplier; 0 (the default) builds none.
     post_row_mult_bits : int
         Bits of the post unit's per-row multiplier (with a 6-bit per-row shift); 0 builds none.
+    sparse : bool
+        Build 2:4 structured sparsity (R even).
 
     Members
     -------
@@ -168,20 +180,22 @@ class GemmEngine(Reused, wiring.Component):
     """
 
     module_suffix = "gemm"
+    optional_parameters = ("sparse",)
 
     def __init__(self, *, rows, cols, modes, acc_width, max_m, max_n, max_k, out_fifo_depth,
-                 vsq_vector_sizes=(), vsq_scale_bits=4, post_mult_bits=0, post_row_mult_bits=0):
+                 vsq_vector_sizes=(), vsq_scale_bits=4, post_mult_bits=0, post_row_mult_bits=0,
+                 sparse=False):
         self._p = p = GemmParams(
             rows=rows, cols=cols, modes=modes, acc_width=acc_width, max_m=max_m, max_n=max_n,
             max_k=max_k, out_fifo_depth=out_fifo_depth, vsq_vector_sizes=vsq_vector_sizes,
             vsq_scale_bits=vsq_scale_bits, post_mult_bits=post_mult_bits,
-            post_row_mult_bits=post_row_mult_bits)
+            post_row_mult_bits=post_row_mult_bits, sparse=sparse)
         super().__init__({
             "cmd": In(stream.Signature(cmd_layout(max_m=max_m, max_n=max_n, max_k=max_k,
                                                   vector_sizes=p.vsq_vector_sizes,
-                                                  post=p.post))),
-            "a": In(stream.Signature(act_layout(rows, p.sbits, post_row_mult_bits))),
-            "w": In(stream.Signature(wgt_layout(cols, p.sbits, post_mult_bits))),
+                                                  post=p.post, sparse=p.sparse))),
+            "a": In(stream.Signature(act_layout(p.act_lanes, p.sbits, post_row_mult_bits))),
+            "w": In(stream.Signature(wgt_layout(cols, p.sbits, post_mult_bits, p.meta_bits))),
             "o": Out(stream.Signature(out_layout(cols, p.out_width))),
             "errors": Out(16),
             "busy": Out(1),
@@ -253,14 +267,18 @@ class GemmEngine(Reused, wiring.Component):
 
     latency = pipeline_depth
 
-    def macs_per_cycle(self, mode):
-        return self._p.rows * self._p.cols * mode_by_name(mode).macs_per_pe
+    def macs_per_cycle(self, mode, sparse=False):
+        """Multiply-accumulates per cycle of the busy array in ``mode``; ``sparse``: effective
+        MACs of 2:4 commands (reduction elements retired, pruned ones included: twice the
+        dense)."""
+        return self._p.rows * self._p.cols * mode_by_name(mode).macs_per_pe * (2 if sparse else 1)
 
     def elaborate(self, platform):
         m = Module()
         p = self._p
         C = p.cols
-        m.submodules.array = array = SystolicArray(rows=p.rows, cols=C, modes=p.modes)
+        m.submodules.array = array = SystolicArray(rows=p.rows, cols=C, modes=p.modes,
+                                                   sparse=p.sparse)
         m.submodules.check = check = CommandCheck(p)
         m.submodules.banks = banks = WeightBanks(drain=array.latency + 1)
         m.submodules.loader = loader = WeightLoader(p)
@@ -284,6 +302,8 @@ class GemmEngine(Reused, wiring.Component):
         m.d.comb += [array.w_data[c].eq(loader.w_data[c]) for c in range(C)]
         if p.fp:
             m.d.comb += [array.w_ok[c].eq(loader.w_ok[c]) for c in range(C)]
+        if p.sparse:
+            m.d.comb += [array.w_meta[c].eq(loader.w_meta[c]) for c in range(C)]
         # Activations into the array.
         wiring.connect(m, wiring.flipped(self.a), feeder.a)
         m.d.comb += [array.a[r].eq(feeder.array_a[r]) for r in range(p.rows)]

@@ -5,6 +5,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..lib.sram import Sram
+from ..pe import act_lane_width
 from .layouts import act_layout
 from .params import SHIFT_BITS, per_mode
 
@@ -23,6 +24,13 @@ class ActivationFeeder(wiring.Component):
     output queue (``room``): issuing it books a result row (``booked``). With the tile's last
     wavefront the feeder clears the bank (``bank_clr``).
 
+    Where 2:4 sparsity is built, an activation beat has 2R bytes (dense commands use the first R)
+    and the array's lanes are groups of 4 activations: a 2:4 command's k tile covers twice the
+    reduction elements, and PE row r gets the group its kept weights belong to, bytes ``4 * (r //
+    2)`` to ``4 * (r // 2) + 3`` of the beat (INT4: bytes 2r and 2r + 1, four INT4 values); a
+    dense command puts byte r in the lane's low byte. So the activation bandwidth doubles: the
+    beat is twice as wide, at the same rate of one beat per cycle.
+
     Members
     -------
     queue_valid : In(1); queue_data : In(params.desc_layout); queue_pop : Out(1)
@@ -33,7 +41,8 @@ class ActivationFeeder(wiring.Component):
         The output queue can take one more result row.
     booked : Out(1)
         A wavefront of a command's last k tile was issued (one result row more to come).
-    array_a : Out(8).array(rows); array_bank : Out(1); array_mode : Out(mode bits)
+    array_a : Out(act_lane_width(modes, sparse)).array(rows); array_bank : Out(1)
+    array_mode : Out(mode bits)
         The wavefront at the array's inputs.
     ctl : Out(params.ctrl_layout)
         Its control word.
@@ -48,9 +57,10 @@ class ActivationFeeder(wiring.Component):
         self._p = p = params
         super().__init__({
             "queue_valid": In(1), "queue_data": In(p.desc_layout), "queue_pop": Out(1),
-            "a": In(stream.Signature(act_layout(p.rows, p.sbits, p.post_row_mult_bits))),
+            "a": In(stream.Signature(act_layout(p.act_lanes, p.sbits, p.post_row_mult_bits))),
             "bank_full": In(2), "bank_clr": Out(2), "room": In(1), "booked": Out(1),
-            "array_a": Out(8).array(p.rows), "array_bank": Out(1), "array_mode": Out(p.mode_bits),
+            "array_a": Out(act_lane_width(p.modes, p.sparse)).array(p.rows),
+            "array_bank": Out(1), "array_mode": Out(p.mode_bits),
             "ctl": Out(p.ctrl_layout), "busy": Out(1),
         })
 
@@ -60,7 +70,8 @@ class ActivationFeeder(wiring.Component):
         R, C = p.rows, p.cols
         k_width, sb_bits, rmb = p.k_width, p.sbits, p.post_row_mult_bits
         depth_words = p.act_buffer_depth
-        act_mem = Sram(shape=unsigned(8 * R + sb_bits), depth=depth_words)
+        L = p.act_lanes
+        act_mem = Sram(shape=unsigned(8 * L + sb_bits), depth=depth_words)
         m.submodules.act_mem = act_mem
         act_wr, act_rd = act_mem.w[0], act_mem.r[0]
 
@@ -73,6 +84,10 @@ class ActivationFeeder(wiring.Component):
         fd_bank = Signal()
         fd_kdepth = per_mode(m, fd.mode, [R * md.k_per_row for md in p.mode_defs], p.kd_width,
                              "fd_kdepth")
+        if p.sparse:
+            dense_kdepth = fd_kdepth
+            fd_kdepth = Signal(p.kd_width, name="fd_kdepth_sp")
+            m.d.comb += fd_kdepth.eq(Mux(fd.sparse, dense_kdepth << 1, dense_kdepth))
 
         last_k = Signal()
         last_n = Signal()
@@ -103,7 +118,7 @@ class ActivationFeeder(wiring.Component):
         # Stage 1: the wavefront entering the array, and its control word.
         s1 = Signal(p.ctrl_layout)
         s1_from_stream = Signal()
-        s1_data = Signal(8 * R)
+        s1_data = Signal(8 * L)
         s1_bank = Signal()
         s1_mode = Signal(p.mode_bits)
 
@@ -112,6 +127,8 @@ class ActivationFeeder(wiring.Component):
         m.d.comb += [act_wr.addr.eq(fd_addr), act_wr.data.eq(a_word), act_rd.addr.eq(fd_addr)]
         if p.vsq:
             s1_sa = Signal(sb_bits)
+        if p.sparse:
+            s1_sparse = Signal()
         if rmb:
             # The row factors: taken from the beat of row m in the last k tile of the first n tile
             # and kept for the other n tiles in a memory of max_m words.
@@ -159,6 +176,7 @@ class ActivationFeeder(wiring.Component):
                         s1.last.eq(last_k & last_n & last_m), s1.m.eq(fd_m),
                         s1_from_stream.eq(fd_first_pass), s1_data.eq(self.a.payload.data.as_value()),
                         s1_bank.eq(fd_bank), s1_mode.eq(fd.mode),
+                        *([s1_sparse.eq(fd.sparse)] if p.sparse else []),
                         *([s1.mode.eq(fd.mode)] if p.fp else []),
                         fd_addr.eq(fd_addr + 1), fd_m.eq(fd_m + 1),
                     ]
@@ -178,17 +196,44 @@ class ActivationFeeder(wiring.Component):
                                 m.next = "IDLE"
         m.d.comb += self.busy.eq(~feeder_fsm.ongoing("IDLE"))
 
-        for r in range(R):
-            m.d.comb += self.array_a[r].eq(Mux(s1_from_stream, s1_data[8 * r:8 * r + 8],
-                                               act_rd.data[8 * r:8 * r + 8]))
+        if p.sparse:
+            self._sparse_lanes(m, Mux(s1_from_stream, s1_data, act_rd.data[:8 * L]), s1_sparse,
+                               s1_mode)
+        else:
+            for r in range(R):
+                m.d.comb += self.array_a[r].eq(Mux(s1_from_stream, s1_data[8 * r:8 * r + 8],
+                                                   act_rd.data[8 * r:8 * r + 8]))
         m.d.comb += [self.array_bank.eq(s1_bank), self.array_mode.eq(s1_mode)]
 
         # The activation scale and the row factor come from the stream or, on later n tiles, the
         # activation buffer and the row memory.
         m.d.comb += self.ctl.eq(s1)
         if p.vsq:
-            m.d.comb += self.ctl.sa.eq(Mux(s1_from_stream, s1_sa, act_rd.data[8 * R:]))
+            m.d.comb += self.ctl.sa.eq(Mux(s1_from_stream, s1_sa, act_rd.data[8 * L:]))
         if rmb:
             rowp = Mux(s1_from_stream, s1_rowp, rowp_rd.data)
             m.d.comb += [self.ctl.rmult.eq(rowp[:rmb]), self.ctl.rshift.eq(rowp[rmb:])]
         return m
+
+    def _sparse_lanes(self, m, beat, sparse, mode):
+        """The array's lanes of one 2R-byte beat: a dense wavefront's byte r in lane r's low byte;
+        a 2:4 wavefront's group of row r (class docstring)."""
+        p = self._p
+        word = Signal(len(beat), name="fd_beat")
+        m.d.comb += word.eq(beat)
+
+        def byte(i):
+            return word[8 * i:8 * i + 8]
+
+        is_int4 = per_mode(m, mode, [int(md.name == "int4") for md in p.mode_defs], 1,
+                           "fd_is_int4")
+        for r in range(p.rows):
+            g = 4 * (r // 2)
+            if p.modes == ("int4",):
+                lane = Cat(Mux(sparse, byte(2 * r), byte(r)), byte(2 * r + 1))
+            elif "int4" in p.modes:
+                lane = Cat(Mux(sparse, Mux(is_int4, byte(2 * r), byte(g)), byte(r)),
+                           Mux(is_int4, byte(2 * r + 1), byte(g + 1)), byte(g + 2), byte(g + 3))
+            else:
+                lane = Cat(Mux(sparse, byte(g), byte(r)), byte(g + 1), byte(g + 2), byte(g + 3))
+            m.d.comb += self.array_a[r].eq(lane)

@@ -10,10 +10,10 @@ from .params import SHIFT_BITS, vsel_width
 __all__ = ["cmd_layout", "act_layout", "wgt_layout", "out_layout", "out_width"]
 
 
-def cmd_layout(*, max_m, max_n, max_k, vector_sizes=(), post=False):
+def cmd_layout(*, max_m, max_n, max_k, vector_sizes=(), post=False, sparse=False):
     """A GEMM command: the sizes M, N, K (1 to the configured maxima) and the mode code; where VSQ
     is built (``vector_sizes`` not empty), ``vsq`` (1: per-vector scaled) and ``vsel`` (index of V
-    in ``vector_sizes``)."""
+    in ``vector_sizes``); where 2:4 sparsity is built, ``sparse`` (1: compressed 2:4 weights)."""
     fields = {
         "m": unsigned(max_m.bit_length()),
         "n": unsigned(max_n.bit_length()),
@@ -24,6 +24,8 @@ def cmd_layout(*, max_m, max_n, max_k, vector_sizes=(), post=False):
         fields.update({"vsq": unsigned(1), "vsel": unsigned(vsel_width(vector_sizes))})
     if post:
         fields.update({"out": unsigned(2), "relu": unsigned(1)})
+    if sparse:
+        fields["sparse"] = unsigned(1)
     return data.StructLayout(fields)
 
 
@@ -40,10 +42,13 @@ def act_layout(rows, scale_bits=0, row_mult_bits=0):
     return data.StructLayout(fields)
 
 
-def wgt_layout(cols, scale_bits=0, mult_bits=0):
+def wgt_layout(cols, scale_bits=0, mult_bits=0, meta_bits=0):
     """One weight beat: C bytes, one per PE column; with VSQ built, an M-bit weight scale per
-    column."""
+    column; with 2:4 sparsity built (``meta_bits`` > 0), the positions of the kept weights of each
+    column's byte (``meta``)."""
     fields = {"data": data.ArrayLayout(unsigned(8), cols)}
+    if meta_bits:
+        fields["meta"] = data.ArrayLayout(unsigned(meta_bits), cols)
     if scale_bits:
         fields["scale"] = data.ArrayLayout(unsigned(scale_bits), cols)
     if mult_bits:

@@ -1,9 +1,10 @@
 """The weight loader of the GEMM engine: takes commands and writes weight tiles into the array."""
 
-from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..pe import meta_width
 from .layouts import wgt_layout
 from .params import SHIFT_BITS, per_mode, vsel_width
 
@@ -22,6 +23,15 @@ class WeightLoader(wiring.Component):
     tiles end), and marks the bank full (``bank_set``) with the tile's last row. Per bank it keeps
     each column's VSQ weight scale and post-processing multiplier and shift from the tile's beats.
 
+    A 2:4 command (``sparse``, where built) loads compressed weights: the beats are those of the
+    dense matrix of kept values (R per tile, W4A8 R / 2), a tile covers twice the reduction
+    elements (``2R`` in INT8, W4A8 and FP8, ``4R`` in INT4), and ``w.meta`` gives each kept
+    value's position in its group of 4. PE row r holds kept value r of the tile (INT4: kept values
+    2r and 2r + 1, one group), so its group starts at ``k0 + 4 * (r // 2)`` (INT4: ``k0 + 4r``); a
+    kept value at or past the end of K (or of its VSQ vector) is written as 0 (FP8: as padding).
+    The positions go to the PEs on ``w_meta``; a dense command writes the identity (0; INT4: 0 and
+    1).
+
     Members
     -------
     cmd_valid : In(1); cmd_ready : Out(1)
@@ -36,6 +46,8 @@ class WeightLoader(wiring.Component):
         The array's weight write port.
     w_ok : Out(1).array(cols)
         FP8 modes only: the weight written in column c is a real element, not padding.
+    w_meta : Out(meta_width(modes)).array(cols)
+        2:4 only: the positions of the weights written in column c.
     wscale : Out(data.ArrayLayout(M, cols)).array(2)
         VSQ only: per bank, the columns' weight scales.
     wmult, wshift : Out(data.ArrayLayout(...)).array(2)
@@ -52,6 +64,8 @@ class WeightLoader(wiring.Component):
         self._p = p = params
         R, C = p.rows, p.cols
         fp = {"w_ok": Out(1).array(C)} if p.fp else {}
+        if p.sparse:
+            fp["w_meta"] = Out(meta_width(p.modes)).array(C)
         vsq = {"wscale": Out(data.ArrayLayout(unsigned(p.sbits), C)).array(2)} if p.vsq else {}
         post = ({"wmult": Out(data.ArrayLayout(unsigned(p.post_mult_bits), C)).array(2),
                  "wshift": Out(data.ArrayLayout(unsigned(SHIFT_BITS), C)).array(2)}
@@ -59,7 +73,7 @@ class WeightLoader(wiring.Component):
         super().__init__({
             "cmd_valid": In(1), "cmd_ready": Out(1), "ok": In(1), "desc": In(p.desc_layout),
             "queue_push": Out(1), "queue_ready": In(1),
-            "w": In(stream.Signature(wgt_layout(C, p.sbits, p.post_mult_bits))),
+            "w": In(stream.Signature(wgt_layout(C, p.sbits, p.post_mult_bits, p.meta_bits))),
             "bank_free": In(2), "bank_set": Out(2),
             "w_data": Out(8).array(C), "w_row_we": Out(R), "w_bank": Out(1),
             **fp, **vsq, **post,
@@ -85,6 +99,12 @@ class WeightLoader(wiring.Component):
         ld_kdepth = per_mode(m, ld_mode, [R * md.k_per_row for md in modes], p.kd_width,
                              "ld_kdepth")
         ld_kstep = per_mode(m, ld_mode, [md.k_per_row for md in modes], 2, "ld_kstep")
+        if p.sparse:
+            # 2:4: twice the reduction elements per tile; `ld_krow` is the row's group start.
+            ld_sparse = Signal()
+            dense_kdepth, dense_kstep = ld_kdepth, ld_kstep
+            ld_kdepth = Signal(p.kd_width, name="ld_kdepth_sp")
+            ld_kstep = Signal(3, name="ld_kstep_sp")
         ld_is_w4a8 = per_mode(m, ld_mode, [int(md.name == "w4a8") for md in modes], 1, "ld_is_w4a8")
         ld_is_int4 = per_mode(m, ld_mode, [int(md.name == "int4") for md in modes], 1, "ld_is_int4")
         errors = Signal(16)
@@ -95,6 +115,10 @@ class WeightLoader(wiring.Component):
         # In W4A8 a beat fills two rows, low nibbles first; it is taken with the second (or the last row).
         take_beat = Signal()
         m.d.comb += take_beat.eq(~ld_is_w4a8 | ld_row[0] | (ld_row == R - 1))
+        if p.sparse:
+            group_step = Mux(ld_is_int4 | ld_row[0], 4, 0)
+            m.d.comb += [ld_kdepth.eq(Mux(ld_sparse, dense_kdepth << 1, dense_kdepth)),
+                         ld_kstep.eq(Mux(ld_sparse, group_step, dense_kstep))]
         if p.vsq:
             # A VSQ command's k tiles never cross a vector's end: `ld_end` is the end of the
             # current vector (or K); lanes past it are ignored, and the next tile starts there.
@@ -111,6 +135,13 @@ class WeightLoader(wiring.Component):
         lo_ok = Signal()
         hi_ok = Signal()
         m.d.comb += [lo_ok.eq(ld_krow < ld_end), hi_ok.eq(ld_krow + 1 < ld_end)]
+        if p.sparse:
+            # 2:4: positions of the group below the end (0 to 4), shared by the columns.
+            room = Signal(3, name="ld_room")
+            left = Signal(signed(k_width + 1), name="ld_left")
+            m.d.comb += left.eq(ld_end - ld_krow)
+            m.d.comb += room.eq(Mux(left <= 0, 0, Mux(left >= 4, 4, left[:3])))
+            ident = Const(0b0100 if "int4" in p.modes else 0, meta_width(p.modes))
         for c in range(C):
             byte = self.w.payload.data[c]
             col_ok = Signal(name=f"ld_col_ok_{c}")
@@ -119,6 +150,20 @@ class WeightLoader(wiring.Component):
             hi = Mux(ld_is_int4, byte[4:8], Mux(ld_is_w4a8, 0, byte[4:8]))
             lo_keep = col_ok & lo_ok
             hi_keep = col_ok & Mux(ld_is_int4, hi_ok, lo_ok)
+            if p.sparse:
+                meta = self.w.payload.meta[c]
+                pos_lo = Mux(ld_is_w4a8 & ld_row[0], meta[2:4], meta[0:2]) if p.meta_bits == 4 \
+                    else meta[0:2]
+                pos_hi = meta[2:4] if p.meta_bits == 4 else pos_lo
+                sp_lo = Signal(name=f"ld_sp_lo_{c}")
+                sp_hi = Signal(name=f"ld_sp_hi_{c}")
+                m.d.comb += [sp_lo.eq(pos_lo < room),
+                             sp_hi.eq(Mux(ld_is_int4, pos_hi < room, pos_lo < room))]
+                lo_keep = col_ok & Mux(ld_sparse, sp_lo, lo_ok)
+                hi_keep = col_ok & Mux(ld_sparse, sp_hi,
+                                       Mux(ld_is_int4, hi_ok, lo_ok))
+                pe_meta = Cat(pos_lo, pos_hi) if "int4" in p.modes else pos_lo
+                m.d.comb += self.w_meta[c].eq(Mux(ld_sparse, pe_meta, ident))
             m.d.comb += self.w_data[c].eq(Cat(Mux(lo_keep, lo, 0), Mux(hi_keep, hi, 0)))
             if p.fp:
                 m.d.comb += self.w_ok[c].eq(lo_keep)
@@ -144,6 +189,8 @@ class WeightLoader(wiring.Component):
                         if p.vsq:
                             m.d.sync += [ld_vsq.eq(desc.vsq), ld_vsel.eq(desc.vsel),
                                          ld_vbase.eq(0)]
+                        if p.sparse:
+                            m.d.sync += ld_sparse.eq(desc.sparse)
                         m.next = "LOAD"
                     with m.Elif(errors != 0xFFFF):
                         m.d.sync += errors.eq(errors + 1)

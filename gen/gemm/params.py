@@ -50,6 +50,7 @@ class GemmParams:
     vsq_scale_bits: int = 4
     post_mult_bits: int = 0
     post_row_mult_bits: int = 0
+    sparse: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "modes", tuple(self.modes))
@@ -63,6 +64,10 @@ class GemmParams:
         for v in self.vsq_vector_sizes:
             if v < 1:
                 raise ValueError(f"V = {v}: must be at least 1")
+            if self.sparse and v % 4:
+                raise ValueError(f"V = {v}: must be a multiple of 4 with 2:4 sparsity")
+        if self.sparse and self.rows % 2:
+            raise ValueError(f"rows = {self.rows}: must be even with 2:4 sparsity")
 
     # ---- built features ------------------------------------------------------------------------
     @property
@@ -93,6 +98,20 @@ class GemmParams:
         return fp_formats(self.modes)
 
     @property
+    def act_lanes(self):
+        """Bytes of an activation beat: R, or 2R where 2:4 sparsity is built (a sparse k tile
+        covers twice the reduction elements)."""
+        return 2 * self.rows if self.sparse else self.rows
+
+    @property
+    def meta_bits(self):
+        """Bits of a ``w.meta`` lane (2:4): the positions of the kept weights of a weight byte, 4
+        where a byte holds two INT4 weights (``int4``, ``w4a8``), else 2; 0 without 2:4."""
+        if not self.sparse:
+            return 0
+        return 4 if any(n in ("int4", "w4a8") for n in self.modes) else 2
+
+    @property
     def post_shift_bits(self):
         """The post unit's shift: the column's, plus the row's where a per-row factor is built."""
         return SHIFT_BITS + (1 if self.post_row_mult_bits else 0)
@@ -109,7 +128,7 @@ class GemmParams:
     @property
     def kd_width(self):
         """Bits of a k tile's depth."""
-        return max(self.k_width, (2 * self.rows).bit_length())
+        return max(self.k_width, ((4 if self.sparse else 2) * self.rows).bit_length())
 
     @property
     def v_width(self):
@@ -172,6 +191,7 @@ class GemmParams:
             **({"vsq": unsigned(1), "vsel": unsigned(vsel_width(self.vsq_vector_sizes))}
                if self.vsq else {}),
             **({"out": unsigned(2), "relu": unsigned(1)} if self.post else {}),
+            **({"sparse": unsigned(1)} if self.sparse else {}),
         })
 
     @property

@@ -8,7 +8,10 @@ ACCELGEN_GEMM_CASES : a JSON file with a list of GEMMs: ``{"mode", "m", "n", "k"
     ``kind`` is a :func:`sim.golden.gemm.random_operands` kind (FP8 modes have more kinds: NaNs,
     infinities, cancellation; :data:`sim.golden.gemm.FP8_KINDS`). A per-vector scaled (VS-Quant)
     GEMM adds ``"vsq": V`` and ``"scales"``, a :func:`random_scales` kind; its expected result is
-    :func:`sim.golden.vsq.vsq_gemm`.
+    :func:`sim.golden.vsq.vsq_gemm`. A 2:4 GEMM (engines built with ``sparsity = "2:4"``) adds
+    ``"sparse"``, a :data:`SPARSE_KINDS` kind of compressed weights; its expected result is
+    :func:`sim.golden.sparsity.sparse_gemm` (or ``sparse_vsq_gemm``). Dense commands on such an
+    engine fill the activation beat's upper R lanes with random bytes (don't-care).
 ACCELGEN_GAP, ACCELGEN_STALL : probabilities of an idle cycle on every input stream and of a stalled
     cycle on the output (0 by default).
 ACCELGEN_RESULTS : where ``measure`` writes its cycle counts (JSON).
@@ -27,6 +30,7 @@ from cocotb.triggers import RisingEdge, with_timeout
 from cocotb.utils import get_sim_time
 
 from sim.golden import gemm as golden
+from sim.golden import sparsity
 from sim.golden import vsq as golden_vsq
 from sim.runner import seed_from_env
 from sim.tb.streams import (
@@ -43,6 +47,36 @@ PERIOD_NS = 10
 
 SCALE_KINDS = ("uniform", "max", "zero", "one", "mixed")
 POST_OUTPUTS = ("acc", "int8", "int4", "fp32")   # values of the command's `out` field
+SPARSE_KINDS = ("pruned", "patterns", "kept_zeros", "any_meta")
+
+
+def sparse_weights(rng, w, mode, kind):
+    """Compressed 2:4 weights ``(values, meta)`` from random operands ``w``: ``pruned`` (2:4
+    magnitude pruning), ``patterns`` (group g of column n keeps the positions of pattern ``(g +
+    n) mod 6``, so every legal metadata pattern occurs), ``kept_zeros`` (pruned, then half of the
+    kept values zeroed, whole groups among them), or ``any_meta`` (pruned values with independent
+    random positions 0 to 3: all 16 position pairs, equal and decreasing ones too; the engine
+    multiplies each kept value by the activation at its position whatever they are)."""
+    if kind in ("pruned", "kept_zeros", "any_meta"):
+        values, meta = sparsity.compress(sparsity.prune_codes(w, mode))
+        if kind == "kept_zeros":
+            values = np.where(rng.random(values.shape) < 0.5, 0, values)
+            values[:, ::3] = 0
+        if kind == "any_meta":
+            meta = rng.integers(0, 4, size=meta.shape)
+        return values, meta
+    if kind == "patterns":
+        k, n = w.shape
+        k4 = sparsity.padded_k(k)
+        meta = np.zeros((k4 // 2, n), np.int64)
+        for g in range(k4 // 4):
+            for c in range(n):
+                meta[2 * g:2 * g + 2, c] = sparsity.META_PATTERNS[(g + c) % 6]
+        w4 = np.zeros((k4, n), np.int64)
+        w4[:k] = w
+        values = np.take_along_axis(w4, 4 * (np.arange(k4 // 2)[:, None] // 2) + meta, axis=0)
+        return values, meta
+    raise ValueError(f"sparse = {kind!r}: must be one of " + ", ".join(SPARSE_KINDS))
 
 
 def post_params(rng, acc, output, mult_bits, ties=False):
@@ -116,11 +150,12 @@ class GemmTB:
         await start_clock(self.dut, PERIOD_NS)
         await reset(self.dut)
 
-    def queue(self, mode, a, w, code=None, vsq=None, post=None, row=None):
+    def queue(self, mode, a, w, code=None, vsq=None, post=None, row=None, sparse=None):
         """Queue one GEMM; returns its expected output beats. ``vsq``: ``(V, s_qa, s_qw)`` for a
         per-vector scaled GEMM; ``post``: ``(output, relu, mult, shift)`` (per column) for a
         post-processed one; ``row``: ``(mult_a, shift_a)`` (per row) where the engine has a per-row
-        factor (all 1 and 0 when not given)."""
+        factor (all 1 and 0 when not given); ``sparse``: compressed 2:4 weights ``(values,
+        meta)`` for a 2:4 command (``w`` is then ignored)."""
         m, k = a.shape
         n = w.shape[1]
         pay = self.man.payloads
@@ -129,30 +164,50 @@ class GemmTB:
         # VSQ: padding lanes (past K, N or a vector's end) carry -3: the engine must ignore them.
         pad = 0x7F if mode in golden.FP_MODES else 0 if vsq is None else -3
         v = None if vsq is None else vsq[0]
-        wbeats = golden.weight_beats(w, mode, self.rows, self.cols, pad=pad, vector_size=v)
-        abeats = golden.act_beats(a, mode, self.rows, pad=pad, vector_size=v)
+        beats = sparsity if sparse is not None else golden
         cmd = dict(m=m, n=n, k=k, mode=code)
-        wfields = [dict(data=beat) for beat in wbeats]
-        afields = [dict(data=beat) for beat in abeats]
+        if sparse is None:
+            wbeats = golden.weight_beats(w, mode, self.rows, self.cols, pad=pad, vector_size=v)
+            abeats = golden.act_beats(a, mode, self.rows, pad=pad, vector_size=v)
+            wfields = [dict(data=beat) for beat in wbeats]
+            lanes = pay["a"].count("data")
+            # A 2:4 engine's beats are 2R bytes: a dense command's upper R are don't-care.
+            afields = [dict(data=list(beat) + self.rng.integers(0, 256, lanes - len(beat)).tolist())
+                       for beat in abeats]
+            if "sparse" in pay["cmd"].fields:
+                cmd["sparse"] = 0
+        else:
+            values, meta = sparse
+            wbeats = sparsity.weight_beats(values, mode, self.rows, self.cols, pad=pad,
+                                           vector_size=v)
+            mbeats = sparsity.meta_beats(meta, mode, self.rows, self.cols, vector_size=v)
+            abeats = sparsity.act_beats(a, mode, self.rows, pad=pad, vector_size=v)
+            wfields = [dict(data=d, meta=mt) for d, mt in zip(wbeats, mbeats, strict=True)]
+            afields = [dict(data=beat) for beat in abeats]
+            cmd["sparse"] = 1
         p = self.man.parameters
         if vsq is None:
-            y = golden.gemm(a, w, mode)
+            y = golden.gemm(a, w, mode) if sparse is None else sparsity.sparse_gemm(a, *sparse, mode)
         else:
             v, s_qa, s_qw = vsq
             cmd.update(vsq=1, vsel=p["vsq_vector_sizes"].index(v))
-            wsc = golden.weight_scale_beats(s_qw, mode, self.rows, self.cols, k, v)
-            asc = golden.act_scale_beats(s_qa, mode, self.rows, k, v)
+            wsc = beats.weight_scale_beats(s_qw, mode, self.rows, self.cols, k, v)
+            asc = beats.act_scale_beats(s_qa, mode, self.rows, k, v)
             for f, sc in zip(wfields, wsc, strict=True):
                 f["scale"] = sc
             for f, sc in zip(afields, asc, strict=True):
                 f["scale"] = sc
-            y = golden_vsq.vsq_gemm(a, w, s_qa, s_qw, mode=mode, vector_size=v,
-                                    scale_bits=p["vsq_scale_bits"])
+            if sparse is None:
+                y = golden_vsq.vsq_gemm(a, w, s_qa, s_qw, mode=mode, vector_size=v,
+                                        scale_bits=p["vsq_scale_bits"])
+            else:
+                y = sparsity.sparse_vsq_gemm(a, *sparse, s_qa, s_qw, mode=mode, vector_size=v,
+                                             scale_bits=p["vsq_scale_bits"])
         if post is not None:
             output, relu, mult, shift = post
             cmd.update(out=POST_OUTPUTS.index(output), relu=int(relu))
             for name, values in (("mult", mult), ("shift", shift)):
-                lanes = golden.column_param_beats(values, mode, self.rows, self.cols, k, v)
+                lanes = beats.column_param_beats(values, mode, self.rows, self.cols, k, v)
                 for f, lane in zip(wfields, lanes, strict=True):
                     f[name] = lane
             if "mult" in pay["a"].fields:
@@ -162,7 +217,7 @@ class GemmTB:
                 # the other k tiles carry junk
                 last = len(afields) - m
                 for name, values in (("mult", mult_a), ("shift", shift_a)):
-                    lanes = golden.act_row_beats(values, mode, self.rows, k, v)
+                    lanes = beats.act_row_beats(values, mode, self.rows, k, v)
                     bits = pay["a"].fields[name][1]
                     for i, (f, lane) in enumerate(zip(afields, lanes, strict=True)):
                         f[name] = lane if i >= last else int(self.rng.integers(0, 1 << bits))
@@ -216,6 +271,10 @@ def _queue_cases(tb, cases):
     for i, case in enumerate(cases):
         a, w = golden.random_operands(tb.rng, case["m"], case["n"], case["k"], case["mode"],
                                       case.get("kind", "uniform"))
+        sparse = (sparse_weights(tb.rng, w, case["mode"], case["sparse"]) if case.get("sparse")
+                  else None)
+        if sparse is not None:
+            w = sparsity.decompress(*sparse, case["k"]) if case["sparse"] != "any_meta" else w
         vsq = None
         if case.get("vsq"):
             v, bits = case["vsq"], tb.man.parameters["vsq_scale_bits"]
@@ -237,7 +296,7 @@ def _queue_cases(tb, cases):
                                       tb.man.parameters["vsq_post_mult_bits"],
                                       ties=case.get("ties", False))
             post = (case["post"], bool(case.get("relu", False)), mult, shift)
-        beats = tb.queue(case["mode"], a, w, vsq=vsq, post=post, row=row)
+        beats = tb.queue(case["mode"], a, w, vsq=vsq, post=post, row=row, sparse=sparse)
         expected += beats
         labels += [f"case {i} {case}"] * len(beats)
         macs += case["m"] * case["n"] * case["k"]
