@@ -21,6 +21,9 @@ BENCHES = {
                              "digits MLP accuracy, from the golden models"),
     "vsq-rtl": ("sim.bench.vsq_rtl", "the digits MLP's VSQ GEMMs (W4A4, W4A8, V=16, M=4) through "
                 "the RTL GEMM engine: mismatches against the golden model, accuracy, cycles"),
+    "sparsity": ("sim.bench.sparsity", "2:4 structured sparsity: effective MACs per cycle and "
+                 "utilization against dense per mode (RTL), area per PE, the digits MLP pruned "
+                 "2:4 (float, W8A8, W4A4 VSQ) and on the RTL engine"),
     "softmax": ("sim.bench.softmax", "softmax unit: error against internal widths (table, plot, "
                 "Yosys cells), latency and throughput"),
     "noc": ("sim.bench.noc", "mesh NoC: latency against offered load and accepted throughput"),
@@ -131,7 +134,7 @@ def _check_bench(args):
                               "needs it")
         synth_asic.liberty_path()
     preflight.noc_bench_environment()
-    if args.block in ("vsq", "vsq-rtl"):
+    if args.block in ("vsq", "vsq-rtl", "sparsity"):
         preflight.package("sklearn", "scikit-learn", f"accelgen bench {args.block}")
     if "ACCELGEN_BENCH_OUT" in os.environ and not names:
         outdir.check_folder_for_files(os.environ["ACCELGEN_BENCH_OUT"], (),
@@ -143,7 +146,7 @@ def _check_build_root():
     runner.build_root(create=False)
 
 
-SIMULATING_BENCHES = ("gemm", "vsq-rtl", "softmax", "noc", "noc-stress", "scale")
+SIMULATING_BENCHES = ("gemm", "vsq-rtl", "sparsity", "softmax", "noc", "noc-stress", "scale")
 """Benches that build and run a simulator (vsq computes with the golden models, area with Yosys)."""
 
 

@@ -230,7 +230,7 @@ def test_out_rewrites_only_its_own_files(tmp_path):
      "other.json: is a baseline for target 'ice40', not --target generic"),
     (["bench", "nonsense"], {},
      "argument block: invalid choice: 'nonsense' (choose from 'area', 'gemm', 'noc', 'noc-stress', "
-     "'qor', 'scale', 'softmax', 'vsq', 'vsq-rtl') (see `accelgen bench --help`)"),
+     "'qor', 'scale', 'softmax', 'sparsity', 'vsq', 'vsq-rtl') (see `accelgen bench --help`)"),
     (["emit", "--bogus"], {}, "unrecognized arguments: --bogus (see `accelgen --help`)"),
 ])
 def test_bad_input_one_line_status_2(tmp_path, argv, env, message):

@@ -8,7 +8,9 @@ ACCELGEN_MLP_MODEL : an ``.npz`` file with the float model (``w0``, ``b0``, ``w1
     and the test images ``x`` (one per row).
 ACCELGEN_MLP_SETTINGS : a JSON list of quantized settings ``{"name", "a_bits", "w_bits", "m",
     "calibration"}`` (VSQ with V = 16 for weights and activations, as
-    :func:`sim.bench.vsq.mlp_forward_quantized` with scheme ``vsq``).
+    :func:`sim.bench.vsq.mlp_forward_quantized` with scheme ``vsq``); ``"sparse": true`` sends the
+    weight codes (2:4 already) compressed, as 2:4 commands (an engine built with ``sparsity =
+    "2:4"``), checked against :func:`sim.golden.sparsity.sparse_vsq_gemm`.
 ACCELGEN_GAP, ACCELGEN_STALL : probabilities of an idle cycle on every input stream and of a
     stalled cycle on the output (0 by default; cycles are meaningful only without them).
 ACCELGEN_RESULTS : where the test writes, per setting, the logits computed from the engine's
@@ -34,6 +36,7 @@ from cocotb.utils import get_sim_time
 
 from sim.bench import vsq as bench_vsq
 from sim.golden import gemm as golden
+from sim.golden import sparsity
 from sim.golden import vsq as golden_vsq
 from sim.runner import seed_from_env
 from sim.tb.gemm import PERIOD_NS, GemmTB
@@ -50,13 +53,16 @@ def load_model(path):
             data["x"])
 
 
-async def run_gemm(tb, ops, timeout_cycles):
-    """One VSQ GEMM alone on the engine; ``(rtl accumulators, golden accumulators, cycles)``."""
+async def run_gemm(tb, ops, timeout_cycles, sparse=False):
+    """One VSQ GEMM alone on the engine (``sparse``: a 2:4 command of the compressed weights);
+    ``(rtl accumulators, golden accumulators, cycles)``."""
     dut = tb.dut
     a, w = ops["a"], ops["w"]
     m, n = a.shape[0], w.shape[1]
     before = len(tb.o.received)
-    expected = tb.queue(ops["mode"], a, w, vsq=(VECTOR_SIZE, ops["s_qa"], ops["s_qw"]))
+    compressed = sparsity.compress(w) if sparse else None
+    expected = tb.queue(ops["mode"], a, w, vsq=(VECTOR_SIZE, ops["s_qa"], ops["s_qw"]),
+                        sparse=compressed)
     first_in, waited = None, 0
     while len(tb.o.received) < before + len(expected):
         await RisingEdge(dut.clk)
@@ -71,9 +77,13 @@ async def run_gemm(tb, ops, timeout_cycles):
         tb.scoreboard.compare(want, (beat["data"], beat["last"]), f"beat {i} of {ops['mode']} "
                               f"{m}x{n}x{a.shape[1]}")
     rtl = golden.outputs_to_matrix([beat["data"] for beat in got], m, n, tb.cols)
-    gold = golden_vsq.vsq_gemm(a, w, ops["s_qa"], ops["s_qw"], mode=ops["mode"],
-                               vector_size=VECTOR_SIZE,
-                               scale_bits=tb.man.parameters["vsq_scale_bits"])
+    bits = tb.man.parameters["vsq_scale_bits"]
+    if sparse:
+        gold = sparsity.sparse_vsq_gemm(a, *compressed, ops["s_qa"], ops["s_qw"], mode=ops["mode"],
+                                        vector_size=VECTOR_SIZE, scale_bits=bits)
+    else:
+        gold = golden_vsq.vsq_gemm(a, w, ops["s_qa"], ops["s_qw"], mode=ops["mode"],
+                                   vector_size=VECTOR_SIZE, scale_bits=bits)
     while dut.busy.value:
         await RisingEdge(dut.clk)
     return rtl, gold, cycles
@@ -107,7 +117,8 @@ async def mlp(dut):
                 tiles = -(-n // tb.cols) * -(-k // golden.tile_k(ops["mode"], tb.rows))
                 budget = int((1000 + 4 * tiles * (m + 2 * tb.rows + tb.cols + 8))
                              / max(0.05, (1 - gap) * (1 - stall)))
-                rtl, gold, cycles = await run_gemm(tb, ops, budget)
+                rtl, gold, cycles = await run_gemm(tb, ops, budget,
+                                                   sparse=bool(setting.get("sparse")))
                 gemms.append({"layer": i, "first_image": start, "mode": ops["mode"], "m": m,
                               "n": n, "k": k, "cycles": cycles,
                               "mismatches": int(np.count_nonzero(rtl != gold)),
