@@ -227,6 +227,20 @@ def _run(cmd, log, timeout, cwd, what):
     return proc, seconds
 
 
+def module_display_name(name):
+    """A module name as the report shows it: Yosys's ``$paramod\\NAME\\DEPTH=32'b...`` of a
+    parameterized module (a delay line) as ``NAME #(DEPTH=3)``."""
+    if not name.startswith("$paramod"):
+        return name.lstrip("\\")
+    base, *params = name.split("\\")[1:]
+    shown = []
+    for param in params:
+        key, _, value = param.partition("=")
+        bits = value.split("'")[-1]
+        shown.append(f"{key}={int(bits, 2)}" if bits and set(bits) <= {"0", "1"} else param)
+    return f"{base} #({', '.join(shown)})"
+
+
 def _module_areas(netlist, top, cell_areas, macros):
     """Per module: own logic area, flip-flops, cells, submodule instances, macro instances, and the
     totals with submodules, and the number of instances under ``top``."""
@@ -280,7 +294,7 @@ def _module_areas(netlist, top, cell_areas, macros):
     for name in order:
         t = totals(name)
         macro_area = sum(macros[m][0] * n for m, n in t["macros"].items())
-        rows.append({"module": name, "instances": count[name],
+        rows.append({"module": module_display_name(name), "instances": count[name],
                      "area_um2": round(own[name]["area"], 1),
                      "area_with_submodules_um2": round(t["area"], 1),
                      "flip_flops": t["flip_flops"], "cells": t["cells"],

@@ -298,3 +298,10 @@ def test_sram_modules_come_from_the_manifest_hierarchy():
          "parameters": {"depth": 64, "width": 8, "reads": 1, "writes": 1}}]}
     assert synth_asic.sram_modules(manifest) == {
         "x_sram_1r1w_d64_w8": {"words": 64, "width": 8, "read_ports": 1, "write_ports": 1}}
+
+
+def test_parameterized_modules_are_reported_by_name_and_parameters():
+    from gen.synth_asic import module_display_name
+    assert module_display_name("$paramod\\t_delay_w70\\DEPTH=32'00000000000000000000000000000011") \
+        == "t_delay_w70 #(DEPTH=3)"
+    assert module_display_name("t_pe") == "t_pe"
