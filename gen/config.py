@@ -357,6 +357,13 @@ class SoftmaxConfig:
     max_len: int = _int_field(1024, 1, 16384, "longest row L_max in elements; longer rows are cut")
     sum_frac: int = _int_field(0, 0, 48, "S: fraction bits of exp2 terms and of the sum (0 = derived)")
     recip_bits: int = _int_field(0, 0, 40, "M: reciprocal precision in bits (0 = derived)")
+    table_reg: bool = _bool_field(False, "a register after the exp2 table lookups (+1 cycle per "
+                                         "pass)")
+    shift_reg: bool = _bool_field(True, "a register after the table entries' shifts (+1 cycle per "
+                                        "pass)")
+    recip_step_bits: int = _int_field(1, 1, 8, "reciprocal quotient bits per pipeline stage "
+                                               "(1 + ceil((M + 2) / this) cycles)")
+    mult_stages: int = _int_field(2, 1, 2, "pipeline stages of the output multiply")
 
     def _validate(self):
         if self.in_frac > self.in_width - 1:

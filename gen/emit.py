@@ -52,7 +52,8 @@ def _softmax_args(cfg):
     """Keyword arguments of :class:`gen.softmax.Softmax` for a :class:`SoftmaxConfig`."""
     return dict(lanes=cfg.lanes, in_width=cfg.in_width, in_frac=cfg.in_frac,
                 out_frac=cfg.out_frac, max_len=cfg.max_len, sum_frac=cfg.sum_frac,
-                recip_bits=cfg.recip_bits)
+                recip_bits=cfg.recip_bits, table_reg=cfg.table_reg, shift_reg=cfg.shift_reg,
+                recip_step_bits=cfg.recip_step_bits, mult_stages=cfg.mult_stages)
 
 
 def _gemm_top(cfg, engine=None):
@@ -206,13 +207,19 @@ def _softmax_top(cfg):
             "recip_bits": unit.recip_bits, "reciprocal_width": unit.recip_bits + 2,
             "derived": {"sum_frac": cfg.sum_frac == 0, "recip_bits": cfg.recip_bits == 0},
             "buffer_beats": unit.buffer_depth,
+            "row_info_entries": unit.info_depth,
+            "output_queue_beats": unit.out_depth,
+            "pipeline": unit.pipeline,
             "error_bound_lsb": "0.51 with derived widths",
         },
         performance={
             "throughput_elements_per_cycle": cfg.lanes,
+            "throughput_definition": "one beat (P elements) per cycle on both streams for any "
+                                     "sequence of rows, back to back, while the output is ready",
             "min_row_beats_without_bubbles": unit.min_beats,
             "latency_cycles": f"ceil(L / {cfg.lanes}) + {unit.latency_constant}",
             "latency_constant": unit.latency_constant,
+            "latency_parts": unit.latency_parts,
             "latency_definition": "cycles from a row's first input handshake to its first output "
                                   "beat, without stalls; the row's last output follows "
                                   "ceil(L / P) - 1 cycles later",

@@ -95,30 +95,105 @@ def test_narrow_overrides(tmp_path, seed):
     run_rows(tmp_path, NARROW, rows, seed, 0.25, 0.35)
 
 
+# P3 with every pipelining knob changed from its default: bit-exact and at full rate too.
+P3_FLAT = {"softmax": {**P3["softmax"], "top": "softmax_p3_flat", "table_reg": True,
+                       "shift_reg": False, "recip_step_bits": 3, "mult_stages": 1}}
+PIPELINES = pytest.mark.parametrize("sections", [P3, P3_FLAT], ids=["pipelined", "flat"])
+
+
+def adversarial_lengths(p, rng):
+    """Row sequences (lengths in elements) that stalled the unit when its reciprocal took one
+    quotient bit per cycle and its row-information queue held two rows: rows of one beat, rows
+    of one element, the longest row followed by many short ones or by rows of the old divider's
+    M + 3 beats, the longest rows back to back, and random mixes of every length."""
+    P, longest = p.lanes, p.max_beats * p.lanes
+    divider = min((p.recip_bits + 3) * P, longest)
+    return {
+        "one_beat": [P] * 40,
+        "one_element": [1] * 30,
+        "longest_then_one_beat": [longest] + [P] * (p.max_beats + 8),
+        "longest_then_divider_rows": [longest] + [divider] * 6 + [longest] + [divider] * 8,
+        "longest": [longest] * 4,
+        "alternating": [P, longest] * 4,
+        "mixed": [int(n) for n in rng.integers(1, longest + 1, 40)],
+    }
+
+
+def adversarial_rows(p, rng):
+    rows = []
+    for name, lengths in adversarial_lengths(p, rng).items():
+        rows += [row(golden.random_row(rng, L, p, golden.ROW_KINDS[n % 4]), name=f"{name} {n}")
+                 for n, L in enumerate(lengths)]
+    return rows
+
+
+def ideal_output_cycles(beats, constant):
+    """First to last output cycle of rows of ``beats`` beats sent back to back without a wait, when
+    each row's output starts as soon as both its latency and the previous row's output allow: a
+    row's first output cannot come before its last input (pass 2 needs the row's sum)."""
+    start = end = None
+    first_in = 0
+    for b in beats:
+        s = first_in + b + constant if end is None else max(end + 1, first_in + b + constant)
+        start = s if start is None else start
+        end = s + b - 1
+        first_in += b
+    return end - start + 1
+
+
+def measure(sim_build, tmp_path, rows, name, alone=True):
+    results = tmp_path / f"{name}.json"
+    runner.run(sim_build, "sim.tb.softmax", testcase="measure", seed=1,
+               extra_env={"ACCELGEN_SOFTMAX_ROWS": write_json(tmp_path, f"{name}-rows.json", rows),
+                          "ACCELGEN_RESULTS": str(results),
+                          "ACCELGEN_MEASURE_ALONE": "1" if alone else "0"})
+    return json.loads(results.read_text())
+
+
 @pytest.mark.sim
-def test_throughput_and_latency(tmp_path):
-    """Latency is the manifest's formula; rows of min_beats beats stream with no idle cycle on either
-    side (P elements per cycle), rows one beat shorter leave gaps on the output."""
-    p = params(P3)
+@PIPELINES
+def test_latency_is_the_manifest_formula(tmp_path, sections):
+    """A row sent alone: first output ``ceil(L / P) + latency_constant`` cycles after its first
+    input, its last ``ceil(L / P) - 1`` cycles after that; the constant is the sum of its parts."""
+    p = params(sections)
     rng = np.random.default_rng(5)
-    sim_build = build_block(P3, "softmax")
+    sim_build = build_block(sections, "softmax")
     perf = json.loads(sim_build.manifest_path.read_text())["performance"]
-    min_beats = perf["min_row_beats_without_bubbles"]
     assert perf["latency_cycles"] == f"ceil(L / {p.lanes}) + {perf['latency_constant']}"
-    for beats, bubbles in [(min_beats, False), (min_beats - 1, True)]:
-        rows = [row(golden.random_row(rng, beats * p.lanes, p)) for _ in range(5)]
-        results = tmp_path / f"results{beats}.json"
-        runner.run(sim_build, "sim.tb.softmax", testcase="measure", seed=1,
-                   extra_env={"ACCELGEN_SOFTMAX_ROWS": write_json(tmp_path, "rows.json", rows),
-                              "ACCELGEN_RESULTS": str(results)})
-        got = json.loads(results.read_text())
-        for alone in got["alone"]:
-            assert alone["latency"] == beats + perf["latency_constant"]
-            assert alone["span"] == alone["latency"] + beats - 1
-        stream = got["stream"]
-        assert stream["input_wait_cycles"] == 0 or bubbles
-        assert (stream["output_cycles"] > stream["beats"]) == bubbles, stream
-        assert stream["input_cycles"] == stream["beats"] or bubbles
+    assert perf["latency_constant"] == sum(perf["latency_parts"].values())
+    assert perf["min_row_beats_without_bubbles"] == 1
+    lengths = [1, p.lanes, p.lanes + 1, 17, p.max_len]
+    got = measure(sim_build, tmp_path, [row(golden.random_row(rng, L, p)) for L in lengths], "lat")
+    for L, alone in zip(lengths, got["alone"], strict=True):
+        beats = -(-L // p.lanes)
+        assert alone["latency"] == beats + perf["latency_constant"], (L, alone)
+        assert alone["span"] == alone["latency"] + beats - 1, (L, alone)
+
+
+@pytest.mark.sim
+@PIPELINES
+def test_full_rate_on_adversarial_sequences(tmp_path, seed, sections):
+    """Every adversarial sequence back to back, the output always ready: the input never waits
+    (one beat, P elements, per cycle), the output has no gap but those of a two-pass unit (a
+    long row after short ones waits for its own last beat), and every beat is bit-exact."""
+    p = params(sections)
+    rows = adversarial_rows(p, np.random.default_rng(seed + 4))
+    sim_build = build_block(sections, "softmax")
+    perf = json.loads(sim_build.manifest_path.read_text())["performance"]
+    stream = measure(sim_build, tmp_path, rows, "adv", alone=False)["stream"]
+    assert stream["input_wait_cycles"] == 0, stream
+    assert stream["input_cycles"] == stream["beats"], stream
+    beats = [max(1, -(-len(r["x"]) // p.lanes)) for r in rows]
+    assert stream["output_cycles"] == ideal_output_cycles(beats, perf["latency_constant"]), stream
+
+
+@pytest.mark.sim
+@PIPELINES
+def test_adversarial_sequences_with_gaps_and_stalls(tmp_path, seed, sections):
+    """The same sequences with random input gaps and output stalls: still bit-exact."""
+    p = params(sections)
+    rows = adversarial_rows(p, np.random.default_rng(seed + 5))
+    run_rows(tmp_path, sections, rows, seed, 0.3, 0.4)
 
 
 @pytest.mark.sim
@@ -152,7 +227,10 @@ def test_icarus(tmp_path, seed):
     ({"top": "9lives"}, 'softmax.top = "9lives": must be a Verilog identifier: a letter or _, then '
                         'letters, digits or _'),
     ({"lane": 4}, "softmax.lane = 4: unknown key; allowed keys are top, lanes, in_width, in_frac, "
-                  "out_frac, max_len, sum_frac, recip_bits"),
+                  "out_frac, max_len, sum_frac, recip_bits, table_reg, shift_reg, "
+                  "recip_step_bits, mult_stages"),
+    ({"recip_step_bits": 0}, "softmax.recip_step_bits = 0: must be an integer from 1 to 8"),
+    ({"mult_stages": 3}, "softmax.mult_stages = 3: must be an integer from 1 to 2"),
 ])
 def test_config_messages(section, message):
     with pytest.raises(ConfigError) as exc:
@@ -169,7 +247,11 @@ def test_manifest_reports_derived_widths_and_performance():
     assert q["derived"] == {"sum_frac": True, "recip_bits": True}
     assert q["table_entries"] == 16 and q["table_entry_width"] == 29
     assert perf["throughput_elements_per_cycle"] == 4
-    assert perf["latency_cycles"] == "ceil(L / 4) + 24" and perf["min_row_beats_without_bubbles"] == 19
+    assert perf["latency_cycles"] == f"ceil(L / 4) + {perf['latency_constant']}"
+    assert perf["min_row_beats_without_bubbles"] == 1
+    assert q["pipeline"] == {"table_reg": False, "shift_reg": True, "recip_step_bits": 1,
+                             "mult_stages": 2}
+    assert q["row_info_entries"] == q["buffer_beats"]
     fields = {f["name"]: f for f in man["streams"]["o"]["fields"]}
     assert fields["o.data.0" if "o.data.0" in fields else "data.0"]["width"] == 9
     over = parse_config({"softmax": {"sum_frac": 15, "recip_bits": 14}}).softmax
@@ -202,10 +284,11 @@ def test_bench_softmax_quick(tmp_path, monkeypatch):
     for r in result["speed"]["latency"]:
         assert r["measured"] == r["formula"], r
     lanes = result["accuracy"]["format"]["lanes"]
-    min_len = result["speed"]["performance"]["min_row_beats_without_bubbles"] * lanes
+    names = [r["rows"] for r in result["speed"]["throughput"]]
+    assert "L=64 x 16" in names and "256, then 76 x 6" in names, names
     for r in result["speed"]["throughput"]:
-        if r["L"] >= min_len:
-            assert r["elements_per_cycle"] == lanes and r["input_wait_cycles"] == 0, r
+        assert r["elements_per_cycle"] == lanes and r["input_wait_cycles"] == 0, r
+        assert r["output_cycles"] == r["ideal_output_cycles"], r
     try:
         import matplotlib  # noqa: F401 - only whether it is importable
     except ImportError:

@@ -91,7 +91,8 @@ def system(**over):
      "vsq_post_row_mult_bits"),
     (system(softmax=dict(SOFTMAX, lane=2)),
      "system.softmax.lane = 2: unknown key; allowed keys are lanes, in_width, in_frac, "
-     "out_frac, max_len, sum_frac, recip_bits"),
+     "out_frac, max_len, sum_frac, recip_bits, table_reg, shift_reg, recip_step_bits, "
+     "mult_stages"),
     (system(gemm=dict(GEMM, top="tile_gemm")),
      'system.gemm.top = "tile_gemm": not allowed: a tile\'s engine is not a Verilog module of '
      "its own (system.top names the system's)"),

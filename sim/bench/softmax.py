@@ -16,8 +16,11 @@ L_max = 64, so that the row buffer, mapped to flip-flops by Yosys, stays small; 
 PATH, and skipped with ``--quick``.
 
 Speed: the derived configuration is built and simulated; every row is sent alone to measure its latency
-(first input handshake to first output beat) against the manifest's formula, then rows are sent back to
-back, without gaps or stalls, to measure throughput (elements per cycle on the output) and idle cycles.
+(first input handshake to first output beat) against the manifest's formula, then sequences of rows of
+mixed lengths (:func:`sequences`: attention rows of 64, rows of one beat, the longest row followed by
+many short ones, ...) are sent back to back, the output always ready, to count the input's stall
+cycles (valid high, ready low), the elements taken per input cycle, and the output's span against
+that of an ideal two-pass unit (:func:`ideal_output_cycles`).
 """
 
 import json
@@ -148,14 +151,47 @@ def _plot(acc, path):
     return str(path)
 
 
-def _measure(sim_build, rows, tmp, name):
+def _measure(sim_build, rows, tmp, name, alone=True):
     rows_path = Path(tmp) / f"{name}.json"
     results = Path(tmp) / f"{name}-results.json"
     rows_path.write_text(json.dumps([{"x": [int(v) for v in x]} for x in rows]))
     runner.run(sim_build, "sim.tb.softmax", testcase="measure", seed=1,
                extra_env={"ACCELGEN_SOFTMAX_ROWS": str(rows_path),
-                          "ACCELGEN_RESULTS": str(results)})
+                          "ACCELGEN_RESULTS": str(results),
+                          "ACCELGEN_MEASURE_ALONE": "1" if alone else "0"})
     return json.loads(results.read_text())
+
+
+def sequences(max_len, lanes, recip_bits, rng):
+    """Named row sequences (lengths in elements) for the throughput runs: attention rows of 64,
+    rows of one beat, the longest rows back to back, the longest row then rows of the old
+    divider's ``M + 3`` beats (76 elements by default) or of one beat, and a random mix."""
+    divider = min((recip_bits + 3) * lanes, max_len)
+    return {
+        "L=64 x 16": [min(64, max_len)] * 16,
+        f"L={lanes} (one beat) x 64": [lanes] * 64,
+        f"{max_len} x 3": [max_len] * 3,
+        f"{max_len}, then {divider} x 6": [max_len] + [divider] * 6,
+        f"{max_len}, then {lanes} x {max_len // lanes + 8}": [max_len] + [lanes] * (max_len // lanes
+                                                                                    + 8),
+        f"{max_len}, {divider} x 6, 64 x 8, {lanes} x 32, {max_len}": (
+            [max_len] + [divider] * 6 + [min(64, max_len)] * 8 + [lanes] * 32 + [max_len]),
+        "random 1..L_max x 24": [int(n) for n in rng.integers(1, max_len + 1, 24)],
+    }
+
+
+def ideal_output_cycles(beats, constant):
+    """First to last output of rows sent back to back without waits when each row's output starts
+    as soon as its latency and the previous row's output allow (a two-pass unit cannot start a
+    row's output before its last input)."""
+    start = end = None
+    first_in = 0
+    for b in beats:
+        s = first_in + b + constant if end is None else max(end + 1, first_in + b + constant)
+        start = s if start is None else start
+        end = s + b - 1
+        first_in += b
+    return end - start + 1
 
 
 def speed(max_len, sim=None):
@@ -168,8 +204,7 @@ def speed(max_len, sim=None):
     p = golden.SoftmaxParams(max_len=max_len, **FORMAT)
     rng = np.random.default_rng(11)
     P = FORMAT["lanes"]
-    min_len = perf["min_row_beats_without_bubbles"] * P
-    lat_lengths = sorted({1, P, 16, min_len, 64, max_len})
+    lat_lengths = sorted({1, P, 16, 64, 76, max_len})
     out = {"simulator": sim_build.sim, "build_s": round(build_s, 1), "parameters": par,
            "performance": perf, "latency": [], "throughput": []}
     with tempfile.TemporaryDirectory() as tmp:
@@ -178,13 +213,17 @@ def speed(max_len, sim=None):
             out["latency"].append({"L": L, "measured": alone["latency"],
                                    "formula": -(-L // P) + perf["latency_constant"],
                                    "last_output": alone["span"]})
-        for L in sorted({min_len - P, min_len, 256, max_len}):
-            rows = [golden.random_row(rng, L, p) for _ in range(4)]
-            s = _measure(sim_build, rows, tmp, f"tp{L}")["stream"]
+        for n, (name, lengths) in enumerate(sequences(max_len, P, par["recip_bits"], rng).items()):
+            rows = [golden.random_row(rng, L, p) for L in lengths]
+            s = _measure(sim_build, rows, tmp, f"tp{n}", alone=False)["stream"]
+            beats = [-(-L // P) for L in lengths]
             out["throughput"].append({
-                "L": L, "rows": 4, "beats": s["beats"], "output_cycles": s["output_cycles"],
-                "input_wait_cycles": s["input_wait_cycles"],
-                "elements_per_cycle": round(s["beats"] * P / s["output_cycles"], 3)})
+                "rows": name, "count": len(lengths), "beats": s["beats"],
+                "input_cycles": s["input_cycles"], "input_wait_cycles": s["input_wait_cycles"],
+                "longest_input_wait": s["longest_input_wait"],
+                "elements_per_cycle": round(s["beats"] * P / s["input_cycles"], 3),
+                "output_cycles": s["output_cycles"],
+                "ideal_output_cycles": ideal_output_cycles(beats, perf["latency_constant"])})
     return out
 
 
@@ -224,14 +263,20 @@ def format_table(result):
     sp = result["speed"]
     perf = sp["performance"]
     lines.append(f"speed on {sp['simulator']} (build {sp['build_s']} s): latency formula "
-                 f"{perf['latency_cycles']} cycles, rows of >= {perf['min_row_beats_without_bubbles']}"
-                 f" beats back to back without idle cycles")
+                 f"{perf['latency_cycles']} cycles ({perf['latency_parts']}); rows of any length "
+                 f"back to back at one beat per cycle")
     lines.append(f"{'L':>6} {'latency':>8} {'formula':>8} {'last out':>9}")
     for r in sp["latency"]:
         lines.append(f"{r['L']:>6} {r['measured']:>8} {r['formula']:>8} {r['last_output']:>9}")
-    lines.append(f"{'L':>6} {'rows':>5} {'beats':>6} {'out cycles':>10} {'in waits':>9} "
-                 f"{'elem/cycle':>10}")
+    lines.append(f"{'rows (elements), back to back':44} {'beats':>6} {'in cycles':>9} "
+                 f"{'in waits':>8} {'longest':>7} {'elem/cycle':>10} {'out cycles':>10} "
+                 f"{'ideal':>6}")
     for r in sp["throughput"]:
-        lines.append(f"{r['L']:>6} {r['rows']:>5} {r['beats']:>6} {r['output_cycles']:>10} "
-                     f"{r['input_wait_cycles']:>9} {r['elements_per_cycle']:>10}")
+        lines.append(f"{r['rows']:44} {r['beats']:>6} {r['input_cycles']:>9} "
+                     f"{r['input_wait_cycles']:>8} {r['longest_input_wait']:>7} "
+                     f"{r['elements_per_cycle']:>10} {r['output_cycles']:>10} "
+                     f"{r['ideal_output_cycles']:>6}")
+    lines.append("(elem/cycle: elements taken per input cycle; in waits: cycles with the input valid "
+                 "and not ready, the output always ready; ideal: the output span of a two-pass unit "
+                 "whose rows start as soon as their own last input allows)")
     return "\n".join(lines)

@@ -8,6 +8,7 @@ ACCELGEN_SOFTMAX_ROWS : a JSON file with a list of rows ``{"x": [ints], "mask": 
     optional); each row is sent as ``ceil(L / P)`` beats, the last padded with masked lanes.
 ACCELGEN_GAP, ACCELGEN_STALL : probabilities of an idle input cycle and of a stalled output cycle.
 ACCELGEN_RESULTS : where ``measure`` writes its cycle counts (JSON).
+ACCELGEN_MEASURE_ALONE : "0" makes ``measure`` skip sending each row alone (default "1").
 SEED : the seed of the gaps and stalls.
 """
 
@@ -49,6 +50,8 @@ class Handshakes:
         self.inputs = []
         self.outputs = []
         self.input_waits = 0   # cycles with i.valid high and i.ready low
+        self.wait_run = 0
+        self.longest_wait = 0  # the longest run of such cycles
         cocotb.start_soon(self._run())
 
     async def _run(self):
@@ -60,8 +63,11 @@ class Handshakes:
             if dut.i__valid.value == 1:
                 if dut.i__ready.value == 1:
                     self.inputs.append(self.cycle)
+                    self.wait_run = 0
                 else:
                     self.input_waits += 1
+                    self.wait_run += 1
+                    self.longest_wait = max(self.longest_wait, self.wait_run)
             if dut.o__valid.value == 1 and dut.o__ready.value == 1:
                 self.outputs.append(self.cycle)
 
@@ -150,12 +156,15 @@ async def rows(dut):
 async def measure(dut):
     """Latency of each row sent alone, then the input stalls and output gaps of all rows back to back.
 
-    Writes ACCELGEN_RESULTS: ``{"alone": [{"beats", "latency", "span"}], "stream": {...}}``.
+    Writes ACCELGEN_RESULTS: ``{"alone": [{"beats", "latency", "span"}], "stream": {...}}``; the
+    stream's ``input_wait_cycles`` are the cycles with the input valid and not ready,
+    ``longest_input_wait`` the longest run of them.
     """
     tb = SoftmaxTB(dut, seed=seed_from_env(1))
     await tb.start()
     alone = []
-    for n, row in enumerate(_rows()):
+    rows = _rows() if os.environ.get("ACCELGEN_MEASURE_ALONE", "1") != "0" else []
+    for n, row in enumerate(rows):
         before_in, before_out = len(tb.hs.inputs), len(tb.hs.outputs)
         beats = tb.queue(row["x"], row.get("mask"), f"alone row {n}")
         while len(tb.hs.outputs) < before_out + beats:
@@ -167,6 +176,7 @@ async def measure(dut):
             await RisingEdge(dut.clk)
     # Back to back: every row again, queued at once.
     before_in, before_out, waits = len(tb.hs.inputs), len(tb.hs.outputs), tb.hs.input_waits
+    tb.hs.longest_wait = 0
     total = sum(tb.queue(row["x"], row.get("mask"), f"stream row {n}")
                 for n, row in enumerate(_rows()))
     while len(tb.hs.outputs) < before_out + total:
@@ -174,6 +184,7 @@ async def measure(dut):
     ins, outs = tb.hs.inputs[before_in:], tb.hs.outputs[before_out:]
     stream = {"beats": total, "input_cycles": ins[-1] - ins[0] + 1,
               "input_wait_cycles": tb.hs.input_waits - waits,
+              "longest_input_wait": tb.hs.longest_wait,
               "output_cycles": outs[-1] - outs[0] + 1,
               "first_in_to_last_out": outs[-1] - ins[0]}
     await tb.check(1000)
