@@ -447,8 +447,7 @@ class SystemConfig:
     gemm: GemmConfig = _section_field(
         GemmConfig, "the GEMM engine of every tile",
         refused={"top": "not allowed: a tile's engine is not a Verilog module of its own "
-                        "(system.top names the system's)",
-                 "sparsity": "not allowed: the system's tiles and host run dense GEMMs only"})
+                        "(system.top names the system's)"})
     softmax: SoftmaxConfig | None = _section_field(
         SoftmaxConfig, "the softmax unit of every tile (absent: none)", optional=True,
         refused={"top": "not allowed: a tile's softmax unit is not a Verilog module of its own "

@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sim.golden import gemm as G
+from sim.golden import sparsity as SP
 from sim.layout import Layout
 
 __all__ = ["Layout", "System", "Packet", "Phase", "Plan", "HostPacket", "OUTS",
@@ -127,6 +128,7 @@ class System:
             if lack:
                 raise ValueError(f"manifest parameter {what!r} lacks " + ", ".join(lack))
         self.modes = tuple(params["modes"])
+        self.sparse = params.get("sparsity") == "2:4"
         self.mode_codes = {str(k): int(v) for k, v in params["mode_codes"].items()}
         self.vector_sizes = tuple(int(v) for v in params["vsq_vector_sizes"])
         self.softmax = ({n: int(params[f"softmax_{n}"]) for n in SOFTMAX_PARAMETERS}
@@ -185,9 +187,10 @@ class System:
                              f"scratchpad (spad_words = {self.spad_words})")
 
     def gemm_command(self, *, m, n, k, mode, a_addr, a_count, w_addr, w_count, o_addr, pack=0,
-                     vector_size=None, out="acc", relu=0):
+                     vector_size=None, out="acc", relu=0, sparse=False):
         """A GEMM command word. ``vector_size`` V makes it a VSQ command (V must be built);
-        ``out`` is the post unit's output (``acc``, ``int8``, ``int4``, ``fp32``)."""
+        ``out`` is the post unit's output (``acc``, ``int8``, ``int4``, ``fp32``); ``sparse``: a
+        2:4 command (engines built with ``sparsity = "2:4"``)."""
         if mode not in self.modes:
             raise ValueError(f"mode = {mode!r}: the system's engines are built with "
                              + ", ".join(self.modes))
@@ -197,6 +200,10 @@ class System:
         self._span("GEMM a", a_addr, a_count)
         self._span("GEMM w", w_addr, w_count)
         g = {"m": m, "n": n, "k": k, "mode": self.mode_codes[mode]}
+        if sparse:
+            if not self.sparse:
+                raise ValueError("sparse: the engines are built without 2:4 sparsity")
+            g["sparse"] = 1
         if vector_size is not None:
             if vector_size not in self.vector_sizes:
                 raise ValueError(f"vector_size = {vector_size}: the engines are built with VSQ "
@@ -237,40 +244,58 @@ class System:
             raise ValueError(f"WAIT count = {count}: must be 0 to {top}")
         return self.command.pack(op=self.ops["wait"], a_count=count)
 
-    def a_words(self, a, mode, *, vector_size=None, s_qa=None, row_mult=None, row_shift=None):
+    def a_words(self, a, mode, *, vector_size=None, s_qa=None, row_mult=None, row_shift=None,
+                sparse=False):
         """The ``a`` beats of A (M x K codes) as words (:func:`sim.golden.gemm.act_beats`), with
         the VSQ scales ``s_qa`` (M x K/V) and, where the layout has them, the post unit's per-row
-        ``mult`` / ``shift`` (default 1 and 0: no per-row factor)."""
+        ``mult`` / ``shift`` (default 1 and 0: no per-row factor). ``sparse``: the 2R-byte beats
+        of a 2:4 command (:func:`sim.golden.sparsity.act_beats`); a dense command's beats on
+        2:4 engines fill the upper R lanes with 0."""
         a = np.asarray(a)
         m, k = a.shape
-        beats = G.act_beats(a, mode, self.rows, vector_size=vector_size)
+        G_ = SP if sparse else G
+        beats = G_.act_beats(a, mode, self.rows, vector_size=vector_size)
+        if self.sparse and not sparse:
+            beats = [list(b) + [0] * self.rows for b in beats]
         if len(beats) and len(beats[0]) != self.a.count("data"):
             raise ValueError(f"a beats of {len(beats[0])} bytes for a layout of "
                              f"{self.a.count('data')}")
         extra = [dict() for _ in beats]
         if vector_size is not None:
-            for e, s in zip(extra, G.act_scale_beats(s_qa, mode, self.rows, k, vector_size),
+            for e, s in zip(extra, G_.act_scale_beats(s_qa, mode, self.rows, k, vector_size),
                             strict=True):
                 e["scale"] = s
         if self.a.has("mult"):
-            mults = G.act_row_beats(np.ones(m) if row_mult is None else row_mult, mode,
-                                    self.rows, k, vector_size)
-            shifts = G.act_row_beats(np.zeros(m) if row_shift is None else row_shift, mode,
+            mults = G_.act_row_beats(np.ones(m) if row_mult is None else row_mult, mode,
                                      self.rows, k, vector_size)
+            shifts = G_.act_row_beats(np.zeros(m) if row_shift is None else row_shift, mode,
+                                      self.rows, k, vector_size)
             for e, mu, sh in zip(extra, mults, shifts, strict=True):
                 e.update(mult=mu, shift=sh)
         return [self.a.pack(data=b, **e) for b, e in zip(beats, extra, strict=True)]
 
-    def w_words(self, w, mode, *, vector_size=None, s_qw=None, mult=None, shift=None):
+    def w_words(self, w, mode, *, vector_size=None, s_qw=None, mult=None, shift=None,
+                sparse=False):
         """The ``w`` beats of W (K x N codes) as words (:func:`sim.golden.gemm.weight_beats`), with
-        the VSQ scales ``s_qw`` (K/V x N) and the post unit's per-column ``mult`` / ``shift``."""
+        the VSQ scales ``s_qw`` (K/V x N) and the post unit's per-column ``mult`` / ``shift``.
+        ``sparse``: W (at most 2 nonzeros in every group of 4 along K) compressed for a 2:4
+        command, the kept values and their positions (:mod:`sim.golden.sparsity`)."""
         w = np.asarray(w)
         k, n = w.shape
         R, C = self.rows, self.cols
-        beats = G.weight_beats(w, mode, R, C, vector_size=vector_size)
-        extra = [dict() for _ in beats]
+        G_ = SP if sparse else G
+        if sparse:
+            if not self.sparse:
+                raise ValueError("sparse: the engines are built without 2:4 sparsity")
+            values, meta = SP.compress(w)
+            beats = SP.weight_beats(values, mode, R, C, vector_size=vector_size)
+            extra = [{"meta": mt} for mt in SP.meta_beats(meta, mode, R, C,
+                                                          vector_size=vector_size)]
+        else:
+            beats = G.weight_beats(w, mode, R, C, vector_size=vector_size)
+            extra = [dict() for _ in beats]
         if vector_size is not None:
-            for e, s in zip(extra, G.weight_scale_beats(s_qw, mode, R, C, k, vector_size),
+            for e, s in zip(extra, G_.weight_scale_beats(s_qw, mode, R, C, k, vector_size),
                             strict=True):
                 e["scale"] = s
         if mult is not None:
@@ -278,8 +303,8 @@ class System:
                 raise ValueError("w: the engines have no post-processing unit (no mult lanes)")
             for key, vals in (("mult", mult), ("shift", shift)):
                 vals = np.broadcast_to(np.asarray(vals, dtype=np.int64), (n,))
-                for e, lanes in zip(extra, G.column_param_beats(vals, mode, R, C, k, vector_size),
-                                    strict=True):
+                for e, lanes in zip(extra, G_.column_param_beats(vals, mode, R, C, k,
+                                                                 vector_size), strict=True):
                     e[key] = lanes
         return [self.w.pack(data=b, **e) for b, e in zip(beats, extra, strict=True)]
 
@@ -631,7 +656,7 @@ def _setting(system, setting):
 class _LayerMap:
     """One layer's placement: column tiles per node, weight words per node."""
 
-    def __init__(self, system, w_codes, s_qw, mode, k, n, nodes_used, vector_size):
+    def __init__(self, system, w_codes, s_qw, mode, k, n, nodes_used, vector_size, sparse=False):
         C = system.cols
         self.k, self.n, self.mode = k, n, mode
         self.t_total = -(-n // C)
@@ -641,7 +666,7 @@ class _LayerMap:
         self.w_words = {}
         for node, (c0, c1) in self.cols.items():
             self.w_words[node] = system.w_words(w_codes[:, c0:c1], mode, vector_size=vector_size,
-                                               s_qw=s_qw[:, c0:c1])
+                                               s_qw=s_qw[:, c0:c1], sparse=sparse)
             if c1 - c0 > system.max_n:
                 raise ValueError(f"{c1 - c0} columns on tile {node}: more than max_n = "
                                  f"{system.max_n}")
@@ -651,6 +676,8 @@ def _mlp_program(system, model, images, setting, layers, batch, name):
     """The MLP plan (all layers or the ones in ``layers``) over ``images`` in batches."""
     from sim.bench import vsq as B
     mode, a_bits, w_bits, m_bits, cal = _setting(system, setting)
+    sparse = bool(setting.get("sparse"))
+    beats = SP if sparse else G
     weights, biases = model["weights"], model["biases"]
     x = np.asarray(images, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] != weights[0].shape[0]:
@@ -667,12 +694,13 @@ def _mlp_program(system, model, images, setting, layers, batch, name):
         if k > system.max_k:
             raise ValueError(f"layer {li}: K = {k} is more than max_k = {system.max_k}")
         ops = B.vsq_layer_operands(np.ones((1, k)), w, a_bits, w_bits, m_bits, cal)
-        maps.append(_LayerMap(system, ops["w"], ops["s_qw"], mode, k, n, system.nodes, V))
+        maps.append(_LayerMap(system, ops["w"], ops["s_qw"], mode, k, n, system.nodes, V,
+                              sparse))
     spad = _Spad(system)
     w_addr = {li: spad.alloc(f"weights of layer {li}", max(len(v) for v in lm.w_words.values()))
               for li, lm in zip(layers, maps, strict=True)}
-    a_count = {li: len(G.act_beats(np.zeros((batch, lm.k), np.int64), mode, system.rows,
-                                   vector_size=V)) for li, lm in zip(layers, maps, strict=True)}
+    a_count = {li: len(beats.act_beats(np.zeros((batch, lm.k), np.int64), mode, system.rows,
+                                       vector_size=V)) for li, lm in zip(layers, maps, strict=True)}
     a_addr = spad.alloc("activations", max(a_count.values()))
     o_count = max(-(-(c1 - c0) // system.cols) * batch
                   for lm in maps for c0, c1 in lm.cols.values())
@@ -686,8 +714,8 @@ def _mlp_program(system, model, images, setting, layers, batch, name):
     for b0, b1 in batches:
         for lm in maps:
             for node, (c0, c1) in lm.cols.items():
-                ideal[node] += G.ideal_cycles(b1 - b0, c1 - c0, lm.k, mode, system.rows,
-                                              system.cols)
+                ideal[node] += beats.ideal_cycles(b1 - b0, c1 - c0, lm.k, mode, system.rows,
+                                                  system.cols)
     info = {"setting": dict(setting), "mode": mode, "vector_size": V, "batch": batch,
             "images": len(x), "layers": list(layers),
             "spad": {k: list(v) for k, v in spad.regions.items()},
@@ -719,7 +747,8 @@ def _mlp_program(system, model, images, setting, layers, batch, name):
             layer_accs = []
             for lm, li in zip(maps, layers, strict=True):
                 ops = B.vsq_layer_operands(h, weights[li], a_bits, w_bits, m_bits, cal)
-                words = system.a_words(ops["a"], mode, vector_size=V, s_qa=ops["s_qa"])
+                words = system.a_words(ops["a"], mode, vector_size=V, s_qa=ops["s_qa"],
+                                       sparse=sparse)
                 b.start(f"batch {b0}-{b1 - 1} layer {li}")
                 b.data(a_addr, words, nodes=lm.nodes)
                 for node, (c0, c1) in lm.cols.items():
@@ -731,7 +760,7 @@ def _mlp_program(system, model, images, setting, layers, batch, name):
                         system.gemm_command(m=mb, n=c1 - c0, k=lm.k, mode=mode, a_addr=a_addr,
                                             a_count=len(words), w_addr=w_addr[li],
                                             w_count=len(lm.w_words[node]), o_addr=o_addr,
-                                            vector_size=V),
+                                            vector_size=V, sparse=sparse),
                         system.send_command(a_addr=o_addr, a_count=n_out, kind="host",
                                             tag=t0 * mb, node=0)])
                 received = yield b.finish(lm.t_total * mb)
@@ -753,7 +782,8 @@ def _mlp_program(system, model, images, setting, layers, batch, name):
 def mlp_plan(manifest, model, images, setting, batch=None):
     """The digits MLP (``model`` as :func:`sim.bench.vsq.train_digits_mlp` gives it) over
     ``images`` (count x 64 floats) with a VS-Quant ``setting`` (a dict of
-    :data:`sim.bench.vsq_rtl.SETTINGS`), in batches of ``batch`` (default ``max_m``) images.
+    :data:`sim.bench.vsq_rtl.SETTINGS`; with ``"sparse": True`` the weights, 2:4 already, go
+    compressed and the GEMMs are 2:4 commands), in batches of ``batch`` (default ``max_m``) images.
 
     Phases: ``weights`` (every layer's weights, each tile its own C-column tiles; on each tile
     with weights a WAIT for them, then a SEND of one word, its last weight word, to the host with

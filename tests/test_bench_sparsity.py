@@ -60,3 +60,30 @@ def test_bench_quick(tmp_path):
         if row["sparse"]:
             assert row["speedup_vs_dense"] > 1.9
     assert r["mlp_rtl"]["mismatches"] == 0 and r["mlp_rtl"]["logits_equal"]
+
+
+def test_system_plans_with_2_4_commands_are_the_golden_logits(tuned, tmp_path):
+    """On a 2 x 2 system of 2:4 tiles, the MLP plan of the 2:4 model as dense and as 2:4 commands
+    (host words from :mod:`sim.host`, executed by :mod:`sim.golden.system`, which decodes the
+    compressed beats) gives :func:`sim.golden.system.mlp_logits`."""
+    from gen.config import parse_config
+    from gen.emit import emit
+    from sim import host as H
+    from sim.bench import demo as D
+    from sim.golden import system as GS
+    _, _, _, model = tuned
+    sections = D.system_sections(2, 2, tile=dict(D.DEMO_TILE, sparsity="2:4"), softmax=False,
+                                 top="sys_sparse")
+    emit(parse_config(sections), tmp_path)
+    man = json.loads((tmp_path / "sys_sparse.json").read_text())
+    x = model["x_test"][:12]
+    for sparse in (False, True):
+        setting = dict(SP.RTL_SETTING, sparse=sparse)
+        plan = H.mlp_plan(man, model, x, setting)
+        result = GS.execute(man, plan)[0]
+        assert np.array_equal(np.asarray(result["output"]), GS.mlp_logits(model, x, setting))
+    with pytest.raises(ValueError, match="built without 2:4"):
+        dense_sections = D.system_sections(2, 2, softmax=False, top="sys_dense")
+        emit(parse_config(dense_sections), tmp_path / "d")
+        dman = json.loads((tmp_path / "d" / "sys_dense.json").read_text())
+        H.mlp_plan(dman, model, x, SP.RTL_SETTING)

@@ -140,8 +140,8 @@ def test_config_rules():
         parse_config({"gemm": {"rows": 3, "sparsity": "2:4"}})
     with pytest.raises(ConfigError, match='gemm.sparsity = "1:2": must be one of none, 2:4'):
         parse_config({"gemm": {"sparsity": "1:2"}})
-    with pytest.raises(ConfigError, match="system.gemm.sparsity"):
-        parse_config({"system": {"gemm": {"sparsity": "2:4"}}})
+    with pytest.raises(ConfigError, match="system.gemm.rows = 3: must be even"):
+        parse_config({"system": {"gemm": {"rows": 3, "cols": 3, "sparsity": "2:4"}}})
 
 
 def _pe_module(folder, top):

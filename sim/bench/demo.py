@@ -133,9 +133,11 @@ def _gemm_busy(res):
 
 
 def demo_mlp(quick=False, sim=None, images=None, kx=2, ky=2, gap=0.0, stall=0.0, seed=1,
-             settings=None, tile=None, softmax=None, spad_words=4096):
+             settings=None, tile=None, softmax=None, spad_words=4096, model=None):
     """The digits MLP through a ``kx`` x ``ky`` system (demonstration 1); ``tile``,
-    ``softmax``, ``spad_words``: another tile than the demo's (tests use a smaller one).
+    ``softmax``, ``spad_words``: another tile than the demo's (tests use a smaller one);
+    ``model``: another model than :func:`sim.bench.vsq.train_digits_mlp` of seed 0 (the 2:4
+    pruned one of ``accelgen bench sparsity``).
 
     Per setting: the logits and every layer's accumulators against :mod:`sim.golden.system`,
     accuracy, ``cycles`` from the first batch's first activation packet to the last logit word
@@ -145,7 +147,7 @@ def demo_mlp(quick=False, sim=None, images=None, kx=2, ky=2, gap=0.0, stall=0.0,
     from sim.bench import vsq as B
     from sim.bench import vsq_rtl
     from sim.golden import system as GS
-    model = B.train_digits_mlp(seed=0)
+    model = model or B.train_digits_mlp(seed=0)
     images = images or (16 if quick else 128)
     x, y = model["x_test"][:images], model["y_test"][:images]
     sections = system_sections(kx, ky, tile=tile, softmax=softmax, spad_words=spad_words)

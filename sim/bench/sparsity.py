@@ -31,6 +31,12 @@ Four measurements:
 4. **The MLP on the RTL engine in a 2:4 mode**: the first 100 test images (quick: 10) of the 2:4
    W4A4 VS-Quant model (seed 0) through both layers of a 4 x 4 VSQ engine with 2:4 sparsity
    (``sim/tb/gemm_mlp.py`` with ``sparse``), accumulators compared with the golden model.
+
+5. **The MLP demo on the 2 x 2 system** (:func:`sim.bench.demo.demo_mlp`, the demo's 4 x 4 tiles
+   with ``sparsity = "2:4"``, no softmax unit) with the same 2:4 W4A4 VS-Quant model, once as
+   dense commands and once as 2:4 commands (compressed weights): cycles per image (first
+   activation packet to last logit word over the images, the one-time weight load apart), both
+   bit-exact with :mod:`sim.golden.system`. 128 test images; quick: 16.
 """
 
 import json
@@ -49,6 +55,7 @@ from sim.golden import sparsity as S
 from sim.golden import vsq as golden_vsq
 
 __all__ = ["run", "format_table", "bench_config", "fine_tune", "prune_model", "evaluate",
+           "system_demo",
            "pe_areas", "throughput", "rtl_mlp"]
 
 MODES = ("int8", "int4", "fp8_e4m3")
@@ -303,6 +310,26 @@ def rtl_mlp(images, sim=None):
             "sim_s": round(sim_s, 1)}
 
 
+# -- 5. the system demo ----------------------------------------------------------------------------
+
+def system_demo(quick=False, sim=None):
+    from sim.bench import demo
+    model = B.train_digits_mlp(seed=0)
+    pruned, masks = prune_model(model)
+    tuned = fine_tune(pruned, masks, seed=0)
+    dense = dict(RTL_SETTING, name="2:4 W4A4 VSQ, dense commands", sparse=False)
+    sparse = dict(RTL_SETTING, name="2:4 W4A4 VSQ, 2:4 commands")
+    r = demo.demo_mlp(quick=quick, sim=sim, settings=[dense, sparse], softmax=False,
+                      tile=dict(demo.DEMO_TILE, sparsity="2:4"), model=tuned)
+    rows = [{k: row[k] for k in ("config", "cycles", "cycles_per_image", "weight_load_cycles",
+                                 "acc_mismatches", "logits_equal", "rtl_accuracy")}
+            for row in r["results"]]
+    return {"system": r["system"], "images": r["images"], "simulator": r["simulator"],
+            "results": rows, "passed": r["passed"],
+            "speedup": round(rows[0]["cycles"] / rows[1]["cycles"], 3),
+            "build_s": r["build_s"], "sim_s": r["sim_s"]}
+
+
 # -- the bench -------------------------------------------------------------------------------------
 
 def run(quick=False, sim=None):
@@ -312,7 +339,8 @@ def run(quick=False, sim=None):
     flow, areas = pe_areas(PE_MODE_SETS[:2] if quick else PE_MODE_SETS)
     rtl = rtl_mlp(10 if quick else 100, sim=sim)
     return {"block": "sparsity", "quick": quick, "throughput": throughput(quick, sim),
-            "pe_area": {"flow": flow, "results": areas}, "mlp": mlp, "mlp_rtl": rtl}
+            "pe_area": {"flow": flow, "results": areas}, "mlp": mlp, "mlp_rtl": rtl,
+            "system": system_demo(quick, sim)}
 
 
 def format_table(result):
@@ -347,4 +375,13 @@ def format_table(result):
                   f"{'equal' if r['logits_equal'] else 'DIFFERENT'}; accuracy RTL "
                   f"{r['rtl_accuracy']:.2f} %, golden {r['golden_accuracy']:.2f} %; "
                   f"{r['cycles']} cycles"]
+    s = result.get("system")
+    if s:
+        lines += ["", f"MLP demo on the {s['system']} system, {s['images']} images "
+                      f"({'passed' if s['passed'] else 'FAILED'} against the golden system):"]
+        for row in s["results"]:
+            lines.append(f"  {row['config']:32} {row['cycles_per_image']:>8.1f} cycles/image "
+                         f"(weights once: {row['weight_load_cycles']} cycles), accuracy "
+                         f"{row['rtl_accuracy']:.2f} %")
+        lines.append(f"  dense / 2:4 cycles: {s['speedup']:.3f}x")
     return "\n".join(lines)

@@ -23,6 +23,7 @@ import numpy as np
 
 from sim.golden import gemm as G
 from sim.golden import softmax as SM
+from sim.golden import sparsity as SP
 from sim.golden import vsq as S
 
 __all__ = ["mlp_logits", "attention", "attention_float", "attention_error", "softmax_params",
@@ -233,17 +234,37 @@ class WordSystem:
         R, C = s.rows, s.cols
         need_a = len(G.act_beats(np.zeros((m, k), np.int64), mode, R, vector_size=V))
         need_w = len(G.weight_beats(np.zeros((k, n), np.int64), mode, R, C, vector_size=V))
+        sparse = c.get("gemm.sparse", 0)
+        if sparse:
+            # 2:4: the kept values as a dense matrix of K4 / 2 rows, 2R-byte activation beats.
+            kk, vk = SP.padded_k(k) // 2, V // 2 if V else None
+            need_a = len(SP.act_beats(np.zeros((m, k), np.int64), mode, R, vector_size=V))
+            need_w = len(SP.weight_beats(np.zeros((kk, n), np.int64), mode, R, C, vector_size=V))
         if (c["a_count"], c["w_count"]) != (need_a, need_w):
             raise ValueError(f"tile {node}: GEMM {mode} {m}x{n}x{k} with a_count {c['a_count']}, "
                              f"w_count {c['w_count']}: the engine takes {need_a} and {need_w}")
         a_beats = [s.a.unpack(wd) for wd in self._read(node, c["a_addr"], need_a)]
         w_beats = [s.w.unpack(wd) for wd in self._read(node, c["w_addr"], need_w)]
-        a, s_qa, mult_a, shift_a = _decode_a(a_beats, m, k, mode, R, V)
-        w, s_qw, mult, shift = _decode_w(w_beats, k, n, mode, R, C, V)
-        if vsq:
-            acc = S.vsq_gemm(a, w, s_qa, s_qw, mode=mode, vector_size=V, scale_bits=s.scale_bits)
+        if sparse:
+            a, s_qa, mult_a, shift_a = _decode_a(a_beats, m, k, mode, 2 * R, V)
+            values, s_qw, mult, shift = _decode_w(w_beats, kk, n, mode, R, C, vk)
+            two = G.MODES[mode][2] != 1
+            meta_beats = [dict(b, data=[(x & 3) | ((x >> 2) & 3) << 4 if two else x & 3
+                                        for x in b["meta"]]) for b in w_beats]
+            meta = _decode_w(meta_beats, kk, n, mode, R, C, vk)[0]
+            if vsq:
+                acc = SP.sparse_vsq_gemm(a, values, meta, s_qa, s_qw, mode=mode, vector_size=V,
+                                         scale_bits=s.scale_bits)
+            else:
+                acc = SP.sparse_gemm(a, values, meta, mode)
         else:
-            acc = G.gemm(a, w, mode)
+            a, s_qa, mult_a, shift_a = _decode_a(a_beats, m, k, mode, R, V)
+            w, s_qw, mult, shift = _decode_w(w_beats, k, n, mode, R, C, V)
+            if vsq:
+                acc = S.vsq_gemm(a, w, s_qa, s_qw, mode=mode, vector_size=V,
+                                 scale_bits=s.scale_bits)
+            else:
+                acc = G.gemm(a, w, mode)
         if out:
             kw = {"mult_a": mult_a, "shift_a": shift_a} if s.a.has("mult") else {}
             y = S.postprocess(acc, mult, shift, relu=bool(c.get("gemm.relu", 0)),
