@@ -88,7 +88,7 @@ def system(**over):
     (system(gemm=dict(GEMM, colls=2)),
      "system.gemm.colls = 2: unknown key; allowed keys are rows, cols, modes, acc_width, "
      "max_m, max_n, max_k, out_fifo_depth, vsq_vector_sizes, vsq_scale_bits, vsq_post_mult_bits, "
-     "vsq_post_row_mult_bits"),
+     "vsq_post_row_mult_bits, sparsity"),
     (system(softmax=dict(SOFTMAX, lane=2)),
      "system.softmax.lane = 2: unknown key; allowed keys are lanes, in_width, in_frac, "
      "out_frac, max_len, sum_frac, recip_bits, table_reg, shift_reg, recip_step_bits, "
