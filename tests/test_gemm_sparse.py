@@ -168,3 +168,10 @@ def test_dense_build_carries_no_sparse_hardware(tmp_path):
     sp = json.loads((tmp_path / "sparse" / f"{top}.json").read_text())
     assert sp["performance"]["sparse_modes"]["int8"]["macs_per_cycle"] == 2 * 4 * 3
     assert sp["parameters"]["sparse_format"]["w.meta"]
+
+
+def test_sparse_engine_is_lint_clean(tmp_path):
+    from tests.conftest import assert_lint_clean
+    emit(parse_config(SPARSE), tmp_path / "rtl")
+    top = SPARSE["gemm"]["top"]
+    assert_lint_clean(tmp_path, (tmp_path / "rtl" / f"{top}.v").read_text(), top)
