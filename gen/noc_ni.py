@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 from .lib import hier
 from .lib.hier import Reused
 from .lib.noc import eject_layout, inject_layout, link_signature
-from .router import vc_free
+from .output_vcs import vc_free
 from .vc_buffer import VcBuffer
 
 __all__ = ["NetworkInterface"]
@@ -20,7 +20,7 @@ class NetworkInterface(Reused, wiring.Component):
     Injection. A packet is a run of beats on ``i`` ending with ``last``; each beat is one flit. The first
     beat names the destinations (:func:`gen.lib.noc.inject_layout`); the fields are ignored in later beats.
     The interface waits (``i.ready`` low) until a virtual channel of its router input is free for a
-    whole packet (:func:`gen.router.vc_free`), takes the lowest such VC for the packet, then passes one
+    whole packet (:func:`gen.output_vcs.vc_free`), takes the lowest such VC for the packet, then passes one
     beat per cycle with credits. Packets are injected in stream order on one link, which starts the
     in-order argument of :class:`gen.router.Router`. A bad packet
     is taken at full speed and dropped: it never enters the network. Bad means a unicast destination

@@ -4,6 +4,7 @@ from amaranth.hdl import Array, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .head_order import HeadOrder
 from .lib.hier import Reused
 from .lib.noc import flit_layout, link_signature
 
@@ -28,9 +29,10 @@ class VcBuffer(Reused, wiring.Component):
 
     Head order (with more than one VC). The router and the interface keep packets of one flow in
     order across VCs (:class:`gen.router.Router`); for that the buffer tells the age of the *waiting
-    heads*: a head flit that has arrived and not yet been popped. The sender guarantees at most one
-    waiting head per VC (it gives a VC to a new packet only once the previous packet's head has been
-    popped, see :func:`gen.router.vc_free`), so the waiting heads of a port are totally ordered by their
+    heads* (:class:`gen.head_order.HeadOrder`, a part only buffers of more than one VC have): a
+    head flit that has arrived and not yet been popped. The sender guarantees at most one waiting
+    head per VC (it gives a VC to a new packet only once the previous packet's head has been popped,
+    see :func:`gen.output_vcs.vc_free`), so the waiting heads of a port are totally ordered by their
     arrival cycle (one flit arrives per cycle). ``older[a * vcs + b]`` says that the waiting head of VC
     ``a`` arrived before that of VC ``b`` (meaningful when both wait; a head arriving in this cycle, offered
     through the bypass, is younger than every other); ``pending[c]``: VC c holds a waiting head;
@@ -71,6 +73,16 @@ class VcBuffer(Reused, wiring.Component):
             "older": Out(params.vcs * params.vcs),
         })
 
+    @property
+    def latency(self):
+        """Cycles from a flit on the link to its offer at the front of an empty VC: 0 with the bypass,
+        1 without."""
+        return self.latency_of(self._bypass)
+
+    @staticmethod
+    def latency_of(bypass):
+        return 0 if bypass else 1
+
     def elaborate(self, platform):
         m = Module()
         p = self._p
@@ -105,30 +117,20 @@ class VcBuffer(Reused, wiring.Component):
                 m.d.sync += rd.eq(_next(rd, depth))
             m.d.sync += count.eq(count + write - read)
         if p.vcs > 1:
-            self._head_order(m, p)
-        return m
-
-    def _head_order(self, m, p):
-        V = p.vcs
-        arrive_head = [Signal(name=f"arrive_head{c}") for c in range(V)]
-        waiting = [Signal(name=f"waiting_head{c}") for c in range(V)]   # arrived, not popped, earlier
-        older = {(a, b): Signal(name=f"older_{a}_{b}") for a in range(V) for b in range(V) if a != b}
-        for c in range(V):
-            front_head = self.valid[c] & self.flit[c].head
+            # The age order of waiting heads, for the in-order rule (all zero with one VC).
+            order = m.submodules.head_order = HeadOrder(p)
             m.d.comb += [
-                arrive_head[c].eq(self.i.valid & (self.i.vc == c) & self.i.flit.head),
-                self.pending[c].eq(waiting[c] | front_head),
-                self.behind[c].eq(waiting[c] & ~front_head),
+                order.pop.eq(self.pop),
+                self.pending.eq(order.pending),
+                self.behind.eq(order.behind),
+                self.older.eq(order.older),
             ]
-            m.d.sync += waiting[c].eq((waiting[c] | arrive_head[c])
-                                      & ~(self.pop[c] & front_head))
-        for (a, b), reg in older.items():
-            with m.If(arrive_head[b]):
-                m.d.sync += reg.eq(1)
-            with m.Elif(arrive_head[a]):
-                m.d.sync += reg.eq(0)
-            m.d.comb += self.older[a * V + b].eq((reg | arrive_head[b]) & ~arrive_head[a])
-
+            for c in range(p.vcs):
+                m.d.comb += [
+                    order.arrive_head[c].eq(self.i.valid & (self.i.vc == c) & self.i.flit.head),
+                    order.front_head[c].eq(self.valid[c] & self.flit[c].head),
+                ]
+        return m
 
 def _next(ptr, depth):
     """The FIFO pointer after ``ptr``, wrapping at ``depth``."""

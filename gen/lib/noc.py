@@ -10,7 +10,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["PORTS", "LOCAL", "NORTH", "EAST", "SOUTH", "WEST", "NocParams", "flit_layout",
-           "link_signature", "inject_layout", "eject_layout", "region_mask", "region_bits"]
+           "link_signature", "inject_layout", "eject_layout", "region_mask", "region_bits", "can_turn"]
 
 # Port indices of a router. North is toward y - 1, south toward y + 1, east toward x + 1.
 LOCAL, NORTH, EAST, SOUTH, WEST = range(5)
@@ -174,3 +174,19 @@ def region_bits(p, x, y, port):
                    EAST: same_y & east, WEST: same_y & west}
         bits.append(sel[port])
     return Cat(bits)
+
+
+def can_turn(routing, i, o):
+    """Can a packet that came in on port ``i`` leave on port ``o`` under dimension-order routing?
+
+    Never back where it came from (except local to local, a node sending to itself); with ``xy`` a
+    packet travelling along y never turns into x, with ``yx`` one travelling along x never turns into y.
+    """
+    if i == LOCAL or o == LOCAL:
+        return True
+    if i == o:
+        return False
+    along_x_in, along_x_out = i in (EAST, WEST), o in (EAST, WEST)
+    if routing == "xy":
+        return along_x_in or not along_x_out
+    return not along_x_in or along_x_out
