@@ -399,6 +399,24 @@ class NocConfig:
             raise ConfigError("noc.vc_depth", self.vc_depth,
                               f"must be at least noc.max_packet_flits = {self.max_packet_flits} "
                               f"(every buffer holds a whole packet; see gen/router.py)")
+        # One flit per cycle per link (the manifest's figure) for every stream: see
+        # gen.lib.noc.full_rate_depth and the router's docstring.
+        from .lib.noc import CREDIT_LOOP, full_rate_depth
+        need = full_rate_depth(self.vcs, self.max_packet_flits, self.router_cycles)
+        loop = CREDIT_LOOP[self.router_cycles]
+        if need is None:
+            raise ConfigError("noc.vcs", self.vcs,
+                              f"must be 1 or 4 with noc.router_cycles = {self.router_cycles}: a VC "
+                              f"is free for a new packet once its last head's credit is back, "
+                              f"{loop + 1} cycles after it left, so {self.vcs} VCs cannot carry "
+                              f"one-flit packets at 1 flit per cycle; see gen/router.py")
+        if self.vc_depth < need:
+            raise ConfigError("noc.vc_depth", self.vc_depth,
+                              f"must be at least noc.max_packet_flits + {loop} = {need} with "
+                              f"noc.vcs = 1 and noc.router_cycles = {self.router_cycles} (a whole "
+                              f"packet and the {loop} flit{'s' if loop > 1 else ''} whose credits "
+                              f"are on their way back, for 1 flit per cycle per link; see "
+                              f"gen/router.py)")
 
 
 @dataclass(frozen=True)

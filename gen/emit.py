@@ -268,6 +268,13 @@ def _noc_top(cfg):
                 "eject": NetworkInterface.eject_latency,
             },
             "flits_per_cycle_per_link": 1,
+            "link_rate_rule": (
+                "1 flit per cycle on every link for one uncontended stream of packets of any "
+                "lengths up to max_packet_flits; the configuration enforces the buffering that "
+                "gives it: vc_depth >= max_packet_flits + r with 1 VC, vc_depth >= "
+                "max_packet_flits with vcs >= r + 1 (2 VCs need router_cycles = 1), where r = 1, "
+                "or 3 with router_cycles = 2, is the flits whose credits are on their way back "
+                "(gen/router.py)"),
         },
     )
 

@@ -96,6 +96,23 @@ class Router(Reused, wiring.Component):
     input buffers have no bypass and return credits from a register: 2 cycles per hop, and every path
     between two routers starts and ends at a register.
 
+    Link rate. An uncontended stream crosses every link at 1 flit per cycle when each head finds a
+    free VC as soon as the tail before it has left. A VC is free for a new packet when it has credits
+    for a whole packet and, with more than one VC, its last head's credit is back
+    (:func:`vc_free`). At zero load ``r`` flits of a link are always on their way back as credits
+    (``r = 1``, or 3 with ``router_cycles = 2``: :data:`gen.lib.noc.CREDIT_LOOP`), so one VC needs
+    ``vc_depth >= max_packet_flits + r``; a stream on several VCs takes turns on them, and a VC is
+    needed again only after a packet on each other VC: ``vc_depth >= max_packet_flits`` suffices when
+    ``vcs >= r + 1``, and with fewer VCs (2 VCs with registered inputs) one-flit packets find no VC in
+    time at any depth, because a head's own credit is back only ``r + 1`` cycles after it left
+    (:func:`gen.lib.noc.full_rate_depth`; :func:`sim.golden.noc.stream_full_rate` checks the rule
+    against every sequence of packet lengths). The configuration enforces the rule
+    (:class:`gen.config.NocConfig`), so the manifest's 1 flit per cycle per link holds for every
+    configuration it allows; credits stay reserved per packet, so the deadlock argument above is
+    unchanged. Below the rule (a :class:`gen.lib.noc.NocParams` built directly) the router is still
+    correct and deadlock-free, only slower: a single stream of L-flit packets on one VC of
+    ``max_packet_flits`` flits moves L / (L + r) flits per cycle.
+
     Switch. Per output port, one flit per cycle is sent: the input VC that sent the last flit keeps the
     output while it has a flit ready and its tail has not left (packets stay whole when they can),
     otherwise round robin over every input VC routed there. The crossbar has one input per input VC,

@@ -20,11 +20,14 @@ from tests.conftest import assert_lint_clean
 MESH_2X2 = {"noc": {"top": "noc_2x2", "kx": 2, "ky": 2, "flit_width": 8, "vcs": 2, "vc_depth": 4,
                     "max_packet_flits": 4}}
 MESH_3X3 = {"noc": {"top": "noc_3x3_1vc", "kx": 3, "ky": 3, "flit_width": 8, "vcs": 1,
-                    "vc_depth": 3, "max_packet_flits": 3}}
+                    "vc_depth": 4, "max_packet_flits": 3}}
 MESH_3X2_YX = {"noc": {"top": "noc_3x2_yx_4vc_reg", "kx": 3, "ky": 2, "flit_width": 12, "vcs": 4,
                        "vc_depth": 3, "max_packet_flits": 2, "routing": "yx", "router_cycles": 2}}
-MESH_1X1 = {"noc": {"top": "noc_1x1", "kx": 1, "ky": 1, "flit_width": 5, "vcs": 1, "vc_depth": 2,
+MESH_1X1 = {"noc": {"top": "noc_1x1", "kx": 1, "ky": 1, "flit_width": 5, "vcs": 1, "vc_depth": 3,
                     "max_packet_flits": 2}}
+# The least buffering of one VC with registered inputs: a whole packet and 3 flits of credits.
+MESH_3X1_REG = {"noc": {"top": "noc_3x1_1vc_reg", "kx": 3, "ky": 1, "flit_width": 6, "vcs": 1,
+                        "vc_depth": 5, "max_packet_flits": 2, "router_cycles": 2}}
 MESH_4X4 = {"noc": {"top": "noc_4x4", "kx": 4, "ky": 4, "flit_width": 8, "vcs": 2, "vc_depth": 4,
                     "max_packet_flits": 4}}
 
@@ -73,6 +76,60 @@ def test_zero_load_latency_every_pair(sections, seed):
 
 
 @pytest.mark.sim
+@pytest.mark.parametrize("sections", MESHES + [MESH_1X1, MESH_3X1_REG],
+                         ids=IDS + ["1x1", "3x1-1vc-registered"])
+@pytest.mark.parametrize("traffic", [(0.0, 0.0), (0.3, 0.5)], ids=["steady", "gaps+stalls"])
+def test_single_stream_at_the_manifest_link_rate(sections, traffic, seed):
+    """One uncontended stream of back-to-back packets (one-flit, longest, alternating and random
+    lengths) at the least buffering each configuration allows moves 1 flit per cycle, the manifest's
+    figure; under gaps and stalls it is still delivered bit-exact."""
+    gap, stall = traffic
+    run_noc(sections, "stream", seed, ACCELGEN_GAP=gap, ACCELGEN_STALL=stall)
+
+
+@pytest.mark.parametrize("router_cycles", [1, 2])
+@pytest.mark.parametrize("vcs", [1, 2, 4])
+def test_link_rate_rule_is_the_golden_models(vcs, router_cycles):
+    """The buffering rule the configuration enforces is exactly where the link model reaches 1 flit
+    per cycle for every sequence of packet lengths, and one flit less of depth does not."""
+    from gen.lib.noc import CREDIT_LOOP, full_rate_depth
+    assert CREDIT_LOOP == golden.CREDIT_LOOP
+    for lmax in range(1, 6):
+        need = full_rate_depth(vcs, lmax, router_cycles)
+        for depth in range(lmax, lmax + 6):
+            full = golden.stream_full_rate(vcs=vcs, vc_depth=depth, max_packet_flits=lmax,
+                                           router_cycles=router_cycles)
+            assert full == (need is not None and depth >= need), (lmax, depth)
+            legal = True
+            try:
+                parse_config({"noc": {"vcs": vcs, "vc_depth": depth, "max_packet_flits": lmax,
+                                      "router_cycles": router_cycles}})
+            except ConfigError:
+                legal = False
+            assert legal == full
+
+
+def test_link_model_gives_the_rates_below_the_rule():
+    """Below the rule one VC of max_packet_flits flits carries L / (L + r) flits per cycle: the
+    credits of a whole packet must be back before the next head leaves."""
+    for lmax in (1, 2, 4):
+        for router_cycles, r in ((1, 1), (2, 3)):
+            cycles = golden.stream_cycles([lmax] * 10, vcs=1, vc_depth=lmax,
+                                          max_packet_flits=lmax, router_cycles=router_cycles)
+            assert cycles == 10 * (lmax + r) - r
+            assert golden.stream_cycles([lmax] * 10, vcs=1, vc_depth=lmax + r,
+                                        max_packet_flits=lmax, router_cycles=router_cycles) == 10 * lmax
+
+
+def test_manifest_states_the_link_rate_rule():
+    from gen.emit import render
+    manifest = json.loads(render(parse_config(MESH_3X2_YX))["noc_3x2_yx_4vc_reg.json"])
+    perf = manifest["performance"]
+    assert perf["flits_per_cycle_per_link"] == 1
+    assert "vc_depth >= max_packet_flits + r with 1 VC" in perf["link_rate_rule"]
+
+
+@pytest.mark.sim
 @pytest.mark.parametrize("sections", [MESH_2X2, MESH_3X2_YX, MESH_1X1], ids=["2x2", "3x2-yx", "1x1"])
 def test_bad_packets_dropped_counted_flagged(sections, seed):
     run_noc(sections, "bad_packets", seed)
@@ -111,6 +168,18 @@ def test_4x4_traffic_and_zero_load(seed):
     ({"vc_depth": 3, "max_packet_flits": 4},
      "noc.vc_depth = 3: must be at least noc.max_packet_flits = 4 (every buffer holds a whole "
      "packet; see gen/router.py)"),
+    ({"vcs": 1, "vc_depth": 4, "max_packet_flits": 4},
+     "noc.vc_depth = 4: must be at least noc.max_packet_flits + 1 = 5 with noc.vcs = 1 and "
+     "noc.router_cycles = 1 (a whole packet and the 1 flit whose credits are on their way back, "
+     "for 1 flit per cycle per link; see gen/router.py)"),
+    ({"vcs": 1, "vc_depth": 6, "max_packet_flits": 4, "router_cycles": 2},
+     "noc.vc_depth = 6: must be at least noc.max_packet_flits + 3 = 7 with noc.vcs = 1 and "
+     "noc.router_cycles = 2 (a whole packet and the 3 flits whose credits are on their way back, "
+     "for 1 flit per cycle per link; see gen/router.py)"),
+    ({"vcs": 2, "vc_depth": 16, "router_cycles": 2},
+     "noc.vcs = 2: must be 1 or 4 with noc.router_cycles = 2: a VC is free for a new packet once "
+     "its last head's credit is back, 4 cycles after it left, so 2 VCs cannot carry one-flit "
+     "packets at 1 flit per cycle; see gen/router.py"),
     ({"max_packet_flits": 65}, "noc.max_packet_flits = 65: must be an integer from 1 to 64"),
     ({"router_cycles": 3}, "noc.router_cycles = 3: must be an integer from 1 to 2"),
 ])
@@ -123,7 +192,7 @@ def test_config_messages(data, message):
 def test_manifest_states_the_latency_formula():
     from gen.emit import render
     config = parse_config({"noc": {"top": "noc_1x2", "kx": 1, "ky": 2, "flit_width": 4, "vcs": 1,
-                                   "vc_depth": 1, "max_packet_flits": 1}})
+                                   "vc_depth": 2, "max_packet_flits": 1}})
     manifest = json.loads(render(config)["noc_1x2.json"])
     zl = manifest["performance"]["zero_load_latency"]
     assert "hops + length + 1" in zl["formula"]

@@ -10,7 +10,8 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["PORTS", "LOCAL", "NORTH", "EAST", "SOUTH", "WEST", "NocParams", "flit_layout",
-           "link_signature", "inject_layout", "eject_layout", "region_mask", "region_bits", "can_turn"]
+           "link_signature", "inject_layout", "eject_layout", "region_mask", "region_bits", "can_turn",
+           "CREDIT_LOOP", "full_rate_depth"]
 
 # Port indices of a router. North is toward y - 1, south toward y + 1, east toward x + 1.
 LOCAL, NORTH, EAST, SOUTH, WEST = range(5)
@@ -190,3 +191,34 @@ def can_turn(routing, i, o):
     if routing == "xy":
         return along_x_in or not along_x_out
     return not along_x_in or along_x_out
+
+
+# Flits a sender has sent on a link whose credits are not back yet, at zero load: a flit sent in cycle
+# t frees its slot in cycle t + 1 (bypass) and the sender sees the credit in t + 2; with registered
+# inputs (router_cycles = 2) the flit is offered in t + 2, its credit leaves from a register in t + 3
+# and is seen in t + 4.
+CREDIT_LOOP = {1: 1, 2: 3}
+
+
+def full_rate_depth(vcs, max_packet_flits, router_cycles):
+    """The least ``vc_depth`` at which one uncontended stream of packets of any lengths (1 to
+    ``max_packet_flits`` flits, in any order) crosses every link at 1 flit per cycle; ``None`` when no
+    depth does.
+
+    A head may take a VC only when the VC has credits for a whole packet, and, with more than one VC,
+    when the previous head on it has left the next buffer (:func:`gen.output_vcs.vc_free`). With
+    ``r = CREDIT_LOOP[router_cycles]`` flits always on their way back, one VC needs
+    ``max_packet_flits + r`` slots. With ``vcs`` VCs a stream takes turns on them; a VC is needed again
+    after the packets on the other ``vcs - 1``, which, for one-flit packets, is after ``vcs`` cycles, when
+    ``r + 1 - vcs`` of its flits may still be on their way back: ``max_packet_flits + max(0, r + 1 -
+    vcs)``. The head condition needs the head's own credit back, ``r + 1`` cycles after it left: with
+    ``vcs`` < ``r + 1`` one-flit packets find no VC in time, whatever the depth (2 VCs with registered
+    inputs). :func:`sim.golden.noc.stream_rate` checks this against every packet-length sequence.
+    """
+    r = CREDIT_LOOP[router_cycles]
+    if vcs == 1:
+        return max_packet_flits + r
+    if vcs < r + 1:
+        return None
+    return max_packet_flits
+

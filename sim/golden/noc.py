@@ -32,10 +32,15 @@ from dataclasses import dataclass, field
 __all__ = ["INJECT", "ROUTER", "Packet", "node", "coords", "hops", "route", "multicast_tree",
            "zero_load_latency", "classify", "deliveries", "dest_mask", "random_traffic", "PATTERNS",
            "HOTSPOT_FRACTION", "hotspot_node", "destination_weights", "pattern_destination",
-           "ideal_throughput"]
+           "ideal_throughput", "CREDIT_LOOP", "stream_cycles", "stream_full_rate"]
 
 INJECT = 1
 ROUTER = 1
+CREDIT_LOOP = {1: 1, 2: 3}
+"""Flits on their way back as credits on a link at zero load, by ``router_cycles``: a flit sent in
+cycle t is taken by the next buffer in t + 1 and its credit counts in t + 2 (1 cycle of flits
+outstanding), or, with registered inputs, taken in t + 2, credited from a register in t + 3, counted
+in t + 4 (3)."""
 
 
 def node(kx, x, y):
@@ -255,3 +260,81 @@ def ideal_throughput(pattern, kx, ky, routing="xy"):
                 load[link] = load.get(link, 0.0) + w
             load["eject", d] = load.get(("eject", d), 0.0) + w
     return 1 / max(load.values()) if load else 0.0
+
+
+def _link_step(state, vcs, vc_depth, max_packet_flits, r, length):
+    """One cycle of a link's sender with an uncontended stream and a receiver that takes every flit at
+    once: ``state`` is ``(credits, since_head, in_flight, vc, remaining)``; ``length`` is the length of
+    the packet to start when a head is due. Returns the next state, or ``None`` when the head finds no
+    free VC (the stream waits a cycle)."""
+    credits, since, flight, vc, remaining = state
+    head = remaining == 0
+    if head:
+        free = [c for c in range(vcs) if credits[c] >= max_packet_flits
+                and (vcs == 1 or credits[c] + since[c] > vc_depth)]
+        if not free:
+            return None
+        vc, remaining = free[0], length
+    credits, since = list(credits), list(since)
+    credits[vc] -= 1
+    since[vc] = 1 if head else min(since[vc] + 1, max_packet_flits)
+    if flight and flight[-1] is not None:
+        credits[flight[-1]] += 1
+    flight = ((vc,) + flight)[:r]
+    return tuple(credits), tuple(since), flight, vc, remaining - 1
+
+
+def _returned(state, r):
+    """``state`` after a cycle in which nothing is sent."""
+    credits, since, flight, vc, remaining = state
+    credits = list(credits)
+    if flight and flight[-1] is not None:
+        credits[flight[-1]] += 1
+    return tuple(credits), since, ((None,) + flight)[:r], vc, remaining
+
+
+def _initial(vcs, vc_depth, r):
+    return (vc_depth,) * vcs, (1,) * vcs, (None,) * r, 0, 0
+
+
+def stream_cycles(lengths, *, vcs, vc_depth, max_packet_flits, router_cycles=1):
+    """Cycles one link takes to carry back-to-back packets of ``lengths`` flits (from its first flit
+    to its last, both included), under the allocation rule of :func:`gen.output_vcs.vc_free`: a head
+    takes the lowest VC with credits for a whole packet and, with more than one VC, whose previous
+    head has left the next buffer. ``sum(lengths)`` means 1 flit per cycle."""
+    r = CREDIT_LOOP[router_cycles]
+    state = _initial(vcs, vc_depth, r)
+    cycles, todo = 0, list(lengths)
+    if any(not 1 <= n <= max_packet_flits for n in todo):
+        raise ValueError(f"packet lengths must be from 1 to max_packet_flits = {max_packet_flits}")
+    while todo or state[4]:
+        nxt = _link_step(state, vcs, vc_depth, max_packet_flits, r, todo[0] if todo else 0)
+        if nxt is None:
+            state = _returned(state, r)
+        else:
+            if state[4] == 0:
+                todo.pop(0)
+            state = nxt
+        cycles += 1
+    return cycles
+
+
+def stream_full_rate(*, vcs, vc_depth, max_packet_flits, router_cycles=1):
+    """Does every sequence of packet lengths (1 to ``max_packet_flits``) cross a link at 1 flit per
+    cycle? An exhaustive search of the sender's states (:func:`stream_cycles`' model): ``False`` as
+    soon as some sequence reaches a head that finds no free VC."""
+    r = CREDIT_LOOP[router_cycles]
+    start = _initial(vcs, vc_depth, r)
+    seen, todo = {start}, [start]
+    while todo:
+        state = todo.pop()
+        lengths = range(1, max_packet_flits + 1) if state[4] == 0 else (0,)
+        for length in lengths:
+            nxt = _link_step(state, vcs, vc_depth, max_packet_flits, r, length)
+            if nxt is None:
+                return False
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return True
+

@@ -265,6 +265,57 @@ async def zero_load(dut):
 
 
 @cocotb.test()
+async def stream(dut):
+    """One uncontended stream at a time: back-to-back packets from one source to one destination
+    (the farthest node, and a neighbour), in runs of one-flit packets, of ``max_packet_flits``-flit
+    packets, of alternating lengths and of random lengths. Without gaps and stalls the destination
+    takes one flit per cycle from the run's first flit to its last: the manifest's
+    ``flits_per_cycle_per_link``, whatever the lengths. With gaps and stalls (ACCELGEN_GAP,
+    ACCELGEN_STALL) every delivery is still checked against the golden model."""
+    gap, stall = _env_float("ACCELGEN_GAP", 0), _env_float("ACCELGEN_STALL", 0)
+    tb = NocTB(dut, seed=seed_from_env(), gap=gap, stall=stall)
+    await tb.start()
+    rate = tb.man.data["performance"]["flits_per_cycle_per_link"]
+    lmax, rng = tb.lmax, tb.rng
+    runs = {
+        "one-flit": [1] * (4 * lmax + 8),
+        "longest": [lmax] * 8,
+        "alternating": [1, lmax] * 6,
+        "random": [int(v) for v in rng.integers(1, lmax + 1, 16)],
+    }
+    far = tb.nodes - 1
+    pairs = [(0, far)] + ([(far, far - 1)] if tb.nodes > 1 else [])
+    problems, figures, pid = [], [], 0
+    data_max = 1 << min(tb.flit_width, 30)
+    for src, dst in pairs:
+        x, y = golden.coords(tb.kx, dst)
+        for run_name, lengths in runs.items():
+            packets = [golden.Packet(src, [int(v) for v in rng.integers(0, data_max, n)],
+                                     dest_x=x, dest_y=y) for n in lengths]
+            before = len(tb.received)
+            for packet in packets:
+                tb.send(pid, packet)
+                pid += 1
+            expected, _ = golden.deliveries(tb.kx, tb.ky, packets, lmax)
+            flits = tb.expected_flits(expected)
+            budget = int(20 * (flits + 50) / max(0.05, (1 - gap) * (1 - stall)))
+            await tb.wait_delivered(tb.moved + flits, budget, f"stream {src} -> {dst} {run_name}")
+            got = tb.received[before:]
+            tb_expected = [p for p in expected[(src, dst)]]
+            if [payload for _, _, payload, _, _ in got] != tb_expected:
+                problems.append(f"{src} -> {dst} {run_name}: payloads differ")
+            span = got[-1][4] - got[0][3] + 1
+            figures.append((src, dst, run_name, flits, span))
+            if not gap and not stall and flits / span != rate:
+                problems.append(f"{src} -> {dst} {run_name} ({lengths}): {flits} flits in {span} "
+                                f"cycles, {flits / span:.3f} flits per cycle; the manifest says "
+                                f"{rate}")
+            await tb.settle(5)
+    assert not problems, f"{len(problems)} runs differ; the first:\n" + "\n".join(problems[:8])
+    dut._log.info("streams (src, dst, run, flits, cycles): %s", figures)
+
+
+@cocotb.test()
 async def bad_packets(dut):
     """Unicast destinations outside the mesh, empty multicast masks and over-long packets are dropped
     (or cut) at the injecting interface, counted and flagged; good packets around them arrive."""
