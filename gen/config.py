@@ -391,6 +391,9 @@ class NocConfig:
     max_packet_flits: int = _int_field(4, 1, 64, "longest packet in flits (longer ones are cut)")
     routing: str = _str_field("xy", "dimension order: x then y, or y then x", ("xy", "yx"))
     router_cycles: int = _int_field(1, 1, 2, "zero-load cycles per hop: 1, or 2 (registered inputs)")
+    pipelined: bool = _bool_field(
+        False, "VC allocation and switch allocation in separate pipeline stages: one more cycle per "
+        "hop, a shorter clock period (needs vcs = 4 and router_cycles = 1)")
 
     def _validate(self):
         if self.vcs not in (1, 2, 4):
@@ -402,7 +405,17 @@ class NocConfig:
         # One flit per cycle per link (the manifest's figure) for every stream: see
         # gen.lib.noc.full_rate_depth and the router's docstring.
         from .lib.noc import CREDIT_LOOP, full_rate_depth
-        need = full_rate_depth(self.vcs, self.max_packet_flits, self.router_cycles)
+        if self.pipelined and self.router_cycles != 1:
+            raise ConfigError("noc.router_cycles", self.router_cycles,
+                              "must be 1 with noc.pipelined = true")
+        if self.pipelined and self.vcs != 4:
+            raise ConfigError("noc.vcs", self.vcs,
+                              "must be 4 with noc.pipelined = true: a head is allocated a cycle "
+                              "before it leaves, and a VC is free for a new packet once its last "
+                              "head's credit is back, so fewer VCs cannot carry one-flit packets at "
+                              "1 flit per cycle; see gen/router.py")
+        need = full_rate_depth(self.vcs, self.max_packet_flits, self.router_cycles,
+                               self.pipelined)
         loop = CREDIT_LOOP[self.router_cycles]
         if need is None:
             raise ConfigError("noc.vcs", self.vcs,

@@ -230,11 +230,14 @@ def _softmax_top(cfg):
 def _noc_top(cfg):
     from .mesh import Mesh
     from .noc_ni import NetworkInterface
+    from .router import Router
 
     mesh = Mesh(kx=cfg.kx, ky=cfg.ky, flit_width=cfg.flit_width, vcs=cfg.vcs, vc_depth=cfg.vc_depth,
                 max_packet_flits=cfg.max_packet_flits, routing=cfg.routing,
-                router_cycles=cfg.router_cycles)
+                router_cycles=cfg.router_cycles, pipelined=cfg.pipelined)
     p = mesh.params
+    hop = p.hop_cycles
+    router_parts = Router.latency_parts_of(p)
     formats = {}
     for n in range(p.nodes):
         formats.update({
@@ -253,19 +256,20 @@ def _noc_top(cfg):
         parameters={
             "kx": cfg.kx, "ky": cfg.ky, "nodes": p.nodes, "flit_width": cfg.flit_width,
             "vcs": cfg.vcs, "vc_depth": cfg.vc_depth, "max_packet_flits": cfg.max_packet_flits,
-            "routing": cfg.routing, "router_cycles": cfg.router_cycles, "node_index": "y * kx + x",
+            "routing": cfg.routing, "router_cycles": cfg.router_cycles,
+            **({"pipelined": True} if cfg.pipelined else {}), "node_index": "y * kx + x",
             "vc_allocation": "any free VC at every hop; packets of one source and destination "
                              "stay in order (gen/router.py)",
         },
         performance={
             "zero_load_latency": {
                 "formula": "inject + (hops + 1) * router + (length - 1) + eject = "
-                           + ("hops + length + 1" if cfg.router_cycles == 1
-                              else "2 * hops + length + 2")
+                           + ("hops + length + 1" if hop == 1 else f"{hop} * hops + length + {hop}")
                            + " cycles, from the first beat taken on i<src> to the last beat taken "
                              "on o<dst>; hops = |dx| + |dy|",
-                "inject": NetworkInterface.inject_latency, "router": cfg.router_cycles,
+                "inject": NetworkInterface.inject_latency, "router": hop,
                 "eject": NetworkInterface.eject_latency,
+                **({"router_parts": router_parts} if cfg.pipelined else {}),
             },
             "flits_per_cycle_per_link": 1,
             "link_rate_rule": (
@@ -273,7 +277,8 @@ def _noc_top(cfg):
                 "lengths up to max_packet_flits; the configuration enforces the buffering that "
                 "gives it: vc_depth >= max_packet_flits + r with 1 VC, vc_depth >= "
                 "max_packet_flits with vcs >= r + 1 (2 VCs need router_cycles = 1), where r = 1, "
-                "or 3 with router_cycles = 2, is the flits whose credits are on their way back "
+                "or 3 with router_cycles = 2, is the flits whose credits are on their way back; "
+                "pipelined: 4 VCs, router_cycles = 1, vc_depth >= max_packet_flits "
                 "(gen/router.py)"),
         },
     )

@@ -23,11 +23,12 @@ class Mesh(Reused, wiring.Component):
 
         latency = 1 (injection) + (H + 1) * R (routers) + (L - 1) = H + L + 1    (R = 1)
 
-    where ``R = router_cycles`` (1, or 2 in the registered mode: ``2 H + L + 2``).
+    where ``R`` is the router's latency (:attr:`gen.router.Router.latency`): ``router_cycles`` (1,
+    or 2 in the registered mode: ``2 H + L + 2``), plus 1 when pipelined.
 
     Parameters
     ----------
-    kx, ky, flit_width, vcs, vc_depth, max_packet_flits, routing, router_cycles
+    kx, ky, flit_width, vcs, vc_depth, max_packet_flits, routing, router_cycles, pipelined
         See :class:`gen.lib.noc.NocParams`.
 
     Members
@@ -41,12 +42,13 @@ class Mesh(Reused, wiring.Component):
     """
 
     module_suffix = "mesh"
+    optional_parameters = ("pipelined",)
 
     def __init__(self, *, kx, ky, flit_width, vcs, vc_depth, max_packet_flits, routing,
-                 router_cycles=1):
+                 router_cycles=1, pipelined=False):
         self._p = NocParams(kx=kx, ky=ky, flit_width=flit_width, vcs=vcs, vc_depth=vc_depth,
                             max_packet_flits=max_packet_flits, routing=routing,
-                            router_cycles=router_cycles)
+                            router_cycles=router_cycles, pipelined=pipelined)
         members = {}
         for n in range(self._p.nodes):
             members[f"i{n}"] = In(stream.Signature(inject_layout(self._p)))
@@ -63,7 +65,7 @@ class Mesh(Reused, wiring.Component):
 
     def zero_load_latency(self, hops, length):
         """Cycles from the first beat taken on ``i<s>`` to the last beat taken on ``o<d>``."""
-        return NetworkInterface.inject_latency + (hops + 1) * self._p.router_cycles \
+        return NetworkInterface.inject_latency + (hops + 1) * self._p.hop_cycles \
             + (length - 1) + NetworkInterface.eject_latency
 
     def elaborate(self, platform):

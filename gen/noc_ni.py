@@ -1,6 +1,6 @@
 """The network interface of one mesh node: local injection and ejection streams <-> router links."""
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -22,7 +22,10 @@ class NetworkInterface(Reused, wiring.Component):
     The interface waits (``i.ready`` low) until a virtual channel of its router input is free for a
     whole packet (:func:`gen.output_vcs.vc_free`), takes the lowest such VC for the packet, then passes one
     beat per cycle with credits. Packets are injected in stream order on one link, which starts the
-    in-order argument of :class:`gen.router.Router`. A bad packet
+    in-order argument of :class:`gen.router.Router`. In a pipelined mesh with more than one VC a
+    packet never takes the VC of the packet before it, so that its head does not wait in the
+    router's input behind that packet's tail (the router allocates a head a cycle before switching
+    it, and only a head at the front of its VC). A bad packet
     is taken at full speed and dropped: it never enters the network. Bad means a unicast destination
     outside the mesh (``dest_x >= kx`` or ``dest_y >= ky``) or a multicast with an empty mask; each one
     adds 1 to ``drops`` (saturating) and sets ``bad`` (sticky until reset). A packet longer than
@@ -91,6 +94,13 @@ class NetworkInterface(Reused, wiring.Component):
         since_head = [Signal(range(lmax + 1), init=1, name=f"inj_since_head{c}") for c in range(V)]
         free = Signal(V)
         m.d.comb += free.eq(Cat(vc_free(p, None, credits[c], since_head[c]) for c in range(V)))
+        last_vc = None
+        if p.pipelined and V > 1:
+            # Not the VC of the packet before (see the class docstring).
+            last_vc = Signal(p.vc_bits, name="inj_last_vc")
+            usable = Signal(V, name="inj_usable")
+            m.d.comb += usable.eq(free & ~(Const(1, V) << last_vc)[:V])
+            free = usable
         low = Signal(p.vc_bits)
         for c in reversed(range(V)):
             with m.If(free[c]):
@@ -153,6 +163,8 @@ class NetworkInterface(Reused, wiring.Component):
                 m.d.sync += dropping.eq(~beat.last)
             with m.Else():
                 m.d.sync += [busy.eq(~tail), vc.eq(vc_now), count.eq(Cat(count + 1)[:len(count)])]
+                if last_vc is not None:
+                    m.d.sync += last_vc.eq(vc_now)
                 with m.If(tail):
                     m.d.sync += count.eq(0)
                     with m.If(~beat.last):

@@ -96,6 +96,19 @@ class Router(Reused, wiring.Component):
     input buffers have no bypass and return credits from a register: 2 cycles per hop, and every path
     between two routers starts and ends at a register.
 
+    Pipelined (``params.pipelined``): VC allocation and switch allocation in separate stages. A head
+    is allocated in one cycle (its route and output VCs into registers) and switched from the next,
+    so no path runs from allocation to the switch, the input buffers' pops and the credits; the
+    multi-output reservation is a register too. A hop costs 2 cycles, body flits follow their head
+    without gaps. Two rules change, with their arguments: the in-order rule lets a younger head be
+    allocated once every older head of its input holds its VCs, and holds back its switch requests
+    on an output until the older heads have been sent there (:class:`gen.order_rule.InOrderRule`:
+    it still leaves later, and waits only for heads that wait only for the switch); the interface
+    gives a packet another VC than the packet before (:class:`gen.noc_ni.NetworkInterface`), and a
+    router does too (the VC is still held when the next head is allocated), so a head never waits
+    at an input behind its predecessor's tail. The deadlock argument is unchanged: no new wait
+    points to an earlier link. Full link rate then needs 4 VCs (:func:`gen.lib.noc.full_rate_depth`).
+
     Link rate. An uncontended stream crosses every link at 1 flit per cycle when each head finds a
     free VC as soon as the tail before it has left. A VC is free for a new packet when it has credits
     for a whole packet and, with more than one VC, its last head's credit is back
@@ -158,8 +171,12 @@ class Router(Reused, wiring.Component):
     def latency_parts(self):
         """Zero-load cycles of a head flit in each stage: input buffer, route computation, VC
         allocation, switch allocation, and switch traversal into the output link register."""
-        return {"input_buffer": VcBuffer.latency_of(self._p.router_cycles == 1),
-                "route": RouteCompute.latency, "vc_allocation": VcAllocator.latency,
+        return self.latency_parts_of(self._p)
+
+    @staticmethod
+    def latency_parts_of(p):
+        return {"input_buffer": VcBuffer.latency_of(p.router_cycles == 1),
+                "route": RouteCompute.latency, "vc_allocation": VcAllocator.latency_of(p),
                 "switch_allocation": SwitchAllocator.latency, "switch_traversal": 1}
 
     @property
@@ -222,6 +239,10 @@ class Router(Reused, wiring.Component):
             for i, a in ivcs:
                 m.d.comb += [order.want[i][a].eq(rc.want[i][a]), order.sent[i][a].eq(sa.sent[i][a]),
                              va.blocked[i][a].eq(order.blocked[i][a])]
+                if p.pipelined:
+                    m.d.comb += [order.routed[i][a].eq(va.routed[i][a]),
+                                 order.route[i][a].eq(va.route[i][a]),
+                                 sa.blocked[i][a].eq(order.sw_blocked[i][a])]
 
         # Switch traversal, per output port: the granted input VC's flit and its output VC into the
         # link register, the mask cut to this output's region.

@@ -39,6 +39,9 @@ class SwitchAllocator(wiring.Component):
     -------
     valid, tail, routed : In(1).array(5, vcs)
     route : In(5).array(5, vcs)
+    blocked : In(5).array(5, vcs)
+        Outputs the input VC may not request yet (the pipelined router's in-order rule,
+        :class:`gen.order_rule.InOrderRule`; zero otherwise).
     grant_l, grant_n, grant_e, grant_s, grant_w : Out(requesters of that output)
     pop : Out(1).array(5, vcs)
     sent : Out(5).array(5, vcs)
@@ -52,6 +55,7 @@ class SwitchAllocator(wiring.Component):
             "tail": In(1).array(n, V),
             "routed": In(1).array(n, V),
             "route": In(n).array(n, V),
+            "blocked": In(n).array(n, V),
         }
         for o in range(n):
             members[f"grant_{PORTS[o]}"] = Out(len(self.requesters(o)))
@@ -84,7 +88,7 @@ class SwitchAllocator(wiring.Component):
             reqs = self.requesters(o)
             request = Signal(len(reqs), name=f"sw_req_{name[o]}")
             m.d.comb += request.eq(Cat(self.valid[i][a] & self.route[i][a][o] & ~sent[i, a][o]
-                                       for i, a in reqs))
+                                       & ~self.blocked[i][a][o] for i, a in reqs))
             # The packet that sent the last flit keeps the output while it has flits to send, so
             # packets leave whole when they can (fewer interleaved packets at the ejection).
             hold = Signal(len(reqs), name=f"sw_hold_{name[o]}")

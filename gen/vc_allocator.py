@@ -30,6 +30,8 @@ class VcAllocator(wiring.Component):
     One multi-output head, chosen round robin and kept until it is allocated, *reserves* its outputs
     against the single-output heads of every input ``i`` for which each of those outputs is a later
     link under dimension-order routing (:func:`gen.lib.noc.can_turn`); other heads never wait for it.
+    Pipelined, the reservation is a register: the head chosen in an earlier cycle reserves while it
+    still requests, and a new one is chosen when it is allocated or stops requesting.
 
     The results: ``routed`` (the packet has its VCs), ``route`` (its outputs) and ``ovc[o]`` (its VC
     on output ``o``), valid in the cycle of the allocation and kept until ``release`` (the tail flit
@@ -37,7 +39,10 @@ class VcAllocator(wiring.Component):
     one-flit packet sent at once).
 
     Combinational for the head (:attr:`latency` = 0): a head that can be allocated is, in the cycle
-    it reaches the front, and may be switched in that cycle.
+    it reaches the front, and may be switched in that cycle. Pipelined (``params.pipelined``,
+    :attr:`latency` = 1): ``routed``, ``route`` and ``ovc`` come from the registers alone, so a head
+    allocated in one cycle is switched from the next, and no path runs from allocation to the
+    switch.
 
     Parameters
     ----------
@@ -74,8 +79,15 @@ class VcAllocator(wiring.Component):
             "ovc": Out(params.vc_bits).array(n, V, n),
         })
 
-    latency = 0
-    """Cycles from a head at the front to its allocation: 0 (combinational)."""
+    @staticmethod
+    def latency_of(params):
+        """Cycles from a head at the front until the switch sees its allocation: 0, or 1
+        pipelined."""
+        return 1 if params.pipelined else 0
+
+    @property
+    def latency(self):
+        return self.latency_of(self._p)
 
     def elaborate(self, platform):
         m = Module()
@@ -122,9 +134,19 @@ class VcAllocator(wiring.Component):
             Cat(~want[i, a][o] | self.any_free[o] for o in targets[i]).all()
             for i, a in ivcs) & m_req)
         m_grant = Signal(len(ivcs), name="multi_grant")
-        m_res_done = Signal(name="multi_res_done")
-        m_res = arbiter(len(ivcs), "multi_res", m_req, m_res_done)
-        m.d.comb += m_res_done.eq((m_res & m_grant).any())
+        if p.pipelined:
+            # The reservation as a register: the head chosen in an earlier cycle, while it still
+            # requests (no arbiter between the requests and the single-output allocation).
+            res = Signal(len(ivcs), name="multi_res_reg")
+            m_res = Signal(len(ivcs), name="multi_res")
+            keep = Signal(name="multi_res_keep")
+            m.d.comb += [m_res.eq(res & m_req), keep.eq((m_res & ~m_grant).any())]
+            pick = arbiter(len(ivcs), "multi_res", m_req, ~keep)
+            m.d.sync += res.eq(Mux(keep, m_res, pick))
+        else:
+            m_res_done = Signal(name="multi_res_done")
+            m_res = arbiter(len(ivcs), "multi_res", m_req, m_res_done)
+            m.d.comb += m_res_done.eq((m_res & m_grant).any())
         m_any = arbiter(len(ivcs), "multi_fit", m_fits)
         m.d.comb += m_grant.eq(Mux((m_res & m_fits).any(), m_res, m_any))
 
@@ -147,15 +169,19 @@ class VcAllocator(wiring.Component):
             holds_back[i] = Signal(name=f"multi_holds_{name[i]}")
             m.d.comb += holds_back[i].eq((res_want & outside) == 0)
 
-        # Single-output heads: per output, one request granted per cycle (round robin).
+        # Single-output heads: per output, one request granted per cycle (round robin), unless a
+        # multi-output head takes the output in this cycle (applied after the arbiter, which then
+        # does not advance: the same as leaving every request out).
         granted = {(i, a): [m_grant[k]] for k, (i, a) in enumerate(ivcs)}
         for o in here:
             reqs = [(i, a) for i in sources[o] for a in range(V)]
             bits = [head_wait[i, a] & ~multi[i, a] & want[i, a][o] & ~blocked[i, a][o]
-                    & ~(res_want[o] & holds_back[i]) & ~grant_want[o] for i, a in reqs]
+                    & ~(res_want[o] & holds_back[i]) for i, a in reqs]
             request = Signal(len(reqs), name=f"alloc_req_{name[o]}")
             m.d.comb += request.eq(Cat(bits) & self.any_free[o].replicate(len(reqs)))
-            grant = arbiter(len(reqs), f"alloc_{name[o]}", request)
+            single = arbiter(len(reqs), f"alloc_{name[o]}", request, ~grant_want[o])
+            grant = Signal(len(reqs), name=f"alloc_grant_{name[o]}")
+            m.d.comb += grant.eq(single & (~grant_want[o]).replicate(len(reqs)))
             for k, (i, a) in enumerate(reqs):
                 granted[i, a].append(grant[k])
             m.d.comb += self.alloc[o].eq(grant.any() | grant_want[o])
@@ -164,17 +190,19 @@ class VcAllocator(wiring.Component):
             now = Signal(name=f"granted_{name[i]}{a}")
             m.d.comb += now.eq(Cat(granted[i, a]).any())
             m.d.comb += [
-                self.routed[i][a].eq(routed[i, a] | now),
+                self.routed[i][a].eq(routed[i, a] | (0 if p.pipelined else now)),
                 self.route[i][a].eq(Mux(routed[i, a], route[i, a], 0)),
             ]
             for o in targets[i]:
                 m.d.comb += self.ovc[i][a][o].eq(ovc[i, a, o])
             with m.If(now):
-                m.d.comb += self.route[i][a].eq(want[i, a])
                 m.d.sync += [routed[i, a].eq(1), route[i, a].eq(want[i, a])]
+                if not p.pipelined:
+                    m.d.comb += self.route[i][a].eq(want[i, a])
                 for o in targets[i]:
-                    m.d.comb += self.ovc[i][a][o].eq(self.low[o])
                     m.d.sync += ovc[i, a, o].eq(self.low[o])
+                    if not p.pipelined:
+                        m.d.comb += self.ovc[i][a][o].eq(self.low[o])
             with m.If(self.release[i][a]):
                 m.d.sync += routed[i, a].eq(0)
         return m

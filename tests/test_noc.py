@@ -31,8 +31,12 @@ MESH_3X1_REG = {"noc": {"top": "noc_3x1_1vc_reg", "kx": 3, "ky": 1, "flit_width"
 MESH_4X4 = {"noc": {"top": "noc_4x4", "kx": 4, "ky": 4, "flit_width": 8, "vcs": 2, "vc_depth": 4,
                     "max_packet_flits": 4}}
 
-MESHES = [MESH_2X2, MESH_3X3, MESH_3X2_YX]
-IDS = ["2x2-2vc", "3x3-1vc", "3x2-yx-4vc-registered"]
+# Allocation and switch in separate stages (4 VCs of a packet each: the least it allows).
+MESH_3X2_PIPE = {"noc": {"top": "noc_3x2_4vc_pipe", "kx": 3, "ky": 2, "flit_width": 8, "vcs": 4,
+                         "vc_depth": 2, "max_packet_flits": 2, "pipelined": True}}
+
+MESHES = [MESH_2X2, MESH_3X3, MESH_3X2_YX, MESH_3X2_PIPE]
+IDS = ["2x2-2vc", "3x3-1vc", "3x2-yx-4vc-registered", "3x2-4vc-pipelined"]
 
 
 _BUILDS = {}
@@ -87,23 +91,24 @@ def test_single_stream_at_the_manifest_link_rate(sections, traffic, seed):
     run_noc(sections, "stream", seed, ACCELGEN_GAP=gap, ACCELGEN_STALL=stall)
 
 
-@pytest.mark.parametrize("router_cycles", [1, 2])
+@pytest.mark.parametrize("router_cycles, pipelined", [(1, False), (2, False), (1, True)],
+                         ids=["bypassed", "registered", "pipelined"])
 @pytest.mark.parametrize("vcs", [1, 2, 4])
-def test_link_rate_rule_is_the_golden_models(vcs, router_cycles):
+def test_link_rate_rule_is_the_golden_models(vcs, router_cycles, pipelined):
     """The buffering rule the configuration enforces is exactly where the link model reaches 1 flit
     per cycle for every sequence of packet lengths, and one flit less of depth does not."""
     from gen.lib.noc import CREDIT_LOOP, full_rate_depth
     assert CREDIT_LOOP == golden.CREDIT_LOOP
     for lmax in range(1, 6):
-        need = full_rate_depth(vcs, lmax, router_cycles)
+        need = full_rate_depth(vcs, lmax, router_cycles, pipelined)
         for depth in range(lmax, lmax + 6):
             full = golden.stream_full_rate(vcs=vcs, vc_depth=depth, max_packet_flits=lmax,
-                                           router_cycles=router_cycles)
+                                           router_cycles=router_cycles, pipelined=pipelined)
             assert full == (need is not None and depth >= need), (lmax, depth)
             legal = True
             try:
                 parse_config({"noc": {"vcs": vcs, "vc_depth": depth, "max_packet_flits": lmax,
-                                      "router_cycles": router_cycles}})
+                                      "router_cycles": router_cycles, "pipelined": pipelined}})
             except ConfigError:
                 legal = False
             assert legal == full
@@ -129,6 +134,19 @@ def test_manifest_states_the_link_rate_rule():
     assert "vc_depth >= max_packet_flits + r with 1 VC" in perf["link_rate_rule"]
 
 
+def test_manifest_states_the_pipelined_latency():
+    from gen.emit import render
+    manifest = json.loads(render(parse_config(MESH_3X2_PIPE))["noc_3x2_4vc_pipe.json"])
+    zl = manifest["performance"]["zero_load_latency"]
+    assert manifest["parameters"]["pipelined"] is True
+    assert zl["router"] == 2 and zl["router_parts"]["vc_allocation"] == 1
+    assert sum(zl["router_parts"].values()) == zl["router"]
+    assert "2 * hops + length + 2" in zl["formula"]
+    for hop_count in range(4):
+        assert (zl["inject"] + (hop_count + 1) * zl["router"] + zl["eject"]
+                == golden.zero_load_latency(hop_count, 1, 2))
+
+
 @pytest.mark.sim
 @pytest.mark.parametrize("sections", [MESH_2X2, MESH_3X2_YX, MESH_1X1], ids=["2x2", "3x2-yx", "1x1"])
 def test_bad_packets_dropped_counted_flagged(sections, seed):
@@ -136,17 +154,23 @@ def test_bad_packets_dropped_counted_flagged(sections, seed):
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("sections", [MESH_2X2, MESH_3X2_YX], ids=["2x2", "3x2-yx-registered"])
+@pytest.mark.parametrize("sections", [MESH_2X2, MESH_3X2_YX, MESH_3X2_PIPE],
+                         ids=["2x2", "3x2-yx-registered", "3x2-pipelined"])
 def test_saturation_stress_drains(sections, seed):
     """Saturation with uniform, transpose, hotspot and 20% multicast traffic under backpressure: the
     watchdog never fires, the network drains, every delivery is right."""
     run_noc(sections, "stress", seed, ACCELGEN_NOC_CYCLES=1500, ACCELGEN_STALL=0.3)
 
 
+MESH_4X4_PIPE = {"noc": {"top": "noc_4x4_pipe", "kx": 4, "ky": 4, "flit_width": 8, "vcs": 4,
+                         "vc_depth": 4, "max_packet_flits": 4, "pipelined": True}}
+
+
 @pytest.mark.sim
 @pytest.mark.slow
-def test_4x4_stress(seed):
-    run_noc(MESH_4X4, "stress", seed, ACCELGEN_NOC_CYCLES=5000, ACCELGEN_STALL=0.3)
+@pytest.mark.parametrize("sections", [MESH_4X4, MESH_4X4_PIPE], ids=["2vc", "4vc-pipelined"])
+def test_4x4_stress(sections, seed):
+    run_noc(sections, "stress", seed, ACCELGEN_NOC_CYCLES=5000, ACCELGEN_STALL=0.3)
 
 
 @pytest.mark.sim
@@ -180,6 +204,13 @@ def test_4x4_traffic_and_zero_load(seed):
      "noc.vcs = 2: must be 1 or 4 with noc.router_cycles = 2: a VC is free for a new packet once "
      "its last head's credit is back, 4 cycles after it left, so 2 VCs cannot carry one-flit "
      "packets at 1 flit per cycle; see gen/router.py"),
+    ({"vcs": 2, "pipelined": True},
+     "noc.vcs = 2: must be 4 with noc.pipelined = true: a head is allocated a cycle before it "
+     "leaves, and a VC is free for a new packet once its last head's credit is back, so fewer VCs "
+     "cannot carry one-flit packets at 1 flit per cycle; see gen/router.py"),
+    ({"vcs": 4, "router_cycles": 2, "pipelined": True},
+     "noc.router_cycles = 2: must be 1 with noc.pipelined = true"),
+    ({"pipelined": 1}, "noc.pipelined = 1: must be true or false"),
     ({"max_packet_flits": 65}, "noc.max_packet_flits = 65: must be an integer from 1 to 64"),
     ({"router_cycles": 3}, "noc.router_cycles = 3: must be an integer from 1 to 2"),
 ])

@@ -214,6 +214,50 @@ def test_vc_allocator_grants_in_the_head_cycle_and_keeps_the_route():
     assert seen["mc_go"] == (1, 1, 1)
 
 
+def test_pipelined_vc_allocator_shows_the_allocation_a_cycle_later():
+    p = params(vcs=4, vc_depth=2, max_packet_flits=2, pipelined=True)
+    dut = VcAllocator(p)
+    assert dut.latency == 1
+    seen = {}
+
+    async def bench(ctx):
+        for o in range(5):
+            ctx.set(dut.any_free[o], 1)
+            ctx.set(dut.low[o], 2)
+        _unicast_head(ctx, dut, LOCAL, 3, 1 << EAST)
+        seen["now"] = (ctx.get(dut.routed[LOCAL][3]), ctx.get(dut.alloc[EAST]))
+        cycles = 0
+        while not ctx.get(dut.routed[LOCAL][3]):
+            await ctx.tick()
+            cycles += 1
+        seen["cycles"] = cycles
+        seen["after"] = (ctx.get(dut.route[LOCAL][3]), ctx.get(dut.ovc[LOCAL][3][EAST]))
+
+    run(dut, bench)
+    assert seen == {"now": (0, 1), "cycles": dut.latency, "after": (1 << EAST, 2)}
+
+
+def test_pipelined_in_order_rule_moves_to_the_switch():
+    p = params(vcs=2, pipelined=True)
+    dut = InOrderRule(p)
+
+    async def bench(ctx):
+        i = WEST
+        ctx.set(dut.older[i], 0b0010)       # VC 0's head is older than VC 1's
+        ctx.set(dut.pending[i], 0b11)
+        ctx.set(dut.want[i][0], 1 << EAST)
+        ctx.set(dut.want[i][1], 1 << EAST)
+        assert ctx.get(dut.blocked[i][1]) == 1 << EAST and ctx.get(dut.sw_blocked[i][1]) == 0
+        # Once the older head holds its VCs, the younger may be allocated, not switched before it.
+        ctx.set(dut.routed[i][0], 1)
+        ctx.set(dut.route[i][0], 1 << EAST)
+        assert ctx.get(dut.blocked[i][1]) == 0 and ctx.get(dut.sw_blocked[i][1]) == 1 << EAST
+        ctx.set(dut.sent[i][0], 1 << EAST)
+        assert ctx.get(dut.sw_blocked[i][1]) == 0
+
+    run(dut, bench, clock=False)
+
+
 def test_switch_allocator_grants_in_the_flit_cycle_and_keeps_the_packet_together():
     p = params(vcs=1)
     dut = SwitchAllocator(p)
@@ -290,13 +334,15 @@ def test_vc_buffer_latency(bypass):
     assert seen == {"cycles": dut.latency, "data": 0x5A}
 
 
-@pytest.mark.parametrize("router_cycles", [1, 2])
-def test_router_latency_is_the_sum_of_its_parts_and_its_rtl(router_cycles):
-    p = params(router_cycles=router_cycles)
+@pytest.mark.parametrize("router_cycles, pipelined", [(1, False), (2, False), (1, True)],
+                         ids=["bypassed", "registered", "pipelined"])
+def test_router_latency_is_the_sum_of_its_parts_and_its_rtl(router_cycles, pipelined):
+    p = params(router_cycles=router_cycles, pipelined=pipelined)
     dut = Router(p)
     parts = dut.latency_parts
-    assert dut.latency == sum(parts.values()) == router_cycles
-    assert parts["route"] == RouteCompute.latency and parts["vc_allocation"] == VcAllocator.latency
+    assert dut.latency == sum(parts.values()) == router_cycles + pipelined == p.hop_cycles
+    assert parts["route"] == RouteCompute.latency
+    assert parts["vc_allocation"] == VcAllocator.latency_of(p) == int(pipelined)
     assert parts["switch_allocation"] == SwitchAllocator.latency
     assert parts["input_buffer"] == VcBuffer.latency_of(router_cycles == 1)
     seen = {}

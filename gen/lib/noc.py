@@ -38,10 +38,13 @@ class NocParams:
     router_cycles : int
         Zero-load cycles per hop: 1 (input buffers bypassed when empty) or 2 (registered input
         buffers and credits: no combinational path between routers).
+    pipelined : bool
+        VC allocation and switch allocation in separate pipeline stages (a head is allocated in one
+        cycle and switched from the next): one more cycle per hop, a shorter clock period.
     """
 
     def __init__(self, *, kx, ky, flit_width, vcs, vc_depth, max_packet_flits, routing,
-                 router_cycles=1):
+                 router_cycles=1, pipelined=False):
         if router_cycles not in (1, 2):
             raise ValueError(f"router_cycles = {router_cycles}: must be 1 or 2")
         if vcs not in (1, 2, 4):
@@ -58,11 +61,21 @@ class NocParams:
         self.max_packet_flits = max_packet_flits
         self.routing = routing
         self.router_cycles = router_cycles
+        self.pipelined = bool(pipelined)
 
     def as_dict(self):
-        return {"kx": self.kx, "ky": self.ky, "flit_width": self.flit_width, "vcs": self.vcs,
-                "vc_depth": self.vc_depth, "max_packet_flits": self.max_packet_flits,
-                "routing": self.routing, "router_cycles": self.router_cycles}
+        out = {"kx": self.kx, "ky": self.ky, "flit_width": self.flit_width, "vcs": self.vcs,
+               "vc_depth": self.vc_depth, "max_packet_flits": self.max_packet_flits,
+               "routing": self.routing, "router_cycles": self.router_cycles}
+        if self.pipelined:     # absent at its default: modules without it keep their parameters
+            out["pipelined"] = True
+        return out
+
+    @property
+    def hop_cycles(self):
+        """Zero-load cycles per router (and its output link): ``router_cycles``, plus 1 when
+        pipelined."""
+        return self.router_cycles + self.pipelined
 
     @property
     def nodes(self):
@@ -200,7 +213,7 @@ def can_turn(routing, i, o):
 CREDIT_LOOP = {1: 1, 2: 3}
 
 
-def full_rate_depth(vcs, max_packet_flits, router_cycles):
+def full_rate_depth(vcs, max_packet_flits, router_cycles, pipelined=False):
     """The least ``vc_depth`` at which one uncontended stream of packets of any lengths (1 to
     ``max_packet_flits`` flits, in any order) crosses every link at 1 flit per cycle; ``None`` when no
     depth does.
@@ -213,8 +226,17 @@ def full_rate_depth(vcs, max_packet_flits, router_cycles):
     ``r + 1 - vcs`` of its flits may still be on their way back: ``max_packet_flits + max(0, r + 1 -
     vcs)``. The head condition needs the head's own credit back, ``r + 1`` cycles after it left: with
     ``vcs`` < ``r + 1`` one-flit packets find no VC in time, whatever the depth (2 VCs with registered
-    inputs). :func:`sim.golden.noc.stream_rate` checks this against every packet-length sequence.
+    inputs). :func:`sim.golden.noc.stream_full_rate` checks this against every packet-length
+    sequence.
+
+    Pipelined (:class:`gen.vc_allocator.VcAllocator`): a head is allocated in the cycle the packet
+    before it sends its tail, a cycle before it leaves, and a flit is taken by the next router a cycle
+    after it arrives, so 2 flits are on their way back and a VC is chosen 3 cycles after its last head
+    left: only 4 VCs (and ``router_cycles = 1``) keep one-flit packets at full rate, with ``vc_depth
+    >= max_packet_flits``.
     """
+    if pipelined:
+        return max_packet_flits if vcs == 4 and router_cycles == 1 else None
     r = CREDIT_LOOP[router_cycles]
     if vcs == 1:
         return max_packet_flits + r

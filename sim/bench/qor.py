@@ -23,7 +23,8 @@ Designs:
 ``router``
     :class:`gen.router.Router`, the module every router of a 4 x 4 mesh instantiates (5 ports, its
     position as inputs, as pymtl3-net's; YX routing, 32-bit flits, 4 flits per VC, 4-flit packets)
-    with 1 and 2 VCs. Peers: pymtl3-net's ``MeshRouterRTL`` and
+    with 1 and 2 VCs, and with 4 VCs unpipelined and pipelined (``pipelined``: VC allocation and
+    switch allocation in separate stages). Peers: pymtl3-net's ``MeshRouterRTL`` and
     ``TorusRouterRTL`` (:mod:`sim.bench.pymtl3_peers`, when ``pymtl3-net`` is installed:
     ``pip install 'accelgen[qor]'``).
 ``softmax``
@@ -101,8 +102,11 @@ ALL = ("int8", "int4", "w4a8", "fp8_e4m3", "fp8_e5m2")
 PES = {"pe_int8": ("accelgen PE, INT8", ("int8",), 32),
        "pe_int": ("accelgen PE, INT8 + INT4 + W4A8", ("int8", "int4", "w4a8"), 32),
        "pe_all": ("accelgen PE, all five modes (65-bit sum)", ALL, 65)}
-ROUTERS = {"router_1vc": ("accelgen router, 5 ports, 1 VC x 4 flits, 32-bit flits", 1),
-           "router_2vc": ("accelgen router, 5 ports, 2 VCs x 4 flits, 32-bit flits", 2)}
+ROUTERS = {"router_1vc": ("accelgen router, 5 ports, 1 VC x 4 flits, 32-bit flits", 1, False),
+           "router_2vc": ("accelgen router, 5 ports, 2 VCs x 4 flits, 32-bit flits", 2, False),
+           "router_4vc": ("accelgen router, 5 ports, 4 VCs x 4 flits, 32-bit flits", 4, False),
+           "router_4vc_pipelined": ("accelgen router, 5 ports, 4 VCs x 4 flits, 32-bit flits, "
+                                    "pipelined", 4, True)}
 SOFTMAX = {"softmax_p1": ("accelgen softmax, P = 1, max_len 64", 1, False),
            "softmax_p4": ("accelgen softmax, P = 4, max_len 64", 4, False),
            "softmax_p1_sram": ("accelgen softmax, P = 1, max_len 64, row buffer as an SRAM macro",
@@ -119,6 +123,7 @@ RATIOS = [
     ("pe_all", "pe_int8", 1.5, None),
     ("router_1vc", "mesh", 1.0, 1.0),
     ("router_2vc", "torus", 1.0, 1.0),
+    ("router_4vc_pipelined", "router_4vc", None, None),
 ]
 
 
@@ -150,12 +155,12 @@ def _designs(quick):
             from gen.pe import MixedPE
             return text_design(key, _verilog(MixedPE(modes=modes, psum_width=width), key))(folder)
         out.append((key, "pe", label, build))
-    for key, (label, vcs) in ROUTERS.items():
-        def build(folder, vcs=vcs, key=key):
+    for key, (label, vcs, pipelined) in ROUTERS.items():
+        def build(folder, vcs=vcs, key=key, pipelined=pipelined):
             from gen.lib.noc import NocParams
             from gen.router import Router
             p = NocParams(kx=4, ky=4, flit_width=32, vcs=vcs, vc_depth=4, max_packet_flits=4,
-                          routing="yx")
+                          routing="yx", pipelined=pipelined)
             return text_design(key, _verilog(Router(p), key))(folder)
         out.append((key, "router", label, build))
     for key, (label, lanes, macro) in SOFTMAX.items():

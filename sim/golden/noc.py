@@ -319,22 +319,68 @@ def stream_cycles(lengths, *, vcs, vc_depth, max_packet_flits, router_cycles=1):
     return cycles
 
 
-def stream_full_rate(*, vcs, vc_depth, max_packet_flits, router_cycles=1):
-    """Does every sequence of packet lengths (1 to ``max_packet_flits``) cross a link at 1 flit per
-    cycle? An exhaustive search of the sender's states (:func:`stream_cycles`' model): ``False`` as
-    soon as some sequence reaches a head that finds no free VC."""
-    r = CREDIT_LOOP[router_cycles]
-    start = _initial(vcs, vc_depth, r)
-    seen, todo = {start}, [start]
+def _free(credits, since, vcs, vc_depth, max_packet_flits, exclude=None):
+    return [c for c in range(vcs) if c != exclude and credits[c] >= max_packet_flits
+            and (vcs == 1 or credits[c] + since[c] > vc_depth)]
+
+
+def _link_full_rate(vcs, vc_depth, max_packet_flits, r, *, ahead, avoid_last):
+    """Exhaustive search of one link's sender under every sequence of packet lengths: ``False`` as
+    soon as a head finds no free VC in time. ``r``: flits whose credits are on their way back;
+    ``ahead``: the sender allocates a packet's VC in the cycle the previous packet's tail leaves (a
+    pipelined router: allocation a cycle before the switch; the VC of that packet is still held);
+    ``avoid_last``: a new packet never takes the previous packet's VC (a pipelined mesh's
+    interface)."""
+    state = ((vc_depth,) * vcs, (1,) * vcs, (None,) * r, None, 0)
+    seen, todo = {state}, [state]
     while todo:
-        state = todo.pop()
-        lengths = range(1, max_packet_flits + 1) if state[4] == 0 else (0,)
-        for length in lengths:
-            nxt = _link_step(state, vcs, vc_depth, max_packet_flits, r, length)
-            if nxt is None:
-                return False
+        credits, since, flight, vc, remaining = todo.pop()
+        if remaining == 0:
+            if ahead and vc is not None:
+                choices = [(vc, n) for n in range(1, max_packet_flits + 1)]  # allocated before
+            else:
+                free = _free(credits, since, vcs, vc_depth, max_packet_flits,
+                             vc if avoid_last else None)
+                if not free:
+                    return False
+                choices = [(free[0], n) for n in range(1, max_packet_flits + 1)]
+            head = True
+        else:
+            choices, head = [(vc, remaining)], False
+        for c, left in choices:
+            nxt_vc = c
+            if ahead and left == 1:
+                # The tail leaves now: the next packet's VC is chosen now, before this cycle's send,
+                # and not the VC this packet holds.
+                free = _free(credits, since, vcs, vc_depth, max_packet_flits, c)
+                if not free:
+                    return False
+                nxt_vc = free[0]
+            cr, sh = list(credits), list(since)
+            cr[c] -= 1
+            sh[c] = 1 if head else min(sh[c] + 1, max_packet_flits)
+            if flight and flight[-1] is not None:
+                cr[flight[-1]] += 1
+            nxt = (tuple(cr), tuple(sh), ((c,) + flight)[:r], nxt_vc, left - 1)
             if nxt not in seen:
                 seen.add(nxt)
                 todo.append(nxt)
     return True
 
+
+def stream_full_rate(*, vcs, vc_depth, max_packet_flits, router_cycles=1, pipelined=False):
+    """Does every sequence of packet lengths (1 to ``max_packet_flits``) cross every link at 1 flit
+    per cycle? An exhaustive search of a link sender's states (:func:`stream_cycles`' model):
+    ``False`` as soon as some sequence reaches a head that finds no free VC in time. Pipelined
+    (one router mode, inputs bypassed): every link is checked as its sender and receiver make it,
+    router to router (allocation a cycle ahead, 2 flits of credits on their way back), interface to
+    router (the interface avoids the previous packet's VC; 2) and router to interface (ahead; 1)."""
+    if pipelined:
+        if router_cycles != 1:
+            raise ValueError("the pipelined router is modelled with router_cycles = 1")
+        args = (vcs, vc_depth, max_packet_flits)
+        return (_link_full_rate(*args, 2, ahead=True, avoid_last=False)
+                and _link_full_rate(*args, 2, ahead=False, avoid_last=True)
+                and _link_full_rate(*args, 1, ahead=True, avoid_last=False))
+    return _link_full_rate(vcs, vc_depth, max_packet_flits, CREDIT_LOOP[router_cycles],
+                           ahead=False, avoid_last=False)
