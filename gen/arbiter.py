@@ -1,6 +1,6 @@
 """A round-robin arbiter: one grant among requesters, fair over time."""
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -56,16 +56,26 @@ class RoundRobinArbiter(Reused, wiring.Component):
         w = self._width
         above = Signal(w, init=(1 << w) - 1)
         high = Signal(w)
-        first_high = Signal(w)
-        first_any = Signal(w)
-        m.d.comb += [
-            high.eq(self.request & above),
-            first_high.eq((high & (~high + 1))[:w]),
-            first_any.eq((self.request & (~self.request + 1))[:w]),
-            self.grant.eq(first_any),
-        ]
-        with m.If(high.any()):
-            m.d.comb += self.grant.eq(first_high)
+        m.d.comb += high.eq(self.request & above)
+        high_or, any_or = _prefix_or(high), _prefix_or(self.request)
+        # The lowest set bit: set, and nothing set below it (prefix ORs of logarithmic depth rather
+        # than the carry chain of x & -x).
+        first_high = Cat(high[0], *(high[k] & ~high_or[k - 1] for k in range(1, w)))
+        first_any = Cat(self.request[0], *(self.request[k] & ~any_or[k - 1] for k in range(1, w)))
+        m.d.comb += self.grant.eq(Mux(high_or[-1], first_high, first_any))
+        grant_or = _prefix_or(self.grant)
         with m.If(self.grant.any() & self.advance):
-            m.d.sync += above.eq(~(self.grant | (self.grant - 1))[:w])
+            # The bits above the (one-hot) grant.
+            m.d.sync += above.eq(Cat(Const(0, 1), *grant_or[:-1]))
         return m
+
+
+def _prefix_or(value):
+    """``[value[0], value[0] | value[1], ...]``: the OR of each prefix, in log2(width) levels
+    (Kogge and Stone's parallel prefix)."""
+    bits = [value[k] for k in range(len(value))]
+    step = 1
+    while step < len(bits):
+        bits = [bits[k] | bits[k - step] if k >= step else bits[k] for k in range(len(bits))]
+        step *= 2
+    return bits

@@ -79,6 +79,29 @@ def test_arbiter_waits_at_most_width_minus_one_grants():
     assert max(worst) <= 4
 
 
+@pytest.mark.parametrize("width", [1, 2, 3, 5, 8])
+def test_arbiter_matches_the_round_robin_model(width):
+    """Against the model: the lowest request at or above the position after the last used grant,
+    else the lowest request; the position moves only on a used grant."""
+    rng = np.random.default_rng(width)
+    dut = RoundRobinArbiter(width)
+    steps = [(int(rng.integers(0, 1 << width)), int(rng.integers(0, 2))) for _ in range(200)]
+
+    async def bench(ctx):
+        above = (1 << width) - 1
+        for request, advance in steps:
+            ctx.set(dut.request, request)
+            ctx.set(dut.advance, advance)
+            pool = request & above or request
+            want = pool & -pool
+            assert ctx.get(dut.grant) == want, (request, above)
+            if want and advance:
+                above = ~(want | (want - 1)) & ((1 << width) - 1)
+            await ctx.tick()
+
+    run(dut, bench)
+
+
 @pytest.mark.parametrize("routing", ["xy", "yx"])
 def test_route_compute_is_dimension_order_and_combinational(routing):
     p = params(routing=routing)
