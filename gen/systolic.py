@@ -1,6 +1,6 @@
 """A weight-stationary systolic array of :class:`gen.pe.MixedPE`, with input skew and output deskew."""
 
-from amaranth.hdl import Cat, Module, Signal, signed
+from amaranth.hdl import Cat, Module, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 

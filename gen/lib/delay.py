@@ -21,6 +21,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from . import hier
 from .hier import Reused
 
 __all__ = ["DelayLine", "delay"]
@@ -97,7 +98,6 @@ class DelayLine(Reused, wiring.Component):
 def delay(m, name, value, depth, *, reset=False):
     """``value`` delayed by ``depth`` cycles through a :class:`DelayLine` added to ``m`` as
     ``name`` (``value`` itself for a depth of 0)."""
-    from . import hier
     if depth == 0:
         return value
     line = hier.add(m, name, DelayLine(width=len(value), depth=depth, reset=reset))
